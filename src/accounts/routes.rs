@@ -1,0 +1,360 @@
+//! The account routes of the contract.
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::store::{self, NewUser, ProfileChange, TokenPurpose};
+use super::{validate, User};
+use crate::app::AppState;
+use crate::auth::session::{self, Origin};
+use crate::auth::{CurrentUser, MaybeUser};
+use crate::error::AppError;
+use crate::http::{ClientIp, Json, LoginBody};
+use crate::rbac::{self, Access, Permission};
+use crate::{db, mail};
+
+const VERIFY_TOKEN_TTL_SECS: i64 = 3600;
+/// How long after login a session may change its own email or password without
+/// giving the current password again.
+const RECENT_LOGIN_SECS: i64 = 600;
+
+/// Routes open to anyone, and those that need a session (they say so by taking
+/// [`CurrentUser`]).
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/signup", post(signup))
+        .route("/verify_email/{token}", get(verify_email))
+        .route("/login", post(login))
+        .route("/logout", get(logout).post(logout))
+        .route("/check_auth_status", get(check_auth_status))
+        .route("/current_user_details", get(current_user_details))
+        .route("/update_profile", post(update_profile))
+        .route("/csrf_token", get(csrf_token))
+}
+
+#[derive(Deserialize)]
+struct SignupBody {
+    first_name: String,
+    last_name: String,
+    username: String,
+    email: String,
+    password: String,
+}
+
+async fn signup(
+    State(state): State<AppState>,
+    Json(body): Json<SignupBody>,
+) -> Result<Response, AppError> {
+    let first_name = validate::name("first_name", &body.first_name)?;
+    let last_name = validate::name("last_name", &body.last_name)?;
+    let username = validate::username(&body.username)?;
+    let email = validate::email(&body.email)?;
+    validate::password(
+        &state.config.password_policy,
+        &body.password,
+        &username,
+        &email,
+    )
+    .await?;
+    let hash = state.hasher.hash(&body.password).await?;
+
+    let mut tx = state.db.pool().begin().await?;
+    let user_id = store::insert_user(
+        &mut tx,
+        &NewUser {
+            username: &username,
+            email: &email,
+            first_name: &first_name,
+            last_name: &last_name,
+            password_hash: &hash,
+            email_verified: false,
+        },
+    )
+    .await?;
+    rbac::grant_role(&mut *tx, user_id, rbac::USER).await?;
+    let token = store::issue_token(
+        &mut tx,
+        user_id,
+        TokenPurpose::VerifyEmail,
+        VERIFY_TOKEN_TTL_SECS,
+    )
+    .await?;
+    let link = state.config.verify_url_template.replace("{token}", &token);
+    let welcome = mail::welcome(&email, &first_name, &username).map_err(AppError::internal)?;
+    let verify = mail::verify_email(&email, &first_name, &link).map_err(AppError::internal)?;
+    for message in [&welcome, &verify] {
+        state
+            .mailer
+            .enqueue(&mut tx, message)
+            .await
+            .map_err(AppError::internal)?;
+    }
+    tx.commit().await?;
+    state.mailer.wake();
+    tracing::info!(user_id, "account created");
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(json!({
+            "success": true,
+            "message": "Please check your email to verify your account",
+        })),
+    )
+        .into_response())
+}
+
+async fn verify_email(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+) -> Result<Response, AppError> {
+    let user_id = if token.len() > 128 {
+        None
+    } else {
+        store::consume_token(&state.db, TokenPurpose::VerifyEmail, &token).await?
+    };
+    let Some(user_id) = user_id else {
+        return Err(AppError::invalid(
+            "The verification link is invalid or has expired",
+        ));
+    };
+    store::mark_verified(&state.db, user_id).await?;
+    tracing::info!(user_id, "email verified");
+    Ok(
+        axum::Json(json!({ "success": true, "message": "Your account has been verified" }))
+            .into_response(),
+    )
+}
+
+fn origin(ip: &ClientIp, headers: &HeaderMap) -> Origin {
+    Origin {
+        ip: Some(ip.0.to_string()),
+        user_agent: headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+    }
+}
+
+const INVALID_CREDENTIALS: &str = "Invalid credentials";
+
+async fn login(
+    State(state): State<AppState>,
+    Extension(ip): Extension<ClientIp>,
+    headers: HeaderMap,
+    body: LoginBody,
+) -> Result<Response, AppError> {
+    let identifier = body.username_or_email.trim();
+    // An over-long identifier cannot name an account; it still pays for a hash so
+    // that its answer takes as long as any other failure.
+    let found = if identifier.is_empty() || identifier.len() > 254 {
+        None
+    } else {
+        store::find_for_login(&state.db, identifier).await?
+    };
+    let password_ok = body.password.len() <= 1024
+        && state
+            .hasher
+            .verify(&body.password, found.as_ref().map(|(_, h)| h.as_str()))
+            .await?;
+    let user = match found {
+        Some((user, _)) if password_ok => user,
+        _ => {
+            tracing::info!(outcome = "failed", "login");
+            return Err(AppError::Unauthenticated(
+                "invalid_credentials",
+                INVALID_CREDENTIALS,
+            ));
+        }
+    };
+    if user.disabled {
+        return Err(AppError::Forbidden(
+            "account_disabled",
+            "This account has been disabled",
+        ));
+    }
+    if state.config.require_email_verification && !user.email_verified {
+        return Err(AppError::Unauthenticated(
+            "email_not_verified",
+            "Please verify your email address before logging in",
+        ));
+    }
+    check_second_factor(&user, body.token.as_deref())?;
+
+    // A new session at every login: a value planted before login is worthless after.
+    if let Some(old) = session::cookie(&headers, session::SESSION_COOKIE) {
+        session::revoke_token(&state.db, old).await?;
+    }
+    let new = session::create(&state.db, &state.config, user.id, &origin(&ip, &headers)).await?;
+    let access = Access::load(state.db.pool(), user.id).await?;
+    tracing::info!(user_id = user.id, outcome = "ok", "login");
+    let mut response = axum::Json(json!({
+        "success": true,
+        "message": "Login successful",
+        "user": user.to_json(&access),
+        "csrf_token": new.csrf_token,
+    }))
+    .into_response();
+    for cookie in session::set_cookies(&state.config, &new) {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    Ok(response)
+}
+
+/// The second-factor step of login, after the password has been proven. Accounts
+/// cannot turn two-factor authentication on yet (it is the next capability to land),
+/// so an account that has it can only be refused here until then.
+fn check_second_factor(user: &User, token: Option<&str>) -> Result<(), AppError> {
+    if !user.twofa_enabled {
+        return Ok(());
+    }
+    match token {
+        None => Err(AppError::TwofaRequired),
+        Some(_) => Err(AppError::Unauthenticated(
+            "invalid_twofa_token",
+            "Invalid 2FA token",
+        )),
+    }
+}
+
+async fn logout(State(state): State<AppState>, user: CurrentUser) -> Result<Response, AppError> {
+    session::revoke(&state.db, user.session.id).await?;
+    tracing::info!(user_id = user.user.id, "logout");
+    let mut response =
+        axum::Json(json!({ "success": true, "message": "Logout successful" })).into_response();
+    for cookie in session::clear_cookies(&state.config) {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    Ok(response)
+}
+
+async fn check_auth_status(MaybeUser(user): MaybeUser) -> Response {
+    let body = match user {
+        Some(_) => json!({ "success": true, "message": "User is currently logged in" }),
+        None => json!({ "success": false, "message": "User is not logged in" }),
+    };
+    axum::Json(body).into_response()
+}
+
+async fn current_user_details(user: CurrentUser) -> Response {
+    let details = user.user.to_json(&user.access);
+    axum::Json(json!({ "success": true, "message": details, "user": details })).into_response()
+}
+
+async fn csrf_token(user: CurrentUser) -> Response {
+    axum::Json(json!({ "csrf_token": user.session.csrf_token })).into_response()
+}
+
+#[derive(Deserialize)]
+struct UpdateProfileBody {
+    #[serde(default)]
+    user_id: Option<i64>,
+    first_name: String,
+    last_name: String,
+    email: String,
+    username: String,
+    #[serde(default)]
+    password: Option<String>,
+    #[serde(default)]
+    current_password: Option<String>,
+}
+
+async fn update_profile(
+    State(state): State<AppState>,
+    caller: CurrentUser,
+    Json(body): Json<UpdateProfileBody>,
+) -> Result<Response, AppError> {
+    let own = body.user_id.is_none_or(|id| id == caller.user.id);
+    if !own && !caller.access.has(Permission::ManageUsers) {
+        return Err(AppError::unauthorized_access());
+    }
+    let target = if own {
+        caller.user.clone()
+    } else {
+        let id = body.user_id.unwrap_or(caller.user.id);
+        let target = store::find_by_id(&state.db, id)
+            .await?
+            .ok_or_else(|| AppError::not_found("User not found"))?;
+        // Editing an account is taking it over: only an account whose powers the
+        // caller holds already may be edited.
+        let target_access = Access::load(state.db.pool(), target.id).await?;
+        let within = caller.access.super_admin
+            || (!target_access.super_admin
+                && target_access
+                    .permissions
+                    .iter()
+                    .all(|p| caller.access.permissions.contains(p)));
+        if !within {
+            return Err(AppError::unauthorized_access());
+        }
+        target
+    };
+
+    let first_name = validate::name("first_name", &body.first_name)?;
+    let last_name = validate::name("last_name", &body.last_name)?;
+    let username = validate::username(&body.username)?;
+    let email = validate::email(&body.email)?;
+    let new_password = body.password.as_deref().filter(|p| !p.is_empty());
+    let email_changes = !email.eq_ignore_ascii_case(&target.email);
+
+    if own && (new_password.is_some() || email_changes) {
+        match body.current_password.as_deref().filter(|p| !p.is_empty()) {
+            Some(current) => {
+                let stored = store::password_hash(&state.db, target.id).await?;
+                if !state.hasher.verify(current, stored.as_deref()).await? {
+                    return Err(AppError::Forbidden(
+                        "wrong_current_password",
+                        "Current password is incorrect",
+                    ));
+                }
+            }
+            None if db::now() - caller.session.created_at > RECENT_LOGIN_SECS => {
+                return Err(AppError::Forbidden(
+                    "reauthentication_required",
+                    "Changing your email or password needs current_password (or a login in the last 10 minutes)",
+                ));
+            }
+            None => {}
+        }
+    }
+    let password_hash = match new_password {
+        Some(password) => {
+            validate::password(&state.config.password_policy, password, &username, &email).await?;
+            Some(state.hasher.hash(password).await?)
+        }
+        None => None,
+    };
+
+    let mut tx = state.db.pool().begin().await?;
+    store::update_profile(
+        &mut tx,
+        target.id,
+        &ProfileChange {
+            first_name: &first_name,
+            last_name: &last_name,
+            username: &username,
+            email: &email,
+            password_hash: password_hash.as_deref(),
+        },
+    )
+    .await?;
+    if password_hash.is_some() {
+        // A new password ends every other session: whoever knew the old one is out.
+        let keep = own.then_some(caller.session.id);
+        session::revoke_all_for_user(&mut *tx, target.id, keep).await?;
+    }
+    tx.commit().await?;
+    tracing::info!(
+        user_id = target.id,
+        by = caller.user.id,
+        password_changed = password_hash.is_some(),
+        "profile updated"
+    );
+    Ok(
+        axum::Json(json!({ "success": true, "message": "Profile updated successfully." }))
+            .into_response(),
+    )
+}

@@ -1,0 +1,182 @@
+//! The SQL behind accounts: users and their one-time email tokens.
+
+use sqlx::Row;
+
+use crate::auth::session::{self, random_token, token_hash, USER_COLUMNS};
+use crate::db::{self, Db};
+use crate::error::{AppError, OnUnique};
+
+use super::User;
+
+/// What a one-time email token proves.
+#[derive(Debug, Clone, Copy)]
+pub enum TokenPurpose {
+    VerifyEmail,
+}
+
+impl TokenPurpose {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::VerifyEmail => "verify_email",
+        }
+    }
+}
+
+pub struct NewUser<'a> {
+    pub username: &'a str,
+    pub email: &'a str,
+    pub first_name: &'a str,
+    pub last_name: &'a str,
+    pub password_hash: &'a str,
+    pub email_verified: bool,
+}
+
+/// Inserts the user; a taken username or email (compared case-insensitively by the
+/// database's unique indexes) is the contract's 409.
+pub async fn insert_user(
+    conn: &mut sqlx::AnyConnection,
+    user: &NewUser<'_>,
+) -> Result<i64, AppError> {
+    let now = db::now();
+    sqlx::query_scalar(
+        "INSERT INTO users (username, email, first_name, last_name, password_hash, \
+         email_verified, created_at, updated_at, password_changed_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $7) RETURNING id",
+    )
+    .bind(user.username)
+    .bind(user.email)
+    .bind(user.first_name)
+    .bind(user.last_name)
+    .bind(user.password_hash)
+    .bind(i64::from(user.email_verified))
+    .bind(now)
+    .fetch_one(conn)
+    .await
+    .on_unique(&[
+        ("users_username_key", "Username already exists"),
+        ("users_email_key", "Email already exists"),
+    ])
+}
+
+/// A user with the password hash, for login.
+pub async fn find_for_login(
+    db: &Db,
+    username_or_email: &str,
+) -> Result<Option<(User, String)>, AppError> {
+    let row = sqlx::query(&format!(
+        "SELECT {USER_COLUMNS}, password_hash FROM users \
+         WHERE lower(username) = lower($1) OR lower(email) = lower($1)"
+    ))
+    .bind(username_or_email)
+    .fetch_optional(db.pool())
+    .await?;
+    row.map(|r| Ok::<_, sqlx::Error>((session::user_from_row(&r, 0)?, r.try_get(10)?)))
+        .transpose()
+        .map_err(AppError::from)
+}
+
+pub async fn find_by_id(db: &Db, id: i64) -> Result<Option<User>, AppError> {
+    let row = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(db.pool())
+        .await?;
+    row.map(|r| session::user_from_row(&r, 0))
+        .transpose()
+        .map_err(AppError::from)
+}
+
+pub async fn password_hash(db: &Db, id: i64) -> Result<Option<String>, AppError> {
+    Ok(
+        sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1")
+            .bind(id)
+            .fetch_optional(db.pool())
+            .await?,
+    )
+}
+
+pub struct ProfileChange<'a> {
+    pub first_name: &'a str,
+    pub last_name: &'a str,
+    pub username: &'a str,
+    pub email: &'a str,
+    pub password_hash: Option<&'a str>,
+}
+
+pub async fn update_profile(
+    conn: &mut sqlx::AnyConnection,
+    user_id: i64,
+    change: &ProfileChange<'_>,
+) -> Result<(), AppError> {
+    let now = db::now();
+    sqlx::query(
+        "UPDATE users SET first_name = $1, last_name = $2, username = $3, email = $4, \
+         password_hash = COALESCE($5, password_hash), \
+         password_changed_at = CASE WHEN $5 IS NULL THEN password_changed_at ELSE $6 END, \
+         updated_at = $6 WHERE id = $7",
+    )
+    .bind(change.first_name)
+    .bind(change.last_name)
+    .bind(change.username)
+    .bind(change.email)
+    .bind(change.password_hash)
+    .bind(now)
+    .bind(user_id)
+    .execute(conn)
+    .await
+    .on_unique(&[
+        ("users_username_key", "Username already exists."),
+        ("users_email_key", "Email already in use."),
+    ])?;
+    Ok(())
+}
+
+/// Issues a one-time token for the user and returns its clear value; only its hash is
+/// stored.
+pub async fn issue_token(
+    conn: &mut sqlx::AnyConnection,
+    user_id: i64,
+    purpose: TokenPurpose,
+    ttl_secs: i64,
+) -> Result<String, sqlx::Error> {
+    let token = random_token();
+    let now = db::now();
+    sqlx::query(
+        "INSERT INTO email_tokens (user_id, purpose, token_hash, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(user_id)
+    .bind(purpose.as_str())
+    .bind(token_hash(&token))
+    .bind(now)
+    .bind(now + ttl_secs)
+    .execute(conn)
+    .await?;
+    Ok(token)
+}
+
+/// Uses up a token: succeeds once, within its lifetime, and returns its user. One
+/// statement marks and reads it, so two concurrent uses cannot both succeed.
+pub async fn consume_token(
+    db: &Db,
+    purpose: TokenPurpose,
+    token: &str,
+) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar(
+        "UPDATE email_tokens SET used_at = $1 WHERE token_hash = $2 AND purpose = $3 \
+         AND used_at IS NULL AND expires_at > $1 RETURNING user_id",
+    )
+    .bind(db::now())
+    .bind(token_hash(token))
+    .bind(purpose.as_str())
+    .fetch_optional(db.pool())
+    .await
+}
+
+pub async fn mark_verified(db: &Db, user_id: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE users SET email_verified = 1, updated_at = $1 WHERE id = $2")
+        .bind(db::now())
+        .bind(user_id)
+        .execute(db.pool())
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,180 @@
+//! The rules for account fields and passwords; each failure says which rule failed.
+
+use crate::config::PasswordPolicy;
+use crate::error::AppError;
+
+const NAME_MAX: usize = 100;
+const EMAIL_MAX: usize = 254;
+
+/// A first or last name: 1 to 100 characters after trimming, no control characters.
+pub fn name(field: &str, value: &str) -> Result<String, AppError> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Err(AppError::invalid(format!("{field} is required")));
+    }
+    if value.chars().count() > NAME_MAX {
+        return Err(AppError::invalid(format!(
+            "{field} must be at most {NAME_MAX} characters"
+        )));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(AppError::invalid(format!(
+            "{field} must not contain control characters"
+        )));
+    }
+    Ok(value.to_owned())
+}
+
+/// 3 to 32 of ASCII letters, digits, `.`, `_` and `-`.
+pub fn username(value: &str) -> Result<String, AppError> {
+    let value = value.trim();
+    let ok = (3..=32).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if !ok {
+        return Err(AppError::invalid(
+            "username must be 3 to 32 characters of letters, digits, '.', '_' and '-'",
+        ));
+    }
+    Ok(value.to_owned())
+}
+
+pub fn email(value: &str) -> Result<String, AppError> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Err(AppError::invalid("email is required"));
+    }
+    if value.len() > EMAIL_MAX || value.parse::<lettre::Address>().is_err() {
+        return Err(AppError::invalid("email is not a valid email address"));
+    }
+    Ok(value.to_owned())
+}
+
+/// Checks a new password against the policy. The strength estimate is CPU work that
+/// grows with length, so it runs after the cheap checks and off the async threads.
+pub async fn password(
+    policy: &PasswordPolicy,
+    password: &str,
+    username: &str,
+    email: &str,
+) -> Result<(), AppError> {
+    let mut failed = Vec::new();
+    let length = password.chars().count();
+    if length < policy.min_length || length > policy.max_length {
+        failed.push(format!(
+            "be {} to {} characters long",
+            policy.min_length, policy.max_length
+        ));
+    }
+    if !password.chars().any(char::is_lowercase) {
+        failed.push("contain a lower-case letter".to_owned());
+    }
+    if !password.chars().any(char::is_uppercase) {
+        failed.push("contain an upper-case letter".to_owned());
+    }
+    if !password.chars().any(|c| c.is_ascii_digit()) {
+        failed.push("contain a digit".to_owned());
+    }
+    if !password.chars().any(|c| !c.is_alphanumeric()) {
+        failed.push("contain a character that is not a letter or digit".to_owned());
+    }
+    let lowered = password.to_lowercase();
+    let local_part = email.split('@').next().unwrap_or(email).to_lowercase();
+    if lowered == username.to_lowercase()
+        || lowered == email.to_lowercase()
+        || (local_part.len() >= 3 && lowered.contains(&local_part))
+        || (username.len() >= 3 && lowered.contains(&username.to_lowercase()))
+    {
+        failed.push("not contain your username or email".to_owned());
+    }
+    if !failed.is_empty() {
+        return Err(AppError::invalid(format!(
+            "Password must {}",
+            failed.join(", ")
+        )));
+    }
+    let inputs = [username.to_owned(), email.to_owned()];
+    let password = password.to_owned();
+    let weak = tokio::task::spawn_blocking(move || {
+        let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+        let estimate = zxcvbn::zxcvbn(&password, &refs);
+        (estimate.score() < zxcvbn::Score::Three).then(|| {
+            estimate
+                .feedback()
+                .and_then(|f| f.warning())
+                .map(|w| w.to_string())
+                .unwrap_or_default()
+        })
+    })
+    .await
+    .map_err(AppError::internal)?;
+    match weak {
+        None => Ok(()),
+        Some(warning) if warning.is_empty() => Err(AppError::invalid(
+            "Password is too easy to guess; use a longer mix of unrelated words",
+        )),
+        Some(warning) => Err(AppError::invalid(format!(
+            "Password is too easy to guess: {}",
+            warning.trim_end_matches('.')
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> PasswordPolicy {
+        PasswordPolicy {
+            min_length: 8,
+            max_length: 128,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_policy_names_every_failed_rule() {
+        let e = password(&policy(), "abc", "alice", "alice@example.com")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("8 to 128"), "{e}");
+        assert!(e.contains("upper-case"), "{e}");
+        assert!(e.contains("digit"), "{e}");
+        assert!(e.contains("not a letter or digit"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn unicode_symbols_count_and_common_passwords_do_not_pass() {
+        password(
+            &policy(),
+            "Blue§Kettle-Orbit7",
+            "alice",
+            "alice@example.com",
+        )
+        .await
+        .unwrap();
+        let e = password(&policy(), "Password1!", "alice", "alice@example.com")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("too easy to guess"), "{e}");
+        let e = password(&policy(), "Alice-Rocks-99!x", "alice", "alice@example.com")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("username or email"), "{e}");
+    }
+
+    #[test]
+    fn usernames_and_emails() {
+        assert!(username("al").is_err());
+        assert!(username("alice smith").is_err());
+        assert_eq!(username(" Alice.S-1 ").unwrap(), "Alice.S-1");
+        assert!(email("not-an-email").is_err());
+        assert!(email("a@b.example").is_ok());
+        assert!(email(&format!("{}@x.io", "a".repeat(260))).is_err());
+        assert!(name("first_name", "  ").is_err());
+        assert!(name("first_name", &"x".repeat(101)).is_err());
+    }
+}

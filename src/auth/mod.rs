@@ -1,0 +1,188 @@
+//! Who is calling: sessions, CSRF, password hashing and the extractors that guard
+//! routes.
+//!
+//! [`authenticate`] runs before every route: it resolves the session cookie once and
+//! enforces CSRF for state-changing requests that ride on it. Handlers then state what
+//! they need in their signature: [`CurrentUser`] for any logged-in user,
+//! [`Require`] for a permission.
+
+pub mod password;
+pub mod session;
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, Method};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use subtle::ConstantTimeEq;
+
+use crate::app::AppState;
+use crate::error::AppError;
+use crate::rbac::Permission;
+pub use session::Authenticated;
+
+pub const CSRF_FAILED: &str = "CSRF token validation failed";
+pub const CSRF_HEADER: &str = "x-csrftoken";
+
+/// Routes that a session cookie may reach with an unsafe method and no CSRF header:
+/// they either create the session or act on a secret carried in the request itself.
+fn csrf_exempt(path: &str) -> bool {
+    matches!(
+        path,
+        "/signup" | "/login" | "/logout" | "/forgot_password" | "/stripe/webhook"
+    ) || path.starts_with("/reset_password/")
+        || path.starts_with("/verify_email/")
+}
+
+/// Resolves the session cookie and checks CSRF; see the module documentation.
+pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let Some(token) = session::cookie(req.headers(), session::SESSION_COOKIE) else {
+        return next.run(req).await;
+    };
+    let auth = match session::resolve(&state.db, &state.config, token).await {
+        Ok(auth) => auth,
+        Err(e) => return AppError::from(e).into_response(),
+    };
+    if let Some(auth) = auth {
+        let unsafe_method = !matches!(
+            *req.method(),
+            Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+        );
+        if unsafe_method
+            && !csrf_exempt(req.uri().path())
+            && !csrf_matches(req.headers(), &auth.session.csrf_token)
+        {
+            return AppError::Forbidden("csrf_failed", CSRF_FAILED).into_response();
+        }
+        req.extensions_mut().insert(Arc::new(auth));
+    }
+    next.run(req).await
+}
+
+fn csrf_matches(headers: &HeaderMap, expected: &str) -> bool {
+    headers
+        .get(CSRF_HEADER)
+        .map(|sent| bool::from(sent.as_bytes().ct_eq(expected.as_bytes())))
+        .unwrap_or(false)
+}
+
+/// A logged-in user; a route taking it answers 401 to anyone else.
+#[derive(Debug, Clone)]
+pub struct CurrentUser(pub Arc<Authenticated>);
+
+impl std::ops::Deref for CurrentUser {
+    type Target = Authenticated;
+    fn deref(&self) -> &Authenticated {
+        &self.0
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for CurrentUser {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, AppError> {
+        parts
+            .extensions
+            .get::<Arc<Authenticated>>()
+            .cloned()
+            .map(CurrentUser)
+            .ok_or_else(AppError::login_required)
+    }
+}
+
+/// The session of the request, if it has a live one; for routes open to everyone that
+/// answer differently to a logged-in caller.
+#[derive(Debug, Clone)]
+pub struct MaybeUser(pub Option<Arc<Authenticated>>);
+
+impl<S: Send + Sync> FromRequestParts<S> for MaybeUser {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(MaybeUser(
+            parts.extensions.get::<Arc<Authenticated>>().cloned(),
+        ))
+    }
+}
+
+/// A permission as a type, so that routes can demand it in their signature.
+pub trait RequiredPermission: Send + Sync + 'static {
+    const PERMISSION: Permission;
+}
+
+/// A logged-in user holding permission `P`: 401 without a session, 403 without `P`.
+#[derive(Debug, Clone)]
+pub struct Require<P: RequiredPermission>(pub Arc<Authenticated>, PhantomData<P>);
+
+impl<P: RequiredPermission> std::ops::Deref for Require<P> {
+    type Target = Authenticated;
+    fn deref(&self) -> &Authenticated {
+        &self.0
+    }
+}
+
+impl<S: Send + Sync, P: RequiredPermission> FromRequestParts<S> for Require<P> {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
+        let CurrentUser(auth) = CurrentUser::from_request_parts(parts, state).await?;
+        if auth.access.has(P::PERMISSION) {
+            Ok(Require(auth, PhantomData))
+        } else {
+            Err(AppError::unauthorized_access())
+        }
+    }
+}
+
+/// The permission marker types, one per built-in permission.
+pub mod perm {
+    use super::RequiredPermission;
+    use crate::rbac::Permission;
+
+    macro_rules! marker {
+        ($($name:ident),* $(,)?) => {$(
+            #[derive(Debug, Clone, Copy)]
+            pub struct $name;
+            impl RequiredPermission for $name {
+                const PERMISSION: Permission = Permission::$name;
+            }
+        )*};
+    }
+
+    marker!(
+        ViewDashboard,
+        ManageUsers,
+        ViewReports,
+        ManageSettings,
+        AccessLogs,
+        ManageAdmin,
+        Edit,
+        ManageBilling,
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csrf_exemptions_are_exactly_the_contracts() {
+        for path in [
+            "/signup",
+            "/login",
+            "/logout",
+            "/forgot_password",
+            "/reset_password/abc",
+            "/verify_email/abc",
+            "/stripe/webhook",
+        ] {
+            assert!(csrf_exempt(path), "{path}");
+        }
+        for path in ["/update_profile", "/signup/x", "/loginx", "/boards"] {
+            assert!(!csrf_exempt(path), "{path}");
+        }
+    }
+}

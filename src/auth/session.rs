@@ -1,0 +1,278 @@
+//! Server-side sessions.
+//!
+//! The browser holds a 256-bit random value; the database holds only its SHA-256, so a
+//! copy of the sessions table cannot be replayed as cookies. Every request looks the
+//! session up, which is what makes revocation and expiry take effect at once on every
+//! instance sharing the database.
+
+use std::time::Duration;
+
+use axum::http::{header, HeaderMap, HeaderValue};
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use crate::accounts::User;
+use crate::config::Config;
+use crate::db::{self, Db};
+use crate::rbac::Access;
+
+pub const SESSION_COOKIE: &str = "session";
+pub const CSRF_COOKIE: &str = "X-CSRFToken";
+
+/// The session a request was made with.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub id: i64,
+    pub csrf_token: String,
+    pub created_at: i64,
+}
+
+/// A request's proven identity: its session, its user and what the user may do.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    pub session: Session,
+    pub user: User,
+    pub access: Access,
+}
+
+/// A freshly issued session: the cookie value exists only here and in the browser.
+pub struct NewSession {
+    pub token: String,
+    pub csrf_token: String,
+}
+
+/// Where a login came from, kept with the session for the user to review.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+pub fn random_token() -> String {
+    use base64::Engine as _;
+    use rand::RngCore as _;
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// The stored form of a random token. The value already has 256 bits of entropy, so
+/// a fast hash is enough; no salt or stretching is needed.
+pub fn token_hash(token: &str) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(token.as_bytes()))
+}
+
+/// Starts a session for the user.
+pub async fn create(
+    db: &Db,
+    config: &Config,
+    user_id: i64,
+    origin: &Origin,
+) -> Result<NewSession, sqlx::Error> {
+    let token = random_token();
+    let csrf_token = random_token();
+    let now = db::now();
+    sqlx::query(
+        "INSERT INTO sessions (token_hash, user_id, csrf_token, created_at, last_seen_at, \
+         expires_at, ip, user_agent) VALUES ($1, $2, $3, $4, $4, $5, $6, $7)",
+    )
+    .bind(token_hash(&token))
+    .bind(user_id)
+    .bind(&csrf_token)
+    .bind(now)
+    .bind(now + secs(config.session_lifetime))
+    .bind(origin.ip.as_deref())
+    .bind(origin.user_agent.as_deref().map(|ua| truncate(ua, 512)))
+    .execute(db.pool())
+    .await?;
+    Ok(NewSession { token, csrf_token })
+}
+
+/// The live session and user behind a cookie value, if there is one: not revoked, not
+/// past its absolute lifetime, not idle too long, and its user not disabled.
+pub async fn resolve(
+    db: &Db,
+    config: &Config,
+    token: &str,
+) -> Result<Option<Authenticated>, sqlx::Error> {
+    let now = db::now();
+    let row = sqlx::query(
+        "SELECT s.id, s.csrf_token, s.created_at, s.last_seen_at, \
+         u.id, u.username, u.email, u.first_name, u.last_name, u.email_verified, \
+         u.disabled, u.twofa_enabled, u.created_at, u.password_changed_at \
+         FROM sessions s JOIN users u ON u.id = s.user_id \
+         WHERE s.token_hash = $1 AND s.revoked_at IS NULL AND s.expires_at > $2 \
+         AND s.last_seen_at > $3 AND u.disabled = 0",
+    )
+    .bind(token_hash(token))
+    .bind(now)
+    .bind(now - secs(config.session_idle_timeout))
+    .fetch_optional(db.pool())
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let session = Session {
+        id: row.try_get(0)?,
+        csrf_token: row.try_get(1)?,
+        created_at: row.try_get(2)?,
+    };
+    let last_seen_at: i64 = row.try_get(3)?;
+    let user = user_from_row(&row, 4)?;
+
+    // Writing on every request would serialise all reads behind the database's
+    // writer; the idle clock only needs a resolution well under the idle timeout.
+    let touch_every = (secs(config.session_idle_timeout) / 4).min(60);
+    if now - last_seen_at >= touch_every {
+        sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(session.id)
+            .execute(db.pool())
+            .await?;
+    }
+    let access = Access::load(db.pool(), user.id).await?;
+    Ok(Some(Authenticated {
+        session,
+        user,
+        access,
+    }))
+}
+
+/// Reads a user from `row` starting at column `at`, in the order of [`USER_COLUMNS`].
+pub fn user_from_row(row: &AnyRow, at: usize) -> Result<User, sqlx::Error> {
+    Ok(User {
+        id: row.try_get(at)?,
+        username: row.try_get(at + 1)?,
+        email: row.try_get(at + 2)?,
+        first_name: row.try_get(at + 3)?,
+        last_name: row.try_get(at + 4)?,
+        email_verified: row.try_get::<i64, _>(at + 5)? != 0,
+        disabled: row.try_get::<i64, _>(at + 6)? != 0,
+        twofa_enabled: row.try_get::<i64, _>(at + 7)? != 0,
+        created_at: row.try_get(at + 8)?,
+        password_changed_at: row.try_get(at + 9)?,
+    })
+}
+
+/// The user columns [`user_from_row`] reads, for queries on `users` alone.
+pub const USER_COLUMNS: &str = "id, username, email, first_name, last_name, email_verified, \
+     disabled, twofa_enabled, created_at, password_changed_at";
+
+pub async fn revoke(db: &Db, session_id: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE sessions SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+        .bind(db::now())
+        .bind(session_id)
+        .execute(db.pool())
+        .await?;
+    Ok(())
+}
+
+/// Revokes the session a cookie value names, whoever it belongs to.
+pub async fn revoke_token(db: &Db, token: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE sessions SET revoked_at = $1 WHERE token_hash = $2 AND revoked_at IS NULL")
+        .bind(db::now())
+        .bind(token_hash(token))
+        .execute(db.pool())
+        .await?;
+    Ok(())
+}
+
+/// Revokes every session of the user except `keep`.
+pub async fn revoke_all_for_user<'e, E>(
+    executor: E,
+    user_id: i64,
+    keep: Option<i64>,
+) -> Result<(), sqlx::Error>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    sqlx::query(
+        "UPDATE sessions SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL \
+         AND id <> $3",
+    )
+    .bind(db::now())
+    .bind(user_id)
+    .bind(keep.unwrap_or(-1))
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
+/// Forgets sessions that can no longer be used.
+pub async fn prune(db: &Db, config: &Config) -> Result<u64, sqlx::Error> {
+    let now = db::now();
+    let result = sqlx::query(
+        "DELETE FROM sessions WHERE expires_at < $1 OR revoked_at < $1 OR last_seen_at < $2",
+    )
+    .bind(now - 86_400)
+    .bind(now - secs(config.session_idle_timeout) - 86_400)
+    .execute(db.pool())
+    .await?;
+    Ok(result.rows_affected())
+}
+
+/// The value of one cookie of the request.
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim_matches('"'))
+        .filter(|v| !v.is_empty())
+}
+
+/// The `Set-Cookie` headers that hand a new session to the browser.
+pub fn set_cookies(config: &Config, session: &NewSession) -> [HeaderValue; 2] {
+    let max_age = secs(config.session_lifetime);
+    [
+        cookie_header(SESSION_COOKIE, &session.token, max_age, true, "Lax", config),
+        cookie_header(
+            CSRF_COOKIE,
+            &session.csrf_token,
+            max_age,
+            false,
+            "Strict",
+            config,
+        ),
+    ]
+}
+
+/// The `Set-Cookie` headers that remove both cookies.
+pub fn clear_cookies(config: &Config) -> [HeaderValue; 2] {
+    [
+        cookie_header(SESSION_COOKIE, "", 0, true, "Lax", config),
+        cookie_header(CSRF_COOKIE, "", 0, false, "Strict", config),
+    ]
+}
+
+fn cookie_header(
+    name: &str,
+    value: &str,
+    max_age: i64,
+    http_only: bool,
+    same_site: &str,
+    config: &Config,
+) -> HeaderValue {
+    let mut cookie = format!("{name}={value}; Path=/; Max-Age={max_age}; SameSite={same_site}");
+    if http_only {
+        cookie.push_str("; HttpOnly");
+    }
+    if config.session_cookie_secure {
+        cookie.push_str("; Secure");
+    }
+    // Names and values are our own base64url tokens, always valid header text.
+    HeaderValue::from_str(&cookie).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+pub fn secs(d: Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 2)
+}
+
+fn truncate(s: &str, max_chars: usize) -> &str {
+    match s.char_indices().nth(max_chars) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}

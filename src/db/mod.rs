@@ -1,0 +1,171 @@
+//! The database: one pool over SQLite or PostgreSQL, migrations and built-in data.
+//!
+//! Gatehouse writes one dialect of SQL for both backends and runs it through sqlx's
+//! `Any` driver: `$N` placeholders (SQLite accepts them too), `RETURNING`, integers
+//! for flags and for timestamps (Unix seconds, UTC), `lower()` for case-insensitive
+//! comparison. Only the DDL differs, so each backend has its own migrations folder.
+//! Compile-time checked queries would bind the code to one backend, which is why
+//! queries here are checked by the test suite running on both databases instead.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::AnyPoolOptions;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+use sqlx::{AnyPool, ConnectOptions, Connection, Executor};
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The application's handle on its database; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Db {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database: {0}")]
+    Sqlx(#[from] sqlx::Error),
+    #[error("migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("cannot create the database folder {path}: {source}")]
+    Folder {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// The current time as the database stores it: Unix seconds, UTC.
+pub fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// A stored timestamp as the contract shows it: ISO 8601 UTC.
+pub fn iso8601(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+impl Db {
+    /// Connects, creating the SQLite file and its folder on first use, applies the
+    /// migrations and makes sure the built-in roles and permissions exist.
+    pub async fn connect(url: &str) -> Result<Self, DbError> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else {
+            Backend::Postgres
+        };
+        let pool = match backend {
+            Backend::Sqlite => {
+                let options = sqlite_options(url)?;
+                create_parent_folder(&options)?;
+                // Migrations run on a native connection: it creates the file, and
+                // sqlx's migrator speaks each backend natively.
+                let mut conn = options.connect().await?;
+                SQLITE_MIGRATIONS.run(&mut conn).await?;
+                conn.close().await?;
+                AnyPoolOptions::new()
+                    .max_connections(8)
+                    .acquire_timeout(Duration::from_secs(5))
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            // The Any driver does not carry SQLite's connect options,
+                            // so each pooled connection sets its pragmas here.
+                            conn.execute(
+                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                                 PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
+                            )
+                            .await?;
+                            Ok(())
+                        })
+                    })
+                    .connect(&sqlite_url(url))
+                    .await?
+            }
+            Backend::Postgres => {
+                let options = PgConnectOptions::from_str(url)?;
+                let mut conn = options.connect().await?;
+                POSTGRES_MIGRATIONS.run(&mut conn).await?;
+                conn.close().await?;
+                AnyPoolOptions::new()
+                    .max_connections(16)
+                    .acquire_timeout(Duration::from_secs(5))
+                    .connect(url)
+                    .await?
+            }
+        };
+        let db = Self { pool, backend };
+        crate::rbac::seed_builtin(&db).await?;
+        Ok(db)
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Whether the database answers a trivial query within two seconds.
+    pub async fn ping(&self) -> bool {
+        matches!(
+            tokio::time::timeout(
+                Duration::from_secs(2),
+                sqlx::query("SELECT 1").execute(&self.pool)
+            )
+            .await,
+            Ok(Ok(_))
+        )
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn sqlite_options(url: &str) -> Result<SqliteConnectOptions, sqlx::Error> {
+    Ok(SqliteConnectOptions::from_str(url)?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(5))
+        .foreign_keys(true))
+}
+
+/// The pool's URL: the same file, created by the migration step already.
+fn sqlite_url(url: &str) -> String {
+    if url.contains('?') {
+        url.to_owned()
+    } else {
+        format!("{url}?mode=rwc")
+    }
+}
+
+fn create_parent_folder(options: &SqliteConnectOptions) -> Result<(), DbError> {
+    let file = options.get_filename();
+    match file.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() && !dir.exists() => std::fs::create_dir_all(dir)
+            .map_err(|source| DbError::Folder {
+                path: dir.display().to_string(),
+                source,
+            }),
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,179 @@
+//! The one error type of the HTTP layer and its mapping to the contract's JSON.
+//!
+//! Every failure a handler can meet becomes an [`AppError`]; [`AppError::into_response`]
+//! is the only place a failure turns into a status code and a body. Internal errors
+//! carry their cause in a response extension ([`ErrorReport`]) so that the request
+//! middleware logs it once, next to the request id, and the body never shows it.
+
+use std::sync::Arc;
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Value};
+
+/// The sentence the contract prescribes for a missing or dead session.
+pub const LOGIN_REQUIRED: &str = "Please log in to access this resource.";
+/// The sentence the contract prescribes for a missing permission.
+pub const UNAUTHORIZED_ACCESS: &str = "Unauthorized access";
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// A field is missing, of the wrong type or breaks a rule; the message names it.
+    #[error("{0}")]
+    Invalid(String),
+    /// 401 with a `code` and a message.
+    #[error("{1}")]
+    Unauthenticated(&'static str, &'static str),
+    /// 403 with a `code` and a message.
+    #[error("{1}")]
+    Forbidden(&'static str, &'static str),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("Request body is too large (the limit is 1 MiB)")]
+    PayloadTooLarge,
+    #[error("Content-Type must be {0}")]
+    UnsupportedMediaType(&'static str),
+    #[error("Too many attempts; try again later")]
+    Throttled { retry_after_secs: u64 },
+    /// The second factor is on and none was given: the login answer of the contract.
+    #[error("2FA token required")]
+    TwofaRequired,
+    /// A dependency (the database) is down: an outage, not a client mistake.
+    #[error("The service is temporarily unavailable; try again shortly")]
+    Unavailable(#[source] anyhow::Error),
+    #[error("An internal error occurred")]
+    Internal(#[source] anyhow::Error),
+}
+
+/// The cause of a 5xx answer, handed to the logging middleware through the response.
+#[derive(Debug, Clone)]
+pub struct ErrorReport(pub Arc<anyhow::Error>);
+
+impl AppError {
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::Invalid(message.into())
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::NotFound(message.into())
+    }
+
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::Conflict(message.into())
+    }
+
+    pub fn login_required() -> Self {
+        Self::Unauthenticated("login_required", LOGIN_REQUIRED)
+    }
+
+    pub fn unauthorized_access() -> Self {
+        Self::Forbidden("unauthorized_access", UNAUTHORIZED_ACCESS)
+    }
+
+    pub fn internal(e: impl Into<anyhow::Error>) -> Self {
+        Self::Internal(e.into())
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Invalid(_) | Self::TwofaRequired => StatusCode::BAD_REQUEST,
+            Self::Unauthenticated(..) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(..) => StatusCode::FORBIDDEN,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The machine-readable `code` of the error body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Invalid(_) => "invalid_request",
+            Self::Unauthenticated(code, _) | Self::Forbidden(code, _) => code,
+            Self::NotFound(_) => "not_found",
+            Self::Conflict(_) => "conflict",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::UnsupportedMediaType(_) => "unsupported_media_type",
+            Self::Throttled { .. } => "too_many_requests",
+            Self::TwofaRequired => "twofa_required",
+            Self::Unavailable(_) => "service_unavailable",
+            Self::Internal(_) => "internal_error",
+        }
+    }
+}
+
+/// The contract's error body: `message` and `error` carry the same sentence.
+pub fn error_body(message: &str, code: &str) -> Value {
+    json!({ "success": false, "message": message, "error": message, "code": code })
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let mut body = error_body(&self.to_string(), self.code());
+        if matches!(self, Self::TwofaRequired) {
+            body["twofa_required"] = Value::Bool(true);
+        }
+        let mut response = (status, axum::Json(body)).into_response();
+        match self {
+            Self::Throttled { retry_after_secs } => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+            }
+            Self::Internal(cause) | Self::Unavailable(cause) => {
+                response
+                    .extensions_mut()
+                    .insert(ErrorReport(Arc::new(cause)));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+impl From<sqlx::Error> for AppError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => Self::Unavailable(e.into()),
+            other => Self::Internal(other.into()),
+        }
+    }
+}
+
+/// Turns a violation of one of the named unique indexes into a 409 with the message
+/// paired with it, and any other database failure into its usual error.
+pub trait OnUnique<T> {
+    fn on_unique(self, conflicts: &[(&str, &str)]) -> Result<T, AppError>;
+}
+
+impl<T> OnUnique<T> for Result<T, sqlx::Error> {
+    fn on_unique(self, conflicts: &[(&str, &str)]) -> Result<T, AppError> {
+        self.map_err(|e| {
+            if let sqlx::Error::Database(db) = &e {
+                for (index, message) in conflicts {
+                    if violates(db.as_ref(), index) {
+                        return AppError::conflict(*message);
+                    }
+                }
+            }
+            e.into()
+        })
+    }
+}
+
+/// PostgreSQL reports the index name as the constraint; SQLite names an expression
+/// index in its message instead.
+fn violates(db: &dyn sqlx::error::DatabaseError, name: &str) -> bool {
+    db.is_unique_violation() && (db.constraint() == Some(name) || db.message().contains(name))
+}

@@ -1,0 +1,236 @@
+//! The HTTP plumbing every route shares: request ids and request logs, the client
+//! address, JSON bodies, and turning every non-JSON failure into the contract's error.
+
+mod extract;
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use ipnet::IpNet;
+use rand::RngCore;
+use tracing::Instrument;
+
+use crate::app::AppState;
+use crate::error::{error_body, ErrorReport};
+pub use extract::{Json, LoginBody};
+
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// The id of the request being served; also in every log line of it and in 500 bodies.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+/// The caller's address, proxies accounted for (see [`client_ip`]).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIp(pub IpAddr);
+
+/// Accepts the caller's `X-Request-Id` only when it is short plain text, so that a
+/// hostile value cannot forge log lines.
+fn sane_request_id(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(REQUEST_ID_HEADER)?.to_str().ok()?;
+    let ok = !value.is_empty()
+        && value.len() <= 64
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    ok.then(|| value.to_owned())
+}
+
+fn new_request_id() -> String {
+    let mut bytes = [0u8; 12];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+/// The socket peer, or, when the peer is a trusted proxy, the right-most
+/// `X-Forwarded-For` hop that is not itself a trusted proxy. Hops left of that one are
+/// written by the client and cannot be believed.
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let hops: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|hop| hop.trim().parse().ok())
+        .collect();
+    hops.iter()
+        .rev()
+        .find(|hop| !is_trusted(hop))
+        .or(hops.first())
+        .copied()
+        .unwrap_or(peer)
+}
+
+/// Gives the request its id and client address, logs it once finished, and logs the
+/// cause of any 5xx once, with the id that the 500 body shows the caller.
+pub async fn observe(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let request_id = sane_request_id(req.headers()).unwrap_or_else(new_request_id);
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip())
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+    let ip = client_ip(peer, req.headers(), &state.config.trusted_proxies);
+    // The route pattern, not the raw path: paths can carry tokens.
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "<unmatched>".to_owned());
+    let method = req.method().clone();
+    req.extensions_mut().insert(RequestId(request_id.clone()));
+    req.extensions_mut().insert(ClientIp(ip));
+
+    let span =
+        tracing::info_span!("request", id = %request_id, %method, route = %route, client_ip = %ip);
+    let started = Instant::now();
+    let mut response = next.run(req).instrument(span.clone()).await;
+    let status = response.status();
+    if let Some(ErrorReport(cause)) = response.extensions().get::<ErrorReport>() {
+        tracing::error!(parent: &span, error = format!("{cause:#}"), %status, "request failed");
+    }
+    if status == StatusCode::INTERNAL_SERVER_ERROR {
+        let mut body = error_body("An internal error occurred", "internal_error");
+        body["request_id"] = request_id.clone().into();
+        let headers = std::mem::take(response.headers_mut());
+        response = (status, axum::Json(body)).into_response();
+        for (name, value) in headers.iter() {
+            if name != header::CONTENT_LENGTH && name != header::CONTENT_TYPE {
+                response.headers_mut().insert(name, value.clone());
+            }
+        }
+    }
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    tracing::info!(
+        parent: &span,
+        status = status.as_u16(),
+        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "served"
+    );
+    response
+}
+
+/// Gives every error that did not come from our own handlers (unknown route, wrong
+/// method, body limit, timeout) the contract's JSON body.
+pub async fn json_errors(req: Request, next: Next) -> Response {
+    let response = next.run(req).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (message, code) = match status {
+        StatusCode::NOT_FOUND => (
+            "The requested URL was not found on the server.",
+            "not_found",
+        ),
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "The method is not allowed for the requested URL.",
+            "method_not_allowed",
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            "Request body is too large (the limit is 1 MiB)",
+            "payload_too_large",
+        ),
+        StatusCode::REQUEST_TIMEOUT => ("The request took too long to process.", "request_timeout"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => (
+            "The request's Content-Type is not supported here.",
+            "unsupported_media_type",
+        ),
+        s if s.is_server_error() => ("An internal error occurred", "internal_error"),
+        _ => ("The request could not be understood.", "bad_request"),
+    };
+    let (mut parts, _) = response.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    let body = error_body(message, code).to_string();
+    Response::from_parts(parts, Body::from(body))
+}
+
+/// Merges runs of slashes in the path (`//boards//1` is `/boards/1`), as the old client
+/// sends them; runs before routing.
+pub fn merge_slashes(mut req: Request) -> Request {
+    let uri = req.uri();
+    if !uri.path().contains("//") {
+        return req;
+    }
+    let mut path = String::with_capacity(uri.path().len());
+    for c in uri.path().chars() {
+        if !(c == '/' && path.ends_with('/')) {
+            path.push(c);
+        }
+    }
+    let path_and_query = match uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path,
+    };
+    let mut parts = uri.clone().into_parts();
+    if let Ok(pq) = path_and_query.parse() {
+        parts.path_and_query = Some(pq);
+        if let Ok(merged) = Uri::from_parts(parts) {
+            *req.uri_mut() = merged;
+        }
+    }
+    req
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "x-forwarded-for",
+            "1.1.1.1, 203.0.113.9, 10.0.0.2".parse().unwrap(),
+        );
+        let proxy: IpAddr = "10.0.0.1".parse().unwrap();
+        let stranger: IpAddr = "198.51.100.7".parse().unwrap();
+        assert_eq!(
+            client_ip(proxy, &headers, &trusted),
+            "203.0.113.9".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(client_ip(stranger, &headers, &trusted), stranger);
+        assert_eq!(client_ip(proxy, &HeaderMap::new(), &trusted), proxy);
+    }
+
+    #[test]
+    fn request_ids_from_callers_must_be_plain() {
+        let mut h = HeaderMap::new();
+        h.insert(REQUEST_ID_HEADER, "abc-123".parse().unwrap());
+        assert_eq!(sane_request_id(&h).as_deref(), Some("abc-123"));
+        h.insert(REQUEST_ID_HEADER, "a b\"c".parse().unwrap());
+        assert_eq!(sane_request_id(&h), None);
+        h.insert(REQUEST_ID_HEADER, "x".repeat(65).parse().unwrap());
+        assert_eq!(sane_request_id(&h), None);
+    }
+
+    #[test]
+    fn slashes_merge_and_queries_survive() {
+        let req = Request::builder()
+            .uri("//boards///1/columns?x=a//b")
+            .body(Body::empty())
+            .unwrap();
+        assert_eq!(merge_slashes(req).uri(), "/boards/1/columns?x=a//b");
+    }
+}

@@ -1,0 +1,22 @@
+//! Gatehouse: accounts, sessions and access control for web applications.
+
+/// Signup, verification, login, logout and the profile.
+pub mod accounts;
+/// The application state, router, layers and server lifecycle.
+pub mod app;
+/// Who is calling: sessions, CSRF, password hashing, the route guards.
+pub mod auth;
+/// Every setting, read and validated once.
+pub mod config;
+/// The database pool, migrations and shared SQL helpers.
+pub mod db;
+/// The one error type and its JSON form.
+pub mod error;
+/// Middleware and extractors shared by every route.
+pub mod http;
+/// Outgoing mail: the durable outbox and its sender.
+pub mod mail;
+/// Roles and permissions.
+pub mod rbac;
+/// Logging set-up.
+pub mod telemetry;

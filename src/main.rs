@@ -1,0 +1,120 @@
+//! The `gatehouse` command: parse the command line, load the configuration, and call
+//! into the library.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use gatehouse::app::{self, AppState};
+use gatehouse::config::Config;
+use gatehouse::db::Db;
+use gatehouse::{accounts, rbac, telemetry};
+
+/// Accounts, sessions and access control for web applications.
+#[derive(Parser)]
+#[command(name = "gatehouse", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP server (the default).
+    Serve,
+    /// Apply database migrations and built-in data, then exit.
+    Migrate,
+    /// Create a verified account holding the Super Admin role.
+    CreateAdmin {
+        #[arg(long)]
+        username: String,
+        #[arg(long)]
+        email: String,
+        /// Without it a strong password is generated and printed once.
+        #[arg(long)]
+        password: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::from_process() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("gatehouse: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(config.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("gatehouse: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command.unwrap_or(Command::Serve), config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("gatehouse: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, config: Config) -> anyhow::Result<()> {
+    let db = Db::connect(&config.database_url).await?;
+    match command {
+        Command::Migrate => {
+            println!("migrations and built-in data are up to date");
+            Ok(())
+        }
+        Command::CreateAdmin {
+            username,
+            email,
+            password,
+        } => {
+            let state = AppState::new(config, db)?;
+            let created = accounts::create_admin(
+                &state.db,
+                &state.hasher,
+                &state.config.password_policy,
+                &username,
+                &email,
+                password.as_deref(),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("created Super Admin {username:?} (id {})", created.id);
+            if let Some(password) = created.generated_password {
+                println!("password (shown once): {password}");
+            }
+            Ok(())
+        }
+        Command::Serve => {
+            if !rbac::super_admin_exists(&db).await? {
+                eprintln!(
+                    "gatehouse: no Super Admin exists yet; create one with\n  \
+                     gatehouse create-admin --username admin --email you@example.com"
+                );
+            }
+            let listener = tokio::net::TcpListener::bind(config.bind_addr).await?;
+            tracing::info!(
+                addr = %config.bind_addr,
+                environment = ?config.environment,
+                database = db_kind(&config.database_url),
+                "gatehouse listening"
+            );
+            let state = AppState::new(config, db)?;
+            app::serve(state, listener, app::shutdown_signal()).await
+        }
+    }
+}
+
+fn db_kind(url: &str) -> &'static str {
+    if url.starts_with("sqlite:") {
+        "sqlite"
+    } else {
+        "postgres"
+    }
+}
