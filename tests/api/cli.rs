@@ -1,0 +1,172 @@
+//! The `gatehouse` binary as an operator uses it: help, configuration errors,
+//! `migrate`, `create-admin`, and `serve` stopping cleanly on SIGTERM.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::helpers::{json, new_client};
+
+fn gatehouse(dir: &std::path::Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
+    cmd.current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("RUST_LOG", "warn");
+    cmd
+}
+
+#[test]
+fn help_lists_the_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = gatehouse(dir.path()).arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for command in ["serve", "migrate", "create-admin"] {
+        assert!(text.contains(command), "{text}");
+    }
+}
+
+#[test]
+fn a_bad_setting_stops_startup_with_one_line_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = gatehouse(dir.path())
+        .env("SESSION_LIFETIME", "forever")
+        .arg("migrate")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("SESSION_LIFETIME"), "{err}");
+
+    let out = gatehouse(dir.path())
+        .env("APP_ENV", "production")
+        .env("MAIL_SERVER", "smtp.example.com")
+        .arg("migrate")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("SECRET_KEY"));
+
+    // The .env file is read too.
+    std::fs::write(dir.path().join(".env"), "BIND_ADDR=nonsense\n").unwrap();
+    let out = gatehouse(dir.path()).arg("migrate").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("BIND_ADDR"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_create_admin_serve_and_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = gatehouse(dir.path()).arg("migrate").output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(dir.path().join("data/gatehouse.db").exists());
+    assert!(dir.path().join("data/secret.key").exists());
+    // Twice is fine.
+    assert!(gatehouse(dir.path())
+        .arg("migrate")
+        .status()
+        .unwrap()
+        .success());
+
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let addr = format!("127.0.0.1:{port}");
+    let mut server = gatehouse(dir.path())
+        .env("BIND_ADDR", &addr)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let client = new_client();
+    let base = format!("http://{addr}");
+    let mut up = false;
+    for _ in 0..100 {
+        if client.get(format!("{base}/healthz")).send().await.is_ok() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(up, "server did not come up");
+
+    let out = gatehouse(dir.path())
+        .args([
+            "create-admin",
+            "--username",
+            "root",
+            "--email",
+            "root@example.com",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let password = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("password (shown once): "))
+        .unwrap()
+        .to_owned();
+    let res = client
+        .post(format!("{base}/login"))
+        .json(&json!({"username_or_email": "root", "password": password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let body = json(res).await;
+    assert_eq!(body["user"]["roles"], json!(["Super Admin"]));
+    assert!(body["user"]["permissions"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("manage_billing")));
+
+    let out = gatehouse(dir.path())
+        .args([
+            "create-admin",
+            "--username",
+            "root",
+            "--email",
+            "x@example.com",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+
+    let kill = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = tokio::task::spawn_blocking(move || {
+        let status = server.wait().unwrap();
+        let mut stderr = String::new();
+        use std::io::Read;
+        server
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        (status, stderr)
+    })
+    .await
+    .unwrap();
+    assert!(status.0.success(), "exit after SIGTERM: {:?}", status.0);
+    assert!(
+        status.1.contains("create-admin"),
+        "first start explains how to create a Super Admin: {}",
+        status.1
+    );
+}

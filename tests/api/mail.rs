@@ -1,0 +1,88 @@
+//! Mail over a real SMTP conversation: delivered with a working link, and not lost
+//! while the SMTP server is down.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+
+use crate::helpers::{link_in, Backend, TestApp};
+use crate::on_both_databases;
+use crate::smtp::SmtpServer;
+
+on_both_databases!(
+    signup_mail_arrives_over_smtp_with_a_working_link,
+    mail_waits_for_a_server_that_is_down,
+);
+
+async fn smtp_app(backend: Backend, port: u16) -> TestApp {
+    let port = port.to_string();
+    TestApp::spawn_with(
+        backend,
+        &[
+            ("MAIL_BACKEND", "smtp"),
+            ("MAIL_SERVER", "127.0.0.1"),
+            ("MAIL_PORT", port.as_str()),
+            ("EMAIL_SENDER", "Gatehouse Tests <gatehouse@test.local>"),
+        ],
+    )
+    .await
+}
+
+async fn signup_mail_arrives_over_smtp_with_a_working_link(backend: Backend) {
+    let smtp = SmtpServer::start().await;
+    let app = smtp_app(backend, smtp.port).await;
+    assert_eq!(app.signup("uma").await.status(), StatusCode::CREATED);
+    let received = smtp.wait_for(2, Duration::from_secs(10)).await;
+    assert_eq!(received.len(), 2);
+    assert!(received.iter().all(|m| m.to == "uma@example.com"));
+    let verify = received
+        .iter()
+        .find(|m| m.subject.contains("Verify"))
+        .unwrap();
+    assert!(verify.html.contains("href=\""));
+    let link = link_in(verify);
+    let res = app.client.get(&link).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(
+        app.scalar("SELECT COUNT(*) FROM mail_outbox").await,
+        0,
+        "delivered mail leaves the outbox"
+    );
+}
+
+async fn mail_waits_for_a_server_that_is_down(backend: Backend) {
+    // A port with nothing listening on it, for now.
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let app = smtp_app(backend, port).await;
+    for name in ["vera", "walt", "xena"] {
+        assert_eq!(app.signup(name).await.status(), StatusCode::CREATED);
+    }
+    // The sender has tried and failed; everything is still queued.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        app.scalar("SELECT MAX(attempts) FROM mail_outbox").await >= 1,
+        "delivery was attempted"
+    );
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM mail_outbox").await, 6);
+
+    let smtp = SmtpServer::start_on(port).await;
+    let received = smtp.wait_for(6, Duration::from_secs(20)).await;
+    assert_eq!(received.len(), 6, "every queued message arrives");
+    for name in ["vera", "walt", "xena"] {
+        let to = format!("{name}@example.com");
+        assert_eq!(received.iter().filter(|m| m.to == to).count(), 2);
+    }
+    let mut remaining = 1;
+    for _ in 0..50 {
+        remaining = app.scalar("SELECT COUNT(*) FROM mail_outbox").await;
+        if remaining == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(remaining, 0);
+    app.shutdown().await;
+}

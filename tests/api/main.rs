@@ -1,0 +1,11 @@
+//! Gatehouse's integration tests: the real server on a loopback port, real databases
+//! (SQLite, and PostgreSQL when `TEST_DATABASE_URL` is set), a real SMTP server.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod helpers;
+mod smtp;
+
+mod accounts;
+mod cli;
+mod mail;
+mod service;
