@@ -13,7 +13,7 @@ use axum::routing::get;
 use axum::{middleware, Router, ServiceExt};
 use serde_json::json;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tower::ServiceBuilder;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
@@ -22,8 +22,9 @@ use tower_http::timeout::TimeoutLayer;
 use crate::auth::password::PasswordHasher;
 use crate::config::Config;
 use crate::db::Db;
+use crate::logs::{ActivityLog, LogEntry};
 use crate::mail::Mailer;
-use crate::{accounts, auth, http, mail};
+use crate::{accounts, auth, http, logs, mail};
 
 /// Request bodies above this size are refused with 413.
 pub const BODY_LIMIT: usize = 1024 * 1024;
@@ -35,17 +36,23 @@ pub struct AppState {
     pub db: Db,
     pub hasher: PasswordHasher,
     pub mailer: Mailer,
+    pub activity: ActivityLog,
+    /// The activity log's queue, taken by [`serve`] for its writer task.
+    activity_queue: Arc<std::sync::Mutex<Option<mpsc::Receiver<LogEntry>>>>,
 }
 
 impl AppState {
     pub fn new(config: Config, db: Db) -> anyhow::Result<Self> {
         let hasher = PasswordHasher::new(config.max_concurrent_hashes)
             .map_err(|e| anyhow::anyhow!("argon2 parameters: {e}"))?;
+        let (activity, queue) = ActivityLog::new(logs::writer::QUEUE_CAPACITY);
         Ok(Self {
             config: Arc::new(config),
             db,
             hasher,
             mailer: Mailer::default(),
+            activity,
+            activity_queue: Arc::new(std::sync::Mutex::new(Some(queue))),
         })
     }
 }
@@ -153,6 +160,13 @@ pub async fn serve(
         state.mailer.clone(),
         stop_rx.clone(),
     ));
+    let queue = state
+        .activity_queue
+        .lock()
+        .map_err(|_| anyhow::anyhow!("activity log queue lock poisoned"))?
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("this state is already being served"))?;
+    let log_task = tokio::spawn(logs::writer::run(state.db.clone(), queue, stop_rx.clone()));
     let maintenance_task = tokio::spawn(maintenance(state.clone(), stop_rx));
 
     let app = ServiceBuilder::new()
@@ -172,6 +186,9 @@ pub async fn serve(
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::error!(error = %e, "mail sender stopped with an error"),
         Err(e) => tracing::error!(error = %e, "mail sender panicked"),
+    }
+    if let Err(e) = log_task.await {
+        tracing::error!(error = %e, "activity log writer panicked");
     }
     if let Err(e) = maintenance_task.await {
         tracing::error!(error = %e, "maintenance task panicked");

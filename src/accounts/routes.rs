@@ -4,17 +4,18 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Extension, Router};
+use axum::Router;
 use serde::Deserialize;
 use serde_json::json;
 
 use super::store::{self, NewUser, ProfileChange, TokenPurpose};
 use super::{validate, User};
 use crate::app::AppState;
-use crate::auth::session::{self, Origin};
+use crate::auth::session;
 use crate::auth::{CurrentUser, MaybeUser};
 use crate::error::AppError;
-use crate::http::{ClientIp, Json, LoginBody};
+use crate::http::{truncate, Json, LoginBody, Origin};
+use crate::logs::{Level, LogEntry};
 use crate::rbac::{self, Access, Permission};
 use crate::{db, mail};
 
@@ -129,21 +130,11 @@ async fn verify_email(
     )
 }
 
-fn origin(ip: &ClientIp, headers: &HeaderMap) -> Origin {
-    Origin {
-        ip: Some(ip.0.to_string()),
-        user_agent: headers
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned),
-    }
-}
-
 const INVALID_CREDENTIALS: &str = "Invalid credentials";
 
 async fn login(
     State(state): State<AppState>,
-    Extension(ip): Extension<ClientIp>,
+    origin: Origin,
     headers: HeaderMap,
     body: LoginBody,
 ) -> Result<Response, AppError> {
@@ -162,8 +153,14 @@ async fn login(
             .await?;
     let user = match found {
         Some((user, _)) if password_ok => user,
-        _ => {
-            tracing::info!(outcome = "failed", "login");
+        other => {
+            let mut entry = LogEntry::auth(Level::Warning, "login failed")
+                .origin(&origin)
+                .details(json!({ "username_or_email": truncate(identifier, 64) }));
+            if let Some((user, _)) = other {
+                entry = entry.user(&user);
+            }
+            state.activity.record(entry);
             return Err(AppError::Unauthenticated(
                 "invalid_credentials",
                 INVALID_CREDENTIALS,
@@ -188,9 +185,13 @@ async fn login(
     if let Some(old) = session::cookie(&headers, session::SESSION_COOKIE) {
         session::revoke_token(&state.db, old).await?;
     }
-    let new = session::create(&state.db, &state.config, user.id, &origin(&ip, &headers)).await?;
+    let new = session::create(&state.db, &state.config, user.id, &origin).await?;
     let access = Access::load(state.db.pool(), user.id).await?;
-    tracing::info!(user_id = user.id, outcome = "ok", "login");
+    state.activity.record(
+        LogEntry::auth(Level::Info, "login ok")
+            .user(&user)
+            .origin(&origin),
+    );
     let mut response = axum::Json(json!({
         "success": true,
         "message": "Login successful",
@@ -220,9 +221,17 @@ fn check_second_factor(user: &User, token: Option<&str>) -> Result<(), AppError>
     }
 }
 
-async fn logout(State(state): State<AppState>, user: CurrentUser) -> Result<Response, AppError> {
+async fn logout(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    origin: Origin,
+) -> Result<Response, AppError> {
     session::revoke(&state.db, user.session.id).await?;
-    tracing::info!(user_id = user.user.id, "logout");
+    state.activity.record(
+        LogEntry::auth(Level::Info, "logout")
+            .user(&user.user)
+            .origin(&origin),
+    );
     let mut response =
         axum::Json(json!({ "success": true, "message": "Logout successful" })).into_response();
     for cookie in session::clear_cookies(&state.config) {
@@ -265,6 +274,7 @@ struct UpdateProfileBody {
 async fn update_profile(
     State(state): State<AppState>,
     caller: CurrentUser,
+    origin: Origin,
     Json(body): Json<UpdateProfileBody>,
 ) -> Result<Response, AppError> {
     let own = body.user_id.is_none_or(|id| id == caller.user.id);
@@ -347,12 +357,22 @@ async fn update_profile(
         session::revoke_all_for_user(&mut *tx, target.id, keep).await?;
     }
     tx.commit().await?;
-    tracing::info!(
-        user_id = target.id,
-        by = caller.user.id,
-        password_changed = password_hash.is_some(),
-        "profile updated"
-    );
+    let profile = |first: &str, last: &str, user: &str, email: &str| json!({ "first_name": first, "last_name": last, "username": user, "email": email });
+    let details = json!({
+        "action": "update_profile",
+        "target": { "user_id": target.id, "username": target.username },
+        "before": profile(&target.first_name, &target.last_name, &target.username, &target.email),
+        "after": profile(&first_name, &last_name, &username, &email),
+        "password_changed": password_hash.is_some(),
+    });
+    let entry = if own {
+        LogEntry::auth(Level::Info, "profile updated").details(details)
+    } else {
+        LogEntry::admin(format!("profile of user {} updated", target.id), details)
+    };
+    state
+        .activity
+        .record(entry.user(&caller.user).origin(&origin));
     Ok(
         axum::Json(json!({ "success": true, "message": "Profile updated successfully." }))
             .into_response(),

@@ -57,7 +57,12 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         {
             return AppError::Forbidden("csrf_failed", CSRF_FAILED).into_response();
         }
-        req.extensions_mut().insert(Arc::new(auth));
+        let auth = Arc::new(auth);
+        req.extensions_mut().insert(Arc::clone(&auth));
+        let mut response = next.run(req).await;
+        // The request log names the caller.
+        response.extensions_mut().insert(auth);
+        return response;
     }
     next.run(req).await
 }

@@ -14,6 +14,7 @@ use sqlx::Row;
 use crate::accounts::User;
 use crate::config::Config;
 use crate::db::{self, Db};
+use crate::http::Origin;
 use crate::rbac::Access;
 
 pub const SESSION_COOKIE: &str = "session";
@@ -39,13 +40,6 @@ pub struct Authenticated {
 pub struct NewSession {
     pub token: String,
     pub csrf_token: String,
-}
-
-/// Where a login came from, kept with the session for the user to review.
-#[derive(Debug, Clone, Default)]
-pub struct Origin {
-    pub ip: Option<String>,
-    pub user_agent: Option<String>,
 }
 
 pub fn random_token() -> String {
@@ -83,7 +77,7 @@ pub async fn create(
     .bind(now)
     .bind(now + secs(config.session_lifetime))
     .bind(origin.ip.as_deref())
-    .bind(origin.user_agent.as_deref().map(|ua| truncate(ua, 512)))
+    .bind(origin.user_agent.as_deref())
     .execute(db.pool())
     .await?;
     Ok(NewSession { token, csrf_token })
@@ -268,11 +262,4 @@ fn cookie_header(
 
 pub fn secs(d: Duration) -> i64 {
     i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 2)
-}
-
-fn truncate(s: &str, max_chars: usize) -> &str {
-    match s.char_indices().nth(max_chars) {
-        Some((i, _)) => &s[..i],
-        None => s,
-    }
 }

@@ -4,10 +4,12 @@
 mod extract;
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, Request, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -16,7 +18,9 @@ use rand::RngCore;
 use tracing::Instrument;
 
 use crate::app::AppState;
+use crate::auth::Authenticated;
 use crate::error::{error_body, ErrorReport};
+use crate::logs::{Kind, Level, LogEntry};
 pub use extract::{Json, LoginBody};
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -28,6 +32,39 @@ pub struct RequestId(pub String);
 /// The caller's address, proxies accounted for (see [`client_ip`]).
 #[derive(Debug, Clone, Copy)]
 pub struct ClientIp(pub IpAddr);
+
+/// Where a request came from: its client address and user agent, as kept with
+/// sessions and in the activity log.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Origin {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Origin {
+            ip: parts
+                .extensions
+                .get::<ClientIp>()
+                .map(|ip| ip.0.to_string()),
+            user_agent: parts
+                .headers
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .map(|ua| truncate(ua, 512).to_owned()),
+        })
+    }
+}
+
+pub fn truncate(s: &str, max_chars: usize) -> &str {
+    match s.char_indices().nth(max_chars) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
 
 /// Accepts the caller's `X-Request-Id` only when it is short plain text, so that a
 /// hostile value cannot forge log lines.
@@ -70,6 +107,9 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr
         .unwrap_or(peer)
 }
 
+/// Probes that would drown the activity log in noise.
+const UNLOGGED_ROUTES: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
+
 /// Gives the request its id and client address, logs it once finished, and logs the
 /// cause of any 5xx once, with the id that the 500 body shows the caller.
 pub async fn observe(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
@@ -87,6 +127,11 @@ pub async fn observe(State(state): State<AppState>, mut req: Request, next: Next
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "<unmatched>".to_owned());
     let method = req.method().clone();
+    let user_agent = req
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|ua| truncate(ua, 512).to_owned());
     req.extensions_mut().insert(RequestId(request_id.clone()));
     req.extensions_mut().insert(ClientIp(ip));
 
@@ -112,12 +157,35 @@ pub async fn observe(State(state): State<AppState>, mut req: Request, next: Next
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
+    let elapsed = started.elapsed();
     tracing::info!(
         parent: &span,
         status = status.as_u16(),
-        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+        latency_ms = elapsed.as_secs_f64() * 1000.0,
         "served"
     );
+    if !UNLOGGED_ROUTES.contains(&route.as_str()) {
+        let level = match status.as_u16() {
+            500.. => Level::Error,
+            400.. => Level::Warning,
+            _ => Level::Info,
+        };
+        let mut entry = LogEntry::new(
+            Kind::Access,
+            level,
+            format!("{method} {route} {}", status.as_u16()),
+        );
+        if let Some(auth) = response.extensions().get::<Arc<Authenticated>>() {
+            entry = entry.user(&auth.user);
+        }
+        entry.client_ip = Some(ip.to_string());
+        entry.user_agent = user_agent;
+        entry.method = Some(method.to_string());
+        entry.path = Some(route);
+        entry.status = Some(i64::from(status.as_u16()));
+        entry.duration_ms = Some(i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX));
+        state.activity.record(entry);
+    }
     response
 }
 

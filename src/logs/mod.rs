@@ -1,0 +1,125 @@
+//! The activity log: who did what, from where, and what the server answered.
+//!
+//! Three sources feed it: every request (kind `access`, written by the request
+//! middleware), authentication events (kind `auth`: logins, logouts, 2FA changes,
+//! password resets, throttling) and changes to data (kind `admin` for users, roles
+//! and permissions; `change` for everything else), each with its actor and, for
+//! changes, the before and after. [`writer`] stores them off the request path.
+
+pub mod writer;
+
+use serde_json::Value;
+
+pub use writer::ActivityLog;
+
+use crate::accounts::User;
+use crate::db;
+use crate::http::Origin;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Info,
+    Warning,
+    Error,
+}
+
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Info => "INFO",
+            Self::Warning => "WARNING",
+            Self::Error => "ERROR",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Access,
+    Auth,
+    Admin,
+    Change,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Access => "access",
+            Self::Auth => "auth",
+            Self::Admin => "admin",
+            Self::Change => "change",
+        }
+    }
+}
+
+/// One entry, built with the methods below and handed to [`ActivityLog::record`].
+#[derive(Debug, Clone)]
+pub struct LogEntry {
+    pub created_at: i64,
+    pub level: Level,
+    pub kind: Kind,
+    pub message: String,
+    pub user_id: Option<i64>,
+    pub user_email: Option<String>,
+    pub client_ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub method: Option<String>,
+    pub path: Option<String>,
+    pub status: Option<i64>,
+    pub duration_ms: Option<i64>,
+    pub details: Option<Value>,
+}
+
+impl LogEntry {
+    pub fn new(kind: Kind, level: Level, message: impl Into<String>) -> Self {
+        Self {
+            created_at: db::now(),
+            level,
+            kind,
+            message: message.into(),
+            user_id: None,
+            user_email: None,
+            client_ip: None,
+            user_agent: None,
+            method: None,
+            path: None,
+            status: None,
+            duration_ms: None,
+            details: None,
+        }
+    }
+
+    /// An authentication event.
+    pub fn auth(level: Level, message: impl Into<String>) -> Self {
+        Self::new(Kind::Auth, level, message)
+    }
+
+    /// A change to users, roles or permissions: `action` names it, `details` holds the
+    /// target and the before and after.
+    pub fn admin(message: impl Into<String>, details: Value) -> Self {
+        Self::new(Kind::Admin, Level::Info, message).details(details)
+    }
+
+    /// A change to application data (boards, billing).
+    pub fn change(message: impl Into<String>, details: Value) -> Self {
+        Self::new(Kind::Change, Level::Info, message).details(details)
+    }
+
+    /// The user the entry is about or by.
+    pub fn user(mut self, user: &User) -> Self {
+        self.user_id = Some(user.id);
+        self.user_email = Some(user.email.clone());
+        self
+    }
+
+    pub fn origin(mut self, origin: &Origin) -> Self {
+        self.client_ip = origin.ip.clone();
+        self.user_agent = origin.user_agent.clone();
+        self
+    }
+
+    pub fn details(mut self, details: Value) -> Self {
+        self.details = Some(details);
+        self
+    }
+}
