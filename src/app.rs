@@ -9,7 +9,6 @@ use std::time::Duration;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use axum::{middleware, Router, ServiceExt};
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -20,11 +19,14 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::auth::password::PasswordHasher;
+use crate::auth::policy::Policy::Public;
+use crate::auth::policy::Routes;
 use crate::config::Config;
 use crate::db::Db;
 use crate::logs::{ActivityLog, LogEntry};
 use crate::mail::Mailer;
-use crate::{accounts, auth, http, logs, mail};
+use crate::metrics::{self, Metrics};
+use crate::{accounts, auth, http, logs, mail, rbac};
 
 /// Request bodies above this size are refused with 413.
 pub const BODY_LIMIT: usize = 1024 * 1024;
@@ -37,6 +39,7 @@ pub struct AppState {
     pub hasher: PasswordHasher,
     pub mailer: Mailer,
     pub activity: ActivityLog,
+    pub metrics: Arc<Metrics>,
     /// The activity log's queue, taken by [`serve`] for its writer task.
     activity_queue: Arc<std::sync::Mutex<Option<mpsc::Receiver<LogEntry>>>>,
 }
@@ -52,23 +55,29 @@ impl AppState {
             hasher,
             mailer: Mailer::default(),
             activity,
+            metrics: Arc::new(Metrics::default()),
             activity_queue: Arc::new(std::sync::Mutex::new(Some(queue))),
         })
     }
 }
 
-/// Every route, with the layers they all share. Routes state who may call them through
-/// their extractors (`CurrentUser`, `Require<…>`); the layers below are the same for
-/// all.
-pub fn router(state: AppState) -> Router {
-    let routes = Router::new()
-        .route("/", get(index))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .merge(accounts::router());
+/// Every route of the service with the policy that guards it.
+pub fn routes() -> Routes {
+    Routes::new()
+        .get("/", Public, index)
+        .get("/healthz", Public, healthz)
+        .get("/readyz", Public, readyz)
+        .get("/metrics", Public, metrics::serve)
+        .merge(accounts::routes())
+        .merge(logs::routes())
+        .merge(rbac::routes())
+}
 
+/// The routes with the layers they all share.
+pub fn router(state: AppState) -> Router {
     // Listed innermost first: a request passes them bottom to top.
-    routes
+    routes()
+        .into_router()
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -197,13 +206,21 @@ pub async fn serve(
     Ok(())
 }
 
-/// Periodic housekeeping: forgets dead sessions.
+/// Periodic housekeeping: forgets dead sessions and activity older than the
+/// retention period.
 async fn maintenance(state: AppState, mut stop: watch::Receiver<bool>) {
     loop {
         match auth::session::prune(&state.db, &state.config).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(pruned = n, "expired sessions removed"),
             Err(e) => tracing::warn!(error = %e, "pruning sessions failed"),
+        }
+        if let Some(days) = state.config.log_retention_days {
+            match logs::store::prune(&state.db, days).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(pruned = n, days, "old activity log entries removed"),
+                Err(e) => tracing::warn!(error = %e, "pruning the activity log failed"),
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(3600)) => {}

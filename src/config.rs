@@ -116,6 +116,8 @@ pub struct Config {
     pub request_timeout: Duration,
     /// Upper bound on Argon2 computations running at once.
     pub max_concurrent_hashes: usize,
+    /// Activity older than this many days is deleted; `None` keeps everything.
+    pub log_retention_days: Option<u32>,
 }
 
 /// A setting that could not be accepted; its `Display` is the one line start-up prints.
@@ -402,6 +404,14 @@ impl Config {
                 .unwrap_or(2),
         };
 
+        let log_retention_days = match vars.get("LOG_RETENTION_DAYS") {
+            None => Some(90),
+            Some(v) => match parse_number::<u32>("LOG_RETENTION_DAYS", v)? {
+                0 => None,
+                days => Some(days),
+            },
+        };
+
         Ok(Self {
             environment,
             bind_addr,
@@ -426,6 +436,7 @@ impl Config {
             },
             request_timeout,
             max_concurrent_hashes,
+            log_retention_days,
         })
     }
 

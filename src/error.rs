@@ -47,6 +47,10 @@ pub enum AppError {
     Internal(#[source] anyhow::Error),
 }
 
+/// The `code` of an error answer, for the middleware that counts outcomes.
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorCode(pub &'static str);
+
 /// The cause of a 5xx answer, handed to the logging middleware through the response.
 #[derive(Debug, Clone)]
 pub struct ErrorReport(pub Arc<anyhow::Error>);
@@ -121,6 +125,7 @@ impl IntoResponse for AppError {
             body["twofa_required"] = Value::Bool(true);
         }
         let mut response = (status, axum::Json(body)).into_response();
+        response.extensions_mut().insert(ErrorCode(self.code()));
         match self {
             Self::Throttled { retry_after_secs } => {
                 response

@@ -18,6 +18,8 @@ pub mod http;
 pub mod logs;
 /// Outgoing mail: the durable outbox and its sender.
 pub mod mail;
+/// Prometheus metrics.
+pub mod metrics;
 /// Roles and permissions.
 pub mod rbac;
 /// Logging set-up.

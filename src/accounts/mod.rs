@@ -6,7 +6,7 @@ pub mod validate;
 
 use serde_json::{json, Value};
 
-pub use routes::router;
+pub use routes::routes;
 
 use crate::auth::password::PasswordHasher;
 use crate::config::PasswordPolicy;

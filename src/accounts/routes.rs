@@ -3,14 +3,14 @@
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::Router;
 use serde::Deserialize;
 use serde_json::json;
 
 use super::store::{self, NewUser, ProfileChange, TokenPurpose};
 use super::{validate, User};
 use crate::app::AppState;
+use crate::auth::policy::Policy::{LoggedIn, Public};
+use crate::auth::policy::Routes;
 use crate::auth::session;
 use crate::auth::{CurrentUser, MaybeUser};
 use crate::error::AppError;
@@ -24,18 +24,17 @@ const VERIFY_TOKEN_TTL_SECS: i64 = 3600;
 /// giving the current password again.
 const RECENT_LOGIN_SECS: i64 = 600;
 
-/// Routes open to anyone, and those that need a session (they say so by taking
-/// [`CurrentUser`]).
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/signup", post(signup))
-        .route("/verify_email/{token}", get(verify_email))
-        .route("/login", post(login))
-        .route("/logout", get(logout).post(logout))
-        .route("/check_auth_status", get(check_auth_status))
-        .route("/current_user_details", get(current_user_details))
-        .route("/update_profile", post(update_profile))
-        .route("/csrf_token", get(csrf_token))
+pub fn routes() -> Routes {
+    Routes::new()
+        .post("/signup", Public, signup)
+        .get("/verify_email/{token}", Public, verify_email)
+        .post("/login", Public, login)
+        .get("/check_auth_status", Public, check_auth_status)
+        .get("/logout", LoggedIn, logout)
+        .post("/logout", LoggedIn, logout)
+        .get("/current_user_details", LoggedIn, current_user_details)
+        .post("/update_profile", LoggedIn, update_profile)
+        .get("/csrf_token", LoggedIn, csrf_token)
 }
 
 #[derive(Deserialize)]

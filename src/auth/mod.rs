@@ -7,6 +7,7 @@
 //! [`Require`] for a permission.
 
 pub mod password;
+pub mod policy;
 pub mod session;
 
 use std::marker::PhantomData;

@@ -19,7 +19,7 @@ use tracing::Instrument;
 
 use crate::app::AppState;
 use crate::auth::Authenticated;
-use crate::error::{error_body, ErrorReport};
+use crate::error::{error_body, ErrorCode, ErrorReport};
 use crate::logs::{Kind, Level, LogEntry};
 pub use extract::{Json, LoginBody};
 
@@ -164,6 +164,16 @@ pub async fn observe(State(state): State<AppState>, mut req: Request, next: Next
         latency_ms = elapsed.as_secs_f64() * 1000.0,
         "served"
     );
+    state
+        .metrics
+        .observe_request(&route, method.as_str(), status.as_u16(), elapsed);
+    if route == "/login" && method == axum::http::Method::POST {
+        let outcome = response
+            .extensions()
+            .get::<ErrorCode>()
+            .map_or(if status.is_success() { "ok" } else { "error" }, |c| c.0);
+        state.metrics.observe_login(outcome);
+    }
     if !UNLOGGED_ROUTES.contains(&route.as_str()) {
         let level = match status.as_u16() {
             500.. => Level::Error,

@@ -6,10 +6,13 @@
 //! and permissions; `change` for everything else), each with its actor and, for
 //! changes, the before and after. [`writer`] stores them off the request path.
 
+mod routes;
+pub mod store;
 pub mod writer;
 
 use serde_json::Value;
 
+pub use routes::routes;
 pub use writer::ActivityLog;
 
 use crate::accounts::User;

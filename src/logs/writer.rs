@@ -166,3 +166,27 @@ async fn insert(db: &Db, batch: &[LogEntry]) -> Result<(), sqlx::Error> {
     query.execute(db.pool()).await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::logs::{Kind, Level};
+
+    #[test]
+    fn a_full_queue_drops_and_counts_instead_of_waiting() {
+        let (log, mut receiver) = ActivityLog::new(2);
+        for i in 0..5 {
+            log.record(LogEntry::new(
+                Kind::Access,
+                Level::Info,
+                format!("entry {i}"),
+            ));
+        }
+        assert_eq!(log.depth(), 2);
+        assert_eq!(log.dropped(), 3);
+        // The oldest entries are the ones kept.
+        assert_eq!(receiver.try_recv().unwrap().message, "entry 0");
+        assert_eq!(receiver.try_recv().unwrap().message, "entry 1");
+        assert!(receiver.try_recv().is_err());
+    }
+}

@@ -3,11 +3,16 @@
 //! Users have roles, roles have permissions. `Super Admin` holds every permission,
 //! including ones created later, so it is checked by name rather than by links.
 
+mod routes;
+pub mod store;
+
 use std::collections::BTreeSet;
 
 use sqlx::Row;
 
 use crate::db::Db;
+
+pub use routes::{page_param, routes};
 
 /// The built-in permissions; routes name the one they need with these.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

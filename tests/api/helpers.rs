@@ -98,6 +98,10 @@ impl TestApp {
 
     /// Starts Gatehouse with the test defaults overridden by `vars`.
     pub async fn spawn_with(backend: Backend, vars: &[(&str, &str)]) -> Self {
+        // TEST_LOG=1 shows the servers' logs (with --nocapture).
+        if std::env::var_os("TEST_LOG").is_some() {
+            gatehouse::telemetry::init(gatehouse::config::LogFormat::Pretty);
+        }
         let dir = tempfile::tempdir().unwrap();
         let (database_url, pg_schema) = fresh_database(backend, dir.path()).await;
         let data_dir = dir.path().display().to_string();
@@ -161,8 +165,9 @@ impl TestApp {
         self.dir.path().join("outbox")
     }
 
-    /// Stops the server the way SIGTERM does and waits for it to finish.
-    pub async fn shutdown(mut self) {
+    /// Stops the server the way SIGTERM does and waits for it to finish. The database
+    /// stays, for the test to inspect through a new connection.
+    pub async fn shutdown(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }

@@ -56,7 +56,7 @@ async fn mail_waits_for_a_server_that_is_down(backend: Backend) {
         let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         probe.local_addr().unwrap().port()
     };
-    let app = smtp_app(backend, port).await;
+    let mut app = smtp_app(backend, port).await;
     for name in ["vera", "walt", "xena"] {
         assert_eq!(app.signup(name).await.status(), StatusCode::CREATED);
     }

@@ -7,5 +7,7 @@ mod smtp;
 
 mod accounts;
 mod cli;
+mod logs;
 mod mail;
+mod rbac;
 mod service;

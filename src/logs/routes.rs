@@ -1,0 +1,233 @@
+//! Reading the activity log: `GET /logs` (paged JSON) and `GET /logs/export.csv`.
+//!
+//! Pagination: `page` is served with OFFSET, which is what the old client sends and
+//! is fast for the pages a person looks at; deep reading uses the keyset cursor
+//! `before_id` (every answer carries `next_before_id`), which walks the primary key
+//! index and costs the same at row ten million as at row ten.
+
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::store::{self, Filter, LogRow};
+use crate::app::AppState;
+use crate::auth::policy::Policy::{LoggedIn, Permission as Needs};
+use crate::auth::policy::Routes;
+use crate::auth::CurrentUser;
+use crate::error::AppError;
+use crate::rbac::{page_param, Permission};
+
+pub fn routes() -> Routes {
+    Routes::new().get("/logs", LoggedIn, list).get(
+        "/logs/export.csv",
+        Needs(Permission::AccessLogs),
+        export_csv,
+    )
+}
+
+#[derive(Deserialize)]
+struct LogQuery {
+    page: Option<String>,
+    per_page: Option<String>,
+    before_id: Option<String>,
+    level: Option<String>,
+    user: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    q: Option<String>,
+}
+
+fn nonempty(v: &Option<String>) -> Option<&str> {
+    v.as_deref().map(str::trim).filter(|v| !v.is_empty())
+}
+
+/// A point in time given as ISO 8601 or as Unix seconds.
+fn instant(name: &str, value: Option<&str>) -> Result<Option<i64>, AppError> {
+    let Some(value) = value else { return Ok(None) };
+    if let Ok(secs) = value.parse::<i64>() {
+        return Ok(Some(secs));
+    }
+    time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc3339)
+        .map(|t| Some(t.unix_timestamp()))
+        .map_err(|_| {
+            AppError::invalid(format!(
+                "{name} must be an ISO 8601 time such as 2026-01-31T12:00:00Z"
+            ))
+        })
+}
+
+/// The filter a caller asked for, narrowed to their own entries unless they hold
+/// `access_logs`.
+fn filter(caller: &CurrentUser, query: &LogQuery) -> Result<Filter, AppError> {
+    let level = match nonempty(&query.level).map(str::to_ascii_uppercase) {
+        None => None,
+        Some(l) if ["INFO", "WARNING", "ERROR"].contains(&l.as_str()) => Some(l),
+        Some(_) => return Err(AppError::invalid("level must be INFO, WARNING or ERROR")),
+    };
+    let q = nonempty(&query.q).map(str::to_owned);
+    if q.as_deref().is_some_and(|q| q.chars().count() > 200) {
+        return Err(AppError::invalid("q must be at most 200 characters"));
+    }
+    let user = nonempty(&query.user).map(str::to_owned);
+    if user.as_deref().is_some_and(|u| u.len() > 254) {
+        return Err(AppError::invalid("user must be at most 254 characters"));
+    }
+    let own_only = !caller.access.has(Permission::AccessLogs);
+    Ok(Filter {
+        only_user_id: own_only.then_some(caller.user.id),
+        user,
+        level,
+        since: instant("since", nonempty(&query.since))?,
+        until: instant("until", nonempty(&query.until))?,
+        q,
+    })
+}
+
+fn entry_json(row: &LogRow) -> Value {
+    json!({
+        "id": row.id,
+        "timestamp": crate::db::iso8601(row.created_at),
+        "log_level": row.level,
+        "message": row.message,
+        "client_ip": row.client_ip,
+        "user_agent": row.user_agent,
+        "user_email": row.user_email,
+    })
+}
+
+async fn list(
+    State(state): State<AppState>,
+    caller: CurrentUser,
+    Query(query): Query<LogQuery>,
+) -> Result<Response, AppError> {
+    let filter = filter(&caller, &query)?;
+    let per_page = page_param("per_page", query.per_page.as_deref(), 10, 100)?;
+    let page = page_param("page", query.page.as_deref(), 1, i64::MAX / 1000)?;
+    let before_id = match nonempty(&query.before_id) {
+        None => None,
+        Some(v) => Some(
+            v.parse::<i64>()
+                .map_err(|_| AppError::invalid("before_id must be an integer"))?,
+        ),
+    };
+    let total = store::count(&state.db, &filter).await?;
+    let rows = match before_id {
+        Some(before) => store::page_before(&state.db, &filter, before, per_page).await?,
+        None => store::page_at(&state.db, &filter, (page - 1) * per_page, per_page).await?,
+    };
+    let total_pages = (total + per_page - 1) / per_page;
+    let next_before_id = (rows.len() as i64 == per_page)
+        .then(|| rows.last().map(|r| r.id))
+        .flatten();
+    Ok(axum::Json(json!({
+        "logs": rows.iter().map(entry_json).collect::<Vec<_>>(),
+        "total_pages": total_pages,
+        "current_page": if before_id.is_some() { Value::Null } else { json!(page) },
+        "total": total,
+        "next_before_id": next_before_id,
+    }))
+    .into_response())
+}
+
+const CSV_HEADER: &str =
+    "id,timestamp,level,kind,message,user_email,client_ip,user_agent,method,path,status,duration_ms\n";
+const EXPORT_BATCH: i64 = 1000;
+
+/// Quotes a CSV field, and defuses text a spreadsheet would run as a formula.
+fn csv_field(value: &str) -> String {
+    let defused = if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{value}")
+    } else {
+        value.to_owned()
+    };
+    format!("\"{}\"", defused.replace('"', "\"\""))
+}
+
+fn csv_line(row: &LogRow) -> String {
+    let opt = |v: &Option<String>| csv_field(v.as_deref().unwrap_or(""));
+    let num = |v: Option<i64>| v.map(|n| n.to_string()).unwrap_or_default();
+    format!(
+        "{},{},{},{},{},{},{},{},{},{},{},{}\n",
+        row.id,
+        crate::db::iso8601(row.created_at),
+        row.level,
+        row.kind,
+        csv_field(&row.message),
+        opt(&row.user_email),
+        opt(&row.client_ip),
+        opt(&row.user_agent),
+        opt(&row.method),
+        opt(&row.path),
+        num(row.status),
+        num(row.duration_ms),
+    )
+}
+
+/// Streams every matching entry, newest first, a keyset batch at a time, so an export
+/// of millions of rows holds one batch in memory.
+async fn export_csv(
+    State(state): State<AppState>,
+    caller: CurrentUser,
+    Query(query): Query<LogQuery>,
+) -> Result<Response, AppError> {
+    let filter = filter(&caller, &query)?;
+    // Fail before the first byte when the database is down.
+    let first = store::page_before(&state.db, &filter, i64::MAX, EXPORT_BATCH).await?;
+    let db = state.db.clone();
+    let stream = futures_util::stream::unfold(
+        (Some(first), String::from(CSV_HEADER)),
+        move |(batch, header)| {
+            let db = db.clone();
+            let filter = filter.clone();
+            async move {
+                let rows = batch?;
+                if rows.is_empty() && header.is_empty() {
+                    return None;
+                }
+                let mut chunk = header;
+                for row in &rows {
+                    chunk.push_str(&csv_line(row));
+                }
+                let next = match rows.last() {
+                    Some(last) if rows.len() as i64 == EXPORT_BATCH => {
+                        match store::page_before(&db, &filter, last.id, EXPORT_BATCH).await {
+                            Ok(rows) => Some(rows),
+                            Err(e) => {
+                                tracing::error!(error = %e, "log export cut short");
+                                None
+                            }
+                        }
+                    }
+                    _ => None,
+                };
+                Some((Ok::<_, std::io::Error>(chunk), (next, String::new())))
+            }
+        },
+    );
+    let mut response = Body::from_stream(stream).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/csv; charset=utf-8"),
+    );
+    response.headers_mut().insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_static("attachment; filename=\"gatehouse-logs.csv\""),
+    );
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_fields_are_quoted_and_formulas_defused() {
+        assert_eq!(csv_field("plain"), "\"plain\"");
+        assert_eq!(csv_field("a \"b\", c"), "\"a \"\"b\"\", c\"");
+        assert_eq!(csv_field("=HYPERLINK(1)"), "\"'=HYPERLINK(1)\"");
+        assert_eq!(csv_field("@cmd"), "\"'@cmd\"");
+    }
+}

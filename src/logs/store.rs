@@ -1,0 +1,194 @@
+//! The SQL behind reading and pruning the activity log.
+
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use crate::db::{self, Db};
+
+/// Which entries a reader asked for.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Set for readers without `access_logs`: their own entries only.
+    pub only_user_id: Option<i64>,
+    /// An email or a user id.
+    pub user: Option<String>,
+    pub level: Option<String>,
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    /// A case-insensitive substring of the message.
+    pub q: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogRow {
+    pub id: i64,
+    pub created_at: i64,
+    pub level: String,
+    pub kind: String,
+    pub message: String,
+    pub user_email: Option<String>,
+    pub client_ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub method: Option<String>,
+    pub path: Option<String>,
+    pub status: Option<i64>,
+    pub duration_ms: Option<i64>,
+}
+
+const COLUMNS: &str = "id, created_at, level, kind, message, user_email, client_ip, \
+                       user_agent, method, path, status, duration_ms";
+
+enum Arg {
+    Int(i64),
+    Text(String),
+}
+
+/// A WHERE clause with its arguments, numbered as it grows.
+struct Where {
+    conditions: Vec<String>,
+    args: Vec<Arg>,
+}
+
+impl Where {
+    fn new(filter: &Filter) -> Self {
+        let mut w = Where {
+            conditions: Vec::new(),
+            args: Vec::new(),
+        };
+        if let Some(id) = filter.only_user_id {
+            w.push("user_id = ?", Arg::Int(id));
+        }
+        if let Some(user) = &filter.user {
+            match user.parse::<i64>() {
+                Ok(id) => w.push("user_id = ?", Arg::Int(id)),
+                Err(_) => w.push("lower(user_email) = lower(?)", Arg::Text(user.clone())),
+            }
+        }
+        if let Some(level) = &filter.level {
+            w.push("level = ?", Arg::Text(level.clone()));
+        }
+        if let Some(since) = filter.since {
+            w.push("created_at >= ?", Arg::Int(since));
+        }
+        if let Some(until) = filter.until {
+            w.push("created_at <= ?", Arg::Int(until));
+        }
+        if let Some(q) = &filter.q {
+            let escaped = q
+                .to_lowercase()
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            w.push(
+                "lower(message) LIKE ? ESCAPE '\\'",
+                Arg::Text(format!("%{escaped}%")),
+            );
+        }
+        w
+    }
+
+    /// Adds a condition whose one `?` becomes the next `$N`.
+    fn push(&mut self, condition: &str, arg: Arg) {
+        self.args.push(arg);
+        self.conditions
+            .push(condition.replace('?', &format!("${}", self.args.len())));
+    }
+
+    fn sql(&self) -> String {
+        if self.conditions.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", self.conditions.join(" AND "))
+        }
+    }
+
+    fn bind<'q>(
+        &'q self,
+        mut query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+        for arg in &self.args {
+            query = match arg {
+                Arg::Int(n) => query.bind(*n),
+                Arg::Text(s) => query.bind(s.as_str()),
+            };
+        }
+        query
+    }
+}
+
+fn row(r: &AnyRow) -> Result<LogRow, sqlx::Error> {
+    Ok(LogRow {
+        id: r.try_get(0)?,
+        created_at: r.try_get(1)?,
+        level: r.try_get(2)?,
+        kind: r.try_get(3)?,
+        message: r.try_get(4)?,
+        user_email: r.try_get(5)?,
+        client_ip: r.try_get(6)?,
+        user_agent: r.try_get(7)?,
+        method: r.try_get(8)?,
+        path: r.try_get(9)?,
+        status: r.try_get(10)?,
+        duration_ms: r.try_get(11)?,
+    })
+}
+
+pub async fn count(db: &Db, filter: &Filter) -> Result<i64, sqlx::Error> {
+    let w = Where::new(filter);
+    let sql = format!("SELECT COUNT(*) FROM activity_logs {}", w.sql());
+    let row = w.bind(sqlx::query(&sql)).fetch_one(db.pool()).await?;
+    row.try_get(0)
+}
+
+/// Entries at an offset, newest first.
+pub async fn page_at(
+    db: &Db,
+    filter: &Filter,
+    offset: i64,
+    limit: i64,
+) -> Result<Vec<LogRow>, sqlx::Error> {
+    let w = Where::new(filter);
+    let sql = format!(
+        "SELECT {COLUMNS} FROM activity_logs {} ORDER BY id DESC LIMIT {limit} OFFSET {offset}",
+        w.sql()
+    );
+    let rows = w.bind(sqlx::query(&sql)).fetch_all(db.pool()).await?;
+    rows.iter().map(row).collect()
+}
+
+/// Entries older than `before_id`, newest first: a range scan of the primary key.
+pub async fn page_before(
+    db: &Db,
+    filter: &Filter,
+    before_id: i64,
+    limit: i64,
+) -> Result<Vec<LogRow>, sqlx::Error> {
+    let mut w = Where::new(filter);
+    w.push("id < ?", Arg::Int(before_id));
+    let sql = format!(
+        "SELECT {COLUMNS} FROM activity_logs {} ORDER BY id DESC LIMIT {limit}",
+        w.sql()
+    );
+    let rows = w.bind(sqlx::query(&sql)).fetch_all(db.pool()).await?;
+    rows.iter().map(row).collect()
+}
+
+/// Deletes entries older than `days`, a bounded batch at a time so that pruning a
+/// large backlog never holds the database's writer for long.
+pub async fn prune(db: &Db, days: u32) -> Result<u64, sqlx::Error> {
+    let cutoff = db::now() - i64::from(days) * 86_400;
+    let mut total = 0;
+    loop {
+        let done = sqlx::query(
+            "DELETE FROM activity_logs WHERE id IN \
+             (SELECT id FROM activity_logs WHERE created_at < $1 ORDER BY id LIMIT 5000)",
+        )
+        .bind(cutoff)
+        .execute(db.pool())
+        .await?;
+        total += done.rows_affected();
+        if done.rows_affected() < 5000 {
+            return Ok(total);
+        }
+    }
+}

@@ -1,0 +1,584 @@
+//! The administration routes: roles, permissions, and users' roles and status.
+//!
+//! Every route is served at its `/admin/...` path and at the bare path the Next.js
+//! client calls. Beyond the permission each route demands, three rules stop an
+//! administrator from growing their own powers: a role or permission can only be
+//! handed out (or taken away) by someone who holds every permission it carries,
+//! built-in roles and permissions cannot be deleted, and the last enabled Super Admin
+//! can neither lose the role nor be disabled.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::store::{self, Role};
+use super::{Access, Permission, SUPER_ADMIN};
+use crate::app::AppState;
+use crate::auth::policy::Policy::Permission as Needs;
+use crate::auth::policy::{Policy, Routes};
+use crate::auth::{session, CurrentUser};
+use crate::error::AppError;
+use crate::http::{Json, Origin};
+use crate::logs::LogEntry;
+
+const MANAGE_USERS: Policy = Needs(Permission::ManageUsers);
+const MANAGE_ADMIN: Policy = Needs(Permission::ManageAdmin);
+
+pub fn routes() -> Routes {
+    let mut routes = Routes::new();
+    for prefix in ["/admin", ""] {
+        routes = routes.merge(
+            Routes::new()
+                .get(at(prefix, "/roles"), MANAGE_USERS, list_roles)
+                .post(at(prefix, "/create_role"), MANAGE_ADMIN, create_role)
+                .delete(at(prefix, "/delete_role"), MANAGE_ADMIN, delete_role)
+                .get(at(prefix, "/permissions"), MANAGE_USERS, list_permissions)
+                .post(
+                    at(prefix, "/create_permission"),
+                    MANAGE_ADMIN,
+                    create_permission,
+                )
+                .delete(
+                    at(prefix, "/delete_permission"),
+                    MANAGE_ADMIN,
+                    delete_permission,
+                )
+                .post(
+                    at(prefix, "/assign_permission_to_role"),
+                    MANAGE_ADMIN,
+                    assign_permission,
+                )
+                .post(
+                    at(prefix, "/revoke_permission_from_role"),
+                    MANAGE_ADMIN,
+                    revoke_permission,
+                )
+                .post(
+                    at(prefix, "/assign_role_to_user"),
+                    MANAGE_USERS,
+                    assign_role,
+                )
+                .post(
+                    at(prefix, "/remove_role_from_user"),
+                    MANAGE_USERS,
+                    remove_role,
+                )
+                .get(at(prefix, "/users/details"), MANAGE_USERS, users_details)
+                .get(
+                    at(prefix, "/all_user_profiles"),
+                    MANAGE_USERS,
+                    all_user_profiles,
+                )
+                .post(
+                    at(prefix, "/users/{id}/disable"),
+                    MANAGE_USERS,
+                    disable_user,
+                )
+                .post(at(prefix, "/users/{id}/enable"), MANAGE_USERS, enable_user),
+        );
+    }
+    routes
+}
+
+fn at(prefix: &str, path: &str) -> String {
+    format!("{prefix}{path}")
+}
+
+fn ok(message: impl Into<String>) -> Response {
+    axum::Json(json!({ "success": true, "message": message.into() })).into_response()
+}
+
+/// Whether `caller` may hand out or take away something carrying `permissions`.
+fn within_powers(caller: &Access, permissions: &[String], is_super_admin_role: bool) -> bool {
+    caller.super_admin
+        || (!is_super_admin_role
+            && permissions
+                .iter()
+                .all(|p| caller.permissions.contains(p.as_str())))
+}
+
+fn record(
+    state: &AppState,
+    caller: &CurrentUser,
+    origin: &Origin,
+    message: String,
+    details: Value,
+) {
+    state.activity.record(
+        LogEntry::admin(message, details)
+            .user(&caller.user)
+            .origin(origin),
+    );
+}
+
+fn valid_name(field: &str, value: &str, max: usize) -> Result<String, AppError> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Err(AppError::invalid(format!("{field} is required")));
+    }
+    if value.chars().count() > max || value.chars().any(char::is_control) {
+        return Err(AppError::invalid(format!(
+            "{field} must be 1 to {max} printable characters"
+        )));
+    }
+    Ok(value.to_owned())
+}
+
+async fn list_roles(State(state): State<AppState>) -> Result<Response, AppError> {
+    let roles: Vec<Value> = store::roles_with_permissions(&state.db)
+        .await?
+        .into_iter()
+        .map(|(role, permissions)| {
+            json!({ "id": role.id, "name": role.name, "permissions": permissions })
+        })
+        .collect();
+    Ok(axum::Json(json!({ "roles": roles })).into_response())
+}
+
+async fn list_permissions(State(state): State<AppState>) -> Result<Response, AppError> {
+    let permissions: Vec<Value> = store::permissions(&state.db)
+        .await?
+        .into_iter()
+        .map(|p| json!({ "id": p.id, "name": p.name }))
+        .collect();
+    Ok(axum::Json(json!({ "permissions": permissions })).into_response())
+}
+
+#[derive(Deserialize)]
+struct NameBody {
+    name: String,
+}
+
+async fn create_role(
+    State(state): State<AppState>,
+    caller: CurrentUser,
+    origin: Origin,
+    Json(body): Json<NameBody>,
+) -> Result<Response, AppError> {
+    let name = valid_name("name", &body.name, 64)?;
+    let id = store::create_role(&state.db, &name).await?;
+    record(
+        &state,
+        &caller,
+        &origin,
+        format!("role {name:?} created"),
+        json!({ "action": "create_role", "target": { "role_id": id, "name": name }, "before": null, "after": { "name": name } }),
+    );
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(json!({ "success": true, "message": "New role created", "role": { "id": id, "name": name } })),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+struct RoleIdBody {
+    role_id: i64,
+}
+
+async fn delete_role(
+    State(state): State<AppState>,
+    caller: CurrentUser,
+    origin: Origin,
+    Json(body): Json<RoleIdBody>,
+) -> Result<Response, AppError> {
+    let mut tx = state.db.pool().begin().await?;
+    let role = store::role_by_id(&mut tx, body.role_id)
+        .await?
+        .ok_or_else(|| AppError::not_found("Role not found"))?;
+    if role.builtin {
+        return Err(AppError::conflict("Built-in roles cannot be deleted"));
+    }
+    let permissions = store::role_permissions(&mut tx, &role).await?;
+    if !within_powers(&caller.access, &permissions, false) {
+        return Err(AppError::unauthorized_access());
+    }
+    let holders = store::role_holders(&mut tx, role.id).await?;
+    if holders > 0 {
+        // Deleting a role in use would silently strip its holders' access; that
+        // should be a deliberate act, one user at a time.
+        return Err(AppError::conflict(format!(
+            "The role is held by {holders} user(s); remove it from them first"
+        )));
+    }
+    store::delete_role(&mut tx, role.id).await?;
+    tx.commit().await?;
+    record(
+        &state,
+        &caller,
+        &origin,
+        format!("role {:?} deleted", role.name),
+        json!({ "action": "delete_role", "target": { "role_id": role.id, "name": role.name }, "before": { "permissions": permissions }, "after": null }),
+    );
+    Ok(ok("Role deleted successfully"))
+}
+
+/// Permission names are identifiers: letters, digits and `_ . : -`.
+fn valid_permission_name(value: &str) -> Result<String, AppError> {
+    let value = value.trim();
+    let ok = (1..=64).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'));
+    if !ok {
+        return Err(AppError::invalid(
+            "name must be 1 to 64 of letters, digits, '_', '.', ':' and '-'",
+        ));
+    }
+    Ok(value.to_owned())
+}
+
+async fn create_permission(
+    State(state): State<AppState>,
+    caller: CurrentUser,
+    origin: Origin,
+    Json(body): Json<NameBody>,
+) -> Result<Response, AppError> {
+    let name = valid_permission_name(&body.name)?;
+    let id = store::create_permission(&state.db, &name).await?;
+    record(
+        &state,
+        &caller,
+        &origin,
+        format!("permission {name:?} created"),
+        json!({ "action": "create_permission", "target": { "permission_id": id, "name": name }, "before": null, "after": { "name": name } }),
+    );
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(json!({
+            "success": true,
+            "message": format!("Permission \"{name}\" created successfully"),
+            "permission": { "id": id, "name": name },
+        })),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+struct PermissionIdBody {
+    permission_id: i64,
+}
+
+async fn delete_permission(
+    State(state): State<AppState>,
+    caller: CurrentUser,
+    origin: Origin,
+    Json(body): Json<PermissionIdBody>,
+) -> Result<Response, AppError> {
+    let permission = store::permission_by_id(&state.db, body.permission_id)
+        .await?
+        .ok_or_else(|| AppError::not_found("Permission not found"))?;
+    if permission.builtin {
+        return Err(AppError::conflict("Built-in permissions cannot be deleted"));
+    }
+    if !within_powers(
+        &caller.access,
+        std::slice::from_ref(&permission.name),
+        false,
+    ) {
+        return Err(AppError::unauthorized_access());
+    }
+    store::delete_permission(&state.db, permission.id).await?;
+    record(
+        &state,
+        &caller,
+        &origin,
+        format!("permission {:?} deleted", permission.name),
+        json!({ "action": "delete_permission", "target": { "permission_id": permission.id, "name": permission.name }, "before": { "name": permission.name }, "after": null }),
+    );
+    Ok(ok("Permission deleted successfully"))
+}
+
+#[derive(Deserialize)]
+struct RolePermissionBody {
+    permission_name: String,
+    role_name: String,
+}
+
+/// The role and permission a body names, after the escalation check.
+async fn role_and_permission(
+    state: &AppState,
+    caller: &CurrentUser,
+    body: &RolePermissionBody,
+) -> Result<(Role, store::PermissionRow), AppError> {
+    let permission = store::permission_by_name(&state.db, body.permission_name.trim())
+        .await?
+        .ok_or_else(|| AppError::not_found("Permission does not exist"))?;
+    let mut conn = state.db.pool().acquire().await?;
+    let role = store::role_by_name(&mut conn, body.role_name.trim())
+        .await?
+        .ok_or_else(|| AppError::not_found("Role does not exist"))?;
+    if !within_powers(
+        &caller.access,
+        std::slice::from_ref(&permission.name),
+        false,
+    ) {
+        return Err(AppError::unauthorized_access());
+    }
+    if role.name == SUPER_ADMIN {
+        return Err(AppError::conflict(
+            "Super Admin holds every permission; its permissions cannot be changed",
+        ));
+    }
+    Ok((role, permission))
+}
+
+async fn assign_permission(
+    State(state): State<AppState>,
+    caller: CurrentUser,
+    origin: Origin,
+    Json(body): Json<RolePermissionBody>,
+) -> Result<Response, AppError> {
+    let (role, permission) = role_and_permission(&state, &caller, &body).await?;
+    if store::link(&state.db, role.id, permission.id).await? {
+        record(
+            &state,
+            &caller,
+            &origin,
+            format!(
+                "permission {:?} assigned to role {:?}",
+                permission.name, role.name
+            ),
+            json!({ "action": "assign_permission_to_role", "target": { "role": role.name, "permission": permission.name }, "before": { "assigned": false }, "after": { "assigned": true } }),
+        );
+    }
+    Ok(ok("Permission assigned to role"))
+}
+
+async fn revoke_permission(
+    State(state): State<AppState>,
+    caller: CurrentUser,
+    origin: Origin,
+    Json(body): Json<RolePermissionBody>,
+) -> Result<Response, AppError> {
+    let (role, permission) = role_and_permission(&state, &caller, &body).await?;
+    if store::unlink(&state.db, role.id, permission.id).await? {
+        record(
+            &state,
+            &caller,
+            &origin,
+            format!(
+                "permission {:?} revoked from role {:?}",
+                permission.name, role.name
+            ),
+            json!({ "action": "revoke_permission_from_role", "target": { "role": role.name, "permission": permission.name }, "before": { "assigned": true }, "after": { "assigned": false } }),
+        );
+    }
+    Ok(ok("Permission revoked from role"))
+}
+
+#[derive(Deserialize)]
+struct UserRoleBody {
+    user_id: i64,
+    role_id: i64,
+}
+
+async fn assign_role(
+    State(state): State<AppState>,
+    caller: CurrentUser,
+    origin: Origin,
+    Json(body): Json<UserRoleBody>,
+) -> Result<Response, AppError> {
+    let mut tx = state.db.pool().begin().await?;
+    let user = store::user_by_id(&mut tx, body.user_id)
+        .await?
+        .ok_or_else(|| AppError::not_found("User not found"))?;
+    let role = store::role_by_id(&mut tx, body.role_id)
+        .await?
+        .ok_or_else(|| AppError::not_found("Role not found"))?;
+    let permissions = store::role_permissions(&mut tx, &role).await?;
+    if !within_powers(&caller.access, &permissions, role.name == SUPER_ADMIN) {
+        return Err(AppError::unauthorized_access());
+    }
+    let added = store::add_user_role(&mut tx, user.id, role.id).await?;
+    tx.commit().await?;
+    if added {
+        record(
+            &state,
+            &caller,
+            &origin,
+            format!("role {:?} given to user {}", role.name, user.id),
+            json!({ "action": "assign_role_to_user", "target": { "user_id": user.id, "username": user.username, "role": role.name }, "before": { "has_role": false }, "after": { "has_role": true } }),
+        );
+    }
+    Ok(ok("Role assigned to user"))
+}
+
+async fn remove_role(
+    State(state): State<AppState>,
+    caller: CurrentUser,
+    origin: Origin,
+    Json(body): Json<UserRoleBody>,
+) -> Result<Response, AppError> {
+    let mut tx = state.db.pool().begin().await?;
+    store::lock_super_admins(&mut tx).await?;
+    let user = store::user_by_id(&mut tx, body.user_id)
+        .await?
+        .ok_or_else(|| AppError::not_found("User not found"))?;
+    let role = store::role_by_id(&mut tx, body.role_id)
+        .await?
+        .ok_or_else(|| AppError::not_found("Role not found"))?;
+    let permissions = store::role_permissions(&mut tx, &role).await?;
+    if !within_powers(&caller.access, &permissions, role.name == SUPER_ADMIN) {
+        return Err(AppError::unauthorized_access());
+    }
+    let removed = store::remove_user_role(&mut tx, user.id, role.id).await?;
+    if role.name == SUPER_ADMIN && store::active_super_admins(&mut tx).await? == 0 {
+        return Err(AppError::conflict(
+            "The last Super Admin cannot lose that role",
+        ));
+    }
+    tx.commit().await?;
+    if removed {
+        record(
+            &state,
+            &caller,
+            &origin,
+            format!("role {:?} taken from user {}", role.name, user.id),
+            json!({ "action": "remove_role_from_user", "target": { "user_id": user.id, "username": user.username, "role": role.name }, "before": { "has_role": true }, "after": { "has_role": false } }),
+        );
+    }
+    Ok(ok("Role removed from user"))
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    page: Option<String>,
+    per_page: Option<String>,
+    q: Option<String>,
+}
+
+/// A positive integer query parameter, with its default and ceiling.
+pub fn page_param(
+    name: &str,
+    value: Option<&str>,
+    default: i64,
+    max: i64,
+) -> Result<i64, AppError> {
+    match value.map(str::trim).filter(|v| !v.is_empty()) {
+        None => Ok(default),
+        Some(v) => match v.parse::<i64>() {
+            Ok(n) if n >= 1 => Ok(n.min(max)),
+            _ => Err(AppError::invalid(format!(
+                "{name} must be a positive integer"
+            ))),
+        },
+    }
+}
+
+async fn users_details(
+    State(state): State<AppState>,
+    Query(query): Query<ListQuery>,
+) -> Result<Response, AppError> {
+    let page = page_param("page", query.page.as_deref(), 1, 1_000_000)?;
+    let per_page = page_param("per_page", query.per_page.as_deref(), 20, 100)?;
+    let q = query.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
+    if q.is_some_and(|q| q.chars().count() > 100) {
+        return Err(AppError::invalid("q must be at most 100 characters"));
+    }
+    let (users, total) = store::list_users(&state.db, q, page, per_page).await?;
+    let users: Vec<Value> = users
+        .iter()
+        .map(|u| {
+            json!({
+                "id": u.id,
+                "first_name": u.first_name,
+                "last_name": u.last_name,
+                "username": u.username,
+                "email": u.email,
+            })
+        })
+        .collect();
+    Ok(
+        axum::Json(json!({ "users": users, "total": total, "page": page, "per_page": per_page }))
+            .into_response(),
+    )
+}
+
+/// The most profiles one answer carries; the paginated listing serves larger sets.
+const ALL_PROFILES_LIMIT: i64 = 10_000;
+
+async fn all_user_profiles(State(state): State<AppState>) -> Result<Response, AppError> {
+    let profiles: Vec<Value> = store::all_profiles(&state.db, ALL_PROFILES_LIMIT)
+        .await?
+        .iter()
+        .map(|(user, access)| user.to_json(access))
+        .collect();
+    Ok(axum::Json(json!({ "success": true, "message": profiles })).into_response())
+}
+
+async fn disable_user(
+    state: State<AppState>,
+    caller: CurrentUser,
+    origin: Origin,
+    Path(id): Path<String>,
+) -> Result<Response, AppError> {
+    set_status(state, caller, origin, id, true).await
+}
+
+async fn enable_user(
+    state: State<AppState>,
+    caller: CurrentUser,
+    origin: Origin,
+    Path(id): Path<String>,
+) -> Result<Response, AppError> {
+    set_status(state, caller, origin, id, false).await
+}
+
+async fn set_status(
+    State(state): State<AppState>,
+    caller: CurrentUser,
+    origin: Origin,
+    id: String,
+    disable: bool,
+) -> Result<Response, AppError> {
+    let id: i64 = id
+        .parse()
+        .map_err(|_| AppError::invalid("The user id must be an integer"))?;
+    if id == caller.user.id {
+        return Err(AppError::conflict(
+            "You cannot change your own account status",
+        ));
+    }
+    let mut tx = state.db.pool().begin().await?;
+    store::lock_super_admins(&mut tx).await?;
+    let user = store::user_by_id(&mut tx, id)
+        .await?
+        .ok_or_else(|| AppError::not_found("User not found"))?;
+    let target = Access::load(state.db.pool(), user.id).await?;
+    let target_permissions: Vec<String> = target.permissions.iter().cloned().collect();
+    if !within_powers(&caller.access, &target_permissions, target.super_admin) {
+        return Err(AppError::unauthorized_access());
+    }
+    store::set_disabled(&mut tx, user.id, disable).await?;
+    if disable {
+        if target.super_admin && store::active_super_admins(&mut tx).await? == 0 {
+            return Err(AppError::conflict(
+                "The last Super Admin cannot be disabled",
+            ));
+        }
+        session::revoke_all_for_user(&mut *tx, user.id, None).await?;
+    }
+    tx.commit().await?;
+    let (verb, message) = if disable {
+        ("disable_user", "User disabled")
+    } else {
+        ("enable_user", "User enabled")
+    };
+    if user.disabled != disable {
+        record(
+            &state,
+            &caller,
+            &origin,
+            format!(
+                "user {} {}",
+                user.id,
+                if disable { "disabled" } else { "enabled" }
+            ),
+            json!({ "action": verb, "target": { "user_id": user.id, "username": user.username }, "before": { "disabled": user.disabled }, "after": { "disabled": disable } }),
+        );
+    }
+    Ok(ok(message))
+}

@@ -1,0 +1,366 @@
+//! The SQL behind role, permission and user administration.
+
+use sqlx::Row;
+
+use super::SUPER_ADMIN;
+use crate::accounts::User;
+use crate::auth::session::{self, USER_COLUMNS};
+use crate::db::{self, Backend, Db};
+use crate::error::{AppError, OnUnique};
+
+#[derive(Debug, Clone)]
+pub struct Role {
+    pub id: i64,
+    pub name: String,
+    pub builtin: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct PermissionRow {
+    pub id: i64,
+    pub name: String,
+    pub builtin: bool,
+}
+
+type Conn = sqlx::AnyConnection;
+
+/// Every role with the names of its permissions, in two queries.
+pub async fn roles_with_permissions(db: &Db) -> Result<Vec<(Role, Vec<String>)>, AppError> {
+    let roles = sqlx::query("SELECT id, name, builtin FROM roles ORDER BY id")
+        .fetch_all(db.pool())
+        .await?;
+    let links = sqlx::query(
+        "SELECT rp.role_id, p.name FROM role_permissions rp \
+         JOIN permissions p ON p.id = rp.permission_id ORDER BY p.name",
+    )
+    .fetch_all(db.pool())
+    .await?;
+    let mut out = Vec::with_capacity(roles.len());
+    for row in roles {
+        let role = role_from_row(&row)?;
+        let mut names = Vec::new();
+        for link in &links {
+            if link.try_get::<i64, _>(0)? == role.id {
+                names.push(link.try_get(1)?);
+            }
+        }
+        out.push((role, names));
+    }
+    Ok(out)
+}
+
+pub async fn permissions(db: &Db) -> Result<Vec<PermissionRow>, AppError> {
+    let rows = sqlx::query(&format!("{PERMISSION_COLUMNS} ORDER BY id"))
+        .fetch_all(db.pool())
+        .await?;
+    Ok(rows
+        .iter()
+        .map(permission_from_row)
+        .collect::<Result<_, _>>()?)
+}
+
+pub async fn create_role(db: &Db, name: &str) -> Result<i64, AppError> {
+    sqlx::query_scalar("INSERT INTO roles (name, builtin) VALUES ($1, 0) RETURNING id")
+        .bind(name)
+        .fetch_one(db.pool())
+        .await
+        .on_unique(&[("roles_name_key", "Role already exists")])
+}
+
+pub async fn create_permission(db: &Db, name: &str) -> Result<i64, AppError> {
+    sqlx::query_scalar("INSERT INTO permissions (name, builtin) VALUES ($1, 0) RETURNING id")
+        .bind(name)
+        .fetch_one(db.pool())
+        .await
+        .on_unique(&[("permissions_name_key", "Permission already exists")])
+}
+
+fn role_from_row(r: &sqlx::any::AnyRow) -> Result<Role, sqlx::Error> {
+    Ok(Role {
+        id: r.try_get(0)?,
+        name: r.try_get(1)?,
+        builtin: r.try_get::<i64, _>(2)? != 0,
+    })
+}
+
+pub async fn role_by_id(conn: &mut Conn, id: i64) -> Result<Option<Role>, AppError> {
+    let row = sqlx::query("SELECT id, name, builtin FROM roles WHERE id = $1")
+        .bind(id)
+        .fetch_optional(conn)
+        .await?;
+    Ok(row.as_ref().map(role_from_row).transpose()?)
+}
+
+pub async fn role_by_name(conn: &mut Conn, name: &str) -> Result<Option<Role>, AppError> {
+    let row = sqlx::query("SELECT id, name, builtin FROM roles WHERE lower(name) = lower($1)")
+        .bind(name)
+        .fetch_optional(conn)
+        .await?;
+    Ok(row.as_ref().map(role_from_row).transpose()?)
+}
+
+const PERMISSION_COLUMNS: &str = "SELECT id, name, builtin FROM permissions";
+
+fn permission_from_row(r: &sqlx::any::AnyRow) -> Result<PermissionRow, sqlx::Error> {
+    Ok(PermissionRow {
+        id: r.try_get(0)?,
+        name: r.try_get(1)?,
+        builtin: r.try_get::<i64, _>(2)? != 0,
+    })
+}
+
+pub async fn permission_by_id(db: &Db, id: i64) -> Result<Option<PermissionRow>, AppError> {
+    let row = sqlx::query(&format!("{PERMISSION_COLUMNS} WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(db.pool())
+        .await?;
+    Ok(row.as_ref().map(permission_from_row).transpose()?)
+}
+
+pub async fn permission_by_name(db: &Db, name: &str) -> Result<Option<PermissionRow>, AppError> {
+    let row = sqlx::query(&format!(
+        "{PERMISSION_COLUMNS} WHERE lower(name) = lower($1)"
+    ))
+    .bind(name)
+    .fetch_optional(db.pool())
+    .await?;
+    Ok(row.as_ref().map(permission_from_row).transpose()?)
+}
+
+/// The permission names a role grants (all of them for Super Admin).
+pub async fn role_permissions(conn: &mut Conn, role: &Role) -> Result<Vec<String>, AppError> {
+    let names = if role.name == SUPER_ADMIN {
+        sqlx::query_scalar("SELECT name FROM permissions ORDER BY name")
+            .fetch_all(conn)
+            .await?
+    } else {
+        sqlx::query_scalar(
+            "SELECT p.name FROM role_permissions rp JOIN permissions p ON p.id = rp.permission_id \
+             WHERE rp.role_id = $1 ORDER BY p.name",
+        )
+        .bind(role.id)
+        .fetch_all(conn)
+        .await?
+    };
+    Ok(names)
+}
+
+pub async fn role_holders(conn: &mut Conn, role_id: i64) -> Result<i64, AppError> {
+    Ok(
+        sqlx::query_scalar("SELECT COUNT(*) FROM user_roles WHERE role_id = $1")
+            .bind(role_id)
+            .fetch_one(conn)
+            .await?,
+    )
+}
+
+pub async fn delete_role(conn: &mut Conn, role_id: i64) -> Result<(), AppError> {
+    sqlx::query("DELETE FROM roles WHERE id = $1")
+        .bind(role_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn delete_permission(db: &Db, permission_id: i64) -> Result<(), AppError> {
+    sqlx::query("DELETE FROM permissions WHERE id = $1")
+        .bind(permission_id)
+        .execute(db.pool())
+        .await?;
+    Ok(())
+}
+
+/// Links a permission to a role; returns whether the link is new.
+pub async fn link(db: &Db, role_id: i64, permission_id: i64) -> Result<bool, AppError> {
+    let done = sqlx::query(
+        "INSERT INTO role_permissions (role_id, permission_id) VALUES ($1, $2) \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(role_id)
+    .bind(permission_id)
+    .execute(db.pool())
+    .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// Unlinks a permission from a role; returns whether there was a link.
+pub async fn unlink(db: &Db, role_id: i64, permission_id: i64) -> Result<bool, AppError> {
+    let done =
+        sqlx::query("DELETE FROM role_permissions WHERE role_id = $1 AND permission_id = $2")
+            .bind(role_id)
+            .bind(permission_id)
+            .execute(db.pool())
+            .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// Gives a role to a user; returns whether it is new.
+pub async fn add_user_role(conn: &mut Conn, user_id: i64, role_id: i64) -> Result<bool, AppError> {
+    let done = sqlx::query(
+        "INSERT INTO user_roles (user_id, role_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+    )
+    .bind(user_id)
+    .bind(role_id)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// Takes a role from a user; returns whether the user had it.
+pub async fn remove_user_role(
+    conn: &mut Conn,
+    user_id: i64,
+    role_id: i64,
+) -> Result<bool, AppError> {
+    let done = sqlx::query("DELETE FROM user_roles WHERE user_id = $1 AND role_id = $2")
+        .bind(user_id)
+        .bind(role_id)
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// Serialises every change that could remove the last Super Admin. Rewriting the
+/// role's row takes its row lock on PostgreSQL and the write lock on SQLite, so the
+/// count that follows cannot be raced by another such change.
+pub async fn lock_super_admins(conn: &mut Conn) -> Result<(), AppError> {
+    sqlx::query("UPDATE roles SET name = name WHERE name = $1")
+        .bind(SUPER_ADMIN)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Enabled accounts holding Super Admin.
+pub async fn active_super_admins(conn: &mut Conn) -> Result<i64, AppError> {
+    Ok(sqlx::query_scalar(
+        "SELECT COUNT(*) FROM user_roles ur JOIN roles r ON r.id = ur.role_id \
+         JOIN users u ON u.id = ur.user_id WHERE r.name = $1 AND u.disabled = 0",
+    )
+    .bind(SUPER_ADMIN)
+    .fetch_one(conn)
+    .await?)
+}
+
+pub async fn user_by_id(conn: &mut Conn, id: i64) -> Result<Option<User>, AppError> {
+    let row = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(conn)
+        .await?;
+    Ok(row.map(|r| session::user_from_row(&r, 0)).transpose()?)
+}
+
+pub async fn set_disabled(conn: &mut Conn, user_id: i64, disabled: bool) -> Result<(), AppError> {
+    sqlx::query("UPDATE users SET disabled = $1, updated_at = $2 WHERE id = $3")
+        .bind(i64::from(disabled))
+        .bind(db::now())
+        .bind(user_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The names searched by `q`: prefix matches on these columns use their lower()
+/// indexes, so a search stays an index range scan however many users there are.
+const SEARCHED: [&str; 4] = ["username", "email", "first_name", "last_name"];
+
+/// One page of users, optionally filtered by a case-insensitive prefix of their
+/// username, email, first or last name, and the total that match.
+pub async fn list_users(
+    db: &Db,
+    q: Option<&str>,
+    page: i64,
+    per_page: i64,
+) -> Result<(Vec<User>, i64), AppError> {
+    let (filter, bounds) = match q {
+        Some(q) => {
+            let low = q.to_lowercase();
+            // Every string starting with `low` sorts between it and `low` followed by
+            // the highest code point.
+            let high = format!("{low}\u{10FFFF}");
+            let conditions: Vec<String> = SEARCHED
+                .iter()
+                .map(|c| {
+                    let key = match db.backend() {
+                        Backend::Sqlite => format!("lower({c})"),
+                        Backend::Postgres => format!("(lower({c}) COLLATE \"C\")"),
+                    };
+                    format!("({key} >= $1 AND {key} < $2)")
+                })
+                .collect();
+            (
+                format!("WHERE {}", conditions.join(" OR ")),
+                Some((low, high)),
+            )
+        }
+        None => (String::new(), None),
+    };
+    let count_sql = format!("SELECT COUNT(*) FROM users {filter}");
+    let page_sql = format!(
+        "SELECT {USER_COLUMNS} FROM users {filter} ORDER BY id LIMIT {per_page} OFFSET {}",
+        (page - 1) * per_page
+    );
+    let mut count = sqlx::query_scalar::<_, i64>(&count_sql);
+    let mut rows = sqlx::query(&page_sql);
+    if let Some((low, high)) = &bounds {
+        count = count.bind(low.clone()).bind(high.clone());
+        rows = rows.bind(low.clone()).bind(high.clone());
+    }
+    let total = count.fetch_one(db.pool()).await?;
+    let users = rows
+        .fetch_all(db.pool())
+        .await?
+        .iter()
+        .map(|r| session::user_from_row(r, 0))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((users, total))
+}
+
+/// Every user with role and permission names, in three queries whatever the count.
+pub async fn all_profiles(db: &Db, limit: i64) -> Result<Vec<(User, super::Access)>, AppError> {
+    let users = sqlx::query(&format!(
+        "SELECT {USER_COLUMNS} FROM users ORDER BY id LIMIT {limit}"
+    ))
+    .fetch_all(db.pool())
+    .await?
+    .iter()
+    .map(|r| session::user_from_row(r, 0))
+    .collect::<Result<Vec<_>, _>>()?;
+    let roles = sqlx::query(
+        "SELECT ur.user_id, r.name FROM user_roles ur JOIN roles r ON r.id = ur.role_id \
+         ORDER BY r.name",
+    )
+    .fetch_all(db.pool())
+    .await?;
+    let perms = sqlx::query(
+        "SELECT DISTINCT ur.user_id, p.name FROM user_roles ur \
+         JOIN role_permissions rp ON rp.role_id = ur.role_id \
+         JOIN permissions p ON p.id = rp.permission_id",
+    )
+    .fetch_all(db.pool())
+    .await?;
+    let all_permissions: Vec<String> = sqlx::query_scalar("SELECT name FROM permissions")
+        .fetch_all(db.pool())
+        .await?;
+    let mut by_user: std::collections::HashMap<i64, super::Access> = Default::default();
+    for row in &roles {
+        let access = by_user.entry(row.try_get(0)?).or_default();
+        let name: String = row.try_get(1)?;
+        access.super_admin |= name == SUPER_ADMIN;
+        access.roles.push(name);
+    }
+    for row in &perms {
+        let access = by_user.entry(row.try_get(0)?).or_default();
+        access.permissions.insert(row.try_get(1)?);
+    }
+    Ok(users
+        .into_iter()
+        .map(|user| {
+            let mut access = by_user.remove(&user.id).unwrap_or_default();
+            if access.super_admin {
+                access.permissions.extend(all_permissions.iter().cloned());
+            }
+            (user, access)
+        })
+        .collect())
+}

@@ -1,0 +1,294 @@
+//! The activity log: what is recorded, who sees what, filters, export, deep pages,
+//! metrics, and nothing lost on a clean shutdown.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::helpers::{expect_error, json, Backend, TestApp, PASSWORD};
+use crate::on_both_databases;
+
+on_both_databases!(
+    logs_record_access_and_auth_events_with_visibility_rules,
+    log_filters_and_csv_export,
+    deep_pages_of_a_large_log,
+    nothing_is_lost_on_a_clean_shutdown,
+    metrics_count_requests_logins_and_queues,
+);
+
+/// Waits for the writer to store at least `n` entries matching `condition`.
+async fn wait_for_entries(app: &TestApp, condition: &str, n: i64) {
+    for _ in 0..100 {
+        let count = app
+            .scalar(&format!(
+                "SELECT COUNT(*) FROM activity_logs WHERE {condition}"
+            ))
+            .await;
+        if count >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("fewer than {n} log entries where {condition}");
+}
+
+async fn logs_record_access_and_auth_events_with_visibility_rules(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let url = app.state.config.database_url.clone();
+    let admin = TestApp::spawn_with(backend, &[("DATABASE_URL", url.as_str())]).await;
+    admin.verified_user("auditor").await;
+    let id = app
+        .scalar("SELECT id FROM users WHERE username = 'auditor'")
+        .await;
+    gatehouse::rbac::grant_role(app.state.db.pool(), id, "Admin")
+        .await
+        .unwrap();
+
+    app.verified_user("plain").await;
+    let bad = app
+        .post(
+            "/login",
+            json!({"username_or_email": "plain", "password": "Wrong-Password-1"}),
+        )
+        .await;
+    assert_eq!(bad.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        app.get("/current_user_details").await.status(),
+        StatusCode::OK
+    );
+    wait_for_entries(&app, "message = 'login failed'", 1).await;
+    // The failed login (made with the session cookie) and the details request.
+    wait_for_entries(
+        &app,
+        "user_email = 'plain@example.com' AND kind = 'access'",
+        2,
+    )
+    .await;
+
+    // A plain user sees only their own entries.
+    let mine: Value = json(app.get("/logs?per_page=100").await).await;
+    let entries = mine["logs"].as_array().unwrap();
+    assert!(!entries.is_empty());
+    assert!(entries
+        .iter()
+        .all(|e| e["user_email"] == "plain@example.com"));
+    let first = &entries[0];
+    for key in [
+        "id",
+        "timestamp",
+        "log_level",
+        "message",
+        "client_ip",
+        "user_agent",
+        "user_email",
+    ] {
+        assert!(first.get(key).is_some(), "{key}");
+    }
+    assert!(first["timestamp"].as_str().unwrap().ends_with('Z'));
+    let ids: Vec<i64> = entries.iter().map(|e| e["id"].as_i64().unwrap()).collect();
+    assert!(ids.windows(2).all(|w| w[0] > w[1]), "newest first");
+    assert!(entries.iter().any(|e| e["message"] == "login ok"));
+    assert!(entries.iter().any(|e| e["message"] == "login failed"));
+    assert!(entries
+        .iter()
+        .any(|e| e["message"] == "GET /current_user_details 200"));
+    // Filtering by someone else's account does not widen the view.
+    let theirs: Value = json(app.get("/logs?user=auditor@example.com").await).await;
+    assert_eq!(theirs["logs"], json!([]));
+
+    // access_logs sees everyone.
+    let all: Value = json(admin.get("/logs?per_page=100").await).await;
+    let emails: std::collections::HashSet<&str> = all["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["user_email"].as_str())
+        .collect();
+    assert!(emails.contains("plain@example.com") && emails.contains("auditor@example.com"));
+    let res = app.get("/logs/export.csv").await;
+    expect_error(res, StatusCode::FORBIDDEN).await;
+    expect_error(
+        crate::helpers::new_client()
+            .get(app.url("/logs"))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+}
+
+async fn log_filters_and_csv_export(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.verified_user("boss").await;
+    let id = app
+        .scalar("SELECT id FROM users WHERE username = 'boss'")
+        .await;
+    gatehouse::rbac::grant_role(app.state.db.pool(), id, "Admin")
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        app.post(
+            "/login",
+            json!({"username_or_email": "boss", "password": "Wrong-Password-2"}),
+        )
+        .await;
+    }
+    app.login("boss", PASSWORD).await;
+    wait_for_entries(&app, "message = 'login failed'", 3).await;
+
+    let warnings: Value = json(app.get("/logs?level=warning&q=LOGIN%20FAILED").await).await;
+    let logs = warnings["logs"].as_array().unwrap();
+    assert_eq!(logs.len(), 3, "{warnings:#}");
+    assert!(logs.iter().all(|e| e["log_level"] == "WARNING"));
+    let none: Value = json(app.get("/logs?since=2099-01-01T00:00:00Z").await).await;
+    assert_eq!(none["logs"], json!([]));
+    let old: Value = json(app.get("/logs?until=2000-01-01T00:00:00Z").await).await;
+    assert_eq!(old["total_pages"], 0);
+    let by_user: Value = json(app.get(&format!("/logs?user={id}&per_page=100")).await).await;
+    assert!(by_user["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|e| e["user_email"] == "boss@example.com"));
+    let literal: Value = json(app.get("/logs?q=%25").await).await;
+    assert_eq!(literal["logs"], json!([]), "% is matched literally");
+    for bad in [
+        "level=LOUD",
+        "since=yesterday",
+        "per_page=-1",
+        "before_id=x",
+    ] {
+        expect_error(
+            app.get(&format!("/logs?{bad}")).await,
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
+    }
+
+    let res = app
+        .get("/logs/export.csv?level=WARNING&q=login%20failed")
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/csv"));
+    let csv = res.text().await.unwrap();
+    let mut lines = csv.lines();
+    assert!(lines.next().unwrap().starts_with("id,timestamp,level"));
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(rows.len(), 3);
+    assert!(rows.iter().all(|r| r.contains("WARNING")));
+}
+
+async fn deep_pages_of_a_large_log(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.verified_user("reader").await;
+    let id = app
+        .scalar("SELECT id FROM users WHERE username = 'reader'")
+        .await;
+    gatehouse::rbac::grant_role(app.state.db.pool(), id, "Admin")
+        .await
+        .unwrap();
+    // A generated volume, inserted in SQL (both backends).
+    const ROWS: i64 = 200_000;
+    sqlx::query(&format!(
+        "INSERT INTO activity_logs (created_at, level, kind, message, user_email) \
+         WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq WHERE n < {ROWS}) \
+         SELECT 1700000000 + n, 'INFO', 'access', 'generated ' || n, 'bulk@example.com' FROM seq"
+    ))
+    .execute(app.state.db.pool())
+    .await
+    .unwrap();
+    let total = app.scalar("SELECT COUNT(*) FROM activity_logs").await;
+    assert!(total >= ROWS);
+
+    // The last page by offset.
+    let last_page = (total + 99) / 100;
+    let page: Value = json(
+        app.get(&format!("/logs?page={last_page}&per_page=100"))
+            .await,
+    )
+    .await;
+    assert_eq!(page["total_pages"], last_page);
+    let logs = page["logs"].as_array().unwrap();
+    assert!(logs.iter().any(|e| e["message"] == "generated 1"));
+
+    // Deep reading by keyset: from an id near the bottom, exactly the next rows.
+    let anchor = app
+        .scalar("SELECT id FROM activity_logs WHERE message = 'generated 1001'")
+        .await;
+    let deep: Value = json(
+        app.get(&format!("/logs?before_id={anchor}&per_page=100"))
+            .await,
+    )
+    .await;
+    let logs = deep["logs"].as_array().unwrap();
+    assert_eq!(logs.len(), 100);
+    assert_eq!(logs[0]["message"], "generated 1000");
+    assert_eq!(logs[99]["message"], "generated 901");
+    let next = deep["next_before_id"].as_i64().unwrap();
+    let after: Value = json(
+        app.get(&format!("/logs?before_id={next}&per_page=100"))
+            .await,
+    )
+    .await;
+    assert_eq!(after["logs"][0]["message"], "generated 900");
+
+    // Retention prunes what is older than the window, and nothing newer.
+    let pruned = gatehouse::logs::store::prune(&app.state.db, 1)
+        .await
+        .unwrap();
+    assert_eq!(pruned as i64, ROWS);
+    assert_eq!(
+        app.scalar("SELECT COUNT(*) FROM activity_logs WHERE message LIKE 'generated%'")
+            .await,
+        0
+    );
+}
+
+async fn nothing_is_lost_on_a_clean_shutdown(backend: Backend) {
+    let mut app = TestApp::spawn(backend).await;
+    let url = app.state.config.database_url.clone();
+    for _ in 0..50 {
+        app.get("/check_auth_status").await;
+    }
+    app.shutdown().await;
+    let db = gatehouse::db::Db::connect(&url).await.unwrap();
+    let stored: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM activity_logs WHERE path = '/check_auth_status'")
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+    assert_eq!(stored, 50);
+}
+
+async fn metrics_count_requests_logins_and_queues(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.verified_user("metered").await;
+    app.post(
+        "/login",
+        json!({"username_or_email": "metered", "password": "Wrong-Password-3"}),
+    )
+    .await;
+    let res = app.get("/metrics").await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let text = res.text().await.unwrap();
+    assert!(
+        text.contains(
+            "gatehouse_http_requests_total{route=\"/login\",method=\"POST\",status=\"401\"} 1"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("gatehouse_logins_total{outcome=\"ok\"} 1"),
+        "{text}"
+    );
+    assert!(text.contains("gatehouse_logins_total{outcome=\"invalid_credentials\"} 1"));
+    assert!(text.contains("gatehouse_http_request_duration_seconds_bucket{route=\"/signup\",method=\"POST\",le=\"+Inf\"} 1"));
+    assert!(text.contains("gatehouse_mail_outbox_depth "));
+    assert!(text.contains("gatehouse_activity_log_queue_depth "));
+    assert!(text.contains("gatehouse_activity_log_dropped_total 0"));
+}

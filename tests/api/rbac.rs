@@ -1,0 +1,617 @@
+//! Roles, permissions and user administration: every route at both its paths, each
+//! permission boundary, the escalation rules and the route table's policies.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::helpers::{expect_error, json, new_client, Backend, TestApp, PASSWORD};
+use crate::on_both_databases;
+use gatehouse::auth::policy::Policy;
+
+on_both_databases!(
+    every_route_enforces_its_declared_policy,
+    roles_and_permissions_at_both_paths,
+    built_ins_and_roles_in_use_are_protected,
+    no_escalation_for_a_user_manager,
+    the_last_super_admin_stays,
+    role_changes_apply_on_the_next_request,
+    disable_and_enable_users,
+    user_listing_pages_and_searches,
+);
+
+async fn user_id(app: &TestApp, username: &str) -> i64 {
+    app.scalar(&format!(
+        "SELECT id FROM users WHERE username = '{username}'"
+    ))
+    .await
+}
+
+async fn role_id(app: &TestApp, name: &str) -> i64 {
+    app.scalar(&format!("SELECT id FROM roles WHERE name = '{name}'"))
+        .await
+}
+
+async fn grant(app: &TestApp, username: &str, role: &str) {
+    let id = user_id(app, username).await;
+    gatehouse::rbac::grant_role(app.state.db.pool(), id, role)
+        .await
+        .unwrap();
+}
+
+async fn every_route_enforces_its_declared_policy(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.verified_user("roleless").await;
+    let id = user_id(&app, "roleless").await;
+    sqlx::query(&format!("DELETE FROM user_roles WHERE user_id = {id}"))
+        .execute(app.state.db.pool())
+        .await
+        .unwrap();
+    let anonymous = new_client();
+    let table = gatehouse::app::routes();
+    let mut seen = std::collections::HashSet::new();
+    let mut guarded = 0;
+    for spec in table.specs() {
+        assert!(
+            seen.insert((spec.method.clone(), spec.path.clone())),
+            "{} {} is declared twice",
+            spec.method,
+            spec.path
+        );
+        let path: String = spec
+            .path
+            .split('/')
+            .map(|seg| if seg.starts_with('{') { "1" } else { seg })
+            .collect::<Vec<_>>()
+            .join("/");
+        if spec.policy == Policy::Public {
+            continue;
+        }
+        guarded += 1;
+        let res = anonymous
+            .request(spec.method.clone(), app.url(&path))
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            expect_error(res, StatusCode::UNAUTHORIZED).await,
+            "Please log in to access this resource.",
+            "{} {path} without a session",
+            spec.method
+        );
+        if let Policy::Permission(p) = spec.policy {
+            let res = app
+                .request(spec.method.clone(), &path, Some(json!({})))
+                .await;
+            assert_eq!(
+                expect_error(res, StatusCode::FORBIDDEN).await,
+                "Unauthorized access",
+                "{} {path} without {}",
+                spec.method,
+                p.name()
+            );
+        }
+    }
+    assert!(guarded > 30, "only {guarded} guarded routes found");
+}
+
+async fn roles_and_permissions_at_both_paths(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.verified_user("root").await;
+    grant(&app, "root", "Super Admin").await;
+
+    for (prefix, n) in [("/admin", 1), ("", 2)] {
+        let role = format!("Editor{n}");
+        let res = app
+            .post(&format!("{prefix}/create_role"), json!({ "name": role }))
+            .await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        let body = json(res).await;
+        assert_eq!(body["message"], "New role created");
+        assert_eq!(body["role"]["name"], role.as_str());
+        let new_role_id = body["role"]["id"].as_i64().unwrap();
+        let res = app
+            .post(
+                &format!("{prefix}/create_role"),
+                json!({ "name": role.to_uppercase() }),
+            )
+            .await;
+        expect_error(res, StatusCode::CONFLICT).await;
+        let res = app
+            .post(&format!("{prefix}/create_role"), json!({ "name": "  " }))
+            .await;
+        expect_error(res, StatusCode::BAD_REQUEST).await;
+
+        let perm = format!("publish_{n}");
+        let res = app
+            .post(
+                &format!("{prefix}/create_permission"),
+                json!({ "name": perm }),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        assert_eq!(
+            json(res).await["message"],
+            format!("Permission \"{perm}\" created successfully")
+        );
+        let res = app
+            .post(
+                &format!("{prefix}/create_permission"),
+                json!({ "name": perm }),
+            )
+            .await;
+        expect_error(res, StatusCode::CONFLICT).await;
+        let res = app
+            .post(
+                &format!("{prefix}/create_permission"),
+                json!({ "name": "x'; DROP TABLE permissions;--" }),
+            )
+            .await;
+        expect_error(res, StatusCode::BAD_REQUEST).await;
+
+        // Assignment is idempotent.
+        for _ in 0..2 {
+            let res = app
+                .post(
+                    &format!("{prefix}/assign_permission_to_role"),
+                    json!({ "permission_name": perm, "role_name": role }),
+                )
+                .await;
+            assert_eq!(json(res).await["message"], "Permission assigned to role");
+        }
+        let res = app
+            .post(
+                &format!("{prefix}/assign_permission_to_role"),
+                json!({ "permission_name": "nope", "role_name": role }),
+            )
+            .await;
+        assert_eq!(
+            expect_error(res, StatusCode::NOT_FOUND).await,
+            "Permission does not exist"
+        );
+        let res = app
+            .post(
+                &format!("{prefix}/assign_permission_to_role"),
+                json!({ "permission_name": perm, "role_name": "Nope" }),
+            )
+            .await;
+        assert_eq!(
+            expect_error(res, StatusCode::NOT_FOUND).await,
+            "Role does not exist"
+        );
+
+        let roles = json(app.get(&format!("{prefix}/roles")).await).await;
+        let listed = roles["roles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == role.as_str())
+            .unwrap()
+            .clone();
+        assert_eq!(listed["permissions"], json!([perm]));
+        let perms = json(app.get(&format!("{prefix}/permissions")).await).await;
+        assert!(perms["permissions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == perm.as_str()));
+
+        // Give the role to a user, twice, then take it away.
+        let me = user_id(&app, "root").await;
+        for _ in 0..2 {
+            let res = app
+                .post(
+                    &format!("{prefix}/assign_role_to_user"),
+                    json!({ "user_id": me, "role_id": new_role_id }),
+                )
+                .await;
+            assert_eq!(json(res).await["message"], "Role assigned to user");
+        }
+        let res = app
+            .post(
+                &format!("{prefix}/assign_role_to_user"),
+                json!({ "user_id": 999_999, "role_id": new_role_id }),
+            )
+            .await;
+        assert_eq!(
+            expect_error(res, StatusCode::NOT_FOUND).await,
+            "User not found"
+        );
+        let res = app
+            .post(
+                &format!("{prefix}/assign_role_to_user"),
+                json!({ "user_id": me, "role_id": 999_999 }),
+            )
+            .await;
+        assert_eq!(
+            expect_error(res, StatusCode::NOT_FOUND).await,
+            "Role not found"
+        );
+        let res = app
+            .post(
+                &format!("{prefix}/assign_role_to_user"),
+                json!({ "user_id": "me", "role_id": new_role_id }),
+            )
+            .await;
+        assert!(expect_error(res, StatusCode::BAD_REQUEST)
+            .await
+            .contains("user_id"));
+        let res = app
+            .post(
+                &format!("{prefix}/remove_role_from_user"),
+                json!({ "user_id": me, "role_id": new_role_id }),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::OK);
+
+        let res = app
+            .post(
+                &format!("{prefix}/revoke_permission_from_role"),
+                json!({ "permission_name": perm, "role_name": role }),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::OK);
+        let perm_id = app
+            .scalar(&format!("SELECT id FROM permissions WHERE name = '{perm}'"))
+            .await;
+        let res = app
+            .request(
+                Method::DELETE,
+                &format!("{prefix}/delete_permission"),
+                Some(json!({ "permission_id": perm_id })),
+            )
+            .await;
+        assert_eq!(
+            json(res).await["message"],
+            "Permission deleted successfully"
+        );
+        let res = app
+            .request(
+                Method::DELETE,
+                &format!("{prefix}/delete_role"),
+                Some(json!({ "role_id": new_role_id })),
+            )
+            .await;
+        assert_eq!(json(res).await["message"], "Role deleted successfully");
+        let res = app
+            .request(
+                Method::DELETE,
+                &format!("{prefix}/delete_role"),
+                Some(json!({ "role_id": new_role_id })),
+            )
+            .await;
+        expect_error(res, StatusCode::NOT_FOUND).await;
+    }
+    // Every change is in the activity log with its actor.
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    let admin_changes = app
+        .scalar("SELECT COUNT(*) FROM activity_logs WHERE kind = 'admin' AND user_email = 'root@example.com'")
+        .await;
+    assert!(admin_changes >= 14, "{admin_changes} admin entries");
+}
+
+async fn built_ins_and_roles_in_use_are_protected(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.verified_user("root").await;
+    grant(&app, "root", "Super Admin").await;
+    for role in ["Super Admin", "Admin", "User"] {
+        let id = role_id(&app, role).await;
+        let res = app
+            .request(
+                Method::DELETE,
+                "/admin/delete_role",
+                Some(json!({ "role_id": id })),
+            )
+            .await;
+        expect_error(res, StatusCode::CONFLICT).await;
+    }
+    let id = app
+        .scalar("SELECT id FROM permissions WHERE name = 'manage_users'")
+        .await;
+    let res = app
+        .request(
+            Method::DELETE,
+            "/delete_permission",
+            Some(json!({ "permission_id": id })),
+        )
+        .await;
+    expect_error(res, StatusCode::CONFLICT).await;
+
+    // A custom role that someone holds cannot be deleted out from under them.
+    let res = app.post("/create_role", json!({ "name": "Auditor" })).await;
+    let auditor = json(res).await["role"]["id"].as_i64().unwrap();
+    let me = user_id(&app, "root").await;
+    app.post(
+        "/assign_role_to_user",
+        json!({ "user_id": me, "role_id": auditor }),
+    )
+    .await;
+    let res = app
+        .request(
+            Method::DELETE,
+            "/delete_role",
+            Some(json!({ "role_id": auditor })),
+        )
+        .await;
+    expect_error(res, StatusCode::CONFLICT).await;
+    assert_eq!(
+        app.scalar(&format!("SELECT COUNT(*) FROM roles WHERE id = {auditor}"))
+            .await,
+        1
+    );
+    let res = app
+        .request(
+            Method::DELETE,
+            "/delete_role",
+            Some(json!({ "role_id": "x" })),
+        )
+        .await;
+    expect_error(res, StatusCode::BAD_REQUEST).await;
+}
+
+async fn no_escalation_for_a_user_manager(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.verified_user("root").await;
+    grant(&app, "root", "Super Admin").await;
+    // A role holding manage_users only, given to a manager.
+    app.post("/admin/create_role", json!({ "name": "UserManager" }))
+        .await;
+    app.post(
+        "/admin/assign_permission_to_role",
+        json!({ "permission_name": "manage_users", "role_name": "UserManager" }),
+    )
+    .await;
+    let manager_app = TestApp::spawn_with(
+        backend,
+        &[("DATABASE_URL", app.state.config.database_url.as_str())],
+    )
+    .await;
+    manager_app.verified_user("manager").await;
+    let manager = user_id(&app, "manager").await;
+    sqlx::query(&format!("DELETE FROM user_roles WHERE user_id = {manager}"))
+        .execute(app.state.db.pool())
+        .await
+        .unwrap();
+    grant(&app, "manager", "UserManager").await;
+
+    // Allowed: reading, and handing out roles within its own powers.
+    assert_eq!(manager_app.get("/roles").await.status(), StatusCode::OK);
+    assert_eq!(
+        manager_app.get("/admin/users/details").await.status(),
+        StatusCode::OK
+    );
+    let user_role = role_id(&app, "User").await;
+    let res = manager_app
+        .post(
+            "/assign_role_to_user",
+            json!({ "user_id": manager, "role_id": user_role }),
+        )
+        .await;
+    expect_error(res, StatusCode::FORBIDDEN).await;
+    // (User grants view_dashboard, which the manager lacks: refused above.)
+
+    for role in ["Admin", "Super Admin"] {
+        let id = role_id(&app, role).await;
+        let res = manager_app
+            .post(
+                "/admin/assign_role_to_user",
+                json!({ "user_id": manager, "role_id": id }),
+            )
+            .await;
+        assert_eq!(
+            expect_error(res, StatusCode::FORBIDDEN).await,
+            "Unauthorized access",
+            "{role}"
+        );
+    }
+    // manage_admin routes are out of reach entirely.
+    let res = manager_app
+        .post(
+            "/admin/assign_permission_to_role",
+            json!({ "permission_name": "manage_admin", "role_name": "UserManager" }),
+        )
+        .await;
+    expect_error(res, StatusCode::FORBIDDEN).await;
+    let res = manager_app
+        .post("/create_role", json!({ "name": "Sneaky" }))
+        .await;
+    expect_error(res, StatusCode::FORBIDDEN).await;
+    // Taking over a stronger account through its profile is refused too.
+    let root = user_id(&app, "root").await;
+    let res = manager_app
+        .post(
+            "/update_profile",
+            json!({"user_id": root, "first_name": "x", "last_name": "y",
+                   "username": "root", "email": "mine@example.com", "password": "Owned-Account-99-Now"}),
+        )
+        .await;
+    expect_error(res, StatusCode::FORBIDDEN).await;
+    let res = manager_app
+        .post(&format!("/admin/users/{root}/disable"), json!({}))
+        .await;
+    expect_error(res, StatusCode::FORBIDDEN).await;
+    assert_eq!(
+        json(manager_app.get("/current_user_details").await).await["user"]["roles"],
+        json!(["UserManager"])
+    );
+}
+
+async fn the_last_super_admin_stays(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.verified_user("root").await;
+    grant(&app, "root", "Super Admin").await;
+    let me = user_id(&app, "root").await;
+    let super_admin = role_id(&app, "Super Admin").await;
+    let res = app
+        .post(
+            "/admin/remove_role_from_user",
+            json!({ "user_id": me, "role_id": super_admin }),
+        )
+        .await;
+    expect_error(res, StatusCode::CONFLICT).await;
+    let res = app
+        .post(&format!("/admin/users/{me}/disable"), json!({}))
+        .await;
+    expect_error(res, StatusCode::CONFLICT).await;
+
+    // With a second Super Admin, one may go; then the other is the last.
+    assert_eq!(app.signup("deputy").await.status(), StatusCode::CREATED);
+    let deputy = user_id(&app, "deputy").await;
+    let res = app
+        .post(
+            "/assign_role_to_user",
+            json!({ "user_id": deputy, "role_id": super_admin }),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let res = app
+        .post(
+            "/remove_role_from_user",
+            json!({ "user_id": me, "role_id": super_admin }),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(
+        app.scalar(&format!(
+            "SELECT COUNT(*) FROM user_roles WHERE role_id = {super_admin}"
+        ))
+        .await,
+        1
+    );
+}
+
+async fn role_changes_apply_on_the_next_request(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.verified_user("root").await;
+    grant(&app, "root", "Super Admin").await;
+    // The subject logs in on a second instance sharing the database.
+    let subject = TestApp::spawn_with(
+        backend,
+        &[("DATABASE_URL", app.state.config.database_url.as_str())],
+    )
+    .await;
+    subject.verified_user("subject").await;
+    expect_error(subject.get("/roles").await, StatusCode::FORBIDDEN).await;
+    let id = user_id(&app, "subject").await;
+    let admin = role_id(&app, "Admin").await;
+    app.post(
+        "/assign_role_to_user",
+        json!({ "user_id": id, "role_id": admin }),
+    )
+    .await;
+    assert_eq!(subject.get("/roles").await.status(), StatusCode::OK);
+    app.post(
+        "/remove_role_from_user",
+        json!({ "user_id": id, "role_id": admin }),
+    )
+    .await;
+    expect_error(subject.get("/roles").await, StatusCode::FORBIDDEN).await;
+}
+
+async fn disable_and_enable_users(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.verified_user("root").await;
+    grant(&app, "root", "Super Admin").await;
+    let target = TestApp::spawn_with(
+        backend,
+        &[("DATABASE_URL", app.state.config.database_url.as_str())],
+    )
+    .await;
+    target.verified_user("tim").await;
+    let tim = user_id(&app, "tim").await;
+    let res = app
+        .post(&format!("/admin/users/{tim}/disable"), json!({}))
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    // Disabling ends the user's sessions at once.
+    expect_error(
+        target.get("/current_user_details").await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    let res = target
+        .post(
+            "/login",
+            json!({"username_or_email": "tim", "password": PASSWORD}),
+        )
+        .await;
+    expect_error(res, StatusCode::FORBIDDEN).await;
+    let res = app.post(&format!("/users/{tim}/enable"), json!({})).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    target.login("tim", PASSWORD).await;
+    let me = user_id(&app, "root").await;
+    expect_error(
+        app.post(&format!("/admin/users/{me}/disable"), json!({}))
+            .await,
+        StatusCode::CONFLICT,
+    )
+    .await;
+    expect_error(
+        app.post("/admin/users/424242/disable", json!({})).await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    expect_error(
+        app.post("/admin/users/abc/disable", json!({})).await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+}
+
+async fn user_listing_pages_and_searches(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.verified_user("root").await;
+    grant(&app, "root", "Admin").await;
+    // 120 more users, straight into the table.
+    sqlx::query(
+        "INSERT INTO users (username, email, first_name, last_name, password_hash, \
+         created_at, updated_at, password_changed_at) \
+         WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq WHERE n < 120) \
+         SELECT 'member' || n, 'member' || n || '@corp.example', 'Member', 'Number' || n, 'x', 0, 0, 0 \
+         FROM seq",
+    )
+    .execute(app.state.db.pool())
+    .await
+    .unwrap();
+    let page: Value = json(app.get("/admin/users/details?page=2&per_page=50").await).await;
+    assert_eq!(page["total"], 121);
+    assert_eq!(page["page"], 2);
+    assert_eq!(page["per_page"], 50);
+    assert_eq!(page["users"].as_array().unwrap().len(), 50);
+    let first = &page["users"][0];
+    for key in ["id", "first_name", "last_name", "username", "email"] {
+        assert!(!first[key].is_null(), "{key}");
+    }
+    let found: Value = json(app.get("/users/details?q=MEMBER11").await).await;
+    // member11 and member110..member119
+    assert_eq!(found["total"], 11);
+    let found: Value = json(app.get("/users/details?q=root%40").await).await;
+    assert_eq!(found["total"], 1);
+    let found: Value = json(app.get("/users/details?q=number12").await).await;
+    assert_eq!(found["total"], 2);
+    let found: Value = json(app.get("/users/details?q=%25").await).await;
+    assert_eq!(found["total"], 0);
+    let capped: Value = json(app.get("/users/details?per_page=1000").await).await;
+    assert_eq!(capped["per_page"], 100);
+    expect_error(
+        app.get("/users/details?page=0").await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    expect_error(
+        app.get("/users/details?page=x").await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+
+    let all: Value = json(app.get("/all_user_profiles").await).await;
+    assert_eq!(all["success"], true);
+    let profiles = all["message"].as_array().unwrap();
+    assert_eq!(profiles.len(), 121);
+    let root = profiles.iter().find(|p| p["username"] == "root").unwrap();
+    assert!(root["roles"].as_array().unwrap().contains(&json!("Admin")));
+    assert!(root["permissions"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("manage_users")));
+}
