@@ -26,7 +26,7 @@ use crate::db::Db;
 use crate::logs::{ActivityLog, LogEntry};
 use crate::mail::Mailer;
 use crate::metrics::{self, Metrics};
-use crate::{accounts, auth, http, logs, mail, rbac};
+use crate::{accounts, auth, http, logs, mail, openapi, rbac};
 
 /// Request bodies above this size are refused with 413.
 pub const BODY_LIMIT: usize = 1024 * 1024;
@@ -68,6 +68,7 @@ pub fn routes() -> Routes {
         .get("/healthz", Public, healthz)
         .get("/readyz", Public, readyz)
         .get("/metrics", Public, metrics::serve)
+        .get("/openapi.json", Public, openapi::serve)
         .merge(accounts::routes())
         .merge(logs::routes())
         .merge(rbac::routes())

@@ -20,7 +20,9 @@ pub mod logs;
 pub mod mail;
 /// Prometheus metrics.
 pub mod metrics;
-/// Roles and permissions.
+/// The OpenAPI description, generated from the route table.
+pub mod openapi;
+/// Roles and permissions, and user administration.
 pub mod rbac;
 /// Logging set-up.
 pub mod telemetry;

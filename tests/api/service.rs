@@ -23,6 +23,18 @@ async fn service_routes_answer(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let res = app.get("/").await;
     assert_eq!(json(res).await, json!({"message": "Hello Friend!"}));
+    // The OpenAPI document lists every route of the table.
+    let doc = json(app.get("/openapi.json").await).await;
+    assert_eq!(doc["openapi"], "3.1.0");
+    for spec in gatehouse::app::routes().specs() {
+        let method = spec.method.as_str().to_ascii_lowercase();
+        assert!(
+            doc["paths"][&spec.path][&method].is_object(),
+            "{} {} missing from /openapi.json",
+            spec.method,
+            spec.path
+        );
+    }
     assert_eq!(app.get("/healthz").await.status(), StatusCode::OK);
     assert_eq!(app.get("/readyz").await.status(), StatusCode::OK);
     // The old client doubles slashes.
