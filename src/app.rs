@@ -65,7 +65,8 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(index))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .merge(accounts::router());
+        .merge(accounts::router())
+        .merge(crate::kanban::router());
 
     // Listed innermost first: a request passes them bottom to top.
     routes
