@@ -7,5 +7,6 @@ mod smtp;
 
 mod accounts;
 mod cli;
+mod kanban;
 mod mail;
 mod service;
