@@ -39,7 +39,7 @@ const COLUMN_NOT_FOUND: &str = "Column not found";
 const TICKET_NOT_FOUND: &str = "Ticket not found";
 /// The refusal of a move to another board's column **(fixed: the old service wrote the
 /// position into the column id)**.
-pub const OTHER_BOARD: &str = "A ticket can only move to a column of the same board";
+const OTHER_BOARD: &str = "A ticket can only move to a column of the same board";
 
 /// The ordered children of a parent: a board's columns or a column's tickets. The
 /// table and column names are constants, never caller input.
