@@ -26,7 +26,7 @@ use crate::db::Db;
 use crate::logs::{ActivityLog, LogEntry};
 use crate::mail::Mailer;
 use crate::metrics::{self, Metrics};
-use crate::{accounts, auth, http, logs, mail, openapi, rbac};
+use crate::{accounts, auth, http, kanban, logs, mail, openapi, rbac};
 
 /// Request bodies above this size are refused with 413.
 pub const BODY_LIMIT: usize = 1024 * 1024;
@@ -72,6 +72,7 @@ pub fn routes() -> Routes {
         .merge(accounts::routes())
         .merge(logs::routes())
         .merge(rbac::routes())
+        .merge(kanban::routes())
 }
 
 /// The routes with the layers they all share.

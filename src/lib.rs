@@ -14,6 +14,8 @@ pub mod db;
 pub mod error;
 /// Middleware and extractors shared by every route.
 pub mod http;
+/// Kanban boards: boards, ordered columns and ordered tickets.
+pub mod kanban;
 /// The activity log and its writer.
 pub mod logs;
 /// Outgoing mail: the durable outbox and its sender.

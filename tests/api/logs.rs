@@ -202,6 +202,8 @@ async fn deep_pages_of_a_large_log(backend: Backend) {
     .execute(app.state.db.pool())
     .await
     .unwrap();
+    // Let the writer store the entries of the requests so far, so the count holds.
+    tokio::time::sleep(Duration::from_millis(700)).await;
     let total = app.scalar("SELECT COUNT(*) FROM activity_logs").await;
     assert!(total >= ROWS);
 

@@ -7,6 +7,7 @@ mod smtp;
 
 mod accounts;
 mod cli;
+mod kanban;
 mod logs;
 mod mail;
 mod rbac;

@@ -1,0 +1,450 @@
+//! The kanban routes of the contract: the old service's method-multiplexed collection
+//! paths (the id of the row to change or delete travels in the body), and the whole
+//! board. Each method has its own handler and its own policy in the table below:
+//! reading needs `view_dashboard`, every change needs `edit`.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::store::{self, TicketEdit};
+use super::validate::{self, NAME_MAX, TITLE_MAX};
+use super::{Column, PlacedTicket};
+use crate::accounts::User;
+use crate::app::AppState;
+use crate::auth::policy::Policy::Permission as Needs;
+use crate::auth::policy::{Policy, Routes};
+use crate::auth::CurrentUser;
+use crate::error::AppError;
+use crate::http::{Json, Origin};
+use crate::logs::LogEntry;
+use crate::rbac::Permission;
+
+const READ: Policy = Needs(Permission::ViewDashboard);
+const WRITE: Policy = Needs(Permission::Edit);
+
+pub fn routes() -> Routes {
+    Routes::new()
+        .get("/boards", READ, list_boards)
+        .post("/boards", WRITE, create_board)
+        .put("/boards", WRITE, rename_board)
+        .delete("/boards", WRITE, delete_board)
+        .get("/boards/{board_id}", READ, full_board)
+        .get("/boards/{board_id}/columns", READ, list_columns)
+        .post("/boards/{board_id}/columns", WRITE, create_column)
+        .put("/boards/{board_id}/columns", WRITE, update_column)
+        .delete("/boards/{board_id}/columns", WRITE, delete_column)
+        .get("/columns/{column_id}/tickets", READ, list_tickets)
+        .post("/columns/{column_id}/tickets", WRITE, create_ticket)
+        .put("/columns/{column_id}/tickets", WRITE, update_ticket)
+        .delete("/columns/{column_id}/tickets", WRITE, delete_ticket)
+}
+
+/// An id in the path. The old service's routes only matched integers, so anything else
+/// names nothing: 404.
+fn path_id(raw: &str, not_found: &'static str) -> Result<i64, AppError> {
+    raw.parse().map_err(|_| AppError::not_found(not_found))
+}
+
+fn board_id(raw: &str) -> Result<i64, AppError> {
+    path_id(raw, "Board not found")
+}
+
+fn column_id(raw: &str) -> Result<i64, AppError> {
+    path_id(raw, "Column not found")
+}
+
+fn created(id: i64) -> Response {
+    (StatusCode::CREATED, axum::Json(json!({ "id": id }))).into_response()
+}
+
+/// Writes a change to the activity log: who (`user`), from where, what.
+fn record(state: &AppState, user: &User, origin: &Origin, message: String, details: Value) {
+    state
+        .activity
+        .record(LogEntry::change(message, details).user(user).origin(origin));
+}
+
+// ----- boards -----
+
+#[derive(Deserialize)]
+struct ById {
+    id: i64,
+}
+
+#[derive(Deserialize)]
+struct NewBoard {
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct BoardRename {
+    id: i64,
+    name: String,
+}
+
+async fn list_boards(State(state): State<AppState>) -> Result<Response, AppError> {
+    let boards = store::list_boards(&state.db).await?;
+    Ok(axum::Json(boards).into_response())
+}
+
+async fn create_board(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    origin: Origin,
+    Json(body): Json<NewBoard>,
+) -> Result<Response, AppError> {
+    let name = validate::label("name", &body.name, NAME_MAX)?;
+    let board = store::create_board(&state.db, &name).await?;
+    record(
+        &state,
+        &user.user,
+        &origin,
+        format!("board {} created", board.id),
+        json!({
+            "action": "create_board",
+            "board_id": board.id,
+            "before": null,
+            "after": { "name": board.name },
+        }),
+    );
+    Ok(created(board.id))
+}
+
+async fn rename_board(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    origin: Origin,
+    Json(body): Json<BoardRename>,
+) -> Result<Response, AppError> {
+    let name = validate::label("name", &body.name, NAME_MAX)?;
+    let (before, after) = store::rename_board(&state.db, body.id, &name).await?;
+    record(
+        &state,
+        &user.user,
+        &origin,
+        format!("board {} renamed", after.id),
+        json!({
+            "action": "rename_board",
+            "board_id": after.id,
+            "before": { "name": before.name },
+            "after": { "name": after.name },
+        }),
+    );
+    Ok(axum::Json(after).into_response())
+}
+
+async fn delete_board(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    origin: Origin,
+    Json(body): Json<ById>,
+) -> Result<Response, AppError> {
+    let deleted = store::delete_board(&state.db, body.id).await?;
+    record(
+        &state,
+        &user.user,
+        &origin,
+        format!(
+            "board {} deleted with {} columns and {} tickets",
+            deleted.board.id, deleted.columns, deleted.tickets
+        ),
+        json!({
+            "action": "delete_board",
+            "board_id": deleted.board.id,
+            "before": {
+                "name": deleted.board.name,
+                "columns": deleted.columns,
+                "tickets": deleted.tickets,
+            },
+            "after": null,
+        }),
+    );
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn full_board(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+) -> Result<Response, AppError> {
+    let board = store::full_board(&state.db, board_id(&raw)?).await?;
+    Ok(axum::Json(board).into_response())
+}
+
+// ----- columns -----
+
+#[derive(Deserialize)]
+struct NewColumn {
+    name: String,
+    #[serde(default)]
+    position: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct ColumnChange {
+    id: i64,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    position: Option<i64>,
+}
+
+fn column_json(column: &Column) -> Value {
+    json!({ "name": column.name, "position": column.position })
+}
+
+async fn list_columns(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+) -> Result<Response, AppError> {
+    let columns = store::list_columns(&state.db, board_id(&raw)?).await?;
+    Ok(axum::Json(columns).into_response())
+}
+
+async fn create_column(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    origin: Origin,
+    Path(raw): Path<String>,
+    Json(body): Json<NewColumn>,
+) -> Result<Response, AppError> {
+    let board = board_id(&raw)?;
+    let name = validate::label("name", &body.name, NAME_MAX)?;
+    let position = validate::position(body.position)?;
+    let column = store::create_column(&state.db, board, &name, position).await?;
+    record(
+        &state,
+        &user.user,
+        &origin,
+        format!(
+            "column {} created on board {board} at position {}",
+            column.id, column.position
+        ),
+        json!({
+            "action": "create_column",
+            "board_id": board,
+            "column_id": column.id,
+            "before": null,
+            "after": column_json(&column),
+        }),
+    );
+    Ok(created(column.id))
+}
+
+async fn update_column(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    origin: Origin,
+    Path(raw): Path<String>,
+    Json(body): Json<ColumnChange>,
+) -> Result<Response, AppError> {
+    let board = board_id(&raw)?;
+    let name = body
+        .name
+        .as_deref()
+        .map(|n| validate::label("name", n, NAME_MAX))
+        .transpose()?;
+    let position = validate::position(body.position)?;
+    let (before, after) =
+        store::update_column(&state.db, board, body.id, name.as_deref(), position).await?;
+    let message = if before.position == after.position {
+        format!("column {} of board {board} updated", after.id)
+    } else {
+        format!(
+            "column {} of board {board} moved from position {} to {}",
+            after.id, before.position, after.position
+        )
+    };
+    record(
+        &state,
+        &user.user,
+        &origin,
+        message,
+        json!({
+            "action": "update_column",
+            "board_id": board,
+            "column_id": after.id,
+            "before": column_json(&before),
+            "after": column_json(&after),
+        }),
+    );
+    Ok(axum::Json(after).into_response())
+}
+
+async fn delete_column(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    origin: Origin,
+    Path(raw): Path<String>,
+    Json(body): Json<ById>,
+) -> Result<Response, AppError> {
+    let board = board_id(&raw)?;
+    let (column, tickets) = store::delete_column(&state.db, board, body.id).await?;
+    record(
+        &state,
+        &user.user,
+        &origin,
+        format!(
+            "column {} deleted from board {board} with {tickets} tickets",
+            column.id
+        ),
+        json!({
+            "action": "delete_column",
+            "board_id": board,
+            "column_id": column.id,
+            "before": { "name": column.name, "position": column.position, "tickets": tickets },
+            "after": null,
+        }),
+    );
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+// ----- tickets -----
+
+#[derive(Deserialize)]
+struct NewTicket {
+    title: String,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    position: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct TicketChange {
+    id: i64,
+    #[serde(default)]
+    title: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    position: Option<i64>,
+    #[serde(default)]
+    column_id: Option<i64>,
+}
+
+/// Where a ticket is and what it is called; descriptions can be long, so the log
+/// only says whether one changed.
+fn ticket_json(ticket: &PlacedTicket) -> Value {
+    json!({
+        "title": ticket.title,
+        "column_id": ticket.column_id,
+        "position": ticket.position,
+    })
+}
+
+async fn list_tickets(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+) -> Result<Response, AppError> {
+    let tickets = store::list_tickets(&state.db, column_id(&raw)?).await?;
+    Ok(axum::Json(tickets).into_response())
+}
+
+async fn create_ticket(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    origin: Origin,
+    Path(raw): Path<String>,
+    Json(body): Json<NewTicket>,
+) -> Result<Response, AppError> {
+    let column = column_id(&raw)?;
+    let title = validate::label("title", &body.title, TITLE_MAX)?;
+    let description = validate::description(body.description.as_deref().unwrap_or(""))?;
+    let position = validate::position(body.position)?;
+    let (board, ticket) =
+        store::create_ticket(&state.db, column, &title, &description, position).await?;
+    record(
+        &state,
+        &user.user,
+        &origin,
+        format!(
+            "ticket {} created in column {column} at position {}",
+            ticket.id, ticket.position
+        ),
+        json!({
+            "action": "create_ticket",
+            "board_id": board,
+            "ticket_id": ticket.id,
+            "before": null,
+            "after": ticket_json(&ticket),
+        }),
+    );
+    Ok(created(ticket.id))
+}
+
+async fn update_ticket(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    origin: Origin,
+    Path(raw): Path<String>,
+    Json(body): Json<TicketChange>,
+) -> Result<Response, AppError> {
+    let column = column_id(&raw)?;
+    let edit = TicketEdit {
+        title: body
+            .title
+            .as_deref()
+            .map(|t| validate::label("title", t, TITLE_MAX))
+            .transpose()?,
+        description: body
+            .description
+            .as_deref()
+            .map(validate::description)
+            .transpose()?,
+        position: validate::position(body.position)?,
+        column_id: body.column_id,
+    };
+    let (board, before, after) = store::update_ticket(&state.db, column, body.id, &edit).await?;
+    let moved = (before.column_id, before.position) != (after.column_id, after.position);
+    let message = if moved {
+        format!(
+            "ticket {} moved from column {} position {} to column {} position {}",
+            after.id, before.column_id, before.position, after.column_id, after.position
+        )
+    } else {
+        format!("ticket {} updated", after.id)
+    };
+    record(
+        &state,
+        &user.user,
+        &origin,
+        message,
+        json!({
+            "action": if moved { "move_ticket" } else { "update_ticket" },
+            "board_id": board,
+            "ticket_id": after.id,
+            "before": ticket_json(&before),
+            "after": ticket_json(&after),
+            "description_changed": before.description != after.description,
+        }),
+    );
+    Ok(axum::Json(after).into_response())
+}
+
+async fn delete_ticket(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    origin: Origin,
+    Path(raw): Path<String>,
+    Json(body): Json<ById>,
+) -> Result<Response, AppError> {
+    let column = column_id(&raw)?;
+    let (board, ticket) = store::delete_ticket(&state.db, column, body.id).await?;
+    record(
+        &state,
+        &user.user,
+        &origin,
+        format!("ticket {} deleted from column {column}", ticket.id),
+        json!({
+            "action": "delete_ticket",
+            "board_id": board,
+            "ticket_id": ticket.id,
+            "before": ticket_json(&ticket),
+            "after": null,
+        }),
+    );
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

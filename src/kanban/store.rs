@@ -1,0 +1,658 @@
+//! The SQL behind kanban boards.
+//!
+//! # Keeping positions dense under concurrent edits
+//!
+//! Every change to a board's columns or tickets runs in one transaction whose first
+//! statement is `UPDATE boards SET updated_at = … WHERE id = …` on the board it
+//! touches. That one statement is the lock, and it works on both backends:
+//!
+//! - PostgreSQL takes the board row's lock and keeps it until commit, so writers of the
+//!   same board queue behind each other while other boards go on in parallel. At READ
+//!   COMMITTED each later statement of the transaction sees what the previous holder
+//!   committed, so the counts and shifts below are computed on the latest order.
+//! - SQLite allows one writer at a time. Because the transaction's first statement is a
+//!   write, it asks for the write lock before reading anything and waits for it
+//!   (`busy_timeout`); it can never hold a stale read snapshot that it would then fail
+//!   to upgrade.
+//!
+//! Inside the lock a change opens or closes a gap with one `position ± 1` statement and
+//! then places the row, so positions stay `0..n-1` after every insert, move and delete.
+//! There is no UNIQUE (parent, position) index because that shift would collide with it
+//! row by row (see the migration); the lock is what keeps positions unique, and the
+//! concurrency tests check it on both databases. Reads are single statements, each one
+//! consistent snapshot, so they never see half a renumbering.
+//!
+//! Requested positions are clamped: an insert at or past the end goes to the end, a move
+//! past the last place goes to the last place.
+
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+
+use super::{Board, Column, ColumnWithTickets, FullBoard, PlacedTicket, Ticket};
+use crate::db::{self, Db};
+use crate::error::AppError;
+
+type Tx = Transaction<'static, Any>;
+
+const BOARD_NOT_FOUND: &str = "Board not found";
+const COLUMN_NOT_FOUND: &str = "Column not found";
+const TICKET_NOT_FOUND: &str = "Ticket not found";
+/// The refusal of a move to another board's column **(fixed: the old service wrote the
+/// position into the column id)**.
+const OTHER_BOARD: &str = "A ticket can only move to a column of the same board";
+
+/// The ordered children of a parent: a board's columns or a column's tickets. The
+/// table and column names are constants, never caller input.
+#[derive(Debug, Clone, Copy)]
+enum Siblings {
+    Columns,
+    Tickets,
+}
+
+impl Siblings {
+    fn table(self) -> &'static str {
+        match self {
+            Self::Columns => "board_columns",
+            Self::Tickets => "tickets",
+        }
+    }
+
+    fn parent(self) -> &'static str {
+        match self {
+            Self::Columns => "board_id",
+            Self::Tickets => "column_id",
+        }
+    }
+
+    async fn count(self, tx: &mut Tx, parent: i64) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar(&format!(
+            "SELECT COUNT(*) FROM {} WHERE {} = $1",
+            self.table(),
+            self.parent()
+        ))
+        .bind(parent)
+        .fetch_one(&mut **tx)
+        .await
+    }
+
+    /// Moves every sibling at `at` or after one place down, freeing `at`.
+    async fn open_gap(self, tx: &mut Tx, parent: i64, at: i64) -> Result<(), sqlx::Error> {
+        sqlx::query(&format!(
+            "UPDATE {} SET position = position + 1 WHERE {} = $1 AND position >= $2",
+            self.table(),
+            self.parent()
+        ))
+        .bind(parent)
+        .bind(at)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Moves every sibling after `at` one place up, filling the hole left at `at`.
+    async fn close_gap(self, tx: &mut Tx, parent: i64, at: i64) -> Result<(), sqlx::Error> {
+        sqlx::query(&format!(
+            "UPDATE {} SET position = position - 1 WHERE {} = $1 AND position > $2",
+            self.table(),
+            self.parent()
+        ))
+        .bind(parent)
+        .bind(at)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Makes room at `to` for the row now at `from` by shifting the siblings between
+    /// them one place; the caller then puts the row at `to`.
+    async fn shift_for_move(
+        self,
+        tx: &mut Tx,
+        parent: i64,
+        from: i64,
+        to: i64,
+    ) -> Result<(), sqlx::Error> {
+        let (delta, low, high) = match to.cmp(&from) {
+            std::cmp::Ordering::Equal => return Ok(()),
+            // Moving up: the rows in [to, from) go down one place.
+            std::cmp::Ordering::Less => ("+ 1", to, from - 1),
+            // Moving down: the rows in (from, to] go up one place.
+            std::cmp::Ordering::Greater => ("- 1", from + 1, to),
+        };
+        sqlx::query(&format!(
+            "UPDATE {} SET position = position {delta} \
+             WHERE {} = $1 AND position >= $2 AND position <= $3",
+            self.table(),
+            self.parent()
+        ))
+        .bind(parent)
+        .bind(low)
+        .bind(high)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+}
+
+/// Locks the board (see the module documentation) and returns its name, or `None` when
+/// there is no such board.
+async fn lock_board(tx: &mut Tx, board_id: i64) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar("UPDATE boards SET updated_at = $1 WHERE id = $2 RETURNING name")
+        .bind(db::now())
+        .bind(board_id)
+        .fetch_optional(&mut **tx)
+        .await
+}
+
+/// Locks the board of a column and returns the board's id. A column never changes
+/// board, but it may have been deleted by the writer this one waited for, so callers
+/// look the column (or their row in it) up again after this.
+async fn lock_board_of_column(tx: &mut Tx, column_id: i64) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar(
+        "UPDATE boards SET updated_at = $1 \
+         WHERE id = (SELECT board_id FROM board_columns WHERE id = $2) RETURNING id",
+    )
+    .bind(db::now())
+    .bind(column_id)
+    .fetch_optional(&mut **tx)
+    .await
+}
+
+async fn board_of_column(tx: &mut Tx, column_id: i64) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar("SELECT board_id FROM board_columns WHERE id = $1")
+        .bind(column_id)
+        .fetch_optional(&mut **tx)
+        .await
+}
+
+// ----- boards -----
+
+pub async fn list_boards(db: &Db) -> Result<Vec<Board>, AppError> {
+    let rows = sqlx::query("SELECT id, name FROM boards ORDER BY id")
+        .fetch_all(db.pool())
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Board {
+                id: r.try_get(0)?,
+                name: r.try_get(1)?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(AppError::from)
+}
+
+pub async fn create_board(db: &Db, name: &str) -> Result<Board, AppError> {
+    let now = db::now();
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO boards (name, created_at, updated_at) VALUES ($1, $2, $2) RETURNING id",
+    )
+    .bind(name)
+    .bind(now)
+    .fetch_one(db.pool())
+    .await?;
+    Ok(Board {
+        id,
+        name: name.to_owned(),
+    })
+}
+
+/// Renames a board; returns it before and after.
+pub async fn rename_board(db: &Db, id: i64, name: &str) -> Result<(Board, Board), AppError> {
+    let mut tx = db.pool().begin().await?;
+    let old = lock_board(&mut tx, id)
+        .await?
+        .ok_or_else(|| AppError::not_found(BOARD_NOT_FOUND))?;
+    sqlx::query("UPDATE boards SET name = $1 WHERE id = $2")
+        .bind(name)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok((
+        Board { id, name: old },
+        Board {
+            id,
+            name: name.to_owned(),
+        },
+    ))
+}
+
+/// What a board deletion took with it.
+#[derive(Debug, Clone)]
+pub struct DeletedBoard {
+    pub board: Board,
+    pub columns: i64,
+    pub tickets: i64,
+}
+
+/// Deletes a board; its columns and their tickets go with it (ON DELETE CASCADE).
+pub async fn delete_board(db: &Db, id: i64) -> Result<DeletedBoard, AppError> {
+    let mut tx = db.pool().begin().await?;
+    let name = lock_board(&mut tx, id)
+        .await?
+        .ok_or_else(|| AppError::not_found(BOARD_NOT_FOUND))?;
+    let row = sqlx::query(
+        "SELECT (SELECT COUNT(*) FROM board_columns WHERE board_id = $1), \
+         (SELECT COUNT(*) FROM tickets t JOIN board_columns c ON c.id = t.column_id \
+          WHERE c.board_id = $1)",
+    )
+    .bind(id)
+    .fetch_one(&mut *tx)
+    .await?;
+    let (columns, tickets) = (row.try_get(0)?, row.try_get(1)?);
+    sqlx::query("DELETE FROM boards WHERE id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(DeletedBoard {
+        board: Board { id, name },
+        columns,
+        tickets,
+    })
+}
+
+/// The whole board in one statement, whatever its size: one row per ticket (or per
+/// empty column, or one for an empty board), folded here into columns. One statement
+/// is also one snapshot, so a concurrent move never shows a ticket twice.
+pub async fn full_board(db: &Db, id: i64) -> Result<FullBoard, AppError> {
+    let rows = sqlx::query(
+        "SELECT b.id, b.name, c.id, c.name, c.position, \
+         t.id, t.title, t.description, t.position \
+         FROM boards b \
+         LEFT JOIN board_columns c ON c.board_id = b.id \
+         LEFT JOIN tickets t ON t.column_id = c.id \
+         WHERE b.id = $1 \
+         ORDER BY c.position, c.id, t.position, t.id",
+    )
+    .bind(id)
+    .fetch_all(db.pool())
+    .await?;
+    let first = rows
+        .first()
+        .ok_or_else(|| AppError::not_found(BOARD_NOT_FOUND))?;
+    let mut board = FullBoard {
+        id: first.try_get(0)?,
+        name: first.try_get(1)?,
+        columns: Vec::new(),
+    };
+    for row in &rows {
+        let Some(column_id) = row.try_get::<Option<i64>, _>(2)? else {
+            continue;
+        };
+        if board.columns.last().map(|c| c.id) != Some(column_id) {
+            board.columns.push(ColumnWithTickets {
+                id: column_id,
+                name: row.try_get(3)?,
+                position: row.try_get(4)?,
+                tickets: Vec::new(),
+            });
+        }
+        if let (Some(ticket), Some(column)) = (ticket_at(row, 5)?, board.columns.last_mut()) {
+            column.tickets.push(ticket);
+        }
+    }
+    Ok(board)
+}
+
+/// The ticket in columns `at..at+4` of a LEFT JOINed row, if the row has one.
+fn ticket_at(row: &AnyRow, at: usize) -> Result<Option<Ticket>, sqlx::Error> {
+    let Some(id) = row.try_get::<Option<i64>, _>(at)? else {
+        return Ok(None);
+    };
+    Ok(Some(Ticket {
+        id,
+        title: row.try_get(at + 1)?,
+        description: row.try_get(at + 2)?,
+        position: row.try_get(at + 3)?,
+    }))
+}
+
+// ----- columns -----
+
+/// A board's columns in order, in one statement that also tells an unknown board
+/// (no row at all) from an empty one (one row of NULLs).
+pub async fn list_columns(db: &Db, board_id: i64) -> Result<Vec<Column>, AppError> {
+    let rows = sqlx::query(
+        "SELECT b.id, c.id, c.name, c.position FROM boards b \
+         LEFT JOIN board_columns c ON c.board_id = b.id \
+         WHERE b.id = $1 ORDER BY c.position, c.id",
+    )
+    .bind(board_id)
+    .fetch_all(db.pool())
+    .await?;
+    if rows.is_empty() {
+        return Err(AppError::not_found(BOARD_NOT_FOUND));
+    }
+    let mut columns = Vec::with_capacity(rows.len());
+    for row in &rows {
+        if let Some(id) = row.try_get::<Option<i64>, _>(1)? {
+            columns.push(Column {
+                id,
+                name: row.try_get(2)?,
+                position: row.try_get(3)?,
+            });
+        }
+    }
+    Ok(columns)
+}
+
+/// Adds a column at `position` (the end when `None`, clamped to the end when past it).
+pub async fn create_column(
+    db: &Db,
+    board_id: i64,
+    name: &str,
+    position: Option<i64>,
+) -> Result<Column, AppError> {
+    let mut tx = db.pool().begin().await?;
+    lock_board(&mut tx, board_id)
+        .await?
+        .ok_or_else(|| AppError::not_found(BOARD_NOT_FOUND))?;
+    let count = Siblings::Columns.count(&mut tx, board_id).await?;
+    let position = position.map_or(count, |p| p.min(count));
+    Siblings::Columns
+        .open_gap(&mut tx, board_id, position)
+        .await?;
+    let now = db::now();
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO board_columns (board_id, name, position, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $4) RETURNING id",
+    )
+    .bind(board_id)
+    .bind(name)
+    .bind(position)
+    .bind(now)
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Column {
+        id,
+        name: name.to_owned(),
+        position,
+    })
+}
+
+async fn column_in_board(
+    tx: &mut Tx,
+    board_id: i64,
+    id: i64,
+) -> Result<Option<Column>, sqlx::Error> {
+    let row =
+        sqlx::query("SELECT id, name, position FROM board_columns WHERE id = $1 AND board_id = $2")
+            .bind(id)
+            .bind(board_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+    row.map(|r| {
+        Ok(Column {
+            id: r.try_get(0)?,
+            name: r.try_get(1)?,
+            position: r.try_get(2)?,
+        })
+    })
+    .transpose()
+}
+
+/// Renames and/or moves a column of the board; returns it before and after. The
+/// column must belong to `board_id`, as in the old service.
+pub async fn update_column(
+    db: &Db,
+    board_id: i64,
+    id: i64,
+    name: Option<&str>,
+    position: Option<i64>,
+) -> Result<(Column, Column), AppError> {
+    let mut tx = db.pool().begin().await?;
+    lock_board(&mut tx, board_id)
+        .await?
+        .ok_or_else(|| AppError::not_found(BOARD_NOT_FOUND))?;
+    let before = column_in_board(&mut tx, board_id, id)
+        .await?
+        .ok_or_else(|| AppError::not_found(COLUMN_NOT_FOUND))?;
+    let position = match position {
+        Some(wanted) => {
+            let last = Siblings::Columns.count(&mut tx, board_id).await? - 1;
+            let to = wanted.min(last);
+            Siblings::Columns
+                .shift_for_move(&mut tx, board_id, before.position, to)
+                .await?;
+            to
+        }
+        None => before.position,
+    };
+    let name = name.unwrap_or(&before.name).to_owned();
+    sqlx::query("UPDATE board_columns SET name = $1, position = $2, updated_at = $3 WHERE id = $4")
+        .bind(&name)
+        .bind(position)
+        .bind(db::now())
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok((before, Column { id, name, position }))
+}
+
+/// Deletes a column of the board with its tickets and closes the gap; returns the
+/// column and how many tickets went with it.
+pub async fn delete_column(db: &Db, board_id: i64, id: i64) -> Result<(Column, i64), AppError> {
+    let mut tx = db.pool().begin().await?;
+    lock_board(&mut tx, board_id)
+        .await?
+        .ok_or_else(|| AppError::not_found(BOARD_NOT_FOUND))?;
+    let column = column_in_board(&mut tx, board_id, id)
+        .await?
+        .ok_or_else(|| AppError::not_found(COLUMN_NOT_FOUND))?;
+    let tickets = Siblings::Tickets.count(&mut tx, id).await?;
+    sqlx::query("DELETE FROM board_columns WHERE id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    Siblings::Columns
+        .close_gap(&mut tx, board_id, column.position)
+        .await?;
+    tx.commit().await?;
+    Ok((column, tickets))
+}
+
+// ----- tickets -----
+
+/// A column's tickets in order; one statement, as for [`list_columns`].
+pub async fn list_tickets(db: &Db, column_id: i64) -> Result<Vec<Ticket>, AppError> {
+    let rows = sqlx::query(
+        "SELECT c.id, t.id, t.title, t.description, t.position FROM board_columns c \
+         LEFT JOIN tickets t ON t.column_id = c.id \
+         WHERE c.id = $1 ORDER BY t.position, t.id",
+    )
+    .bind(column_id)
+    .fetch_all(db.pool())
+    .await?;
+    if rows.is_empty() {
+        return Err(AppError::not_found(COLUMN_NOT_FOUND));
+    }
+    let mut tickets = Vec::with_capacity(rows.len());
+    for row in &rows {
+        if let Some(ticket) = ticket_at(row, 1)? {
+            tickets.push(ticket);
+        }
+    }
+    Ok(tickets)
+}
+
+/// Adds a ticket to a column at `position` (the end when `None`, clamped to the end
+/// when past it); returns the board's id and the ticket.
+pub async fn create_ticket(
+    db: &Db,
+    column_id: i64,
+    title: &str,
+    description: &str,
+    position: Option<i64>,
+) -> Result<(i64, PlacedTicket), AppError> {
+    let mut tx = db.pool().begin().await?;
+    let board_id = lock_board_of_column(&mut tx, column_id)
+        .await?
+        .ok_or_else(|| AppError::not_found(COLUMN_NOT_FOUND))?;
+    board_of_column(&mut tx, column_id)
+        .await?
+        .ok_or_else(|| AppError::not_found(COLUMN_NOT_FOUND))?;
+    let count = Siblings::Tickets.count(&mut tx, column_id).await?;
+    let position = position.map_or(count, |p| p.min(count));
+    Siblings::Tickets
+        .open_gap(&mut tx, column_id, position)
+        .await?;
+    let now = db::now();
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO tickets (column_id, title, description, position, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $5) RETURNING id",
+    )
+    .bind(column_id)
+    .bind(title)
+    .bind(description)
+    .bind(position)
+    .bind(now)
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok((
+        board_id,
+        PlacedTicket {
+            id,
+            title: title.to_owned(),
+            description: description.to_owned(),
+            position,
+            column_id,
+        },
+    ))
+}
+
+async fn ticket_in_column(
+    tx: &mut Tx,
+    column_id: i64,
+    id: i64,
+) -> Result<Option<PlacedTicket>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT id, title, description, position, column_id FROM tickets \
+         WHERE id = $1 AND column_id = $2",
+    )
+    .bind(id)
+    .bind(column_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    row.map(|r| {
+        Ok(PlacedTicket {
+            id: r.try_get(0)?,
+            title: r.try_get(1)?,
+            description: r.try_get(2)?,
+            position: r.try_get(3)?,
+            column_id: r.try_get(4)?,
+        })
+    })
+    .transpose()
+}
+
+/// What a ticket update asks for; `None` keeps the current value.
+#[derive(Debug, Clone, Default)]
+pub struct TicketEdit {
+    pub title: Option<String>,
+    pub description: Option<String>,
+    pub position: Option<i64>,
+    /// Another column of the same board to move the ticket to.
+    pub column_id: Option<i64>,
+}
+
+/// Edits and/or moves a ticket that is in `column_id`; returns the board's id and the
+/// ticket before and after. A move to another column goes to `position` there (the
+/// end when `None`); a move to another board's column is refused.
+pub async fn update_ticket(
+    db: &Db,
+    column_id: i64,
+    id: i64,
+    edit: &TicketEdit,
+) -> Result<(i64, PlacedTicket, PlacedTicket), AppError> {
+    let mut tx = db.pool().begin().await?;
+    let board_id = lock_board_of_column(&mut tx, column_id)
+        .await?
+        .ok_or_else(|| AppError::not_found(COLUMN_NOT_FOUND))?;
+    // Also answers for the column: had it been deleted meanwhile, its tickets went too.
+    let before = ticket_in_column(&mut tx, column_id, id)
+        .await?
+        .ok_or_else(|| AppError::not_found(TICKET_NOT_FOUND))?;
+    let target = edit.column_id.unwrap_or(column_id);
+    if target != column_id {
+        match board_of_column(&mut tx, target).await? {
+            None => return Err(AppError::not_found(COLUMN_NOT_FOUND)),
+            Some(other) if other != board_id => return Err(AppError::invalid(OTHER_BOARD)),
+            Some(_) => {}
+        }
+    }
+    let position = if target == column_id {
+        match edit.position {
+            Some(wanted) => {
+                let last = Siblings::Tickets.count(&mut tx, column_id).await? - 1;
+                let to = wanted.min(last);
+                Siblings::Tickets
+                    .shift_for_move(&mut tx, column_id, before.position, to)
+                    .await?;
+                to
+            }
+            None => before.position,
+        }
+    } else {
+        Siblings::Tickets
+            .close_gap(&mut tx, column_id, before.position)
+            .await?;
+        let count = Siblings::Tickets.count(&mut tx, target).await?;
+        let to = edit.position.map_or(count, |p| p.min(count));
+        Siblings::Tickets.open_gap(&mut tx, target, to).await?;
+        to
+    };
+    let after = PlacedTicket {
+        id,
+        title: edit.title.clone().unwrap_or_else(|| before.title.clone()),
+        description: edit
+            .description
+            .clone()
+            .unwrap_or_else(|| before.description.clone()),
+        position,
+        column_id: target,
+    };
+    sqlx::query(
+        "UPDATE tickets SET title = $1, description = $2, position = $3, column_id = $4, \
+         updated_at = $5 WHERE id = $6",
+    )
+    .bind(&after.title)
+    .bind(&after.description)
+    .bind(after.position)
+    .bind(after.column_id)
+    .bind(db::now())
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok((board_id, before, after))
+}
+
+/// Deletes a ticket that is in `column_id` and closes the gap; returns the board's id
+/// and the ticket.
+pub async fn delete_ticket(
+    db: &Db,
+    column_id: i64,
+    id: i64,
+) -> Result<(i64, PlacedTicket), AppError> {
+    let mut tx = db.pool().begin().await?;
+    let board_id = lock_board_of_column(&mut tx, column_id)
+        .await?
+        .ok_or_else(|| AppError::not_found(COLUMN_NOT_FOUND))?;
+    let ticket = ticket_in_column(&mut tx, column_id, id)
+        .await?
+        .ok_or_else(|| AppError::not_found(TICKET_NOT_FOUND))?;
+    sqlx::query("DELETE FROM tickets WHERE id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    Siblings::Tickets
+        .close_gap(&mut tx, column_id, ticket.position)
+        .await?;
+    tx.commit().await?;
+    Ok((board_id, ticket))
+}
