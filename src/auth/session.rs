@@ -91,27 +91,40 @@ pub async fn resolve(
     token: &str,
 ) -> Result<Option<Authenticated>, sqlx::Error> {
     let now = db::now();
-    let row = sqlx::query(
+    // One statement for the session, its user and the user's roles and permissions
+    // (a row per role and permission): this runs on every authenticated request.
+    let rows = sqlx::query(
         "SELECT s.id, s.csrf_token, s.created_at, s.last_seen_at, \
          u.id, u.username, u.email, u.first_name, u.last_name, u.email_verified, \
-         u.disabled, u.twofa_enabled, u.created_at, u.password_changed_at \
+         u.disabled, u.twofa_enabled, u.created_at, u.password_changed_at, r.name, p.name \
          FROM sessions s JOIN users u ON u.id = s.user_id \
+         LEFT JOIN user_roles ur ON ur.user_id = u.id \
+         LEFT JOIN roles r ON r.id = ur.role_id \
+         LEFT JOIN role_permissions rp ON rp.role_id = r.id \
+         LEFT JOIN permissions p ON p.id = rp.permission_id \
          WHERE s.token_hash = $1 AND s.revoked_at IS NULL AND s.expires_at > $2 \
-         AND s.last_seen_at > $3 AND u.disabled = 0",
+         AND s.last_seen_at > $3 AND u.disabled = 0 ORDER BY r.name",
     )
     .bind(token_hash(token))
     .bind(now)
     .bind(now - secs(config.session_idle_timeout))
-    .fetch_optional(db.pool())
+    .fetch_all(db.pool())
     .await?;
-    let Some(row) = row else { return Ok(None) };
-    let session = Session {
-        id: row.try_get(0)?,
-        csrf_token: row.try_get(1)?,
-        created_at: row.try_get(2)?,
+    let Some(first) = rows.first() else {
+        return Ok(None);
     };
-    let last_seen_at: i64 = row.try_get(3)?;
-    let user = user_from_row(&row, 4)?;
+    let session = Session {
+        id: first.try_get(0)?,
+        csrf_token: first.try_get(1)?,
+        created_at: first.try_get(2)?,
+    };
+    let last_seen_at: i64 = first.try_get(3)?;
+    let user = user_from_row(first, 4)?;
+    let mut access = Access::default();
+    for row in &rows {
+        access.add(row.try_get(14)?, row.try_get(15)?);
+    }
+    access.complete(db.pool()).await?;
 
     // Writing on every request would serialise all reads behind the database's
     // writer; the idle clock only needs a resolution well under the idle timeout.
@@ -123,7 +136,6 @@ pub async fn resolve(
             .execute(db.pool())
             .await?;
     }
-    let access = Access::load(db.pool(), user.id).await?;
     Ok(Some(Authenticated {
         session,
         user,

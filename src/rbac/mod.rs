@@ -140,23 +140,38 @@ impl Access {
         .fetch_all(executor)
         .await?;
         let mut access = Access::default();
-        for row in rows {
-            let role: String = row.try_get(0)?;
-            if access.roles.last() != Some(&role) {
-                access.super_admin |= role == SUPER_ADMIN;
-                access.roles.push(role);
-            }
-            if let Some(permission) = row.try_get::<Option<String>, _>(1)? {
-                access.permissions.insert(permission);
+        for row in &rows {
+            access.add(row.try_get(0)?, row.try_get(1)?);
+        }
+        access.complete(executor).await?;
+        Ok(access)
+    }
+
+    /// Adds one (role, permission) row of a query ordered by role name.
+    pub fn add(&mut self, role: Option<String>, permission: Option<String>) {
+        if let Some(role) = role {
+            if self.roles.last() != Some(&role) {
+                self.super_admin |= role == SUPER_ADMIN;
+                self.roles.push(role);
             }
         }
-        if access.super_admin {
+        if let Some(permission) = permission {
+            self.permissions.insert(permission);
+        }
+    }
+
+    /// Gives a Super Admin every permission that exists; a no-op for everyone else.
+    pub async fn complete<'e, E>(&mut self, executor: E) -> Result<(), sqlx::Error>
+    where
+        E: sqlx::Executor<'e, Database = sqlx::Any>,
+    {
+        if self.super_admin {
             let all = sqlx::query_scalar::<_, String>("SELECT name FROM permissions")
                 .fetch_all(executor)
                 .await?;
-            access.permissions.extend(all);
+            self.permissions.extend(all);
         }
-        Ok(access)
+        Ok(())
     }
 }
 
