@@ -24,7 +24,8 @@ use crate::config::Config;
 use crate::db::Db;
 use crate::logs::{ActivityLog, LogEntry};
 use crate::mail::Mailer;
-use crate::{accounts, auth, http, logs, mail};
+use crate::throttle::Throttle;
+use crate::{accounts, auth, http, logs, mail, twofa};
 
 /// Request bodies above this size are refused with 413.
 pub const BODY_LIMIT: usize = 1024 * 1024;
@@ -37,6 +38,8 @@ pub struct AppState {
     pub hasher: PasswordHasher,
     pub mailer: Mailer,
     pub activity: ActivityLog,
+    /// Brute-force counts, shared by every instance.
+    pub throttle: Throttle,
     /// The activity log's queue, taken by [`serve`] for its writer task.
     activity_queue: Arc<std::sync::Mutex<Option<mpsc::Receiver<LogEntry>>>>,
 }
@@ -46,12 +49,14 @@ impl AppState {
         let hasher = PasswordHasher::new(config.max_concurrent_hashes)
             .map_err(|e| anyhow::anyhow!("argon2 parameters: {e}"))?;
         let (activity, queue) = ActivityLog::new(logs::writer::QUEUE_CAPACITY);
+        let throttle = Throttle::new(&db, &config)?;
         Ok(Self {
             config: Arc::new(config),
             db,
             hasher,
             mailer: Mailer::default(),
             activity,
+            throttle,
             activity_queue: Arc::new(std::sync::Mutex::new(Some(queue))),
         })
     }
@@ -65,7 +70,8 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(index))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .merge(accounts::router());
+        .merge(accounts::router())
+        .merge(twofa::router());
 
     // Listed innermost first: a request passes them bottom to top.
     routes
@@ -197,13 +203,16 @@ pub async fn serve(
     Ok(())
 }
 
-/// Periodic housekeeping: forgets dead sessions.
+/// Periodic housekeeping: forgets dead sessions and lapsed throttle counts.
 async fn maintenance(state: AppState, mut stop: watch::Receiver<bool>) {
     loop {
         match auth::session::prune(&state.db, &state.config).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(pruned = n, "expired sessions removed"),
             Err(e) => tracing::warn!(error = %e, "pruning sessions failed"),
+        }
+        if let Err(e) = state.throttle.prune().await {
+            tracing::warn!(error = %e, "pruning throttle counts failed");
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
