@@ -291,14 +291,13 @@ pub async fn enable(
         return Ok(None);
     };
     let secret = sealed::open(state.config.secret_key.as_bytes(), user.id, &pending)?;
-    let Some(step) = totp::verify(&secret, &code, db::now(), row.last_step) else {
+    // No earlier step bars the way: no code of this secret has been accepted yet.
+    let Some(step) = totp::verify(&secret, &code, db::now(), i64::MIN) else {
         return Ok(None);
     };
     let (codes, hashes) = new_recovery_codes(state.config.secret_key.as_bytes(), user.id);
     let mut tx = state.db.pool().begin().await?;
-    if !store::claim_step(&mut *tx, user.id, step).await?
-        || !store::activate(&mut tx, user.id, &pending, &hashes).await?
-    {
+    if !store::activate(&mut tx, user.id, &pending, step, &hashes).await? {
         return Ok(None);
     }
     tx.commit().await?;

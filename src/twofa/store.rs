@@ -68,21 +68,26 @@ where
 }
 
 /// Makes the pending secret the active one, if it is still `pending_enc` (a newer
-/// `GET /twofa_uri` in between wins), turns 2FA on and replaces the recovery codes.
+/// `GET /twofa_uri` in between wins, and of two confirmations one wins), turns 2FA on
+/// and replaces the recovery codes. `step`, the step of the confirming code, becomes
+/// the last accepted one: steps accepted for an earlier secret say nothing about this.
 pub async fn activate(
     conn: &mut sqlx::AnyConnection,
     user_id: i64,
     pending_enc: &str,
+    step: i64,
     recovery_hashes: &[String],
 ) -> Result<bool, sqlx::Error> {
     let now = db::now();
     let done = sqlx::query(
         "UPDATE twofa SET secret_enc = pending_enc, pending_enc = NULL, \
-         pending_created_at = NULL, updated_at = $1 WHERE user_id = $2 AND pending_enc = $3",
+         pending_created_at = NULL, last_step = $4, updated_at = $1 \
+         WHERE user_id = $2 AND pending_enc = $3",
     )
     .bind(now)
     .bind(user_id)
     .bind(pending_enc)
+    .bind(step)
     .execute(&mut *conn)
     .await?;
     if done.rows_affected() != 1 {

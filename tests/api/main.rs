@@ -9,3 +9,4 @@ mod accounts;
 mod cli;
 mod mail;
 mod service;
+mod twofa;
