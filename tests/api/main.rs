@@ -8,5 +8,6 @@ mod smtp;
 mod accounts;
 mod cli;
 mod mail;
+mod recovery;
 mod service;
 mod twofa;
