@@ -1,7 +1,9 @@
 //! The throttle state in Redis, for deployments that set `REDIS_URL`: the same rules
 //! as the database store, each update one Lua script so that it is atomic.
 
-use redis::aio::ConnectionManager;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::OnceCell;
 
 use super::{Recorded, Rule};
@@ -46,10 +48,16 @@ impl RedisStore {
         })
     }
 
-    /// The shared connection, opened on first use; it reconnects by itself.
+    /// The shared connection, opened on first use; it reconnects by itself. The
+    /// short limits make an outage a quick 503 rather than logins hanging on retries.
     async fn conn(&self) -> Result<ConnectionManager, redis::RedisError> {
+        let config = ConnectionManagerConfig::new()
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(200))
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(2)));
         self.conn
-            .get_or_try_init(|| ConnectionManager::new(self.client.clone()))
+            .get_or_try_init(|| ConnectionManager::new_with_config(self.client.clone(), config))
             .await
             .cloned()
     }

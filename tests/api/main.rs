@@ -10,4 +10,5 @@ mod cli;
 mod mail;
 mod recovery;
 mod service;
+mod throttle;
 mod twofa;
