@@ -26,7 +26,8 @@ use crate::db::Db;
 use crate::logs::{ActivityLog, LogEntry};
 use crate::mail::Mailer;
 use crate::metrics::{self, Metrics};
-use crate::{accounts, auth, http, kanban, logs, mail, openapi, rbac};
+use crate::throttle::Throttle;
+use crate::{accounts, auth, http, kanban, logs, mail, openapi, rbac, twofa};
 
 /// Request bodies above this size are refused with 413.
 pub const BODY_LIMIT: usize = 1024 * 1024;
@@ -40,6 +41,8 @@ pub struct AppState {
     pub mailer: Mailer,
     pub activity: ActivityLog,
     pub metrics: Arc<Metrics>,
+    /// Brute-force counts, shared by every instance.
+    pub throttle: Throttle,
     /// The activity log's queue, taken by [`serve`] for its writer task.
     activity_queue: Arc<std::sync::Mutex<Option<mpsc::Receiver<LogEntry>>>>,
 }
@@ -49,6 +52,7 @@ impl AppState {
         let hasher = PasswordHasher::new(config.max_concurrent_hashes)
             .map_err(|e| anyhow::anyhow!("argon2 parameters: {e}"))?;
         let (activity, queue) = ActivityLog::new(logs::writer::QUEUE_CAPACITY);
+        let throttle = Throttle::new(&db, &config)?;
         Ok(Self {
             config: Arc::new(config),
             db,
@@ -56,6 +60,7 @@ impl AppState {
             mailer: Mailer::default(),
             activity,
             metrics: Arc::new(Metrics::default()),
+            throttle,
             activity_queue: Arc::new(std::sync::Mutex::new(Some(queue))),
         })
     }
@@ -70,6 +75,7 @@ pub fn routes() -> Routes {
         .get("/metrics", Public, metrics::serve)
         .get("/openapi.json", Public, openapi::serve)
         .merge(accounts::routes())
+        .merge(twofa::routes())
         .merge(logs::routes())
         .merge(rbac::routes())
         .merge(kanban::routes())
@@ -208,14 +214,17 @@ pub async fn serve(
     Ok(())
 }
 
-/// Periodic housekeeping: forgets dead sessions and activity older than the
-/// retention period.
+/// Periodic housekeeping: forgets dead sessions, lapsed throttle counts and activity
+/// older than the retention period.
 async fn maintenance(state: AppState, mut stop: watch::Receiver<bool>) {
     loop {
         match auth::session::prune(&state.db, &state.config).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(pruned = n, "expired sessions removed"),
             Err(e) => tracing::warn!(error = %e, "pruning sessions failed"),
+        }
+        if let Err(e) = state.throttle.prune().await {
+            tracing::warn!(error = %e, "pruning throttle counts failed");
         }
         if let Some(days) = state.config.log_retention_days {
             match logs::store::prune(&state.db, days).await {

@@ -92,6 +92,22 @@ impl fmt::Debug for SecretKey {
     }
 }
 
+/// A Redis URL, which may carry a password: never shown in debug output.
+#[derive(Clone)]
+pub struct RedisUrl(String);
+
+impl RedisUrl {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RedisUrl(<redacted>)")
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub environment: Environment,
@@ -118,6 +134,10 @@ pub struct Config {
     pub max_concurrent_hashes: usize,
     /// Activity older than this many days is deleted; `None` keeps everything.
     pub log_retention_days: Option<u32>,
+    /// Where the brute-force throttle keeps its counts; the database when unset.
+    pub redis_url: Option<RedisUrl>,
+    /// Prefix of every Redis key Gatehouse writes.
+    pub redis_key_prefix: String,
 }
 
 /// A setting that could not be accepted; its `Display` is the one line start-up prints.
@@ -411,6 +431,17 @@ impl Config {
                 days => Some(days),
             },
         };
+        let redis_url = match vars.get("REDIS_URL") {
+            Some(url) if url.starts_with("redis://") || url.starts_with("unix://") => {
+                Some(RedisUrl(url.to_owned()))
+            }
+            Some(_) => return Err(bad("REDIS_URL", "expected a redis://… URL")),
+            None => None,
+        };
+        let redis_key_prefix = vars
+            .get("REDIS_KEY_PREFIX")
+            .unwrap_or("gatehouse:")
+            .to_owned();
 
         Ok(Self {
             environment,
@@ -437,6 +468,8 @@ impl Config {
             request_timeout,
             max_concurrent_hashes,
             log_retention_days,
+            redis_url,
+            redis_key_prefix,
         })
     }
 

@@ -28,3 +28,7 @@ pub mod openapi;
 pub mod rbac;
 /// Logging set-up.
 pub mod telemetry;
+/// Brute-force protection: growing delays per account and per client address.
+pub mod throttle;
+/// Two-factor authentication: TOTP, recovery codes, emailed login codes.
+pub mod twofa;

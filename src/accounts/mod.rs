@@ -1,6 +1,10 @@
-//! Accounts: signup, email verification, login and logout, the profile.
+//! Accounts: signup, email verification, login and logout, the profile, password
+//! recovery and the user's own sessions.
 
+mod emails;
+mod recovery;
 mod routes;
+mod sessions;
 pub mod store;
 pub mod validate;
 

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::store::{self, NewUser, ProfileChange, TokenPurpose};
-use super::{validate, User};
+use super::{emails, recovery, sessions, validate, User};
 use crate::app::AppState;
 use crate::auth::policy::Policy::{LoggedIn, Public};
 use crate::auth::policy::Routes;
@@ -17,7 +17,8 @@ use crate::error::AppError;
 use crate::http::{truncate, Json, LoginBody, Origin};
 use crate::logs::{Level, LogEntry};
 use crate::rbac::{self, Access, Permission};
-use crate::{db, mail};
+use crate::throttle::{self, device, Attempt};
+use crate::{db, mail, twofa};
 
 const VERIFY_TOKEN_TTL_SECS: i64 = 3600;
 /// How long after login a session may change its own email or password without
@@ -35,6 +36,11 @@ pub fn routes() -> Routes {
         .get("/current_user_details", LoggedIn, current_user_details)
         .post("/update_profile", LoggedIn, update_profile)
         .get("/csrf_token", LoggedIn, csrf_token)
+        .post("/forgot_password", Public, recovery::forgot_password)
+        .post("/reset_password/{token}", Public, recovery::reset_password)
+        .get("/sessions", LoggedIn, sessions::list)
+        .delete("/sessions/{id}", LoggedIn, sessions::revoke)
+        .post("/sessions/revoke_others", LoggedIn, sessions::revoke_others)
 }
 
 #[derive(Deserialize)]
@@ -135,6 +141,7 @@ async fn login(
     State(state): State<AppState>,
     origin: Origin,
     headers: HeaderMap,
+    MaybeUser(current): MaybeUser,
     body: LoginBody,
 ) -> Result<Response, AppError> {
     let identifier = body.username_or_email.trim();
@@ -145,6 +152,24 @@ async fn login(
     } else {
         store::find_for_login(&state.db, identifier).await?
     };
+    // A browser that has logged in to this account before (or holds a live session of
+    // it) is not held back by failures others cause on the account; see `throttle`.
+    let known_device = found.as_ref().is_some_and(|(user, _)| {
+        device::is_known(&state.config, &headers, user)
+            || current.as_ref().is_some_and(|c| c.user.id == user.id)
+    });
+    let account: Option<User> = found.as_ref().map(|(user, _)| user.clone());
+    let mut attempt = Attempt::new(&state, &origin)
+        .user(account.as_ref())
+        .by_ip(&throttle::LOGIN_IP);
+    if !known_device {
+        let subject = match &found {
+            Some((user, _)) => throttle::account_subject(user.id),
+            None => format!("name:{}", identifier.to_lowercase()),
+        };
+        attempt = attempt.by(&throttle::LOGIN_ACCOUNT, subject);
+    }
+    attempt.check().await?;
     let password_ok = body.password.len() <= 1024
         && state
             .hasher
@@ -153,6 +178,7 @@ async fn login(
     let user = match found {
         Some((user, _)) if password_ok => user,
         other => {
+            attempt.failed().await?;
             let mut entry = LogEntry::auth(Level::Warning, "login failed")
                 .origin(&origin)
                 .details(json!({ "username_or_email": truncate(identifier, 64) }));
@@ -178,7 +204,9 @@ async fn login(
             "Please verify your email address before logging in",
         ));
     }
-    check_second_factor(&user, body.token.as_deref())?;
+    let second_factor =
+        twofa::check_login(&state, &user, body.token.as_deref(), &origin, known_device).await?;
+    attempt.clear(&throttle::LOGIN_ACCOUNT).await?;
 
     // A new session at every login: a value planted before login is worthless after.
     if let Some(old) = session::cookie(&headers, session::SESSION_COOKIE) {
@@ -186,11 +214,13 @@ async fn login(
     }
     let new = session::create(&state.db, &state.config, user.id, &origin).await?;
     let access = Access::load(state.db.pool(), user.id).await?;
-    state.activity.record(
-        LogEntry::auth(Level::Info, "login ok")
-            .user(&user)
-            .origin(&origin),
-    );
+    let mut entry = LogEntry::auth(Level::Info, "login ok")
+        .user(&user)
+        .origin(&origin);
+    if let Some(proof) = second_factor {
+        entry = entry.details(json!({ "second_factor": proof.as_str() }));
+    }
+    state.activity.record(entry);
     let mut response = axum::Json(json!({
         "success": true,
         "message": "Login successful",
@@ -201,23 +231,10 @@ async fn login(
     for cookie in session::set_cookies(&state.config, &new) {
         response.headers_mut().append(header::SET_COOKIE, cookie);
     }
+    response
+        .headers_mut()
+        .append(header::SET_COOKIE, device::issue(&state.config, &user));
     Ok(response)
-}
-
-/// The second-factor step of login, after the password has been proven. Accounts
-/// cannot turn two-factor authentication on yet (it is the next capability to land),
-/// so an account that has it can only be refused here until then.
-fn check_second_factor(user: &User, token: Option<&str>) -> Result<(), AppError> {
-    if !user.twofa_enabled {
-        return Ok(());
-    }
-    match token {
-        None => Err(AppError::TwofaRequired),
-        Some(_) => Err(AppError::Unauthenticated(
-            "invalid_twofa_token",
-            "Invalid 2FA token",
-        )),
-    }
 }
 
 async fn logout(
@@ -354,8 +371,25 @@ async fn update_profile(
         // A new password ends every other session: whoever knew the old one is out.
         let keep = own.then_some(caller.session.id);
         session::revoke_all_for_user(&mut *tx, target.id, keep).await?;
+        // Reset links sent before the change must not undo it.
+        store::invalidate_tokens(&mut tx, target.id, TokenPurpose::ResetPassword).await?;
+        // Told at the address the account had, where its owner will see it.
+        let notice = emails::password_changed(
+            &target.email,
+            &target.first_name,
+            &db::iso8601(db::now()),
+            origin.ip.as_deref(),
+        )?;
+        state
+            .mailer
+            .enqueue(&mut tx, &notice)
+            .await
+            .map_err(AppError::internal)?;
     }
     tx.commit().await?;
+    if password_hash.is_some() {
+        state.mailer.wake();
+    }
     let profile = |first: &str, last: &str, user: &str, email: &str| json!({ "first_name": first, "last_name": last, "username": user, "email": email });
     let details = json!({
         "action": "update_profile",

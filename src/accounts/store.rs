@@ -12,12 +12,14 @@ use super::User;
 #[derive(Debug, Clone, Copy)]
 pub enum TokenPurpose {
     VerifyEmail,
+    ResetPassword,
 }
 
 impl TokenPurpose {
     fn as_str(self) -> &'static str {
         match self {
             Self::VerifyEmail => "verify_email",
+            Self::ResetPassword => "reset_password",
         }
     }
 }
@@ -152,6 +154,161 @@ pub async fn issue_token(
     .execute(conn)
     .await?;
     Ok(token)
+}
+
+/// The user of a live (unused, unexpired) token, without using it up.
+pub async fn peek_token(
+    db: &Db,
+    purpose: TokenPurpose,
+    token: &str,
+) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT user_id FROM email_tokens WHERE token_hash = $1 AND purpose = $2 \
+         AND used_at IS NULL AND expires_at > $3",
+    )
+    .bind(token_hash(token))
+    .bind(purpose.as_str())
+    .bind(db::now())
+    .fetch_optional(db.pool())
+    .await
+}
+
+/// [`consume_token`] inside the caller's transaction.
+pub async fn consume_token_in(
+    conn: &mut sqlx::AnyConnection,
+    purpose: TokenPurpose,
+    token: &str,
+) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar(
+        "UPDATE email_tokens SET used_at = $1 WHERE token_hash = $2 AND purpose = $3 \
+         AND used_at IS NULL AND expires_at > $1 RETURNING user_id",
+    )
+    .bind(db::now())
+    .bind(token_hash(token))
+    .bind(purpose.as_str())
+    .fetch_optional(conn)
+    .await
+}
+
+/// Retires every outstanding token of the user for `purpose`: a password change
+/// makes earlier reset links worthless.
+pub async fn invalidate_tokens(
+    conn: &mut sqlx::AnyConnection,
+    user_id: i64,
+    purpose: TokenPurpose,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE email_tokens SET used_at = $1 WHERE user_id = $2 AND purpose = $3 \
+         AND used_at IS NULL",
+    )
+    .bind(db::now())
+    .bind(user_id)
+    .bind(purpose.as_str())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn find_by_email(db: &Db, email: &str) -> Result<Option<User>, AppError> {
+    let row = sqlx::query(&format!(
+        "SELECT {USER_COLUMNS} FROM users WHERE lower(email) = lower($1)"
+    ))
+    .bind(email)
+    .fetch_optional(db.pool())
+    .await?;
+    row.map(|r| session::user_from_row(&r, 0))
+        .transpose()
+        .map_err(AppError::from)
+}
+
+pub async fn set_password(
+    conn: &mut sqlx::AnyConnection,
+    user_id: i64,
+    password_hash: &str,
+) -> Result<(), sqlx::Error> {
+    let now = db::now();
+    sqlx::query(
+        "UPDATE users SET password_hash = $1, password_changed_at = $2, updated_at = $2 \
+         WHERE id = $3",
+    )
+    .bind(password_hash)
+    .bind(now)
+    .bind(user_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A session as its owner sees it in the list of their sessions.
+pub struct SessionInfo {
+    pub id: i64,
+    pub created_at: i64,
+    pub last_seen_at: i64,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// The user's sessions that still work: not revoked, not expired, not idle past
+/// `idle_secs`; newest first.
+pub async fn live_sessions(
+    db: &Db,
+    user_id: i64,
+    idle_secs: i64,
+) -> Result<Vec<SessionInfo>, sqlx::Error> {
+    let now = db::now();
+    let rows = sqlx::query(
+        "SELECT id, created_at, last_seen_at, ip, user_agent FROM sessions \
+         WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2 AND last_seen_at > $3 \
+         ORDER BY created_at DESC, id DESC",
+    )
+    .bind(user_id)
+    .bind(now)
+    .bind(now - idle_secs)
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(SessionInfo {
+                id: r.try_get(0)?,
+                created_at: r.try_get(1)?,
+                last_seen_at: r.try_get(2)?,
+                ip: r.try_get(3)?,
+                user_agent: r.try_get(4)?,
+            })
+        })
+        .collect()
+}
+
+/// Revokes one session of the user; `false` when the user has no such live session.
+pub async fn revoke_own_session(
+    db: &Db,
+    user_id: i64,
+    session_id: i64,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE sessions SET revoked_at = $1 WHERE id = $2 AND user_id = $3 \
+         AND revoked_at IS NULL AND expires_at > $1",
+    )
+    .bind(db::now())
+    .bind(session_id)
+    .bind(user_id)
+    .execute(db.pool())
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Revokes every session of the user but `keep`; returns how many.
+pub async fn revoke_other_sessions(db: &Db, user_id: i64, keep: i64) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE sessions SET revoked_at = $1 WHERE user_id = $2 AND id <> $3 \
+         AND revoked_at IS NULL AND expires_at > $1",
+    )
+    .bind(db::now())
+    .bind(user_id)
+    .bind(keep)
+    .execute(db.pool())
+    .await?;
+    Ok(done.rows_affected())
 }
 
 /// Uses up a token: succeeds once, within its lifetime, and returns its user. One

@@ -1,7 +1,58 @@
 //! The rules for account fields and passwords; each failure says which rule failed.
 
+use std::collections::HashSet;
+use std::sync::LazyLock;
+
 use crate::config::PasswordPolicy;
 use crate::error::AppError;
+
+/// The bundled list of common passwords; see the header of the file for its source.
+static COMMON_PASSWORDS: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
+    include_str!("common-passwords.txt")
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect()
+});
+
+/// Whether the password is a listed common password or a thin disguise of one:
+/// other capitals, symbols around it, digits after it, `@`/`$` and digits for letters
+/// (`P@ssw0rd1!` is `password`).
+pub fn is_common_password(password: &str) -> bool {
+    let list = &*COMMON_PASSWORDS;
+    let lower = password.to_lowercase();
+    if list.contains(lower.as_str()) {
+        return true;
+    }
+    let swapped: String = lower
+        .chars()
+        .map(|c| match c {
+            '@' => 'a',
+            '$' => 's',
+            c => c,
+        })
+        .collect();
+    // `$` may stand for an `s` or merely be the symbol the policy asks for: both readings.
+    [lower, swapped].iter().any(|base| {
+        let alnum: String = base.chars().filter(|c| c.is_alphanumeric()).collect();
+        let core = alnum.trim_end_matches(|c: char| c.is_ascii_digit());
+        let unleet = |one: char| -> String {
+            core.chars()
+                .map(|c| match c {
+                    '0' => 'o',
+                    '1' => one,
+                    '3' => 'e',
+                    '4' => 'a',
+                    '5' => 's',
+                    '7' => 't',
+                    c => c,
+                })
+                .collect()
+        };
+        [alnum.clone(), core.to_owned(), unleet('i'), unleet('l')]
+            .iter()
+            .any(|form| form.chars().count() >= 4 && list.contains(form.as_str()))
+    })
+}
 
 const NAME_MAX: usize = 100;
 const EMAIL_MAX: usize = 254;
@@ -94,6 +145,11 @@ pub async fn password(
             failed.join(", ")
         )));
     }
+    if is_common_password(password) {
+        return Err(AppError::invalid(
+            "Password is too easy to guess: it is one of the most common passwords, or a variation of one",
+        ));
+    }
     let inputs = [username.to_owned(), email.to_owned()];
     let password = password.to_owned();
     let weak = tokio::task::spawn_blocking(move || {
@@ -164,6 +220,36 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("username or email"), "{e}");
+    }
+
+    #[test]
+    fn common_passwords_and_their_disguises_are_recognised() {
+        for weak in [
+            "password",
+            "Password1!",
+            "P@ssw0rd1!",
+            "Qwerty123!",
+            "Dragon2024#",
+            "Iloveyou!1",
+            "Monkey-99",
+            "Sunshine$77",
+        ] {
+            assert!(is_common_password(weak), "{weak}");
+        }
+        for strong in [STRONG, "Blue§Kettle-Orbit7"] {
+            assert!(!is_common_password(strong), "{strong}");
+        }
+    }
+
+    const STRONG: &str = "Granite-Violin-42-Lantern";
+
+    #[tokio::test]
+    async fn a_disguised_common_password_is_refused_with_a_reason() {
+        let e = password(&policy(), "Sunshine$77", "alice", "alice@example.com")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("most common passwords"), "{e}");
     }
 
     #[test]

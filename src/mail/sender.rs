@@ -87,8 +87,15 @@ impl Transport {
             Self::File(dir) => {
                 let message = build(sender, mail)?;
                 tokio::fs::create_dir_all(dir).await?;
-                let path = dir.join(format!("{}-{}.eml", db::now(), mail.id));
-                tokio::fs::write(&path, message.formatted()).await?;
+                let name = format!("{}-{}.eml", db::now(), mail.id);
+                let path = dir.join(&name);
+                // Written beside the folder, then renamed into it: whoever watches the
+                // outbox never reads a message half written.
+                let staging = dir.with_extension("partial");
+                tokio::fs::create_dir_all(&staging).await?;
+                let staged = staging.join(&name);
+                tokio::fs::write(&staged, message.formatted()).await?;
+                tokio::fs::rename(&staged, &path).await?;
                 tracing::info!(
                     to = %mail.to,
                     subject = %mail.subject,

@@ -11,4 +11,7 @@ mod kanban;
 mod logs;
 mod mail;
 mod rbac;
+mod recovery;
 mod service;
+mod throttle;
+mod twofa;

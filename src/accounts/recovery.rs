@@ -1,0 +1,162 @@
+//! Forgotten passwords: the reset request and the reset itself.
+//!
+//! The request answers the same sentence, at about the same time, whether or not the
+//! email has an account: the lookup and the mail happen after the answer is sent.
+//! Reset tokens are 256-bit random values stored hashed, used once, valid for an hour,
+//! and retired by any password change. A reset ends every session of the account and
+//! tells its owner by email.
+
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::store::{self, TokenPurpose};
+use super::{emails, validate};
+use crate::app::AppState;
+use crate::auth::session;
+use crate::db;
+use crate::error::AppError;
+use crate::http::{Json, Origin};
+use crate::logs::{Level, LogEntry};
+use crate::throttle::{self, Attempt};
+
+pub const RESET_TOKEN_TTL_SECS: i64 = 3600;
+const RESET_SENT: &str = "If an account exists for that email, a password reset link has been sent";
+const RESET_INVALID: &str = "The password reset link is invalid, has expired or has been used";
+
+#[derive(Deserialize)]
+pub(super) struct ForgotBody {
+    email: String,
+}
+
+pub(super) async fn forgot_password(
+    State(state): State<AppState>,
+    origin: Origin,
+    Json(body): Json<ForgotBody>,
+) -> Result<Response, AppError> {
+    let email = validate::email(&body.email)?;
+    let attempt = Attempt::new(&state, &origin)
+        .by_ip(&throttle::RESET_IP)
+        .by(&throttle::RESET_EMAIL, email.to_lowercase());
+    attempt.check().await?;
+    // Every request counts, found or not: this bounds the mail one address receives.
+    attempt.failed().await?;
+
+    let task_state = state.clone();
+    let task_origin = origin.clone();
+    tokio::spawn(async move {
+        if let Err(e) = send_reset_link(&task_state, &email, &task_origin).await {
+            tracing::error!(error = %e, "sending a password reset link failed");
+        }
+    });
+    Ok(axum::Json(json!({ "success": true, "message": RESET_SENT })).into_response())
+}
+
+async fn send_reset_link(state: &AppState, email: &str, origin: &Origin) -> Result<(), AppError> {
+    let user = store::find_by_email(&state.db, email).await?;
+    let Some(user) = user.filter(|u| !u.disabled) else {
+        state.activity.record(
+            LogEntry::auth(Level::Info, "password reset requested for an unknown email")
+                .origin(origin),
+        );
+        return Ok(());
+    };
+    let mut tx = state.db.pool().begin().await?;
+    let token = store::issue_token(
+        &mut tx,
+        user.id,
+        TokenPurpose::ResetPassword,
+        RESET_TOKEN_TTL_SECS,
+    )
+    .await?;
+    let link = state.config.reset_url_template.replace("{token}", &token);
+    let message = emails::reset_password(&user.email, &user.first_name, &link)?;
+    state
+        .mailer
+        .enqueue(&mut tx, &message)
+        .await
+        .map_err(AppError::internal)?;
+    tx.commit().await?;
+    state.mailer.wake();
+    state.activity.record(
+        LogEntry::auth(Level::Info, "password reset requested")
+            .user(&user)
+            .origin(origin),
+    );
+    Ok(())
+}
+
+#[derive(Deserialize)]
+pub(super) struct ResetBody {
+    password: String,
+}
+
+pub(super) async fn reset_password(
+    State(state): State<AppState>,
+    origin: Origin,
+    Path(token): Path<String>,
+    Json(body): Json<ResetBody>,
+) -> Result<Response, AppError> {
+    let attempt = Attempt::new(&state, &origin).by_ip(&throttle::RESET_TOKEN_IP);
+    attempt.check().await?;
+    let user_id = if token.len() > 128 {
+        None
+    } else {
+        store::peek_token(&state.db, TokenPurpose::ResetPassword, &token).await?
+    };
+    let user = match user_id {
+        Some(id) => store::find_by_id(&state.db, id).await?,
+        None => None,
+    };
+    let Some(user) = user else {
+        attempt.failed().await?;
+        state.activity.record(
+            LogEntry::auth(Level::Warning, "password reset with an invalid token").origin(&origin),
+        );
+        return Err(AppError::invalid(RESET_INVALID));
+    };
+    // The policy is checked before the token is used, so a refused password can be
+    // replaced by a better one with the same link.
+    validate::password(
+        &state.config.password_policy,
+        &body.password,
+        &user.username,
+        &user.email,
+    )
+    .await?;
+    let hash = state.hasher.hash(&body.password).await?;
+
+    let mut tx = state.db.pool().begin().await?;
+    // Used up in the same transaction as the change: of two concurrent resets with
+    // one link, one wins and the other changes nothing.
+    if store::consume_token_in(&mut tx, TokenPurpose::ResetPassword, &token).await? != Some(user.id)
+    {
+        return Err(AppError::invalid(RESET_INVALID));
+    }
+    store::set_password(&mut tx, user.id, &hash).await?;
+    store::invalidate_tokens(&mut tx, user.id, TokenPurpose::ResetPassword).await?;
+    session::revoke_all_for_user(&mut *tx, user.id, None).await?;
+    let notice = emails::password_changed(
+        &user.email,
+        &user.first_name,
+        &db::iso8601(db::now()),
+        origin.ip.as_deref(),
+    )?;
+    state
+        .mailer
+        .enqueue(&mut tx, &notice)
+        .await
+        .map_err(AppError::internal)?;
+    tx.commit().await?;
+    state.mailer.wake();
+    state.activity.record(
+        LogEntry::auth(Level::Info, "password reset completed")
+            .user(&user)
+            .origin(&origin),
+    );
+    Ok(
+        axum::Json(json!({ "success": true, "message": "Password has been reset" }))
+            .into_response(),
+    )
+}

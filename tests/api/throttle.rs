@@ -1,0 +1,427 @@
+//! Brute-force protection through the real server: the throttle kicks in and lifts,
+//! keeps no owner out of their account, counts per address as well as per account,
+//! is shared by every instance, logs each decision, and works the same on Redis.
+
+use std::time::Duration;
+
+use rand::Rng;
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::helpers::{expect_error, new_client, Backend, TestApp, PASSWORD};
+use crate::on_both_databases;
+
+on_both_databases!(
+    the_throttle_kicks_in_and_lifts,
+    an_attacker_does_not_keep_the_owner_out,
+    one_address_guessing_many_accounts_is_throttled,
+    unknown_names_are_throttled_like_accounts,
+    reset_requests_and_tokens_are_throttled,
+    instances_share_the_count,
+);
+
+async fn attempt(
+    app: &TestApp,
+    client: &reqwest::Client,
+    user: &str,
+    password: &str,
+) -> reqwest::Response {
+    client
+        .post(app.url("/login"))
+        .json(&json!({"username_or_email": user, "password": password}))
+        .send()
+        .await
+        .unwrap()
+}
+
+fn retry_after(res: &reqwest::Response) -> u64 {
+    res.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+async fn logged(app: &TestApp, pattern: &str, at_least: i64) -> i64 {
+    let sql = format!(
+        "SELECT COUNT(*) FROM activity_logs WHERE kind = 'auth' AND level = 'WARNING' AND message LIKE '{pattern}'"
+    );
+    let mut n = 0;
+    for _ in 0..60 {
+        n = app.scalar(&sql).await;
+        if n >= at_least {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    n
+}
+
+/// Five wrong passwords, then the sixth attempt is refused, even with the right one.
+async fn hammer(app: &TestApp, user: &str) {
+    let attacker = new_client();
+    for _ in 0..5 {
+        let res = attempt(app, &attacker, user, "Wrong-Guess-123!").await;
+        assert_eq!(
+            expect_error(res, StatusCode::UNAUTHORIZED).await,
+            "Invalid credentials"
+        );
+    }
+    let res = attempt(app, &attacker, user, PASSWORD).await;
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(retry_after(&res) >= 1);
+    expect_error(res, StatusCode::TOO_MANY_REQUESTS).await;
+}
+
+async fn extend_blocks(app: &TestApp) {
+    sqlx::query(
+        "UPDATE throttle SET blocked_until_ms = blocked_until_ms + 600000 WHERE blocked_until_ms > 0",
+    )
+    .execute(app.state.db.pool())
+    .await
+    .unwrap();
+}
+
+async fn the_throttle_kicks_in_and_lifts(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.verified_user("gail").await;
+    let client = new_client();
+    for _ in 0..5 {
+        expect_error(
+            attempt(&app, &client, "gail", "Wrong-Guess-123!").await,
+            StatusCode::UNAUTHORIZED,
+        )
+        .await;
+    }
+    let res = attempt(&app, &client, "gail", PASSWORD).await;
+    assert_eq!(retry_after(&res), 1, "the first delay is one second");
+    expect_error(res, StatusCode::TOO_MANY_REQUESTS).await;
+
+    // It lifts when the delay is over...
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // ...and the next failure doubles it.
+    expect_error(
+        attempt(&app, &client, "gail", "Wrong-Guess-123!").await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    let res = attempt(&app, &client, "gail", PASSWORD).await;
+    assert_eq!(retry_after(&res), 2);
+    expect_error(res, StatusCode::TOO_MANY_REQUESTS).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let res = attempt(&app, &client, "gail", PASSWORD).await;
+    assert_eq!(res.status(), StatusCode::OK);
+
+    // A success forgets the account's failures: one more mistake is just a mistake.
+    let fresh = new_client();
+    expect_error(
+        attempt(&app, &fresh, "gail", "Wrong-Guess-123!").await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    assert_eq!(
+        attempt(&app, &fresh, "gail", PASSWORD).await.status(),
+        StatusCode::OK
+    );
+
+    // Every decision is an audit event.
+    assert!(logged(&app, "throttle engaged: login_account", 2).await >= 2);
+    assert!(logged(&app, "throttled: login_account", 2).await >= 2);
+    let user_email: String = sqlx::query_scalar(
+        "SELECT user_email FROM activity_logs WHERE message = 'throttled: login_account'",
+    )
+    .fetch_one(app.state.db.pool())
+    .await
+    .unwrap();
+    assert_eq!(user_email, "gail@example.com");
+}
+
+async fn an_attacker_does_not_keep_the_owner_out(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    // The owner's browser has logged in before, and has logged out since.
+    app.verified_user("hugo").await;
+    assert_eq!(
+        app.post("/logout", json!({})).await.status(),
+        StatusCode::OK
+    );
+
+    hammer(&app, "hugo").await;
+    // As if the attacker had kept at it for a while: a block that outlasts this test
+    // however slowly the machine hashes the passwords below.
+    extend_blocks(&app).await;
+    // The owner's browser is not held back by it...
+    let res = attempt(&app, &app.client, "hugo", PASSWORD).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    // ...while a browser that never logged in is, and a forged device cookie is no help.
+    let res = attempt(&app, &new_client(), "hugo", PASSWORD).await;
+    expect_error(res, StatusCode::TOO_MANY_REQUESTS).await;
+    let hugo_id = app
+        .scalar("SELECT id FROM users WHERE username = 'hugo'")
+        .await;
+    for forged in [
+        format!("gh_device={hugo_id}.1700000000.{}", "ab".repeat(32)),
+        format!("gh_device={hugo_id}"),
+        "gh_device=garbage".to_owned(),
+    ] {
+        let res = new_client()
+            .post(app.url("/login"))
+            .header("cookie", forged)
+            .json(&json!({"username_or_email": "hugo", "password": PASSWORD}))
+            .send()
+            .await
+            .unwrap();
+        expect_error(res, StatusCode::TOO_MANY_REQUESTS).await;
+    }
+    // The known device also does not unlock another account.
+    app.verified_user("ines").await;
+    assert_eq!(
+        app.post("/logout", json!({})).await.status(),
+        StatusCode::OK
+    );
+    hammer(&app, "ines").await;
+    extend_blocks(&app).await;
+    let res = attempt(&app, &app.client, "ines", PASSWORD).await;
+    assert_eq!(res.status(), StatusCode::OK, "ines's device now");
+    let res = attempt(&app, &app.client, "hugo", PASSWORD).await;
+    expect_error(res, StatusCode::TOO_MANY_REQUESTS).await;
+}
+
+async fn one_address_guessing_many_accounts_is_throttled(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.verified_user("jill").await;
+    let client = new_client();
+    for i in 0..30 {
+        let res = attempt(&app, &client, &format!("ghost{i}"), "Wrong-Guess-123!").await;
+        expect_error(res, StatusCode::UNAUTHORIZED).await;
+    }
+    // A name never tried before is refused too: the address is blocked.
+    let res = attempt(&app, &client, "ghost-new", "Wrong-Guess-123!").await;
+    assert!(retry_after(&res) >= 1);
+    expect_error(res, StatusCode::TOO_MANY_REQUESTS).await;
+    assert!(logged(&app, "throttled: login_ip", 1).await >= 1);
+}
+
+async fn unknown_names_are_throttled_like_accounts(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.verified_user("kurt").await;
+    // The answers do not tell an existing account from a made-up name.
+    for name in ["kurt", "no-such-user"] {
+        let client = new_client();
+        let mut statuses = Vec::new();
+        for _ in 0..7 {
+            statuses.push(
+                attempt(&app, &client, name, "Wrong-Guess-123!")
+                    .await
+                    .status(),
+            );
+        }
+        assert_eq!(
+            statuses,
+            [
+                StatusCode::UNAUTHORIZED,
+                StatusCode::UNAUTHORIZED,
+                StatusCode::UNAUTHORIZED,
+                StatusCode::UNAUTHORIZED,
+                StatusCode::UNAUTHORIZED,
+                StatusCode::TOO_MANY_REQUESTS,
+                StatusCode::TOO_MANY_REQUESTS,
+            ],
+            "{name}"
+        );
+    }
+    // Username and email name one account: one count.
+    let app = TestApp::spawn(backend).await;
+    app.verified_user("lena").await;
+    let client = new_client();
+    for who in [
+        "lena",
+        "LENA@example.com",
+        "lena@example.com",
+        "Lena",
+        "lena",
+    ] {
+        expect_error(
+            attempt(&app, &client, who, "Wrong-Guess-123!").await,
+            StatusCode::UNAUTHORIZED,
+        )
+        .await;
+    }
+    expect_error(
+        attempt(&app, &client, "lena@example.com", PASSWORD).await,
+        StatusCode::TOO_MANY_REQUESTS,
+    )
+    .await;
+}
+
+async fn reset_requests_and_tokens_are_throttled(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let forgot = |email: &'static str| {
+        let app = &app;
+        async move {
+            new_client()
+                .post(app.url("/forgot_password"))
+                .json(&json!({ "email": email }))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    for _ in 0..3 {
+        assert_eq!(forgot("mona@example.com").await.status(), StatusCode::OK);
+    }
+    let res = forgot("mona@example.com").await;
+    assert!(retry_after(&res) >= 59, "a minute");
+    expect_error(res, StatusCode::TOO_MANY_REQUESTS).await;
+    // Other addresses from the same client, up to the per-address allowance.
+    for email in [
+        "a@example.com",
+        "b@example.com",
+        "c@example.com",
+        "d@example.com",
+        "e@example.com",
+        "f@example.com",
+        "g@example.com",
+    ] {
+        let res = new_client()
+            .post(app.url("/forgot_password"))
+            .json(&json!({ "email": email }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "{email}");
+    }
+    expect_error(forgot("h@example.com").await, StatusCode::TOO_MANY_REQUESTS).await;
+    assert!(logged(&app, "throttled: reset_ip", 1).await >= 1);
+    assert!(logged(&app, "throttled: reset_email", 1).await >= 1);
+
+    // Guessing reset tokens.
+    for i in 0..10 {
+        let res = new_client()
+            .post(app.url(&format!("/reset_password/guess{i}")))
+            .json(&json!({"password": "Harbor-Quartz-77-Meadow"}))
+            .send()
+            .await
+            .unwrap();
+        expect_error(res, StatusCode::BAD_REQUEST).await;
+    }
+    let res = new_client()
+        .post(app.url("/reset_password/guess-more"))
+        .json(&json!({"password": "Harbor-Quartz-77-Meadow"}))
+        .send()
+        .await
+        .unwrap();
+    expect_error(res, StatusCode::TOO_MANY_REQUESTS).await;
+}
+
+async fn instances_share_the_count(backend: Backend) {
+    let first = TestApp::spawn(backend).await;
+    first.verified_user("nina").await;
+    let second = TestApp::spawn_with(
+        backend,
+        &[("DATABASE_URL", first.state.config.database_url.as_str())],
+    )
+    .await;
+    hammer(&first, "nina").await;
+    let res = attempt(&second, &new_client(), "nina", PASSWORD).await;
+    expect_error(res, StatusCode::TOO_MANY_REQUESTS).await;
+}
+
+/// A Redis at 127.0.0.1:6379, or `None` (with a notice) where there is none.
+async fn local_redis() -> Option<redis::aio::MultiplexedConnection> {
+    let client = redis::Client::open("redis://127.0.0.1:6379").ok()?;
+    match tokio::time::timeout(
+        Duration::from_secs(2),
+        client.get_multiplexed_async_connection(),
+    )
+    .await
+    {
+        Ok(Ok(conn)) => Some(conn),
+        _ => {
+            eprintln!("no Redis at 127.0.0.1:6379; the Redis throttle test did not run");
+            None
+        }
+    }
+}
+
+async fn redis_keys(conn: &mut redis::aio::MultiplexedConnection, prefix: &str) -> Vec<String> {
+    redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(conn)
+        .await
+        .unwrap()
+}
+
+/// The same behaviour with the counts in Redis, shared by two instances, under a
+/// key prefix of this test's own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_redis_backend_throttles_and_is_shared() {
+    let Some(mut conn) = local_redis().await else {
+        return;
+    };
+    let prefix = format!("gh_test_{:016x}:", rand::thread_rng().gen::<u64>());
+    let vars = [
+        ("REDIS_URL", "redis://127.0.0.1:6379"),
+        ("REDIS_KEY_PREFIX", prefix.as_str()),
+    ];
+    let first = TestApp::spawn_with(Backend::Sqlite, &vars).await;
+    first.verified_user("olav").await;
+    let database_url = first.state.config.database_url.clone();
+    let mut second_vars = vars.to_vec();
+    second_vars.push(("DATABASE_URL", database_url.as_str()));
+    let second = TestApp::spawn_with(Backend::Sqlite, &second_vars).await;
+
+    hammer(&first, "olav").await;
+    assert_eq!(
+        first.scalar("SELECT COUNT(*) FROM throttle").await,
+        0,
+        "the counts are in Redis, not the database"
+    );
+    let keys = redis_keys(&mut conn, &prefix).await;
+    assert!(keys.iter().any(|k| k.contains("login_account")), "{keys:?}");
+    assert!(keys.iter().any(|k| k.contains("login_ip")), "{keys:?}");
+    for key in &keys {
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(ttl > 0 && ttl <= 3_600_000 + 1000, "{key} expires: {ttl}");
+    }
+    // The other instance sees the block; the owner's device is exempt on both.
+    let res = attempt(&second, &new_client(), "olav", PASSWORD).await;
+    expect_error(res, StatusCode::TOO_MANY_REQUESTS).await;
+    let res = attempt(&second, &first.client, "olav", PASSWORD).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    // It lifts, and a success clears the account's count.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let res = attempt(&second, &new_client(), "olav", PASSWORD).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let keys = redis_keys(&mut conn, &prefix).await;
+    assert!(
+        !keys.iter().any(|k| k.contains("login_account")),
+        "{keys:?}"
+    );
+    assert!(logged(&first, "throttled: login_account", 1).await >= 1);
+
+    if !keys.is_empty() {
+        let _: i64 = redis::cmd("DEL")
+            .arg(&keys)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+}
+
+/// With Redis configured but unreachable, login is an outage (503), not unthrottled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_redis_fails_closed() {
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let url = format!("redis://127.0.0.1:{port}");
+    let app = TestApp::spawn_with(Backend::Sqlite, &[("REDIS_URL", url.as_str())]).await;
+    assert_eq!(app.signup("pia").await.status(), StatusCode::CREATED);
+    let res = attempt(&app, &new_client(), "pia", PASSWORD).await;
+    expect_error(res, StatusCode::SERVICE_UNAVAILABLE).await;
+}
