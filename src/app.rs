@@ -24,7 +24,7 @@ use crate::config::Config;
 use crate::db::Db;
 use crate::logs::{ActivityLog, LogEntry};
 use crate::mail::Mailer;
-use crate::{accounts, auth, http, logs, mail};
+use crate::{accounts, auth, billing, http, logs, mail};
 
 /// Request bodies above this size are refused with 413.
 pub const BODY_LIMIT: usize = 1024 * 1024;
@@ -65,7 +65,8 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(index))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .merge(accounts::router());
+        .merge(accounts::router())
+        .merge(billing::router(&state.config));
 
     // Listed innermost first: a request passes them bottom to top.
     routes
