@@ -143,17 +143,15 @@ pub enum Ref {
 
 impl<'de> Deserialize<'de> for Ref {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Int(i64),
-            Text(String),
-        }
-        match Raw::deserialize(d)
-            .map_err(|_| serde::de::Error::custom("expected an integer id or a Stripe id string"))?
-        {
-            Raw::Int(id) => Ok(Ref::Local(id)),
-            Raw::Text(text) => Ref::parse(&text).map_err(serde::de::Error::custom),
+        // Through `Value`, so that a missing field is still reported as missing.
+        let expected = "expected an integer id or a Stripe id";
+        match serde_json::Value::deserialize(d)? {
+            serde_json::Value::Number(n) => n
+                .as_i64()
+                .map(Ref::Local)
+                .ok_or_else(|| serde::de::Error::custom(expected)),
+            serde_json::Value::String(text) => Ref::parse(&text).map_err(serde::de::Error::custom),
+            _ => Err(serde::de::Error::custom(expected)),
         }
     }
 }
