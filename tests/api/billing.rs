@@ -880,8 +880,20 @@ async fn checkout_then_webhook_creates_one_order(backend: Backend) {
     let mut other = completed.clone();
     other["id"] = json!("evt_checkout_2");
     deliver(&app, &other).await;
+    // The same new event delivered twice at once is processed once.
+    let mut raced = completed.clone();
+    raced["id"] = json!("evt_checkout_3");
+    let (a, b) = futures::join!(deliver(&app, &raced), deliver(&app, &raced));
+    assert_eq!(
+        [a["duplicate"].as_bool(), b["duplicate"].as_bool()]
+            .iter()
+            .filter(|d| **d == Some(true))
+            .count(),
+        1,
+        "{a} {b}"
+    );
     assert_eq!(app.scalar("SELECT COUNT(*) FROM billing_orders").await, 1);
-    assert_eq!(app.scalar("SELECT COUNT(*) FROM billing_events").await, 2);
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM billing_events").await, 3);
 
     // Someone else's session is not theirs to read.
     user(&app, "eve", false).await;
