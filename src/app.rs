@@ -27,7 +27,7 @@ use crate::logs::{ActivityLog, LogEntry};
 use crate::mail::Mailer;
 use crate::metrics::{self, Metrics};
 use crate::throttle::Throttle;
-use crate::{accounts, auth, http, kanban, logs, mail, openapi, rbac, twofa};
+use crate::{accounts, auth, billing, http, kanban, logs, mail, openapi, rbac, twofa};
 
 /// Request bodies above this size are refused with 413.
 pub const BODY_LIMIT: usize = 1024 * 1024;
@@ -43,6 +43,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Brute-force counts, shared by every instance.
     pub throttle: Throttle,
+    /// The Stripe client; `None` when billing is not configured.
+    pub billing: Option<Arc<billing::Billing>>,
     /// The activity log's queue, taken by [`serve`] for its writer task.
     activity_queue: Arc<std::sync::Mutex<Option<mpsc::Receiver<LogEntry>>>>,
 }
@@ -53,6 +55,7 @@ impl AppState {
             .map_err(|e| anyhow::anyhow!("argon2 parameters: {e}"))?;
         let (activity, queue) = ActivityLog::new(logs::writer::QUEUE_CAPACITY);
         let throttle = Throttle::new(&db, &config)?;
+        let billing = billing::from_config(&config);
         Ok(Self {
             config: Arc::new(config),
             db,
@@ -61,6 +64,7 @@ impl AppState {
             activity,
             metrics: Arc::new(Metrics::default()),
             throttle,
+            billing,
             activity_queue: Arc::new(std::sync::Mutex::new(Some(queue))),
         })
     }
@@ -79,6 +83,7 @@ pub fn routes() -> Routes {
         .merge(logs::routes())
         .merge(rbac::routes())
         .merge(kanban::routes())
+        .merge(billing::routes())
 }
 
 /// The routes with the layers they all share.

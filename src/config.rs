@@ -69,6 +69,33 @@ impl fmt::Debug for MailConfig {
     }
 }
 
+/// The Stripe settings; present only when a secret key is configured, and billing is
+/// off (its routes answer 503) without them.
+#[derive(Clone)]
+pub struct StripeConfig {
+    /// `STRIPE_PRIVATE_KEY` (alias `STRIPE_SECRET_KEY`).
+    pub secret_key: String,
+    pub public_key: Option<String>,
+    /// Verifies `Stripe-Signature`; without it the webhook answers 503.
+    pub webhook_secret: Option<String>,
+    /// Where the Stripe API is, without a trailing slash.
+    pub api_base: String,
+}
+
+impl fmt::Debug for StripeConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StripeConfig")
+            .field("secret_key", &"<redacted>")
+            .field("public_key", &self.public_key)
+            .field(
+                "webhook_secret",
+                &self.webhook_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field("api_base", &self.api_base)
+            .finish()
+    }
+}
+
 /// The password rules applied at signup, reset and change.
 #[derive(Debug, Clone)]
 pub struct PasswordPolicy {
@@ -138,6 +165,8 @@ pub struct Config {
     pub redis_url: Option<RedisUrl>,
     /// Prefix of every Redis key Gatehouse writes.
     pub redis_key_prefix: String,
+    /// Billing; `None` when no Stripe secret key is set.
+    pub stripe: Option<StripeConfig>,
 }
 
 /// A setting that could not be accepted; its `Display` is the one line start-up prints.
@@ -442,6 +471,7 @@ impl Config {
             .get("REDIS_KEY_PREFIX")
             .unwrap_or("gatehouse:")
             .to_owned();
+        let stripe = Self::stripe(vars)?;
 
         Ok(Self {
             environment,
@@ -470,7 +500,40 @@ impl Config {
             log_retention_days,
             redis_url,
             redis_key_prefix,
+            stripe,
         })
+    }
+
+    fn stripe(vars: &Vars) -> Result<Option<StripeConfig>, ConfigError> {
+        // Checked even when billing is off, so a typo shows before the key is added.
+        let api_base = match vars.get("STRIPE_API_BASE") {
+            Some(url) => {
+                let rest = url
+                    .strip_prefix("https://")
+                    .or_else(|| url.strip_prefix("http://"));
+                let host = rest.map(|r| r.split('/').next().unwrap_or(""));
+                if host.is_none_or(|h| h.is_empty())
+                    || url.contains(['?', '#', ' '])
+                    || url.parse::<axum::http::Uri>().is_err()
+                {
+                    return Err(bad(
+                        "STRIPE_API_BASE",
+                        "expected an http(s) URL such as https://api.stripe.com",
+                    ));
+                }
+                url.trim_end_matches('/').to_owned()
+            }
+            None => "https://api.stripe.com".to_owned(),
+        };
+        let Some((_, secret_key)) = vars.first(&["STRIPE_PRIVATE_KEY", "STRIPE_SECRET_KEY"]) else {
+            return Ok(None);
+        };
+        Ok(Some(StripeConfig {
+            secret_key: secret_key.to_owned(),
+            public_key: vars.get("STRIPE_PUBLIC_KEY").map(str::to_owned),
+            webhook_secret: vars.get("STRIPE_WEBHOOK_SECRET").map(str::to_owned),
+            api_base,
+        }))
     }
 
     fn mail(
@@ -635,6 +698,40 @@ mod tests {
         assert_eq!(c.log_format, LogFormat::Json);
         assert_eq!(c.mail.backend, MailBackend::Smtp);
         assert!(c.cors_allowed_origins.is_empty());
+    }
+
+    #[test]
+    fn stripe_is_off_without_a_key_and_keeps_its_secrets_out_of_debug() {
+        assert!(config(&[]).unwrap().stripe.is_none());
+        let c = config(&[
+            ("STRIPE_SECRET_KEY", "sk_test_secret"),
+            ("STRIPE_WEBHOOK_SECRET", "whsec_hidden"),
+            ("STRIPE_API_BASE", "http://127.0.0.1:9999/"),
+        ])
+        .unwrap();
+        let stripe = c.stripe.as_ref().unwrap();
+        assert_eq!(stripe.secret_key, "sk_test_secret");
+        assert_eq!(stripe.api_base, "http://127.0.0.1:9999");
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("sk_test_secret") && !debug.contains("whsec_hidden"));
+        let c = config(&[
+            ("STRIPE_PRIVATE_KEY", "sk_a"),
+            ("STRIPE_SECRET_KEY", "sk_b"),
+        ])
+        .unwrap();
+        assert_eq!(c.stripe.unwrap().secret_key, "sk_a");
+        assert_eq!(
+            config(&[("STRIPE_PRIVATE_KEY", "sk_a")])
+                .unwrap()
+                .stripe
+                .unwrap()
+                .api_base,
+            "https://api.stripe.com"
+        );
+        for bad_base in ["api.stripe.com", "ftp://x", "https://", "https://x/?a=b"] {
+            let e = config(&[("STRIPE_API_BASE", bad_base)]).unwrap_err();
+            assert_eq!(e.var, "STRIPE_API_BASE", "{bad_base}");
+        }
     }
 
     #[test]

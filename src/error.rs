@@ -45,6 +45,16 @@ pub enum AppError {
     Unavailable(#[source] anyhow::Error),
     #[error("An internal error occurred")]
     Internal(#[source] anyhow::Error),
+    /// An answer whose status and code a capability chooses itself (billing: a
+    /// payment provider's refusal, billing not configured). Logged only when it
+    /// carries a cause.
+    #[error("{message}")]
+    Other {
+        status: StatusCode,
+        code: &'static str,
+        message: String,
+        cause: Option<anyhow::Error>,
+    },
 }
 
 /// The `code` of an error answer, for the middleware that counts outcomes.
@@ -92,6 +102,7 @@ impl AppError {
             Self::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Other { status, .. } => *status,
         }
     }
 
@@ -108,6 +119,7 @@ impl AppError {
             Self::TwofaRequired => "twofa_required",
             Self::Unavailable(_) => "service_unavailable",
             Self::Internal(_) => "internal_error",
+            Self::Other { code, .. } => code,
         }
     }
 }
@@ -133,6 +145,13 @@ impl IntoResponse for AppError {
                     .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
             }
             Self::Internal(cause) | Self::Unavailable(cause) => {
+                response
+                    .extensions_mut()
+                    .insert(ErrorReport(Arc::new(cause)));
+            }
+            Self::Other {
+                cause: Some(cause), ..
+            } => {
                 response
                     .extensions_mut()
                     .insert(ErrorReport(Arc::new(cause)));

@@ -6,6 +6,8 @@ pub mod accounts;
 pub mod app;
 /// Who is calling: sessions, CSRF, password hashing, the route guards.
 pub mod auth;
+/// Billing through Stripe: products, prices, subscriptions, checkout, webhooks.
+pub mod billing;
 /// Every setting, read and validated once.
 pub mod config;
 /// The database pool, migrations and shared SQL helpers.

@@ -2,15 +2,14 @@
 //! routes.
 //!
 //! [`authenticate`] runs before every route: it resolves the session cookie once and
-//! enforces CSRF for state-changing requests that ride on it. Handlers then state what
-//! they need in their signature: [`CurrentUser`] for any logged-in user,
-//! [`Require`] for a permission.
+//! enforces CSRF for state-changing requests that ride on it. Who may call a route is
+//! declared with the route, in the table of [`policy`]; handlers take [`CurrentUser`]
+//! for the caller's identity.
 
 pub mod password;
 pub mod policy;
 pub mod session;
 
-use std::marker::PhantomData;
 use std::sync::Arc;
 
 use axum::extract::{FromRequestParts, Request, State};
@@ -22,7 +21,6 @@ use subtle::ConstantTimeEq;
 
 use crate::app::AppState;
 use crate::error::AppError;
-use crate::rbac::Permission;
 pub use session::Authenticated;
 
 pub const CSRF_FAILED: &str = "CSRF token validation failed";
@@ -112,62 +110,6 @@ impl<S: Send + Sync> FromRequestParts<S> for MaybeUser {
             parts.extensions.get::<Arc<Authenticated>>().cloned(),
         ))
     }
-}
-
-/// A permission as a type, so that routes can demand it in their signature.
-pub trait RequiredPermission: Send + Sync + 'static {
-    const PERMISSION: Permission;
-}
-
-/// A logged-in user holding permission `P`: 401 without a session, 403 without `P`.
-#[derive(Debug, Clone)]
-pub struct Require<P: RequiredPermission>(pub Arc<Authenticated>, PhantomData<P>);
-
-impl<P: RequiredPermission> std::ops::Deref for Require<P> {
-    type Target = Authenticated;
-    fn deref(&self) -> &Authenticated {
-        &self.0
-    }
-}
-
-impl<S: Send + Sync, P: RequiredPermission> FromRequestParts<S> for Require<P> {
-    type Rejection = AppError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
-        let CurrentUser(auth) = CurrentUser::from_request_parts(parts, state).await?;
-        if auth.access.has(P::PERMISSION) {
-            Ok(Require(auth, PhantomData))
-        } else {
-            Err(AppError::unauthorized_access())
-        }
-    }
-}
-
-/// The permission marker types, one per built-in permission.
-pub mod perm {
-    use super::RequiredPermission;
-    use crate::rbac::Permission;
-
-    macro_rules! marker {
-        ($($name:ident),* $(,)?) => {$(
-            #[derive(Debug, Clone, Copy)]
-            pub struct $name;
-            impl RequiredPermission for $name {
-                const PERMISSION: Permission = Permission::$name;
-            }
-        )*};
-    }
-
-    marker!(
-        ViewDashboard,
-        ManageUsers,
-        ViewReports,
-        ManageSettings,
-        AccessLogs,
-        ManageAdmin,
-        Edit,
-        ManageBilling,
-    );
 }
 
 #[cfg(test)]

@@ -2,10 +2,12 @@
 //! (SQLite, and PostgreSQL when `TEST_DATABASE_URL` is set), a real SMTP server.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod fake_stripe;
 mod helpers;
 mod smtp;
 
 mod accounts;
+mod billing;
 mod cli;
 mod kanban;
 mod logs;
