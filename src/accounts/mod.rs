@@ -73,7 +73,7 @@ pub async fn create_admin(
     };
     validate::password(policy, &password, &username, &email).await?;
     let hash = hasher.hash(&password).await?;
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     let id = store::insert_user(
         &mut tx,
         &store::NewUser {

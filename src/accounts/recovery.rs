@@ -62,7 +62,7 @@ async fn send_reset_link(state: &AppState, email: &str, origin: &Origin) -> Resu
         );
         return Ok(());
     };
-    let mut tx = state.db.pool().begin().await?;
+    let mut tx = state.db.begin().await?;
     let token = store::issue_token(
         &mut tx,
         user.id,
@@ -127,7 +127,7 @@ pub(super) async fn reset_password(
     .await?;
     let hash = state.hasher.hash(&body.password).await?;
 
-    let mut tx = state.db.pool().begin().await?;
+    let mut tx = state.db.begin().await?;
     // Used up in the same transaction as the change: of two concurrent resets with
     // one link, one wins and the other changes nothing.
     if store::consume_token_in(&mut tx, TokenPurpose::ResetPassword, &token).await? != Some(user.id)

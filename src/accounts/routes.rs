@@ -69,7 +69,7 @@ async fn signup(
     .await?;
     let hash = state.hasher.hash(&body.password).await?;
 
-    let mut tx = state.db.pool().begin().await?;
+    let mut tx = state.db.begin().await?;
     let user_id = store::insert_user(
         &mut tx,
         &NewUser {
@@ -354,7 +354,7 @@ async fn update_profile(
         None => None,
     };
 
-    let mut tx = state.db.pool().begin().await?;
+    let mut tx = state.db.begin().await?;
     store::update_profile(
         &mut tx,
         target.id,

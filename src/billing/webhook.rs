@@ -151,7 +151,7 @@ pub async fn receive(
         return Err(AppError::invalid("The event id is not valid"));
     }
 
-    let mut tx = state.db.pool().begin().await?;
+    let mut tx = state.db.begin().await?;
     if !store::claim_event(&mut tx, &event.id, &event.kind, event.created).await? {
         tx.commit().await?;
         tracing::info!(event_id = %event.id, kind = %event.kind, "Stripe event replayed; ignored");

@@ -115,6 +115,17 @@ impl Db {
         Ok(db)
     }
 
+    /// Begins a transaction that is going to write. SQLite gets `BEGIN IMMEDIATE`: a
+    /// deferred transaction that reads first and writes later fails with
+    /// `SQLITE_BUSY` (no waiting) when another connection wrote in between, whereas an
+    /// immediate one waits its turn under the busy timeout.
+    pub async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
+    }
+
     pub fn pool(&self) -> &AnyPool {
         &self.pool
     }

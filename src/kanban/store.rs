@@ -199,7 +199,7 @@ pub async fn create_board(db: &Db, name: &str) -> Result<Board, AppError> {
 
 /// Renames a board; returns it before and after.
 pub async fn rename_board(db: &Db, id: i64, name: &str) -> Result<(Board, Board), AppError> {
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     let old = lock_board(&mut tx, id)
         .await?
         .ok_or_else(|| AppError::not_found(BOARD_NOT_FOUND))?;
@@ -228,7 +228,7 @@ pub struct DeletedBoard {
 
 /// Deletes a board; its columns and their tickets go with it (ON DELETE CASCADE).
 pub async fn delete_board(db: &Db, id: i64) -> Result<DeletedBoard, AppError> {
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     let name = lock_board(&mut tx, id)
         .await?
         .ok_or_else(|| AppError::not_found(BOARD_NOT_FOUND))?;
@@ -345,7 +345,7 @@ pub async fn create_column(
     name: &str,
     position: Option<i64>,
 ) -> Result<Column, AppError> {
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     lock_board(&mut tx, board_id)
         .await?
         .ok_or_else(|| AppError::not_found(BOARD_NOT_FOUND))?;
@@ -403,7 +403,7 @@ pub async fn update_column(
     name: Option<&str>,
     position: Option<i64>,
 ) -> Result<(Column, Column), AppError> {
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     lock_board(&mut tx, board_id)
         .await?
         .ok_or_else(|| AppError::not_found(BOARD_NOT_FOUND))?;
@@ -436,7 +436,7 @@ pub async fn update_column(
 /// Deletes a column of the board with its tickets and closes the gap; returns the
 /// column and how many tickets went with it.
 pub async fn delete_column(db: &Db, board_id: i64, id: i64) -> Result<(Column, i64), AppError> {
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     lock_board(&mut tx, board_id)
         .await?
         .ok_or_else(|| AppError::not_found(BOARD_NOT_FOUND))?;
@@ -488,7 +488,7 @@ pub async fn create_ticket(
     description: &str,
     position: Option<i64>,
 ) -> Result<(i64, PlacedTicket), AppError> {
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     let board_id = lock_board_of_column(&mut tx, column_id)
         .await?
         .ok_or_else(|| AppError::not_found(COLUMN_NOT_FOUND))?;
@@ -569,7 +569,7 @@ pub async fn update_ticket(
     id: i64,
     edit: &TicketEdit,
 ) -> Result<(i64, PlacedTicket, PlacedTicket), AppError> {
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     let board_id = lock_board_of_column(&mut tx, column_id)
         .await?
         .ok_or_else(|| AppError::not_found(COLUMN_NOT_FOUND))?;
@@ -639,7 +639,7 @@ pub async fn delete_ticket(
     column_id: i64,
     id: i64,
 ) -> Result<(i64, PlacedTicket), AppError> {
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     let board_id = lock_board_of_column(&mut tx, column_id)
         .await?
         .ok_or_else(|| AppError::not_found(COLUMN_NOT_FOUND))?;

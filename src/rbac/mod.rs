@@ -79,7 +79,7 @@ const BUILTIN_ROLES: [(&str, &[Permission]); 3] = [
 /// later changes to a built-in role survive restarts. Safe to run from several
 /// instances at once.
 pub async fn seed_builtin(db: &Db) -> Result<(), sqlx::Error> {
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     for permission in Permission::ALL {
         sqlx::query(
             "INSERT INTO permissions (name, builtin) VALUES ($1, 1) ON CONFLICT DO NOTHING",

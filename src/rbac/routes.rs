@@ -184,7 +184,7 @@ async fn delete_role(
     origin: Origin,
     Json(body): Json<RoleIdBody>,
 ) -> Result<Response, AppError> {
-    let mut tx = state.db.pool().begin().await?;
+    let mut tx = state.db.begin().await?;
     let role = store::role_by_id(&mut tx, body.role_id)
         .await?
         .ok_or_else(|| AppError::not_found("Role not found"))?;
@@ -381,7 +381,7 @@ async fn assign_role(
     origin: Origin,
     Json(body): Json<UserRoleBody>,
 ) -> Result<Response, AppError> {
-    let mut tx = state.db.pool().begin().await?;
+    let mut tx = state.db.begin().await?;
     let user = store::user_by_id(&mut tx, body.user_id)
         .await?
         .ok_or_else(|| AppError::not_found("User not found"))?;
@@ -412,7 +412,7 @@ async fn remove_role(
     origin: Origin,
     Json(body): Json<UserRoleBody>,
 ) -> Result<Response, AppError> {
-    let mut tx = state.db.pool().begin().await?;
+    let mut tx = state.db.begin().await?;
     store::lock_super_admins(&mut tx).await?;
     let user = store::user_by_id(&mut tx, body.user_id)
         .await?
@@ -542,7 +542,7 @@ async fn set_status(
             "You cannot change your own account status",
         ));
     }
-    let mut tx = state.db.pool().begin().await?;
+    let mut tx = state.db.begin().await?;
     store::lock_super_admins(&mut tx).await?;
     let user = store::user_by_id(&mut tx, id)
         .await?

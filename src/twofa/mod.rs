@@ -202,7 +202,7 @@ pub async fn verify_login_token(
 /// one was sent.
 pub async fn send_login_code(state: &AppState, user: &User) -> Result<bool, AppError> {
     use rand::Rng;
-    let mut tx = state.db.pool().begin().await?;
+    let mut tx = state.db.begin().await?;
     if !store::claim_email_slot(&mut tx, user.id).await? {
         return Ok(false);
     }
@@ -296,7 +296,7 @@ pub async fn enable(
         return Ok(None);
     };
     let (codes, hashes) = new_recovery_codes(state.config.secret_key.as_bytes(), user.id);
-    let mut tx = state.db.pool().begin().await?;
+    let mut tx = state.db.begin().await?;
     if !store::activate(&mut tx, user.id, &pending, step, &hashes).await? {
         return Ok(None);
     }
@@ -314,7 +314,7 @@ pub async fn disable(state: &AppState, user: &User, token: &str) -> Result<bool,
     let Some(active) = row.secret_enc else {
         return Ok(false);
     };
-    let mut tx = state.db.pool().begin().await?;
+    let mut tx = state.db.begin().await?;
     let proven = if totp::looks_like_code(&token) {
         let secret = sealed::open(state.config.secret_key.as_bytes(), user.id, &active)?;
         match totp::verify(&secret, &token, db::now(), row.last_step) {
