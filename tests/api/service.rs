@@ -17,7 +17,23 @@ on_both_databases!(
     sessions_expire_absolutely_and_when_idle,
     revocation_reaches_every_instance_at_once,
     cors_allows_only_listed_origins,
+    a_slow_request_is_answered_408,
 );
+
+async fn a_slow_request_is_answered_408(backend: Backend) {
+    // An Argon2id verification takes well over 5 ms, so every login runs out of time.
+    let app = TestApp::spawn_with(backend, &[("REQUEST_TIMEOUT", "5ms")]).await;
+    let res = app
+        .post(
+            "/login",
+            json!({"username_or_email": "nobody", "password": "Whatever-123-x"}),
+        )
+        .await;
+    assert_eq!(
+        expect_error(res, StatusCode::REQUEST_TIMEOUT).await,
+        "The request took too long to process."
+    );
+}
 
 async fn service_routes_answer(backend: Backend) {
     let app = TestApp::spawn(backend).await;
