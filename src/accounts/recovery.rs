@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::store::{self, TokenPurpose};
-use super::{emails, validate};
+use super::{emails, validate, User};
 use crate::app::AppState;
 use crate::auth::session;
 use crate::db;
@@ -130,24 +130,11 @@ pub(super) async fn reset_password(
     let mut tx = state.db.begin().await?;
     // Used up in the same transaction as the change: of two concurrent resets with
     // one link, one wins and the other changes nothing.
-    if store::consume_token_in(&mut tx, TokenPurpose::ResetPassword, &token).await? != Some(user.id)
-    {
+    if store::consume_token(&mut *tx, TokenPurpose::ResetPassword, &token).await? != Some(user.id) {
         return Err(AppError::invalid(RESET_INVALID));
     }
     store::set_password(&mut tx, user.id, &hash).await?;
-    store::invalidate_tokens(&mut tx, user.id, TokenPurpose::ResetPassword).await?;
-    session::revoke_all_for_user(&mut *tx, user.id, None).await?;
-    let notice = emails::password_changed(
-        &user.email,
-        &user.first_name,
-        &db::iso8601(db::now()),
-        origin.ip.as_deref(),
-    )?;
-    state
-        .mailer
-        .enqueue(&mut tx, &notice)
-        .await
-        .map_err(AppError::internal)?;
+    after_password_change(&state, &mut tx, &user, None, &origin).await?;
     tx.commit().await?;
     state.mailer.wake();
     state.activity.record(
@@ -159,4 +146,31 @@ pub(super) async fn reset_password(
         axum::Json(json!({ "success": true, "message": "Password has been reset" }))
             .into_response(),
     )
+}
+
+/// What every password change does besides storing the new hash, inside the change's
+/// transaction: ends the user's sessions except `keep` (whoever knew the old password
+/// is out), retires outstanding reset links (so an old link cannot undo the change),
+/// and queues a notice to the account's address, where its owner will see it. Wake
+/// the mailer after committing.
+pub(super) async fn after_password_change(
+    state: &AppState,
+    conn: &mut sqlx::AnyConnection,
+    user: &User,
+    keep: Option<i64>,
+    origin: &Origin,
+) -> Result<(), AppError> {
+    session::revoke_all_for_user(&mut *conn, user.id, keep).await?;
+    store::invalidate_tokens(&mut *conn, user.id, TokenPurpose::ResetPassword).await?;
+    let notice = emails::password_changed(
+        &user.email,
+        &user.first_name,
+        &db::iso8601(db::now()),
+        origin.ip.as_deref(),
+    )?;
+    state
+        .mailer
+        .enqueue(conn, &notice)
+        .await
+        .map_err(AppError::internal)
 }

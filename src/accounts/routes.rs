@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::store::{self, NewUser, ProfileChange, TokenPurpose};
-use super::{emails, recovery, sessions, validate, User};
+use super::{recovery, sessions, validate, User};
 use crate::app::AppState;
 use crate::auth::policy::Policy::{LoggedIn, Public};
 use crate::auth::policy::Routes;
@@ -120,7 +120,7 @@ async fn verify_email(
     let user_id = if token.len() > 128 {
         None
     } else {
-        store::consume_token(&state.db, TokenPurpose::VerifyEmail, &token).await?
+        store::consume_token(state.db.pool(), TokenPurpose::VerifyEmail, &token).await?
     };
     let Some(user_id) = user_id else {
         return Err(AppError::invalid(
@@ -368,23 +368,9 @@ async fn update_profile(
     )
     .await?;
     if password_hash.is_some() {
-        // A new password ends every other session: whoever knew the old one is out.
+        // `target` is the account as it was: the notice goes to its previous address.
         let keep = own.then_some(caller.session.id);
-        session::revoke_all_for_user(&mut *tx, target.id, keep).await?;
-        // Reset links sent before the change must not undo it.
-        store::invalidate_tokens(&mut tx, target.id, TokenPurpose::ResetPassword).await?;
-        // Told at the address the account had, where its owner will see it.
-        let notice = emails::password_changed(
-            &target.email,
-            &target.first_name,
-            &db::iso8601(db::now()),
-            origin.ip.as_deref(),
-        )?;
-        state
-            .mailer
-            .enqueue(&mut tx, &notice)
-            .await
-            .map_err(AppError::internal)?;
+        recovery::after_password_change(&state, &mut tx, &target, keep, &origin).await?;
     }
     tx.commit().await?;
     if password_hash.is_some() {

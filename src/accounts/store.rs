@@ -173,23 +173,6 @@ pub async fn peek_token(
     .await
 }
 
-/// [`consume_token`] inside the caller's transaction.
-pub async fn consume_token_in(
-    conn: &mut sqlx::AnyConnection,
-    purpose: TokenPurpose,
-    token: &str,
-) -> Result<Option<i64>, sqlx::Error> {
-    sqlx::query_scalar(
-        "UPDATE email_tokens SET used_at = $1 WHERE token_hash = $2 AND purpose = $3 \
-         AND used_at IS NULL AND expires_at > $1 RETURNING user_id",
-    )
-    .bind(db::now())
-    .bind(token_hash(token))
-    .bind(purpose.as_str())
-    .fetch_optional(conn)
-    .await
-}
-
 /// Retires every outstanding token of the user for `purpose`: a password change
 /// makes earlier reset links worthless.
 pub async fn invalidate_tokens(
@@ -313,11 +296,14 @@ pub async fn revoke_other_sessions(db: &Db, user_id: i64, keep: i64) -> Result<u
 
 /// Uses up a token: succeeds once, within its lifetime, and returns its user. One
 /// statement marks and reads it, so two concurrent uses cannot both succeed.
-pub async fn consume_token(
-    db: &Db,
+pub async fn consume_token<'e, E>(
+    executor: E,
     purpose: TokenPurpose,
     token: &str,
-) -> Result<Option<i64>, sqlx::Error> {
+) -> Result<Option<i64>, sqlx::Error>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
     sqlx::query_scalar(
         "UPDATE email_tokens SET used_at = $1 WHERE token_hash = $2 AND purpose = $3 \
          AND used_at IS NULL AND expires_at > $1 RETURNING user_id",
@@ -325,7 +311,7 @@ pub async fn consume_token(
     .bind(db::now())
     .bind(token_hash(token))
     .bind(purpose.as_str())
-    .fetch_optional(db.pool())
+    .fetch_optional(executor)
     .await
 }
 
