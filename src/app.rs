@@ -104,6 +104,10 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(cors(&state.config))
         .layer(middleware::from_fn(http::json_errors))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            http::security_headers,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), http::observe))
         .with_state(state)
 }

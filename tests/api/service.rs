@@ -51,7 +51,22 @@ async fn service_routes_answer(backend: Backend) {
             spec.path
         );
     }
-    assert_eq!(app.get("/healthz").await.status(), StatusCode::OK);
+    let res = app.get("/healthz").await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let h = res.headers();
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    assert_eq!(h["x-frame-options"], "DENY");
+    assert_eq!(h["cache-control"], "no-store");
+    assert!(h["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("frame-ancestors 'none'"));
+    assert!(
+        h.get("strict-transport-security").is_none(),
+        "HSTS only in production"
+    );
+    let res = app.get("/nowhere").await;
+    assert_eq!(res.headers()["x-content-type-options"], "nosniff");
     assert_eq!(app.get("/readyz").await.status(), StatusCode::OK);
     // The old client doubles slashes.
     let res = app.get("//check_auth_status").await;
