@@ -30,6 +30,8 @@ pub mod openapi;
 pub mod rbac;
 /// Logging set-up.
 pub mod telemetry;
+/// The rule for one-line text fields.
+pub mod text;
 /// Brute-force protection: growing delays per account and per client address.
 pub mod throttle;
 /// Two-factor authentication: TOTP, recovery codes, emailed login codes.

@@ -25,14 +25,31 @@ struct Histogram {
     sum: f64,
 }
 
+/// What is counted for one route and method.
+#[derive(Default)]
+struct Endpoint {
+    /// status → requests.
+    statuses: BTreeMap<u16, u64>,
+    latency: Histogram,
+}
+
 #[derive(Default)]
 struct Counters {
-    /// (route, method, status) → requests.
-    requests: BTreeMap<(String, String, u16), u64>,
-    /// (route, method) → latency.
-    latency: BTreeMap<(String, String), Histogram>,
+    /// route → method → counts. Nested so that a request looks its entry up by
+    /// borrowed names and allocates only the first time a route is seen.
+    endpoints: BTreeMap<String, BTreeMap<String, Endpoint>>,
     /// outcome → logins.
     logins: BTreeMap<String, u64>,
+}
+
+impl Counters {
+    fn iter_endpoints(&self) -> impl Iterator<Item = (&String, &String, &Endpoint)> {
+        self.endpoints.iter().flat_map(|(route, methods)| {
+            methods
+                .iter()
+                .map(move |(method, endpoint)| (route, method, endpoint))
+        })
+    }
 }
 
 /// The process's counters; one lock, held for a few map operations per request.
@@ -46,13 +63,20 @@ impl Metrics {
         let Ok(mut c) = self.counters.lock() else {
             return;
         };
-        *c.requests
-            .entry((route.to_owned(), method.to_owned(), status))
-            .or_default() += 1;
-        let h = c
-            .latency
-            .entry((route.to_owned(), method.to_owned()))
-            .or_default();
+        if !c.endpoints.contains_key(route) {
+            c.endpoints.insert(route.to_owned(), BTreeMap::new());
+        }
+        let Some(methods) = c.endpoints.get_mut(route) else {
+            return;
+        };
+        if !methods.contains_key(method) {
+            methods.insert(method.to_owned(), Endpoint::default());
+        }
+        let Some(endpoint) = methods.get_mut(method) else {
+            return;
+        };
+        *endpoint.statuses.entry(status).or_default() += 1;
+        let h = &mut endpoint.latency;
         let secs = elapsed.as_secs_f64();
         for (i, bound) in BUCKETS.iter().enumerate() {
             if secs <= *bound {
@@ -76,16 +100,19 @@ impl Metrics {
         };
         out.push_str("# HELP gatehouse_http_requests_total HTTP requests served.\n");
         out.push_str("# TYPE gatehouse_http_requests_total counter\n");
-        for ((route, method, status), n) in &c.requests {
-            let _ = writeln!(
-                out,
-                "gatehouse_http_requests_total{{route=\"{}\",method=\"{method}\",status=\"{status}\"}} {n}",
-                escape(route)
-            );
+        for (route, method, endpoint) in c.iter_endpoints() {
+            for (status, n) in &endpoint.statuses {
+                let _ = writeln!(
+                    out,
+                    "gatehouse_http_requests_total{{route=\"{}\",method=\"{method}\",status=\"{status}\"}} {n}",
+                    escape(route)
+                );
+            }
         }
         out.push_str("# HELP gatehouse_http_request_duration_seconds Time to answer a request.\n");
         out.push_str("# TYPE gatehouse_http_request_duration_seconds histogram\n");
-        for ((route, method), h) in &c.latency {
+        for (route, method, endpoint) in c.iter_endpoints() {
+            let h = &endpoint.latency;
             let labels = format!("route=\"{}\",method=\"{method}\"", escape(route));
             for (bound, n) in BUCKETS.iter().zip(h.counts.iter()) {
                 let _ = writeln!(

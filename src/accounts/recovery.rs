@@ -106,7 +106,7 @@ pub(super) async fn reset_password(
         store::peek_token(&state.db, TokenPurpose::ResetPassword, &token).await?
     };
     let user = match user_id {
-        Some(id) => store::find_by_id(&state.db, id).await?,
+        Some(id) => store::find_by_id(state.db.pool(), id).await?,
         None => None,
     };
     let Some(user) = user else {

@@ -17,6 +17,7 @@ use crate::error::AppError;
 use crate::http::{truncate, Json, LoginBody, Origin};
 use crate::logs::{Level, LogEntry};
 use crate::rbac::{self, Access, Permission};
+use crate::text::label;
 use crate::throttle::{self, device, Attempt};
 use crate::{db, mail, twofa};
 
@@ -56,8 +57,8 @@ async fn signup(
     State(state): State<AppState>,
     Json(body): Json<SignupBody>,
 ) -> Result<Response, AppError> {
-    let first_name = validate::name("first_name", &body.first_name)?;
-    let last_name = validate::name("last_name", &body.last_name)?;
+    let first_name = label("first_name", &body.first_name, validate::NAME_MAX)?;
+    let last_name = label("last_name", &body.last_name, validate::NAME_MAX)?;
     let username = validate::username(&body.username)?;
     let email = validate::email(&body.email)?;
     validate::password(
@@ -301,7 +302,7 @@ async fn update_profile(
         caller.user.clone()
     } else {
         let id = body.user_id.unwrap_or(caller.user.id);
-        let target = store::find_by_id(&state.db, id)
+        let target = store::find_by_id(state.db.pool(), id)
             .await?
             .ok_or_else(|| AppError::not_found("User not found"))?;
         // Editing an account is taking it over: only an account whose powers the
@@ -319,8 +320,8 @@ async fn update_profile(
         target
     };
 
-    let first_name = validate::name("first_name", &body.first_name)?;
-    let last_name = validate::name("last_name", &body.last_name)?;
+    let first_name = label("first_name", &body.first_name, validate::NAME_MAX)?;
+    let last_name = label("last_name", &body.last_name, validate::NAME_MAX)?;
     let username = validate::username(&body.username)?;
     let email = validate::email(&body.email)?;
     let new_password = body.password.as_deref().filter(|p| !p.is_empty());

@@ -77,10 +77,13 @@ pub async fn find_for_login(
         .map_err(AppError::from)
 }
 
-pub async fn find_by_id(db: &Db, id: i64) -> Result<Option<User>, AppError> {
+pub async fn find_by_id<'e, E>(executor: E, id: i64) -> Result<Option<User>, AppError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
     let row = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"))
         .bind(id)
-        .fetch_optional(db.pool())
+        .fetch_optional(executor)
         .await?;
     row.map(|r| session::user_from_row(&r, 0))
         .transpose()

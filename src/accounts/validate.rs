@@ -54,27 +54,9 @@ pub fn is_common_password(password: &str) -> bool {
     })
 }
 
-const NAME_MAX: usize = 100;
+/// The longest first or last name.
+pub const NAME_MAX: usize = 100;
 const EMAIL_MAX: usize = 254;
-
-/// A first or last name: 1 to 100 characters after trimming, no control characters.
-pub fn name(field: &str, value: &str) -> Result<String, AppError> {
-    let value = value.trim();
-    if value.is_empty() {
-        return Err(AppError::invalid(format!("{field} is required")));
-    }
-    if value.chars().count() > NAME_MAX {
-        return Err(AppError::invalid(format!(
-            "{field} must be at most {NAME_MAX} characters"
-        )));
-    }
-    if value.chars().any(char::is_control) {
-        return Err(AppError::invalid(format!(
-            "{field} must not contain control characters"
-        )));
-    }
-    Ok(value.to_owned())
-}
 
 /// 3 to 32 of ASCII letters, digits, `.`, `_` and `-`.
 pub fn username(value: &str) -> Result<String, AppError> {
@@ -260,7 +242,7 @@ mod tests {
         assert!(email("not-an-email").is_err());
         assert!(email("a@b.example").is_ok());
         assert!(email(&format!("{}@x.io", "a".repeat(260))).is_err());
-        assert!(name("first_name", "  ").is_err());
-        assert!(name("first_name", &"x".repeat(101)).is_err());
+        assert!(crate::text::label("first_name", "  ", NAME_MAX).is_err());
+        assert!(crate::text::label("first_name", &"x".repeat(101), NAME_MAX).is_err());
     }
 }

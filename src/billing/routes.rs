@@ -864,7 +864,7 @@ async fn create_subscription(
     let user = match body.user_id {
         None => caller.user.clone(),
         Some(id) if id == caller.user.id => caller.user.clone(),
-        Some(id) => crate::accounts::store::find_by_id(&state.db, id)
+        Some(id) => crate::accounts::store::find_by_id(state.db.pool(), id)
             .await?
             .ok_or_else(|| AppError::not_found("User not found"))?,
     };
@@ -1156,7 +1156,7 @@ async fn user_subscriptions(
         if !caller.access.has(Permission::ManageBilling) {
             return Err(AppError::unauthorized_access());
         }
-        crate::accounts::store::find_by_id(&state.db, user_id)
+        crate::accounts::store::find_by_id(state.db.pool(), user_id)
             .await?
             .ok_or_else(|| AppError::not_found("User not found"))?;
     }

@@ -21,6 +21,7 @@ use crate::error::AppError;
 use crate::http::{Json, Origin};
 use crate::logs::LogEntry;
 use crate::rbac::Permission;
+use crate::text::label;
 
 const READ: Policy = Needs(Permission::ViewDashboard);
 const WRITE: Policy = Needs(Permission::Edit);
@@ -96,7 +97,7 @@ async fn create_board(
     origin: Origin,
     Json(body): Json<NewBoard>,
 ) -> Result<Response, AppError> {
-    let name = validate::label("name", &body.name, NAME_MAX)?;
+    let name = label("name", &body.name, NAME_MAX)?;
     let board = store::create_board(&state.db, &name).await?;
     record(
         &state,
@@ -119,7 +120,7 @@ async fn rename_board(
     origin: Origin,
     Json(body): Json<BoardRename>,
 ) -> Result<Response, AppError> {
-    let name = validate::label("name", &body.name, NAME_MAX)?;
+    let name = label("name", &body.name, NAME_MAX)?;
     let (before, after) = store::rename_board(&state.db, body.id, &name).await?;
     record(
         &state,
@@ -211,7 +212,7 @@ async fn create_column(
     Json(body): Json<NewColumn>,
 ) -> Result<Response, AppError> {
     let board = board_id(&raw)?;
-    let name = validate::label("name", &body.name, NAME_MAX)?;
+    let name = label("name", &body.name, NAME_MAX)?;
     let position = validate::position(body.position)?;
     let column = store::create_column(&state.db, board, &name, position).await?;
     record(
@@ -244,7 +245,7 @@ async fn update_column(
     let name = body
         .name
         .as_deref()
-        .map(|n| validate::label("name", n, NAME_MAX))
+        .map(|n| label("name", n, NAME_MAX))
         .transpose()?;
     let position = validate::position(body.position)?;
     let (before, after) =
@@ -351,7 +352,7 @@ async fn create_ticket(
     Json(body): Json<NewTicket>,
 ) -> Result<Response, AppError> {
     let column = column_id(&raw)?;
-    let title = validate::label("title", &body.title, TITLE_MAX)?;
+    let title = label("title", &body.title, TITLE_MAX)?;
     let description = validate::description(body.description.as_deref().unwrap_or(""))?;
     let position = validate::position(body.position)?;
     let (board, ticket) =
@@ -387,7 +388,7 @@ async fn update_ticket(
         title: body
             .title
             .as_deref()
-            .map(|t| validate::label("title", t, TITLE_MAX))
+            .map(|t| label("title", t, TITLE_MAX))
             .transpose()?,
         description: body
             .description

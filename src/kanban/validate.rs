@@ -6,24 +6,6 @@ pub const NAME_MAX: usize = 100;
 pub const TITLE_MAX: usize = 200;
 pub const DESCRIPTION_MAX: usize = 10_000;
 
-/// A board or column name, or a ticket title: 1 to `max` characters after trimming,
-/// no control characters (PostgreSQL refuses NUL in text, and none belongs in a label).
-pub fn label(field: &str, value: &str, max: usize) -> Result<String, AppError> {
-    let value = value.trim();
-    let length = value.chars().count();
-    if length == 0 || length > max {
-        return Err(AppError::invalid(format!(
-            "{field} must be 1 to {max} characters"
-        )));
-    }
-    if value.chars().any(char::is_control) {
-        return Err(AppError::invalid(format!(
-            "{field} must not contain control characters"
-        )));
-    }
-    Ok(value.to_owned())
-}
-
 /// A ticket description: up to 10 000 characters; line breaks and tabs are kept, other
 /// control characters refused.
 pub fn description(value: &str) -> Result<String, AppError> {
@@ -57,15 +39,6 @@ pub fn position(value: Option<i64>) -> Result<Option<i64>, AppError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn labels_count_characters_not_bytes() {
-        assert_eq!(label("title", "  To do ", 200).unwrap(), "To do");
-        assert!(label("title", &"é".repeat(200), 200).is_ok());
-        assert!(label("title", &"é".repeat(201), 200).is_err());
-        assert!(label("name", "   ", 100).is_err());
-        assert!(label("name", "a\0b", 100).is_err());
-    }
 
     #[test]
     fn descriptions_keep_line_breaks() {

@@ -15,6 +15,8 @@ use serde_json::{json, Value};
 
 use super::store::{self, Role};
 use super::{Access, Permission, SUPER_ADMIN};
+use crate::accounts::store::find_by_id;
+use crate::accounts::User;
 use crate::app::AppState;
 use crate::auth::policy::Policy::Permission as Needs;
 use crate::auth::policy::{Policy, Routes};
@@ -22,6 +24,7 @@ use crate::auth::{session, CurrentUser};
 use crate::error::AppError;
 use crate::http::{Json, Origin};
 use crate::logs::LogEntry;
+use crate::text::label;
 
 const MANAGE_USERS: Policy = Needs(Permission::ManageUsers);
 const MANAGE_ADMIN: Policy = Needs(Permission::ManageAdmin);
@@ -113,19 +116,6 @@ fn record(
     );
 }
 
-fn valid_name(field: &str, value: &str, max: usize) -> Result<String, AppError> {
-    let value = value.trim();
-    if value.is_empty() {
-        return Err(AppError::invalid(format!("{field} is required")));
-    }
-    if value.chars().count() > max || value.chars().any(char::is_control) {
-        return Err(AppError::invalid(format!(
-            "{field} must be 1 to {max} printable characters"
-        )));
-    }
-    Ok(value.to_owned())
-}
-
 async fn list_roles(State(state): State<AppState>) -> Result<Response, AppError> {
     let roles: Vec<Value> = store::roles_with_permissions(&state.db)
         .await?
@@ -157,7 +147,7 @@ async fn create_role(
     origin: Origin,
     Json(body): Json<NameBody>,
 ) -> Result<Response, AppError> {
-    let name = valid_name("name", &body.name, 64)?;
+    let name = label("name", &body.name, 64)?;
     let id = store::create_role(&state.db, &name).await?;
     record(
         &state,
@@ -375,6 +365,26 @@ struct UserRoleBody {
     role_id: i64,
 }
 
+/// The user and role a body names, once the caller is known to hold every permission
+/// the role carries (only a Super Admin may give or take Super Admin).
+async fn user_and_role(
+    conn: &mut sqlx::AnyConnection,
+    caller: &CurrentUser,
+    body: &UserRoleBody,
+) -> Result<(User, Role), AppError> {
+    let user = find_by_id(&mut *conn, body.user_id)
+        .await?
+        .ok_or_else(|| AppError::not_found("User not found"))?;
+    let role = store::role_by_id(&mut *conn, body.role_id)
+        .await?
+        .ok_or_else(|| AppError::not_found("Role not found"))?;
+    let permissions = store::role_permissions(conn, &role).await?;
+    if !within_powers(&caller.access, &permissions, role.name == SUPER_ADMIN) {
+        return Err(AppError::unauthorized_access());
+    }
+    Ok((user, role))
+}
+
 async fn assign_role(
     State(state): State<AppState>,
     caller: CurrentUser,
@@ -382,16 +392,7 @@ async fn assign_role(
     Json(body): Json<UserRoleBody>,
 ) -> Result<Response, AppError> {
     let mut tx = state.db.begin().await?;
-    let user = store::user_by_id(&mut tx, body.user_id)
-        .await?
-        .ok_or_else(|| AppError::not_found("User not found"))?;
-    let role = store::role_by_id(&mut tx, body.role_id)
-        .await?
-        .ok_or_else(|| AppError::not_found("Role not found"))?;
-    let permissions = store::role_permissions(&mut tx, &role).await?;
-    if !within_powers(&caller.access, &permissions, role.name == SUPER_ADMIN) {
-        return Err(AppError::unauthorized_access());
-    }
+    let (user, role) = user_and_role(&mut tx, &caller, &body).await?;
     let added = store::add_user_role(&mut tx, user.id, role.id).await?;
     tx.commit().await?;
     if added {
@@ -414,16 +415,7 @@ async fn remove_role(
 ) -> Result<Response, AppError> {
     let mut tx = state.db.begin().await?;
     store::lock_super_admins(&mut tx).await?;
-    let user = store::user_by_id(&mut tx, body.user_id)
-        .await?
-        .ok_or_else(|| AppError::not_found("User not found"))?;
-    let role = store::role_by_id(&mut tx, body.role_id)
-        .await?
-        .ok_or_else(|| AppError::not_found("Role not found"))?;
-    let permissions = store::role_permissions(&mut tx, &role).await?;
-    if !within_powers(&caller.access, &permissions, role.name == SUPER_ADMIN) {
-        return Err(AppError::unauthorized_access());
-    }
+    let (user, role) = user_and_role(&mut tx, &caller, &body).await?;
     let removed = store::remove_user_role(&mut tx, user.id, role.id).await?;
     if role.name == SUPER_ADMIN && store::active_super_admins(&mut tx).await? == 0 {
         return Err(AppError::conflict(
@@ -544,7 +536,7 @@ async fn set_status(
     }
     let mut tx = state.db.begin().await?;
     store::lock_super_admins(&mut tx).await?;
-    let user = store::user_by_id(&mut tx, id)
+    let user = find_by_id(&mut *tx, id)
         .await?
         .ok_or_else(|| AppError::not_found("User not found"))?;
     let target = Access::load(state.db.pool(), user.id).await?;

@@ -242,14 +242,6 @@ pub async fn active_super_admins(conn: &mut Conn) -> Result<i64, AppError> {
     .await?)
 }
 
-pub async fn user_by_id(conn: &mut Conn, id: i64) -> Result<Option<User>, AppError> {
-    let row = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(conn)
-        .await?;
-    Ok(row.map(|r| session::user_from_row(&r, 0)).transpose()?)
-}
-
 pub async fn set_disabled(conn: &mut Conn, user_id: i64, disabled: bool) -> Result<(), AppError> {
     sqlx::query("UPDATE users SET disabled = $1, updated_at = $2 WHERE id = $3")
         .bind(i64::from(disabled))
@@ -344,14 +336,16 @@ pub async fn all_profiles(db: &Db, limit: i64) -> Result<Vec<(User, super::Acces
         .await?;
     let mut by_user: std::collections::HashMap<i64, super::Access> = Default::default();
     for row in &roles {
-        let access = by_user.entry(row.try_get(0)?).or_default();
-        let name: String = row.try_get(1)?;
-        access.super_admin |= name == SUPER_ADMIN;
-        access.roles.push(name);
+        by_user
+            .entry(row.try_get(0)?)
+            .or_default()
+            .add(row.try_get(1)?, None);
     }
     for row in &perms {
-        let access = by_user.entry(row.try_get(0)?).or_default();
-        access.permissions.insert(row.try_get(1)?);
+        by_user
+            .entry(row.try_get(0)?)
+            .or_default()
+            .add(None, row.try_get(1)?);
     }
     Ok(users
         .into_iter()
