@@ -1,16 +1,19 @@
 //! Kanban boards: boards, their ordered columns and the ordered tickets of each column,
 //! served at the old service's method-multiplexed paths.
 //!
-//! Positions are dense (`0..n-1`) and unique within their parent after every change,
-//! whatever the concurrency: [`store`] runs each change in one transaction that first
-//! locks the board it touches. Reading needs `view_dashboard`, writing `edit`; every
+//! A board's columns are ordered by `position`, a column's tickets by `order`; both
+//! are dense (`0..n-1`) and unique within their parent after every change, whatever
+//! the concurrency: [`store`] runs each change in one transaction that first
+//! locks the board it touches. A ticket's `position` on the wire is its column's id,
+//! the meaning the old client gives it. Reading needs `view_dashboard`, writing `edit`; every
 //! change goes to the activity log with its before and after.
 
 mod routes;
 pub mod store;
 pub mod validate;
 
-use serde::Serialize;
+use serde::ser::SerializeMap;
+use serde::{Serialize, Serializer};
 
 pub use routes::routes;
 
@@ -27,23 +30,47 @@ pub struct Column {
     pub position: i64,
 }
 
-/// A ticket as the column's list shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// A ticket and where it is: its column and its place in that column.
+///
+/// On the wire a ticket's `position` is its column's id, as the old client reads it
+/// ("the column this ticket is in"); its place within the column is `order`.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ticket {
     pub id: i64,
     pub title: String,
     pub description: String,
-    pub position: i64,
+    pub column_id: i64,
+    pub order: i64,
 }
 
-/// A ticket with the column it is in, as a change answers it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct PlacedTicket {
-    pub id: i64,
-    pub title: String,
-    pub description: String,
-    pub position: i64,
-    pub column_id: i64,
+impl Serialize for Ticket {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(5))?;
+        map.serialize_entry("id", &self.id)?;
+        map.serialize_entry("title", &self.title)?;
+        map.serialize_entry("description", &self.description)?;
+        map.serialize_entry("position", &self.column_id)?;
+        map.serialize_entry("order", &self.order)?;
+        map.end()
+    }
+}
+
+/// A ticket as a change answers it: the list's keys plus `column_id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlacedTicket(pub Ticket);
+
+impl Serialize for PlacedTicket {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let t = &self.0;
+        let mut map = s.serialize_map(Some(6))?;
+        map.serialize_entry("id", &t.id)?;
+        map.serialize_entry("title", &t.title)?;
+        map.serialize_entry("description", &t.description)?;
+        map.serialize_entry("position", &t.column_id)?;
+        map.serialize_entry("column_id", &t.column_id)?;
+        map.serialize_entry("order", &t.order)?;
+        map.end()
+    }
 }
 
 /// A column and its tickets, in order.

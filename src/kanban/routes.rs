@@ -10,8 +10,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::store::{self, TicketEdit};
-use super::validate::{self, NAME_MAX, TITLE_MAX};
-use super::{Column, PlacedTicket};
+use super::validate::{self, Int, NAME_MAX, TITLE_MAX};
+use super::{Column, PlacedTicket, Ticket};
 use crate::accounts::User;
 use crate::app::AppState;
 use crate::auth::policy::Policy::Permission as Needs;
@@ -19,7 +19,7 @@ use crate::auth::policy::{Policy, Routes};
 use crate::auth::CurrentUser;
 use crate::error::AppError;
 use crate::http::{Json, Origin};
-use crate::logs::LogEntry;
+use crate::logs::{record_change, Kind};
 use crate::rbac::Permission;
 use crate::text::label;
 
@@ -63,16 +63,21 @@ fn created(id: i64) -> Response {
 
 /// Writes a change to the activity log: who (`user`), from where, what.
 fn record(state: &AppState, user: &User, origin: &Origin, message: String, details: Value) {
-    state
-        .activity
-        .record(LogEntry::change(message, details).user(user).origin(origin));
+    record_change(
+        &state.activity,
+        Kind::Change,
+        user,
+        origin,
+        message,
+        details,
+    );
 }
 
 // ----- boards -----
 
 #[derive(Deserialize)]
 struct ById {
-    id: i64,
+    id: Int,
 }
 
 #[derive(Deserialize)]
@@ -82,7 +87,7 @@ struct NewBoard {
 
 #[derive(Deserialize)]
 struct BoardRename {
-    id: i64,
+    id: Int,
     name: String,
 }
 
@@ -121,7 +126,7 @@ async fn rename_board(
     Json(body): Json<BoardRename>,
 ) -> Result<Response, AppError> {
     let name = label("name", &body.name, NAME_MAX)?;
-    let (before, after) = store::rename_board(&state.db, body.id, &name).await?;
+    let (before, after) = store::rename_board(&state.db, body.id.0, &name).await?;
     record(
         &state,
         &user.user,
@@ -143,7 +148,7 @@ async fn delete_board(
     origin: Origin,
     Json(body): Json<ById>,
 ) -> Result<Response, AppError> {
-    let deleted = store::delete_board(&state.db, body.id).await?;
+    let deleted = store::delete_board(&state.db, body.id.0).await?;
     record(
         &state,
         &user.user,
@@ -180,16 +185,16 @@ async fn full_board(
 struct NewColumn {
     name: String,
     #[serde(default)]
-    position: Option<i64>,
+    position: Option<Int>,
 }
 
 #[derive(Deserialize)]
 struct ColumnChange {
-    id: i64,
+    id: Int,
     #[serde(default)]
     name: Option<String>,
     #[serde(default)]
-    position: Option<i64>,
+    position: Option<Int>,
 }
 
 fn column_json(column: &Column) -> Value {
@@ -213,7 +218,7 @@ async fn create_column(
 ) -> Result<Response, AppError> {
     let board = board_id(&raw)?;
     let name = label("name", &body.name, NAME_MAX)?;
-    let position = validate::position(body.position)?;
+    let position = validate::rank("position", body.position)?;
     let column = store::create_column(&state.db, board, &name, position).await?;
     record(
         &state,
@@ -247,9 +252,9 @@ async fn update_column(
         .as_deref()
         .map(|n| label("name", n, NAME_MAX))
         .transpose()?;
-    let position = validate::position(body.position)?;
+    let position = validate::rank("position", body.position)?;
     let (before, after) =
-        store::update_column(&state.db, board, body.id, name.as_deref(), position).await?;
+        store::update_column(&state.db, board, body.id.0, name.as_deref(), position).await?;
     let message = if before.position == after.position {
         format!("column {} of board {board} updated", after.id)
     } else {
@@ -282,7 +287,7 @@ async fn delete_column(
     Json(body): Json<ById>,
 ) -> Result<Response, AppError> {
     let board = board_id(&raw)?;
-    let (column, tickets) = store::delete_column(&state.db, board, body.id).await?;
+    let (column, tickets) = store::delete_column(&state.db, board, body.id.0).await?;
     record(
         &state,
         &user.user,
@@ -304,35 +309,43 @@ async fn delete_column(
 
 // ----- tickets -----
 
+/// A new ticket. `position` is the column to put it in (the old client sends the id
+/// of the column it posts to); `order` its place there.
 #[derive(Deserialize)]
 struct NewTicket {
     title: String,
     #[serde(default)]
     description: Option<String>,
     #[serde(default)]
-    position: Option<i64>,
+    position: Option<Int>,
+    #[serde(default)]
+    order: Option<Int>,
 }
 
+/// A ticket change. `position` and `column_id` both name the column the ticket should
+/// be in (`column_id` wins when both are sent); `order` its place there.
 #[derive(Deserialize)]
 struct TicketChange {
-    id: i64,
+    id: Int,
     #[serde(default)]
     title: Option<String>,
     #[serde(default)]
     description: Option<String>,
     #[serde(default)]
-    position: Option<i64>,
+    position: Option<Int>,
     #[serde(default)]
-    column_id: Option<i64>,
+    column_id: Option<Int>,
+    #[serde(default)]
+    order: Option<Int>,
 }
 
 /// Where a ticket is and what it is called; descriptions can be long, so the log
 /// only says whether one changed.
-fn ticket_json(ticket: &PlacedTicket) -> Value {
+fn ticket_json(ticket: &Ticket) -> Value {
     json!({
         "title": ticket.title,
         "column_id": ticket.column_id,
-        "position": ticket.position,
+        "order": ticket.order,
     })
 }
 
@@ -354,16 +367,17 @@ async fn create_ticket(
     let column = column_id(&raw)?;
     let title = label("title", &body.title, TITLE_MAX)?;
     let description = validate::description(body.description.as_deref().unwrap_or(""))?;
-    let position = validate::position(body.position)?;
+    let order = validate::rank("order", body.order)?;
+    let target = validate::column("position", body.position)?;
     let (board, ticket) =
-        store::create_ticket(&state.db, column, &title, &description, position).await?;
+        store::create_ticket(&state.db, column, target, &title, &description, order).await?;
     record(
         &state,
         &user.user,
         &origin,
         format!(
-            "ticket {} created in column {column} at position {}",
-            ticket.id, ticket.position
+            "ticket {} created in column {} at order {}",
+            ticket.id, ticket.column_id, ticket.order
         ),
         json!({
             "action": "create_ticket",
@@ -395,15 +409,18 @@ async fn update_ticket(
             .as_deref()
             .map(validate::description)
             .transpose()?,
-        position: validate::position(body.position)?,
-        column_id: body.column_id,
+        order: validate::rank("order", body.order)?,
+        column_id: match body.column_id {
+            Some(_) => validate::column("column_id", body.column_id)?,
+            None => validate::column("position", body.position)?,
+        },
     };
-    let (board, before, after) = store::update_ticket(&state.db, column, body.id, &edit).await?;
-    let moved = (before.column_id, before.position) != (after.column_id, after.position);
+    let (board, before, after) = store::update_ticket(&state.db, column, body.id.0, &edit).await?;
+    let moved = (before.column_id, before.order) != (after.column_id, after.order);
     let message = if moved {
         format!(
-            "ticket {} moved from column {} position {} to column {} position {}",
-            after.id, before.column_id, before.position, after.column_id, after.position
+            "ticket {} moved from column {} order {} to column {} order {}",
+            after.id, before.column_id, before.order, after.column_id, after.order
         )
     } else {
         format!("ticket {} updated", after.id)
@@ -422,7 +439,7 @@ async fn update_ticket(
             "description_changed": before.description != after.description,
         }),
     );
-    Ok(axum::Json(after).into_response())
+    Ok(axum::Json(PlacedTicket(after)).into_response())
 }
 
 async fn delete_ticket(
@@ -433,7 +450,7 @@ async fn delete_ticket(
     Json(body): Json<ById>,
 ) -> Result<Response, AppError> {
     let column = column_id(&raw)?;
-    let (board, ticket) = store::delete_ticket(&state.db, column, body.id).await?;
+    let (board, ticket) = store::delete_ticket(&state.db, column, body.id.0).await?;
     record(
         &state,
         &user.user,

@@ -1,6 +1,10 @@
 //! The SQL behind kanban boards.
 //!
-//! # Keeping positions dense under concurrent edits
+//! # Keeping places dense under concurrent edits
+//!
+//! A column's place on its board is `board_columns.position`; a ticket's place in its
+//! column is `tickets.sort_order` (`order` on the wire, where a ticket's `position` is
+//! its column's id). Below, "place" means either.
 //!
 //! Every change to a board's columns or tickets runs in one transaction whose first
 //! statement is `UPDATE boards SET updated_at = … WHERE id = …` on the board it
@@ -15,20 +19,20 @@
 //!   (`busy_timeout`); it can never hold a stale read snapshot that it would then fail
 //!   to upgrade.
 //!
-//! Inside the lock a change opens or closes a gap with one `position ± 1` statement and
-//! then places the row, so positions stay `0..n-1` after every insert, move and delete.
-//! There is no UNIQUE (parent, position) index because that shift would collide with it
-//! row by row (see the migration); the lock is what keeps positions unique, and the
+//! Inside the lock a change opens or closes a gap with one `place ± 1` statement and
+//! then places the row, so places stay `0..n-1` after every insert, move and delete.
+//! There is no UNIQUE (parent, place) index because that shift would collide with it
+//! row by row (see the migration); the lock is what keeps places unique, and the
 //! concurrency tests check it on both databases. Reads are single statements, each one
 //! consistent snapshot, so they never see half a renumbering.
 //!
-//! Requested positions are clamped: an insert at or past the end goes to the end, a move
+//! Requested places are clamped: an insert at or past the end goes to the end, a move
 //! past the last place goes to the last place.
 
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
-use super::{Board, Column, ColumnWithTickets, FullBoard, PlacedTicket, Ticket};
+use super::{Board, Column, ColumnWithTickets, FullBoard, Ticket};
 use crate::db::{self, Db};
 use crate::error::AppError;
 
@@ -64,6 +68,16 @@ impl Siblings {
         }
     }
 
+    /// The column holding the place among siblings. A ticket's is `sort_order`
+    /// (`order` on the wire; the word is reserved in SQL), because its `position` on
+    /// the wire is its column.
+    fn rank(self) -> &'static str {
+        match self {
+            Self::Columns => "position",
+            Self::Tickets => "sort_order",
+        }
+    }
+
     async fn count(self, tx: &mut Tx, parent: i64) -> Result<i64, sqlx::Error> {
         sqlx::query_scalar(&format!(
             "SELECT COUNT(*) FROM {} WHERE {} = $1",
@@ -78,9 +92,10 @@ impl Siblings {
     /// Moves every sibling at `at` or after one place down, freeing `at`.
     async fn open_gap(self, tx: &mut Tx, parent: i64, at: i64) -> Result<(), sqlx::Error> {
         sqlx::query(&format!(
-            "UPDATE {} SET position = position + 1 WHERE {} = $1 AND position >= $2",
-            self.table(),
-            self.parent()
+            "UPDATE {t} SET {r} = {r} + 1 WHERE {p} = $1 AND {r} >= $2",
+            t = self.table(),
+            p = self.parent(),
+            r = self.rank(),
         ))
         .bind(parent)
         .bind(at)
@@ -92,9 +107,10 @@ impl Siblings {
     /// Moves every sibling after `at` one place up, filling the hole left at `at`.
     async fn close_gap(self, tx: &mut Tx, parent: i64, at: i64) -> Result<(), sqlx::Error> {
         sqlx::query(&format!(
-            "UPDATE {} SET position = position - 1 WHERE {} = $1 AND position > $2",
-            self.table(),
-            self.parent()
+            "UPDATE {t} SET {r} = {r} - 1 WHERE {p} = $1 AND {r} > $2",
+            t = self.table(),
+            p = self.parent(),
+            r = self.rank(),
         ))
         .bind(parent)
         .bind(at)
@@ -120,10 +136,10 @@ impl Siblings {
             std::cmp::Ordering::Greater => ("- 1", from + 1, to),
         };
         sqlx::query(&format!(
-            "UPDATE {} SET position = position {delta} \
-             WHERE {} = $1 AND position >= $2 AND position <= $3",
-            self.table(),
-            self.parent()
+            "UPDATE {t} SET {r} = {r} {delta} WHERE {p} = $1 AND {r} >= $2 AND {r} <= $3",
+            t = self.table(),
+            p = self.parent(),
+            r = self.rank(),
         ))
         .bind(parent)
         .bind(low)
@@ -259,12 +275,12 @@ pub async fn delete_board(db: &Db, id: i64) -> Result<DeletedBoard, AppError> {
 pub async fn full_board(db: &Db, id: i64) -> Result<FullBoard, AppError> {
     let rows = sqlx::query(
         "SELECT b.id, b.name, c.id, c.name, c.position, \
-         t.id, t.title, t.description, t.position \
+         t.id, t.title, t.description, t.column_id, t.sort_order \
          FROM boards b \
          LEFT JOIN board_columns c ON c.board_id = b.id \
          LEFT JOIN tickets t ON t.column_id = c.id \
          WHERE b.id = $1 \
-         ORDER BY c.position, c.id, t.position, t.id",
+         ORDER BY c.position, c.id, t.sort_order, t.id",
     )
     .bind(id)
     .fetch_all(db.pool())
@@ -296,7 +312,8 @@ pub async fn full_board(db: &Db, id: i64) -> Result<FullBoard, AppError> {
     Ok(board)
 }
 
-/// The ticket in columns `at..at+4` of a LEFT JOINed row, if the row has one.
+/// The ticket in columns `at..at+5` (id, title, description, column_id, sort_order) of
+/// a row, if the row has one (a LEFT JOIN gives NULLs for an empty column).
 fn ticket_at(row: &AnyRow, at: usize) -> Result<Option<Ticket>, sqlx::Error> {
     let Some(id) = row.try_get::<Option<i64>, _>(at)? else {
         return Ok(None);
@@ -305,7 +322,8 @@ fn ticket_at(row: &AnyRow, at: usize) -> Result<Option<Ticket>, sqlx::Error> {
         id,
         title: row.try_get(at + 1)?,
         description: row.try_get(at + 2)?,
-        position: row.try_get(at + 3)?,
+        column_id: row.try_get(at + 3)?,
+        order: row.try_get(at + 4)?,
     }))
 }
 
@@ -460,9 +478,9 @@ pub async fn delete_column(db: &Db, board_id: i64, id: i64) -> Result<(Column, i
 /// A column's tickets in order; one statement, as for [`list_columns`].
 pub async fn list_tickets(db: &Db, column_id: i64) -> Result<Vec<Ticket>, AppError> {
     let rows = sqlx::query(
-        "SELECT c.id, t.id, t.title, t.description, t.position FROM board_columns c \
-         LEFT JOIN tickets t ON t.column_id = c.id \
-         WHERE c.id = $1 ORDER BY t.position, t.id",
+        "SELECT c.id, t.id, t.title, t.description, t.column_id, t.sort_order \
+         FROM board_columns c LEFT JOIN tickets t ON t.column_id = c.id \
+         WHERE c.id = $1 ORDER BY t.sort_order, t.id",
     )
     .bind(column_id)
     .fetch_all(db.pool())
@@ -479,15 +497,27 @@ pub async fn list_tickets(db: &Db, column_id: i64) -> Result<Vec<Ticket>, AppErr
     Ok(tickets)
 }
 
-/// Adds a ticket to a column at `position` (the end when `None`, clamped to the end
-/// when past it); returns the board's id and the ticket.
+/// Checks that `target` is a column of `board_id`, the board the caller has locked.
+async fn same_board(tx: &mut Tx, board_id: i64, target: i64) -> Result<(), AppError> {
+    match board_of_column(tx, target).await? {
+        None => Err(AppError::not_found(COLUMN_NOT_FOUND)),
+        Some(other) if other != board_id => Err(AppError::invalid(OTHER_BOARD)),
+        Some(_) => Ok(()),
+    }
+}
+
+/// Adds a ticket through the column of the path, `column_id`: into `target` (that
+/// column when `None`; another column of the same board otherwise) at `order` (the end
+/// when `None`, clamped to the end when past it). Returns the board's id and the
+/// ticket.
 pub async fn create_ticket(
     db: &Db,
     column_id: i64,
+    target: Option<i64>,
     title: &str,
     description: &str,
-    position: Option<i64>,
-) -> Result<(i64, PlacedTicket), AppError> {
+    order: Option<i64>,
+) -> Result<(i64, Ticket), AppError> {
     let mut tx = db.begin().await?;
     let board_id = lock_board_of_column(&mut tx, column_id)
         .await?
@@ -495,32 +525,34 @@ pub async fn create_ticket(
     board_of_column(&mut tx, column_id)
         .await?
         .ok_or_else(|| AppError::not_found(COLUMN_NOT_FOUND))?;
-    let count = Siblings::Tickets.count(&mut tx, column_id).await?;
-    let position = position.map_or(count, |p| p.min(count));
-    Siblings::Tickets
-        .open_gap(&mut tx, column_id, position)
-        .await?;
+    let target = target.unwrap_or(column_id);
+    if target != column_id {
+        same_board(&mut tx, board_id, target).await?;
+    }
+    let count = Siblings::Tickets.count(&mut tx, target).await?;
+    let order = order.map_or(count, |p| p.min(count));
+    Siblings::Tickets.open_gap(&mut tx, target, order).await?;
     let now = db::now();
     let id: i64 = sqlx::query_scalar(
-        "INSERT INTO tickets (column_id, title, description, position, created_at, updated_at) \
+        "INSERT INTO tickets (column_id, title, description, sort_order, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $5) RETURNING id",
     )
-    .bind(column_id)
+    .bind(target)
     .bind(title)
     .bind(description)
-    .bind(position)
+    .bind(order)
     .bind(now)
     .fetch_one(&mut *tx)
     .await?;
     tx.commit().await?;
     Ok((
         board_id,
-        PlacedTicket {
+        Ticket {
             id,
             title: title.to_owned(),
             description: description.to_owned(),
-            position,
-            column_id,
+            column_id: target,
+            order,
         },
     ))
 }
@@ -529,25 +561,19 @@ async fn ticket_in_column(
     tx: &mut Tx,
     column_id: i64,
     id: i64,
-) -> Result<Option<PlacedTicket>, sqlx::Error> {
+) -> Result<Option<Ticket>, sqlx::Error> {
     let row = sqlx::query(
-        "SELECT id, title, description, position, column_id FROM tickets \
+        "SELECT id, title, description, column_id, sort_order FROM tickets \
          WHERE id = $1 AND column_id = $2",
     )
     .bind(id)
     .bind(column_id)
     .fetch_optional(&mut **tx)
     .await?;
-    row.map(|r| {
-        Ok(PlacedTicket {
-            id: r.try_get(0)?,
-            title: r.try_get(1)?,
-            description: r.try_get(2)?,
-            position: r.try_get(3)?,
-            column_id: r.try_get(4)?,
-        })
-    })
-    .transpose()
+    row.as_ref()
+        .map(|r| ticket_at(r, 0))
+        .transpose()
+        .map(Option::flatten)
 }
 
 /// What a ticket update asks for; `None` keeps the current value.
@@ -555,20 +581,21 @@ async fn ticket_in_column(
 pub struct TicketEdit {
     pub title: Option<String>,
     pub description: Option<String>,
-    pub position: Option<i64>,
-    /// Another column of the same board to move the ticket to.
+    /// The place within its (new) column.
+    pub order: Option<i64>,
+    /// The column to move the ticket to, which must be on the same board.
     pub column_id: Option<i64>,
 }
 
 /// Edits and/or moves a ticket that is in `column_id`; returns the board's id and the
-/// ticket before and after. A move to another column goes to `position` there (the
-/// end when `None`); a move to another board's column is refused.
+/// ticket before and after. A move to another column goes to `order` there (the end
+/// when `None`); a move to another board's column is refused.
 pub async fn update_ticket(
     db: &Db,
     column_id: i64,
     id: i64,
     edit: &TicketEdit,
-) -> Result<(i64, PlacedTicket, PlacedTicket), AppError> {
+) -> Result<(i64, Ticket, Ticket), AppError> {
     let mut tx = db.begin().await?;
     let board_id = lock_board_of_column(&mut tx, column_id)
         .await?
@@ -579,50 +606,46 @@ pub async fn update_ticket(
         .ok_or_else(|| AppError::not_found(TICKET_NOT_FOUND))?;
     let target = edit.column_id.unwrap_or(column_id);
     if target != column_id {
-        match board_of_column(&mut tx, target).await? {
-            None => return Err(AppError::not_found(COLUMN_NOT_FOUND)),
-            Some(other) if other != board_id => return Err(AppError::invalid(OTHER_BOARD)),
-            Some(_) => {}
-        }
+        same_board(&mut tx, board_id, target).await?;
     }
-    let position = if target == column_id {
-        match edit.position {
+    let order = if target == column_id {
+        match edit.order {
             Some(wanted) => {
                 let last = Siblings::Tickets.count(&mut tx, column_id).await? - 1;
                 let to = wanted.min(last);
                 Siblings::Tickets
-                    .shift_for_move(&mut tx, column_id, before.position, to)
+                    .shift_for_move(&mut tx, column_id, before.order, to)
                     .await?;
                 to
             }
-            None => before.position,
+            None => before.order,
         }
     } else {
         Siblings::Tickets
-            .close_gap(&mut tx, column_id, before.position)
+            .close_gap(&mut tx, column_id, before.order)
             .await?;
         let count = Siblings::Tickets.count(&mut tx, target).await?;
-        let to = edit.position.map_or(count, |p| p.min(count));
+        let to = edit.order.map_or(count, |p| p.min(count));
         Siblings::Tickets.open_gap(&mut tx, target, to).await?;
         to
     };
-    let after = PlacedTicket {
+    let after = Ticket {
         id,
         title: edit.title.clone().unwrap_or_else(|| before.title.clone()),
         description: edit
             .description
             .clone()
             .unwrap_or_else(|| before.description.clone()),
-        position,
         column_id: target,
+        order,
     };
     sqlx::query(
-        "UPDATE tickets SET title = $1, description = $2, position = $3, column_id = $4, \
+        "UPDATE tickets SET title = $1, description = $2, sort_order = $3, column_id = $4, \
          updated_at = $5 WHERE id = $6",
     )
     .bind(&after.title)
     .bind(&after.description)
-    .bind(after.position)
+    .bind(after.order)
     .bind(after.column_id)
     .bind(db::now())
     .bind(id)
@@ -634,11 +657,7 @@ pub async fn update_ticket(
 
 /// Deletes a ticket that is in `column_id` and closes the gap; returns the board's id
 /// and the ticket.
-pub async fn delete_ticket(
-    db: &Db,
-    column_id: i64,
-    id: i64,
-) -> Result<(i64, PlacedTicket), AppError> {
+pub async fn delete_ticket(db: &Db, column_id: i64, id: i64) -> Result<(i64, Ticket), AppError> {
     let mut tx = db.begin().await?;
     let board_id = lock_board_of_column(&mut tx, column_id)
         .await?
@@ -651,7 +670,7 @@ pub async fn delete_ticket(
         .execute(&mut *tx)
         .await?;
     Siblings::Tickets
-        .close_gap(&mut tx, column_id, ticket.position)
+        .close_gap(&mut tx, column_id, ticket.order)
         .await?;
     tx.commit().await?;
     Ok((board_id, ticket))

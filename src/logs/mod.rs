@@ -126,3 +126,22 @@ impl LogEntry {
         self
     }
 }
+
+/// Records a change that `user` made from `origin`: the one way the capabilities that
+/// change data (kanban, billing, roles) write to the activity log, so every such entry
+/// carries its actor, address and user agent alike.
+pub fn record_change(
+    activity: &ActivityLog,
+    kind: Kind,
+    user: &User,
+    origin: &Origin,
+    message: impl Into<String>,
+    details: Value,
+) {
+    activity.record(
+        LogEntry::new(kind, Level::Info, message)
+            .details(details)
+            .user(user)
+            .origin(origin),
+    );
+}

@@ -23,7 +23,7 @@ use crate::auth::policy::{Policy, Routes};
 use crate::auth::{session, CurrentUser};
 use crate::error::AppError;
 use crate::http::{Json, Origin};
-use crate::logs::LogEntry;
+use crate::logs::{record_change, Kind};
 use crate::text::label;
 
 const MANAGE_USERS: Policy = Needs(Permission::ManageUsers);
@@ -102,20 +102,6 @@ fn within_powers(caller: &Access, permissions: &[String], is_super_admin_role: b
                 .all(|p| caller.permissions.contains(p.as_str())))
 }
 
-fn record(
-    state: &AppState,
-    caller: &CurrentUser,
-    origin: &Origin,
-    message: String,
-    details: Value,
-) {
-    state.activity.record(
-        LogEntry::admin(message, details)
-            .user(&caller.user)
-            .origin(origin),
-    );
-}
-
 async fn list_roles(State(state): State<AppState>) -> Result<Response, AppError> {
     let roles: Vec<Value> = store::roles_with_permissions(&state.db)
         .await?
@@ -149,9 +135,10 @@ async fn create_role(
 ) -> Result<Response, AppError> {
     let name = label("name", &body.name, 64)?;
     let id = store::create_role(&state.db, &name).await?;
-    record(
-        &state,
-        &caller,
+    record_change(
+        &state.activity,
+        Kind::Admin,
+        &caller.user,
         &origin,
         format!("role {name:?} created"),
         json!({ "action": "create_role", "target": { "role_id": id, "name": name }, "before": null, "after": { "name": name } }),
@@ -195,9 +182,10 @@ async fn delete_role(
     }
     store::delete_role(&mut tx, role.id).await?;
     tx.commit().await?;
-    record(
-        &state,
-        &caller,
+    record_change(
+        &state.activity,
+        Kind::Admin,
+        &caller.user,
         &origin,
         format!("role {:?} deleted", role.name),
         json!({ "action": "delete_role", "target": { "role_id": role.id, "name": role.name }, "before": { "permissions": permissions }, "after": null }),
@@ -228,9 +216,10 @@ async fn create_permission(
 ) -> Result<Response, AppError> {
     let name = valid_permission_name(&body.name)?;
     let id = store::create_permission(&state.db, &name).await?;
-    record(
-        &state,
-        &caller,
+    record_change(
+        &state.activity,
+        Kind::Admin,
+        &caller.user,
         &origin,
         format!("permission {name:?} created"),
         json!({ "action": "create_permission", "target": { "permission_id": id, "name": name }, "before": null, "after": { "name": name } }),
@@ -271,9 +260,10 @@ async fn delete_permission(
         return Err(AppError::unauthorized_access());
     }
     store::delete_permission(&state.db, permission.id).await?;
-    record(
-        &state,
-        &caller,
+    record_change(
+        &state.activity,
+        Kind::Admin,
+        &caller.user,
         &origin,
         format!("permission {:?} deleted", permission.name),
         json!({ "action": "delete_permission", "target": { "permission_id": permission.id, "name": permission.name }, "before": { "name": permission.name }, "after": null }),
@@ -323,9 +313,10 @@ async fn assign_permission(
 ) -> Result<Response, AppError> {
     let (role, permission) = role_and_permission(&state, &caller, &body).await?;
     if store::link(&state.db, role.id, permission.id).await? {
-        record(
-            &state,
-            &caller,
+        record_change(
+            &state.activity,
+            Kind::Admin,
+            &caller.user,
             &origin,
             format!(
                 "permission {:?} assigned to role {:?}",
@@ -345,9 +336,10 @@ async fn revoke_permission(
 ) -> Result<Response, AppError> {
     let (role, permission) = role_and_permission(&state, &caller, &body).await?;
     if store::unlink(&state.db, role.id, permission.id).await? {
-        record(
-            &state,
-            &caller,
+        record_change(
+            &state.activity,
+            Kind::Admin,
+            &caller.user,
             &origin,
             format!(
                 "permission {:?} revoked from role {:?}",
@@ -396,9 +388,10 @@ async fn assign_role(
     let added = store::add_user_role(&mut tx, user.id, role.id).await?;
     tx.commit().await?;
     if added {
-        record(
-            &state,
-            &caller,
+        record_change(
+            &state.activity,
+            Kind::Admin,
+            &caller.user,
             &origin,
             format!("role {:?} given to user {}", role.name, user.id),
             json!({ "action": "assign_role_to_user", "target": { "user_id": user.id, "username": user.username, "role": role.name }, "before": { "has_role": false }, "after": { "has_role": true } }),
@@ -424,9 +417,10 @@ async fn remove_role(
     }
     tx.commit().await?;
     if removed {
-        record(
-            &state,
-            &caller,
+        record_change(
+            &state.activity,
+            Kind::Admin,
+            &caller.user,
             &origin,
             format!("role {:?} taken from user {}", role.name, user.id),
             json!({ "action": "remove_role_from_user", "target": { "user_id": user.id, "username": user.username, "role": role.name }, "before": { "has_role": true }, "after": { "has_role": false } }),
@@ -560,9 +554,10 @@ async fn set_status(
         ("enable_user", "User enabled")
     };
     if user.disabled != disable {
-        record(
-            &state,
-            &caller,
+        record_change(
+            &state.activity,
+            Kind::Admin,
+            &caller.user,
             &origin,
             format!(
                 "user {} {}",

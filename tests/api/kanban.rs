@@ -9,7 +9,7 @@ use rand::{Rng, SeedableRng};
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{json, Value};
 
-use crate::helpers::{expect_error, json, new_client, Backend, TestApp, PASSWORD};
+use crate::helpers::{expect_error, json, new_client, postgres_url, Backend, TestApp, PASSWORD};
 use crate::on_both_databases;
 
 on_both_databases!(
@@ -22,6 +22,7 @@ on_both_databases!(
     the_whole_board_costs_the_same_queries_whatever_its_size,
     concurrent_moves_keep_a_valid_order,
     every_change_is_in_the_activity_log,
+    an_existing_database_keeps_every_tickets_column_and_order,
 );
 
 /// A logged-in client of its own (cookie jar and CSRF token), like one browser tab.
@@ -119,16 +120,39 @@ async fn editor(app: &TestApp, username: &str) -> Browser {
     user(app, username, Some("Admin")).await
 }
 
-/// Asserts that every column and every column's tickets are at positions `0..n-1`, in
-/// the order listed.
+/// Asserts that every column is at position `0..n-1` and every column's tickets at
+/// order `0..n-1`, in the order listed, each ticket's `position` being its column.
 fn assert_dense(board: &Value) {
     let columns = board["columns"].as_array().unwrap();
     for (i, column) in columns.iter().enumerate() {
         assert_eq!(column["position"], i as i64, "column order of {board}");
         for (j, ticket) in column["tickets"].as_array().unwrap().iter().enumerate() {
-            assert_eq!(ticket["position"], j as i64, "ticket order of {column}");
+            assert_eq!(ticket["order"], j as i64, "ticket order of {column}");
+            assert_eq!(
+                ticket["position"], column["id"],
+                "ticket column of {column}"
+            );
         }
     }
+}
+
+/// Asserts a ticket's keys and JSON types as the contract lists them: the list's
+/// `{id, title, description, position, order}`, plus `column_id` for a change's answer.
+fn assert_ticket_shape(ticket: &Value, with_column_id: bool) {
+    let object = ticket.as_object().unwrap();
+    let mut keys: Vec<&str> = object.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    let mut expected = vec!["description", "id", "order", "position", "title"];
+    if with_column_id {
+        expected.push("column_id");
+        expected.sort_unstable();
+        assert_eq!(ticket["column_id"], ticket["position"], "{ticket}");
+    }
+    assert_eq!(keys, expected, "{ticket}");
+    for key in ["id", "position", "order"] {
+        assert!(ticket[key].is_i64(), "{key} is an integer in {ticket}");
+    }
+    assert!(ticket["title"].is_string() && ticket["description"].is_string());
 }
 
 /// The board as `[(column id, [ticket ids])]`.
@@ -171,10 +195,10 @@ async fn the_old_clients_walk_through_a_board(backend: Backend) {
         .create(&columns, json!({ "name": "To do", "position": 0 }))
         .await;
     let doing = admin
-        .create(&columns, json!({ "name": "Doing", "position": 1 }))
+        .create(&columns, json!({ "name": "Doing", "position": "1" }))
         .await;
     let done = admin
-        .create(&columns, json!({ "name": "Done", "position": 2 }))
+        .create(&columns, json!({ "name": "Done", "position": "2" }))
         .await;
     let res = admin.get(&columns).await;
     assert_eq!(
@@ -186,51 +210,105 @@ async fn the_old_clients_walk_through_a_board(backend: Backend) {
         ])
     );
 
+    // The old client creates a ticket with `position` = the column's id, as a string.
     let todo_tickets = format!("//columns/{todo}/tickets");
     let write = admin
         .create(
             &todo_tickets,
-            json!({ "title": "Write", "description": "the spec", "position": 0 }),
+            json!({ "title": "Write", "description": "the spec", "position": todo.to_string() }),
         )
         .await;
     let test = admin
         .create(
             &todo_tickets,
-            json!({ "title": "Test", "description": "it", "position": 1 }),
+            json!({ "title": "Test", "description": "it", "position": todo }),
         )
         .await;
-    // No description and no position: an empty description, at the end.
+    // No description and no position: an empty description, at the end of the path's
+    // column.
     let ship = admin
         .create(&todo_tickets, json!({ "title": "Ship" }))
         .await;
     let res = admin.get(&todo_tickets).await;
+    let list = json(res).await;
+    for ticket in list.as_array().unwrap() {
+        assert_ticket_shape(ticket, false);
+    }
     assert_eq!(
-        json(res).await,
+        list,
         json!([
-            { "id": write, "title": "Write", "description": "the spec", "position": 0 },
-            { "id": test, "title": "Test", "description": "it", "position": 1 },
-            { "id": ship, "title": "Ship", "description": "", "position": 2 },
+            { "id": write, "title": "Write", "description": "the spec", "position": todo, "order": 0 },
+            { "id": test, "title": "Test", "description": "it", "position": todo, "order": 1 },
+            { "id": ship, "title": "Ship", "description": "", "position": todo, "order": 2 },
         ])
     );
 
-    // Move "Write" to the top of "Doing", renaming it on the way.
+    // The old client's move: PUT to the ticket's old column with `position` = the new
+    // column's id (a string), sending the ticket's other fields back. It lands at the
+    // end of "Doing".
     let res = admin
         .put(
             &todo_tickets,
-            json!({ "id": write, "column_id": doing, "position": 0, "title": "Write it" }),
+            json!({ "id": write.to_string(), "title": "Write it", "description": "the spec",
+                    "position": doing.to_string() }),
         )
         .await;
     assert_eq!(res.status(), StatusCode::OK);
+    let answer = json(res).await;
+    assert_ticket_shape(&answer, true);
+    assert_eq!(
+        answer,
+        json!({ "id": write, "title": "Write it", "description": "the spec",
+                "position": doing, "column_id": doing, "order": 0 })
+    );
+    // Read back as the client does: the ticket is listed under "Doing" with that
+    // column as its `position`, and is gone from "To do", whose order closed up.
+    let res = admin.get(&format!("/columns/{doing}/tickets")).await;
     assert_eq!(
         json(res).await,
-        json!({ "id": write, "title": "Write it", "description": "the spec",
-                "position": 0, "column_id": doing })
+        json!([{ "id": write, "title": "Write it", "description": "the spec",
+                 "position": doing, "order": 0 }])
     );
-    // Move "Ship" before "Test" within "To do".
+    let res = admin.get(&todo_tickets).await;
+    let orders: Vec<(Value, Value)> = json(res)
+        .await
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["id"].clone(), t["order"].clone()))
+        .collect();
+    assert_eq!(
+        orders,
+        vec![(json!(test), json!(0)), (json!(ship), json!(1))]
+    );
+    // The old path of a moved ticket no longer names it.
+    expect_error(
+        admin
+            .put(&todo_tickets, json!({ "id": write, "position": doing }))
+            .await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    // `column_id` wins over `position`; `order` places the ticket within the column.
     let res = admin
-        .put(&todo_tickets, json!({ "id": ship, "position": 0 }))
+        .put(
+            &todo_tickets,
+            json!({ "id": ship, "column_id": todo, "position": doing, "order": "0" }),
+        )
         .await;
-    assert_eq!(json(res).await["position"], 0);
+    let answer = json(res).await;
+    assert_eq!(
+        (&answer["column_id"], &answer["order"]),
+        (&json!(todo), &json!(0))
+    );
+    // Saying the column it is in, with no order, is an edit that moves nothing.
+    let res = admin
+        .put(
+            &todo_tickets,
+            json!({ "id": test, "position": todo, "title": "Test" }),
+        )
+        .await;
+    assert_eq!(json(res).await["order"], 1);
 
     let res = admin
         .put("//boards", json!({ "id": board, "name": "Sprint 2" }))
@@ -259,11 +337,12 @@ async fn the_old_clients_walk_through_a_board(backend: Backend) {
             "columns": [
                 { "id": done, "name": "Shipped", "position": 0, "tickets": [] },
                 { "id": todo, "name": "To do", "position": 1, "tickets": [
-                    { "id": ship, "title": "Ship", "description": "", "position": 0 },
-                    { "id": test, "title": "Test", "description": "it", "position": 1 },
+                    { "id": ship, "title": "Ship", "description": "", "position": todo, "order": 0 },
+                    { "id": test, "title": "Test", "description": "it", "position": todo, "order": 1 },
                 ]},
                 { "id": doing, "name": "Doing", "position": 2, "tickets": [
-                    { "id": write, "title": "Write it", "description": "the spec", "position": 0 },
+                    { "id": write, "title": "Write it", "description": "the spec",
+                      "position": doing, "order": 0 },
                 ]},
             ],
         })
@@ -276,7 +355,7 @@ async fn the_old_clients_walk_through_a_board(backend: Backend) {
     let res = admin.get(&todo_tickets).await;
     assert_eq!(
         json(res).await,
-        json!([{ "id": test, "title": "Test", "description": "it", "position": 0 }])
+        json!([{ "id": test, "title": "Test", "description": "it", "position": todo, "order": 0 }])
     );
     let res = admin.delete(&columns, json!({ "id": done })).await;
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
@@ -343,7 +422,7 @@ async fn positions_stay_dense_through_every_kind_of_change(backend: Backend) {
             let position = wanted(&mut rng, len);
             let mut body = json!({ "title": format!("t{titles}"), "description": "d" });
             if let Some(p) = position {
-                body["position"] = p.into();
+                body["order"] = p.into();
             }
             let id = admin.create(&tickets_path, body).await;
             model[c].1.insert(place(position, len), id);
@@ -352,20 +431,25 @@ async fn positions_stay_dense_through_every_kind_of_change(backend: Backend) {
             let id = model[c].1.remove(from);
             let to = rng.gen_range(0..len as i64 + 2);
             let res = admin
-                .put(&tickets_path, json!({ "id": id, "position": to }))
+                .put(&tickets_path, json!({ "id": id, "order": to }))
                 .await;
             assert_eq!(res.status(), StatusCode::OK);
             let to = (to as usize).min(len - 1);
             model[c].1.insert(to, id);
-            assert_eq!(json(res).await["position"], to as i64);
+            assert_eq!(json(res).await["order"], to as i64);
         } else if roll < 75 && model.len() > 1 {
             let from = rng.gen_range(0..len);
             let id = model[c].1.remove(from);
             let t = (c + rng.gen_range(1..model.len())) % model.len();
             let position = wanted(&mut rng, model[t].1.len());
-            let mut body = json!({ "id": id, "column_id": model[t].0 });
+            // Half of the moves the old client's way (`position` = the column).
+            let mut body = if step % 2 == 0 {
+                json!({ "id": id, "column_id": model[t].0 })
+            } else {
+                json!({ "id": id, "position": model[t].0.to_string() })
+            };
             if let Some(p) = position {
-                body["position"] = p.into();
+                body["order"] = p.into();
             }
             let res = admin.put(&tickets_path, body).await;
             assert_eq!(res.status(), StatusCode::OK);
@@ -373,7 +457,8 @@ async fn positions_stay_dense_through_every_kind_of_change(backend: Backend) {
             model[t].1.insert(to, id);
             let answer = json(res).await;
             assert_eq!(answer["column_id"], model[t].0);
-            assert_eq!(answer["position"], to as i64);
+            assert_eq!(answer["position"], model[t].0);
+            assert_eq!(answer["order"], to as i64);
         } else if roll < 85 {
             let id = model[c].1.remove(rng.gen_range(0..len));
             let res = admin.delete(&tickets_path, json!({ "id": id })).await;
@@ -446,11 +531,26 @@ async fn tickets_move_only_within_their_board(backend: Backend) {
     let res = admin
         .put(
             &a_tickets,
-            json!({ "id": t, "column_id": x, "position": 0, "title": "Moved" }),
+            json!({ "id": t, "column_id": x, "order": 0, "title": "Moved" }),
         )
         .await;
     let message = expect_error(res, StatusCode::BAD_REQUEST).await;
     assert!(message.contains("same board"), "{message}");
+    // The old client's way of saying the same: `position` = the other board's column.
+    let res = admin
+        .put(&a_tickets, json!({ "id": t, "position": x.to_string() }))
+        .await;
+    let message = expect_error(res, StatusCode::BAD_REQUEST).await;
+    assert!(message.contains("same board"), "{message}");
+    // Nor can a ticket be created into another board's column.
+    let res = admin
+        .post(&a_tickets, json!({ "title": "Sneaky", "position": x }))
+        .await;
+    expect_error(res, StatusCode::BAD_REQUEST).await;
+    let res = admin
+        .post(&a_tickets, json!({ "title": "Lost", "position": "999999" }))
+        .await;
+    expect_error(res, StatusCode::NOT_FOUND).await;
     // A column that does not exist is unknown, not another board's.
     let res = admin
         .put(&a_tickets, json!({ "id": t, "column_id": 999_999 }))
@@ -460,7 +560,7 @@ async fn tickets_move_only_within_their_board(backend: Backend) {
     let res = admin
         .put(
             &format!("/columns/{b}/tickets"),
-            json!({ "id": t, "position": 0 }),
+            json!({ "id": t, "position": b }),
         )
         .await;
     expect_error(res, StatusCode::NOT_FOUND).await;
@@ -488,13 +588,10 @@ async fn tickets_move_only_within_their_board(backend: Backend) {
 
     // Naming the column it is already in is a move within it.
     let res = admin
-        .put(
-            &a_tickets,
-            json!({ "id": t, "column_id": a, "position": 5 }),
-        )
+        .put(&a_tickets, json!({ "id": t, "column_id": a, "order": 5 }))
         .await;
     assert_eq!(res.status(), StatusCode::OK);
-    assert_eq!(json(res).await["position"], 0);
+    assert_eq!(json(res).await["order"], 0);
     let res = admin
         .put(&a_tickets, json!({ "id": t, "column_id": b }))
         .await;
@@ -554,7 +651,7 @@ async fn reading_needs_view_dashboard_and_writing_needs_edit(backend: Backend) {
         (
             Method::PUT,
             format!("/columns/{column}/tickets"),
-            json!({ "id": ticket, "position": 0 }),
+            json!({ "id": ticket, "order": 0 }),
         ),
         (
             Method::DELETE,
@@ -673,7 +770,7 @@ async fn bad_input_is_refused_and_changes_nothing(backend: Backend) {
         (
             Method::PUT,
             "/boards",
-            json!({ "id": board.to_string(), "name": "N" }),
+            json!({ "id": "one", "name": "N" }),
             "id",
         ),
         (Method::PUT, "/boards", json!({ "id": board }), "name"),
@@ -701,7 +798,19 @@ async fn bad_input_is_refused_and_changes_nothing(backend: Backend) {
         (
             Method::POST,
             columns,
-            json!({ "name": "N", "position": "0" }),
+            json!({ "name": "N", "position": "zero" }),
+            "position",
+        ),
+        (
+            Method::POST,
+            columns,
+            json!({ "name": "N", "position": "1.5" }),
+            "position",
+        ),
+        (
+            Method::POST,
+            columns,
+            json!({ "name": "N", "position": "99999999999999999999999" }),
             "position",
         ),
         (Method::POST, columns, json!({ "name": long(101) }), "name"),
@@ -763,6 +872,24 @@ async fn bad_input_is_refused_and_changes_nothing(backend: Backend) {
             "position",
         ),
         (
+            Method::POST,
+            tickets,
+            json!({ "title": "N", "order": -1 }),
+            "order",
+        ),
+        (
+            Method::POST,
+            tickets,
+            json!({ "title": "N", "order": "-1" }),
+            "order",
+        ),
+        (
+            Method::POST,
+            tickets,
+            json!({ "title": "N", "position": "1; DROP TABLE tickets" }),
+            "position",
+        ),
+        (
             Method::PUT,
             tickets,
             json!({ "id": ticket, "title": long(201) }),
@@ -789,10 +916,28 @@ async fn bad_input_is_refused_and_changes_nothing(backend: Backend) {
         (
             Method::PUT,
             tickets,
+            json!({ "id": ticket, "column_id": -2 }),
+            "column_id",
+        ),
+        (
+            Method::PUT,
+            tickets,
+            json!({ "id": ticket, "order": 2.5 }),
+            "order",
+        ),
+        (
+            Method::PUT,
+            tickets,
+            json!({ "id": ticket, "order": { "n": 1 } }),
+            "order",
+        ),
+        (
+            Method::PUT,
+            tickets,
             json!({ "id": ticket, "description": "\u{7}" }),
             "description",
         ),
-        (Method::DELETE, tickets, json!({ "id": "1" }), "id"),
+        (Method::DELETE, tickets, json!({ "id": "1x" }), "id"),
     ];
     for (method, path, body, field) in cases {
         let res = admin.send(method.clone(), path, Some(body.clone())).await;
@@ -831,7 +976,7 @@ async fn bad_input_is_refused_and_changes_nothing(backend: Backend) {
     let edge = admin
         .create(
             tickets,
-            json!({ "title": emoji_title, "description": "\n".repeat(10_000), "position": 0 }),
+            json!({ "title": emoji_title, "description": "\n".repeat(10_000), "order": 0 }),
         )
         .await;
     let sly = admin
@@ -1119,22 +1264,22 @@ async fn concurrent_moves_keep_a_valid_order(backend: Backend) {
             0..=54 => (
                 Method::PUT,
                 format!("/columns/{a}/tickets"),
-                json!({ "id": ticket, "position": position }),
+                json!({ "id": ticket, "order": position }),
             ),
             55..=69 => (
                 Method::PUT,
                 format!("/columns/{a}/tickets"),
-                json!({ "id": ticket, "column_id": b, "position": position % 5 }),
+                json!({ "id": ticket, "position": b.to_string(), "order": position % 5 }),
             ),
             70..=79 => (
                 Method::PUT,
                 format!("/columns/{b}/tickets"),
-                json!({ "id": ticket, "column_id": a, "position": position }),
+                json!({ "id": ticket, "column_id": a, "order": position }),
             ),
             80..=87 => (
                 Method::POST,
                 format!("/columns/{a}/tickets"),
-                json!({ "title": format!("new{i}"), "position": position }),
+                json!({ "title": format!("new{i}"), "position": a, "order": position }),
             ),
             88..=93 => (
                 Method::DELETE,
@@ -1173,16 +1318,19 @@ async fn concurrent_moves_keep_a_valid_order(backend: Backend) {
     seen.sort_unstable();
     seen.dedup();
     assert_eq!(seen.len(), 20 + created - deleted, "no ticket twice");
-    // And straight from the tables: per parent, positions are exactly 0..n-1.
-    for (table, parent) in [("tickets", "column_id"), ("board_columns", "board_id")] {
+    // And straight from the tables: per parent, places are exactly 0..n-1.
+    for (table, parent, place) in [
+        ("tickets", "column_id", "sort_order"),
+        ("board_columns", "board_id", "position"),
+    ] {
         let broken = app
             .scalar(&format!(
                 "SELECT COUNT(*) FROM (SELECT {parent} FROM {table} GROUP BY {parent} \
-                 HAVING COUNT(DISTINCT position) <> COUNT(*) OR MIN(position) <> 0 \
-                 OR MAX(position) <> COUNT(*) - 1) AS broken"
+                 HAVING COUNT(DISTINCT {place}) <> COUNT(*) OR MIN({place}) <> 0 \
+                 OR MAX({place}) <> COUNT(*) - 1) AS broken"
             ))
             .await;
-        assert_eq!(broken, 0, "{table} positions are dense and unique");
+        assert_eq!(broken, 0, "{table} places are dense and unique");
     }
 }
 
@@ -1196,7 +1344,7 @@ async fn every_change_is_in_the_activity_log(backend: Backend) {
     let tickets = format!("/columns/{a}/tickets");
     let t = admin.create(&tickets, json!({ "title": "T" })).await;
     let res = admin
-        .put(&tickets, json!({ "id": t, "column_id": b, "position": 0 }))
+        .put(&tickets, json!({ "id": t, "column_id": b, "order": 0 }))
         .await;
     assert_eq!(res.status(), StatusCode::OK);
     let res = admin.put(&columns, json!({ "id": b, "position": 0 })).await;
@@ -1263,15 +1411,110 @@ async fn every_change_is_in_the_activity_log(backend: Backend) {
     let (message, _, _, details) = &rows[4];
     assert_eq!(
         *message,
-        format!("ticket {t} moved from column {a} position 0 to column {b} position 0")
+        format!("ticket {t} moved from column {a} order 0 to column {b} order 0")
     );
     let details: Value = serde_json::from_str(details).unwrap();
     assert_eq!(
         details["before"],
-        json!({ "title": "T", "column_id": a, "position": 0 })
+        json!({ "title": "T", "column_id": a, "order": 0 })
     );
     assert_eq!(
         details["after"],
-        json!({ "title": "T", "column_id": b, "position": 0 })
+        json!({ "title": "T", "column_id": b, "order": 0 })
     );
+}
+
+/// A database made before tickets had `order` (every migration up to 0007, tickets
+/// placed by the old `position`) is migrated at start-up, and every ticket keeps its
+/// column and its place in it.
+async fn an_existing_database_keeps_every_tickets_column_and_order(backend: Backend) {
+    use sqlx::migrate::Migrator;
+    use sqlx::{Connection, Executor};
+
+    let dir = tempfile::tempdir().unwrap();
+    let (url, folder, schema) = match backend {
+        Backend::Sqlite => (
+            format!("sqlite://{}?mode=rwc", dir.path().join("old.db").display()),
+            "sqlite",
+            None,
+        ),
+        Backend::Postgres => {
+            let base = postgres_url().unwrap();
+            let schema = format!("gh_old_{:016x}", rand::thread_rng().gen::<u64>());
+            let mut conn = sqlx::PgConnection::connect(&base).await.unwrap();
+            conn.execute(format!("CREATE SCHEMA {schema}").as_str())
+                .await
+                .unwrap();
+            let sep = if base.contains('?') { '&' } else { '?' };
+            (
+                format!("{base}{sep}options=-c%20search_path%3D{schema}"),
+                "postgres",
+                Some((base, schema)),
+            )
+        }
+    };
+    let mut old = Migrator::new(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("migrations")
+            .join(folder),
+    )
+    .await
+    .unwrap();
+    old.migrations = old
+        .migrations
+        .iter()
+        .filter(|m| m.version < 8)
+        .cloned()
+        .collect::<Vec<_>>()
+        .into();
+    // Tickets placed out of id order, so that a migration renumbering by id would show.
+    let rows = "INSERT INTO boards (id, name, created_at, updated_at) VALUES (1, 'Old', 0, 0); \
+        INSERT INTO board_columns (id, board_id, name, position, created_at, updated_at) \
+        VALUES (1, 1, 'To do', 0, 0, 0), (2, 1, 'Done', 1, 0, 0); \
+        INSERT INTO tickets (id, column_id, title, description, position, created_at, updated_at) \
+        VALUES (1, 1, 'c', '', 2, 0, 0), (2, 1, 'a', '', 0, 0, 0), (3, 1, 'b', '', 1, 0, 0), \
+        (4, 2, 'd', '', 0, 0, 0)";
+    match backend {
+        Backend::Sqlite => {
+            let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+            old.run(&mut conn).await.unwrap();
+            conn.execute(rows).await.unwrap();
+            conn.close().await.unwrap();
+        }
+        Backend::Postgres => {
+            let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+            old.run(&mut conn).await.unwrap();
+            conn.execute(rows).await.unwrap();
+            // Identities continue after the rows inserted with explicit ids.
+            for table in ["boards", "board_columns", "tickets"] {
+                conn.execute(
+                    format!("SELECT setval(pg_get_serial_sequence('{table}', 'id'), 10)").as_str(),
+                )
+                .await
+                .unwrap();
+            }
+            conn.close().await.unwrap();
+        }
+    }
+
+    let app = TestApp::spawn_with(backend, &[("DATABASE_URL", &url)]).await;
+    let admin = editor(&app, "ada").await;
+    let board = admin.board(1).await;
+    assert_dense(&board);
+    assert_eq!(layout(&board), vec![(1, vec![2, 3, 1]), (2, vec![4])]);
+    // And it goes on working: the old client's move lands at the end of "Done".
+    let res = admin
+        .put("/columns/1/tickets", json!({ "id": "2", "position": "2" }))
+        .await;
+    assert_eq!(json(res).await["order"], 1);
+    let board = admin.board(1).await;
+    assert_dense(&board);
+    assert_eq!(layout(&board), vec![(1, vec![3, 1]), (2, vec![4, 2])]);
+    drop(app);
+    if let Some((base, schema)) = schema {
+        let mut conn = sqlx::PgConnection::connect(&base).await.unwrap();
+        conn.execute(format!("DROP SCHEMA {schema} CASCADE").as_str())
+            .await
+            .unwrap();
+    }
 }
