@@ -140,6 +140,11 @@ pub struct Config {
     pub environment: Environment,
     pub bind_addr: SocketAddr,
     pub public_url: String,
+    /// Where `/checkout-success` sends the browser once the paid session is recorded
+    /// (`{CHECKOUT_SESSION_ID}` is replaced by the session id); `None` answers JSON.
+    pub checkout_success_url: Option<String>,
+    /// Where `/checkout-cancel` sends the browser; `None` answers JSON.
+    pub checkout_cancel_url: Option<String>,
     pub verify_url_template: String,
     pub reset_url_template: String,
     pub database_url: String,
@@ -472,11 +477,28 @@ impl Config {
             .unwrap_or("gatehouse:")
             .to_owned();
         let stripe = Self::stripe(vars)?;
+        let redirect = |var: &'static str| -> Result<Option<String>, ConfigError> {
+            match vars.get(var) {
+                Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
+                    let sample = url.replace("{CHECKOUT_SESSION_ID}", "cs_sample");
+                    if sample.parse::<axum::http::Uri>().is_err() {
+                        return Err(bad(var, "expected an http(s) URL"));
+                    }
+                    Ok(Some(url.to_owned()))
+                }
+                Some(_) => Err(bad(var, "must start with http:// or https://")),
+                None => Ok(None),
+            }
+        };
+        let checkout_success_url = redirect("CHECKOUT_SUCCESS_URL")?;
+        let checkout_cancel_url = redirect("CHECKOUT_CANCEL_URL")?;
 
         Ok(Self {
             environment,
             bind_addr,
             public_url,
+            checkout_success_url,
+            checkout_cancel_url,
             verify_url_template,
             reset_url_template,
             database_url,

@@ -10,17 +10,23 @@
 //! as in the old service, and are integer cents everywhere inside ([`amount`]).
 
 pub mod amount;
+mod checkout;
+mod input;
+mod prices;
+mod products;
 mod routes;
+mod service;
 pub mod store;
 pub mod stripe;
+mod subscriptions;
+mod views;
 pub mod webhook;
 
 use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::StatusCode;
-use serde::Deserialize;
+use axum::http::{HeaderMap, StatusCode};
 
 use crate::app::AppState;
 use crate::config::{Config, StripeConfig};
@@ -122,42 +128,31 @@ impl FromRequestParts<AppState> for Stripe {
     }
 }
 
-/// An object named either by its local integer id or by its Stripe id
-/// (`prod_…`, `price_…`, `sub_…`): the old client sent either.
+/// A stored object named by its local integer id or by its Stripe id (`prod_…`,
+/// `price_…`, `sub_…`). Requests name objects by Stripe id, as the old client does;
+/// the local id is for re-reading a row just written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ref {
     Local(i64),
     Stripe(String),
 }
 
-impl<'de> Deserialize<'de> for Ref {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        // Through `Value`, so that a missing field is still reported as missing.
-        let expected = "expected an integer id or a Stripe id";
-        match serde_json::Value::deserialize(d)? {
-            serde_json::Value::Number(n) => n
-                .as_i64()
-                .map(Ref::Local)
-                .ok_or_else(|| serde::de::Error::custom(expected)),
-            serde_json::Value::String(text) => Ref::parse(&text).map_err(serde::de::Error::custom),
-            _ => Err(serde::de::Error::custom(expected)),
-        }
-    }
+/// The caller's own `Idempotency-Key`, when sane, to make a retried create safe.
+fn client_key(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|k| !k.is_empty() && k.len() <= 255)
 }
 
-impl Ref {
-    pub fn parse(text: &str) -> Result<Self, &'static str> {
-        let text = text.trim();
-        if let Ok(id) = text.parse::<i64>() {
-            return Ok(Ref::Local(id));
-        }
-        let plausible = !text.is_empty()
-            && text.len() <= 255
-            && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-        if plausible {
-            Ok(Ref::Stripe(text.to_owned()))
-        } else {
-            Err("expected an integer id or a Stripe id")
+/// The store's failures in the contract's terms, in one place: a database failure is
+/// the outage it is; a row gone missing mid-call is a 500 that is logged.
+impl From<store::StoreError> for AppError {
+    fn from(e: store::StoreError) -> Self {
+        match e {
+            store::StoreError::Db(e) => AppError::from(e),
+            vanished @ store::StoreError::Vanished(_) => AppError::internal(vanished),
         }
     }
 }

@@ -1,13 +1,34 @@
 //! The SQL behind billing: the local mirror of Stripe's products, prices, customers
 //! and subscriptions, the checkout sessions opened here, orders, and processed events.
 
+use serde_json::{Map, Value};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use super::stripe;
 use super::Ref;
 use crate::db::{self, Db};
-use crate::error::AppError;
+
+/// What the billing store can fail with; the routes map it to the contract's answer
+/// once, at the edge.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    /// A row written in this very call could not be read back: a bug or a concurrent
+    /// delete, never the caller's fault.
+    #[error("{0} vanished after it was written")]
+    Vanished(&'static str),
+}
+
+/// The Stripe fields kept beside the columns, as a JSON object; anything else (an old
+/// row's empty default, a damaged value) reads as no fields.
+fn object_of(text: &str) -> Map<String, Value> {
+    match serde_json::from_str(text) {
+        Ok(Value::Object(map)) => map,
+        _ => Map::new(),
+    }
+}
 
 /// Subscription states that Stripe never leaves: no later event may revive them.
 const TERMINAL: &str = "('canceled', 'incomplete_expired')";
@@ -21,10 +42,12 @@ pub struct Product {
     pub active: bool,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Stripe's other fields of the product, as last seen.
+    pub object: Map<String, Value>,
 }
 
 const PRODUCT_COLUMNS: &str =
-    "id, stripe_product_id, name, description, active, created_at, updated_at";
+    "id, stripe_product_id, name, description, active, created_at, updated_at, stripe_object";
 
 fn product(row: &AnyRow) -> Result<Product, sqlx::Error> {
     Ok(Product {
@@ -35,30 +58,33 @@ fn product(row: &AnyRow) -> Result<Product, sqlx::Error> {
         active: row.try_get::<i64, _>(4)? != 0,
         created_at: row.try_get(5)?,
         updated_at: row.try_get(6)?,
+        object: object_of(&row.try_get::<String, _>(7)?),
     })
 }
 
 /// Mirrors a product Stripe has just created or changed. Keyed by its Stripe id, so
 /// a create retried with the same idempotency key lands on the same row.
-pub async fn upsert_product(db: &Db, p: &stripe::Product) -> Result<Product, AppError> {
+pub async fn upsert_product(db: &Db, p: &stripe::Product) -> Result<Product, StoreError> {
     let row = sqlx::query(&format!(
         "INSERT INTO billing_products (stripe_product_id, name, description, active, \
-         created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5) \
+         created_at, updated_at, stripe_object) VALUES ($1, $2, $3, $4, $5, $5, $6) \
          ON CONFLICT (stripe_product_id) DO UPDATE SET name = excluded.name, \
          description = excluded.description, active = excluded.active, \
-         updated_at = excluded.updated_at RETURNING {PRODUCT_COLUMNS}"
+         updated_at = excluded.updated_at, stripe_object = excluded.stripe_object \
+         RETURNING {PRODUCT_COLUMNS}"
     ))
     .bind(&p.id)
     .bind(&p.name)
     .bind(p.description.as_deref())
     .bind(i64::from(p.active))
     .bind(db::now())
+    .bind(Value::Object(p.rest.clone()).to_string())
     .fetch_one(db.pool())
     .await?;
     Ok(product(&row)?)
 }
 
-pub async fn find_product(db: &Db, r: &Ref) -> Result<Option<Product>, AppError> {
+pub async fn find_product(db: &Db, r: &Ref) -> Result<Option<Product>, StoreError> {
     let query = format!("SELECT {PRODUCT_COLUMNS} FROM billing_products WHERE ");
     let row = match r {
         Ref::Local(id) => {
@@ -77,7 +103,7 @@ pub async fn find_product(db: &Db, r: &Ref) -> Result<Option<Product>, AppError>
     Ok(row.as_ref().map(product).transpose()?)
 }
 
-pub async fn list_products(db: &Db, active_only: bool) -> Result<Vec<Product>, AppError> {
+pub async fn list_products(db: &Db, active_only: bool) -> Result<Vec<Product>, StoreError> {
     let rows = sqlx::query(&format!(
         "SELECT {PRODUCT_COLUMNS} FROM billing_products WHERE active = 1 OR $1 = 0 ORDER BY id"
     ))
@@ -85,23 +111,6 @@ pub async fn list_products(db: &Db, active_only: bool) -> Result<Vec<Product>, A
     .fetch_all(db.pool())
     .await?;
     Ok(rows.iter().map(product).collect::<Result<_, _>>()?)
-}
-
-pub async fn count_prices(db: &Db, product_id: i64) -> Result<i64, AppError> {
-    Ok(
-        sqlx::query_scalar("SELECT COUNT(*) FROM billing_prices WHERE product_id = $1")
-            .bind(product_id)
-            .fetch_one(db.pool())
-            .await?,
-    )
-}
-
-pub async fn delete_product(db: &Db, id: i64) -> Result<(), AppError> {
-    sqlx::query("DELETE FROM billing_products WHERE id = $1")
-        .bind(id)
-        .execute(db.pool())
-        .await?;
-    Ok(())
 }
 
 #[derive(Debug, Clone)]
@@ -118,11 +127,13 @@ pub struct Price {
     pub active: bool,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Stripe's other fields of the price (`recurring` whole, `lookup_key`, …).
+    pub object: Map<String, Value>,
 }
 
 const PRICE_SELECT: &str = "SELECT pr.id, pr.stripe_price_id, pr.product_id, \
      p.stripe_product_id, p.active, pr.unit_amount, pr.currency, pr.recurring_interval, \
-     pr.nickname, pr.active, pr.created_at, pr.updated_at \
+     pr.nickname, pr.active, pr.created_at, pr.updated_at, pr.stripe_object \
      FROM billing_prices pr JOIN billing_products p ON p.id = pr.product_id";
 
 fn price(row: &AnyRow) -> Result<Price, sqlx::Error> {
@@ -139,17 +150,33 @@ fn price(row: &AnyRow) -> Result<Price, sqlx::Error> {
         active: row.try_get::<i64, _>(9)? != 0,
         created_at: row.try_get(10)?,
         updated_at: row.try_get(11)?,
+        object: object_of(&row.try_get::<String, _>(12)?),
     })
 }
 
+/// The fields of a Stripe price kept beside the columns.
+fn price_object(p: &stripe::Price) -> String {
+    let mut object = p.rest.clone();
+    object.insert(
+        "recurring".to_owned(),
+        serde_json::to_value(&p.recurring).unwrap_or(Value::Null),
+    );
+    Value::Object(object).to_string()
+}
+
 /// Mirrors a price Stripe has just created or changed.
-pub async fn upsert_price(db: &Db, product_id: i64, p: &stripe::Price) -> Result<Price, AppError> {
+pub async fn upsert_price(
+    db: &Db,
+    product_id: i64,
+    p: &stripe::Price,
+) -> Result<Price, StoreError> {
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO billing_prices (stripe_price_id, product_id, unit_amount, currency, \
-         recurring_interval, nickname, active, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) \
+         recurring_interval, nickname, active, created_at, updated_at, stripe_object) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9) \
          ON CONFLICT (stripe_price_id) DO UPDATE SET nickname = excluded.nickname, \
-         active = excluded.active, updated_at = excluded.updated_at RETURNING id",
+         active = excluded.active, updated_at = excluded.updated_at, \
+         stripe_object = excluded.stripe_object RETURNING id",
     )
     .bind(&p.id)
     .bind(product_id)
@@ -159,14 +186,40 @@ pub async fn upsert_price(db: &Db, product_id: i64, p: &stripe::Price) -> Result
     .bind(p.nickname.as_deref())
     .bind(i64::from(p.active))
     .bind(db::now())
+    .bind(price_object(p))
     .fetch_one(db.pool())
     .await?;
     find_price(db, &Ref::Local(id))
         .await?
-        .ok_or_else(|| AppError::internal(anyhow::anyhow!("price {id} vanished after upsert")))
+        .ok_or(StoreError::Vanished("price"))
 }
 
-pub async fn find_price(db: &Db, r: &Ref) -> Result<Option<Price>, AppError> {
+/// Points the local price `id` at the Stripe price that replaced its old one (Stripe
+/// prices cannot change their amount): the row keeps its `id`, as the old client
+/// expects, and takes the new Stripe id and fields.
+pub async fn replace_price(db: &Db, id: i64, p: &stripe::Price) -> Result<Price, StoreError> {
+    sqlx::query(
+        "UPDATE billing_prices SET stripe_price_id = $1, unit_amount = $2, currency = $3, \
+         recurring_interval = $4, nickname = $5, active = $6, updated_at = $7, \
+         stripe_object = $8 WHERE id = $9",
+    )
+    .bind(&p.id)
+    .bind(p.unit_amount.unwrap_or(0))
+    .bind(&p.currency)
+    .bind(p.recurring.as_ref().map(|r| r.interval.as_str()))
+    .bind(p.nickname.as_deref())
+    .bind(i64::from(p.active))
+    .bind(db::now())
+    .bind(price_object(p))
+    .bind(id)
+    .execute(db.pool())
+    .await?;
+    find_price(db, &Ref::Local(id))
+        .await?
+        .ok_or(StoreError::Vanished("price"))
+}
+
+pub async fn find_price(db: &Db, r: &Ref) -> Result<Option<Price>, StoreError> {
     let row = match r {
         Ref::Local(id) => {
             sqlx::query(&format!("{PRICE_SELECT} WHERE pr.id = $1"))
@@ -190,7 +243,7 @@ pub async fn list_prices(
     db: &Db,
     product_id: Option<i64>,
     active_only: bool,
-) -> Result<Vec<Price>, AppError> {
+) -> Result<Vec<Price>, StoreError> {
     let rows = sqlx::query(&format!(
         "{PRICE_SELECT} WHERE ($1 = 0 OR pr.product_id = $2) \
          AND ($3 = 0 OR (pr.active = 1 AND p.active = 1)) ORDER BY pr.id"
@@ -203,7 +256,7 @@ pub async fn list_prices(
     Ok(rows.iter().map(price).collect::<Result<_, _>>()?)
 }
 
-pub async fn customer_of(db: &Db, user_id: i64) -> Result<Option<String>, AppError> {
+pub async fn customer_of(db: &Db, user_id: i64) -> Result<Option<String>, StoreError> {
     Ok(
         sqlx::query_scalar("SELECT stripe_customer_id FROM billing_customers WHERE user_id = $1")
             .bind(user_id)
@@ -213,7 +266,7 @@ pub async fn customer_of(db: &Db, user_id: i64) -> Result<Option<String>, AppErr
 }
 
 /// Links a user to their Stripe customer; the first link wins and is returned.
-pub async fn link_customer(db: &Db, user_id: i64, customer: &str) -> Result<String, AppError> {
+pub async fn link_customer(db: &Db, user_id: i64, customer: &str) -> Result<String, StoreError> {
     sqlx::query(
         "INSERT INTO billing_customers (user_id, stripe_customer_id, created_at) \
          VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
@@ -225,7 +278,7 @@ pub async fn link_customer(db: &Db, user_id: i64, customer: &str) -> Result<Stri
     .await?;
     customer_of(db, user_id)
         .await?
-        .ok_or_else(|| AppError::internal(anyhow::anyhow!("customer link of {user_id} missing")))
+        .ok_or(StoreError::Vanished("customer link"))
 }
 
 pub async fn user_of_customer(
@@ -236,25 +289,6 @@ pub async fn user_of_customer(
         .bind(customer)
         .fetch_optional(conn)
         .await
-}
-
-pub async fn user_exists(conn: &mut AnyConnection, user_id: i64) -> Result<bool, sqlx::Error> {
-    let found: Option<i64> = sqlx::query_scalar("SELECT id FROM users WHERE id = $1")
-        .bind(user_id)
-        .fetch_optional(conn)
-        .await?;
-    Ok(found.is_some())
-}
-
-/// The user with this email (compared ignoring case, as accounts do): id and email.
-pub async fn user_by_email(db: &Db, email: &str) -> Result<Option<(i64, String)>, AppError> {
-    let row = sqlx::query("SELECT id, email FROM users WHERE lower(email) = lower($1)")
-        .bind(email)
-        .fetch_optional(db.pool())
-        .await?;
-    Ok(row
-        .map(|r| Ok::<_, sqlx::Error>((r.try_get(0)?, r.try_get(1)?)))
-        .transpose()?)
 }
 
 #[derive(Debug, Clone)]
@@ -270,6 +304,7 @@ pub struct Subscription {
     pub cancel_at_period_end: bool,
     pub current_period_end: Option<i64>,
     pub canceled_at: Option<i64>,
+    pub trial_end: Option<i64>,
     pub latest_invoice_id: Option<String>,
     pub latest_invoice_status: Option<String>,
     pub created_at: i64,
@@ -286,7 +321,7 @@ impl Subscription {
 const SUBSCRIPTION_SELECT: &str = "SELECT s.id, s.stripe_subscription_id, s.user_id, \
      s.stripe_customer_id, s.stripe_price_id, pr.id, s.stripe_item_id, s.status, \
      s.cancel_at_period_end, s.current_period_end, s.canceled_at, s.latest_invoice_id, \
-     s.latest_invoice_status, s.created_at, s.updated_at \
+     s.latest_invoice_status, s.created_at, s.updated_at, s.trial_end \
      FROM billing_subscriptions s LEFT JOIN billing_prices pr \
      ON pr.stripe_price_id = s.stripe_price_id";
 
@@ -307,6 +342,7 @@ fn subscription(row: &AnyRow) -> Result<Subscription, sqlx::Error> {
         latest_invoice_status: row.try_get(12)?,
         created_at: row.try_get(13)?,
         updated_at: row.try_get(14)?,
+        trial_end: row.try_get(15)?,
     })
 }
 
@@ -324,8 +360,8 @@ pub async fn apply_subscription(
     let applied: Option<i64> = sqlx::query_scalar(&format!(
         "INSERT INTO billing_subscriptions (stripe_subscription_id, user_id, \
          stripe_customer_id, stripe_price_id, stripe_item_id, status, cancel_at_period_end, \
-         current_period_end, canceled_at, state_at, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) \
+         current_period_end, canceled_at, state_at, created_at, updated_at, trial_end) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12) \
          ON CONFLICT (stripe_subscription_id) DO UPDATE SET \
          user_id = COALESCE(billing_subscriptions.user_id, excluded.user_id), \
          stripe_customer_id = excluded.stripe_customer_id, \
@@ -334,6 +370,7 @@ pub async fn apply_subscription(
          status = excluded.status, cancel_at_period_end = excluded.cancel_at_period_end, \
          current_period_end = COALESCE(excluded.current_period_end, billing_subscriptions.current_period_end), \
          canceled_at = excluded.canceled_at, state_at = excluded.state_at, \
+         trial_end = excluded.trial_end, \
          updated_at = excluded.updated_at \
          WHERE (billing_subscriptions.status NOT IN {TERMINAL} \
                 AND (billing_subscriptions.state_at <= excluded.state_at \
@@ -353,6 +390,7 @@ pub async fn apply_subscription(
     .bind(s.canceled_at)
     .bind(state_at)
     .bind(db::now())
+    .bind(s.trial_end)
     .fetch_optional(conn)
     .await?;
     Ok(applied.is_some())
@@ -398,7 +436,7 @@ pub async fn apply_invoice(
 }
 
 /// A subscription by id, unless it was deleted from the list.
-pub async fn find_subscription(db: &Db, r: &Ref) -> Result<Option<Subscription>, AppError> {
+pub async fn find_subscription(db: &Db, r: &Ref) -> Result<Option<Subscription>, StoreError> {
     let row = match r {
         Ref::Local(id) => {
             sqlx::query(&format!(
@@ -426,7 +464,7 @@ pub async fn list_subscriptions(
     user_id: Option<i64>,
     limit: i64,
     offset: i64,
-) -> Result<(Vec<Subscription>, i64), AppError> {
+) -> Result<(Vec<Subscription>, i64), StoreError> {
     let filter = "s.deleted_at IS NULL AND ($1 = 0 OR s.user_id = $2)";
     let rows = sqlx::query(&format!(
         "{SUBSCRIPTION_SELECT} WHERE {filter} ORDER BY s.id DESC LIMIT $3 OFFSET $4"
@@ -451,7 +489,7 @@ pub async fn list_subscriptions(
 }
 
 /// Takes a subscription off every list; its webhooks still update the record.
-pub async fn hide_subscription(db: &Db, id: i64) -> Result<(), AppError> {
+pub async fn hide_subscription(db: &Db, id: i64) -> Result<(), StoreError> {
     sqlx::query("UPDATE billing_subscriptions SET deleted_at = $1 WHERE id = $2")
         .bind(db::now())
         .bind(id)
@@ -496,7 +534,7 @@ pub async fn insert_checkout(
     user_id: i64,
     price_id: i64,
     mode: &str,
-) -> Result<(), AppError> {
+) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO billing_checkout_sessions (stripe_session_id, user_id, price_id, mode, \
          status, url, created_at) VALUES ($1, $2, $3, $4, 'open', $5, $6) \
@@ -614,7 +652,7 @@ pub async fn settle_order(
     Ok(done.rows_affected() > 0)
 }
 
-pub async fn find_order(db: &Db, stripe_session_id: &str) -> Result<Option<Order>, AppError> {
+pub async fn find_order(db: &Db, stripe_session_id: &str) -> Result<Option<Order>, StoreError> {
     let row = sqlx::query(
         "SELECT id, stripe_session_id, user_id, price_id, amount_total, currency, \
          payment_status, status, stripe_subscription_id, created_at, updated_at \

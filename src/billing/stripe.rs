@@ -153,15 +153,22 @@ pub struct Product {
     pub description: Option<String>,
     #[serde(default = "yes")]
     pub active: bool,
+    /// Every other field, kept as Stripe sent it: the old client's product shape
+    /// shows them (`images`, `metadata`, `unit_label`, …).
+    #[serde(flatten)]
+    pub rest: serde_json::Map<String, serde_json::Value>,
 }
 
 fn yes() -> bool {
     true
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 pub struct Recurring {
     pub interval: String,
+    /// The rest of Stripe's recurring object, which the old client's price shows whole.
+    #[serde(flatten)]
+    pub rest: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -176,6 +183,9 @@ pub struct Price {
     pub nickname: Option<String>,
     #[serde(default = "yes")]
     pub active: bool,
+    /// Every other field, kept as Stripe sent it (`lookup_key`, `metadata`, …).
+    #[serde(flatten)]
+    pub rest: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -210,6 +220,8 @@ pub struct Subscription {
     pub current_period_end: Option<i64>,
     #[serde(default)]
     pub canceled_at: Option<i64>,
+    #[serde(default)]
+    pub trial_end: Option<i64>,
     #[serde(default)]
     pub items: Option<List<SubscriptionItem>>,
     #[serde(default)]
@@ -438,6 +450,18 @@ impl StripeClient {
         key: &str,
     ) -> Result<CheckoutSession, StripeError> {
         self.post("checkout/sessions", form, key).await
+    }
+
+    /// A checkout session as Stripe has it now, whole: the success page records it
+    /// exactly as the webhook would.
+    pub async fn checkout_session(&self, id: &str) -> Result<serde_json::Value, StripeError> {
+        self.call(
+            Method::GET,
+            &format!("checkout/sessions/{}", path_id(id)?),
+            &Form::new(),
+            None,
+        )
+        .await
     }
 }
 

@@ -288,6 +288,12 @@ async fn apply(conn: &mut AnyConnection, event: &Event) -> Result<Outcome, AppEr
     }
 }
 
+async fn user_exists(conn: &mut AnyConnection, user_id: i64) -> Result<bool, AppError> {
+    Ok(crate::accounts::store::find_by_id(&mut *conn, user_id)
+        .await?
+        .is_some())
+}
+
 /// The Gatehouse user behind a Stripe customer: the customer link made at checkout,
 /// or else the user id Gatehouse put in the object's metadata, if that user exists.
 async fn owner(
@@ -299,9 +305,18 @@ async fn owner(
         return Ok(Some(user));
     }
     match metadata_user {
-        Some(user) if store::user_exists(conn, user).await? => Ok(Some(user)),
+        Some(user) if user_exists(conn, user).await? => Ok(Some(user)),
         _ => Ok(None),
     }
+}
+
+/// Records a completed checkout session (from its webhook, or from Stripe asked
+/// directly by the success page): one order per session, however often it is told.
+pub(super) async fn record_checkout(
+    conn: &mut AnyConnection,
+    object: &Value,
+) -> Result<(), AppError> {
+    checkout_completed(conn, object).await.map(drop)
 }
 
 async fn checkout_completed(conn: &mut AnyConnection, object: &Value) -> Result<Outcome, AppError> {
@@ -315,7 +330,7 @@ async fn checkout_completed(conn: &mut AnyConnection, object: &Value) -> Result<
                 .and_then(Value::as_str)
                 .and_then(|s| s.parse::<i64>().ok());
             match claimed {
-                Some(user) if store::user_exists(conn, user).await? => Some(user),
+                Some(user) if user_exists(conn, user).await? => Some(user),
                 _ => None,
             }
         }

@@ -1,6 +1,8 @@
 //! Billing through the real server against the fake Stripe of `fake_stripe.rs`: the
-//! old client's flows (products, prices, subscriptions, checkout, signed webhooks),
-//! the permission rules, bad input, and Stripe failing or out of reach.
+//! old Next.js client's exact request bodies on every route and a key-by-key check of
+//! the shapes and JSON types it reads (`billing-legacy.md` §1–§2), exact money, the
+//! success page recording a paid session once, signed webhooks, the permission rules,
+//! hostile input, and Stripe failing or out of reach.
 
 use hmac::{Hmac, Mac};
 use reqwest::{Method, StatusCode};
@@ -13,16 +15,18 @@ use crate::on_both_databases;
 
 on_both_databases!(
     billing_off_answers_503_and_nothing_else_changes,
-    products_and_prices_round_trip,
-    permission_rules,
-    bad_input_is_refused_before_stripe_is_called,
+    the_old_clients_product_pages,
+    the_old_clients_price_pages_and_exact_money,
+    the_old_clients_subscription_page,
+    checkout_and_a_reloaded_success_page_make_one_order,
+    success_and_cancel_redirect_when_configured,
+    permission_refusals,
+    hostile_input_is_a_contract_error_never_500,
     stripe_failures_leave_local_state_unchanged,
     stripe_unreachable_is_503_and_changes_nothing,
     a_retried_create_with_the_same_key_creates_once,
-    checkout_then_webhook_creates_one_order,
     webhook_signatures_are_checked,
     subscription_events_apply_in_stripe_order,
-    subscriptions_are_managed_and_owned,
 );
 
 const WEBHOOK_SECRET: &str = "whsec_test_gatehouse";
@@ -84,22 +88,144 @@ async fn create_product(app: &TestApp, name: &str) -> Value {
             json!({ "name": name, "description": "A plan" }),
         )
         .await;
-    ok_json(res, StatusCode::CREATED).await["product"].clone()
+    ok_json(res, StatusCode::CREATED).await
 }
 
+/// A price of the product with Stripe id `product`, recurring when `interval` is set.
 async fn create_price(
     app: &TestApp,
-    product: i64,
+    product: &Value,
     dollars: Value,
     interval: Option<&str>,
 ) -> Value {
     let res = app
         .post(
             "/create-price",
-            json!({ "product_id": product, "unit_amount": dollars, "currency": "usd", "recurring_interval": interval }),
+            json!({ "product_id": product["product_id"], "unit_amount": dollars, "currency": "usd",
+                    "recurring": interval.map(|i| json!({ "interval": i })) }),
         )
         .await;
-    ok_json(res, StatusCode::CREATED).await["price"].clone()
+    ok_json(res, StatusCode::CREATED).await
+}
+
+/// A POST as the old client's proxies send the list calls: `Content-Type:
+/// application/json` and no body at all.
+async fn empty_post(app: &TestApp, path: &str) -> reqwest::Response {
+    let token = app.csrf.lock().unwrap().clone().unwrap_or_default();
+    app.client
+        .post(app.url(path))
+        .header("content-type", "application/json")
+        .header("X-CSRFToken", token)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The JSON types of a shape, key by key.
+#[derive(Clone, Copy, Debug)]
+enum T {
+    Int,
+    Num,
+    Str,
+    Bool,
+    Obj,
+    Arr,
+    StrOrNull,
+    BoolOrNull,
+    ObjOrNull,
+    ArrOrNull,
+}
+
+fn has_type(value: &Value, t: T) -> bool {
+    match t {
+        T::Int => value.is_i64(),
+        T::Num => value.is_number(),
+        T::Str => value.is_string(),
+        T::Bool => value.is_boolean(),
+        T::Obj => value.is_object(),
+        T::Arr => value.is_array(),
+        T::StrOrNull => value.is_string() || value.is_null(),
+        T::BoolOrNull => value.is_boolean() || value.is_null(),
+        T::ObjOrNull => value.is_object() || value.is_null(),
+        T::ArrOrNull => value.is_array() || value.is_null(),
+    }
+}
+
+/// Asserts that `value` has every key of `shape` with its JSON type (extra keys are
+/// allowed by the contract).
+fn assert_shape(value: &Value, shape: &[(&str, T)]) {
+    let object = value
+        .as_object()
+        .unwrap_or_else(|| panic!("not an object: {value}"));
+    for (key, t) in shape {
+        let field = object
+            .get(*key)
+            .unwrap_or_else(|| panic!("`{key}` missing from {value}"));
+        assert!(has_type(field, *t), "`{key}` is not {t:?} in {value}");
+    }
+}
+
+/// `billing-legacy.md` §2.1.
+const PRODUCT: [(&str, T); 18] = [
+    ("id", T::Int),
+    ("product_id", T::Str),
+    ("name", T::Str),
+    ("description", T::StrOrNull),
+    ("active", T::Bool),
+    ("attributes", T::ArrOrNull),
+    ("caption", T::StrOrNull),
+    ("images", T::Arr),
+    ("livemode", T::Bool),
+    ("product_metadata", T::Obj),
+    ("package_dimensions", T::ObjOrNull),
+    ("shippable", T::BoolOrNull),
+    ("statement_descriptor", T::StrOrNull),
+    ("type", T::Str),
+    ("unit_label", T::StrOrNull),
+    ("created_at", T::Str),
+    ("updated_at", T::StrOrNull),
+    ("url", T::StrOrNull),
+];
+
+/// `billing-legacy.md` §2.2.
+const PRICE: [(&str, T); 17] = [
+    ("id", T::Int),
+    ("price_id", T::Str),
+    ("product_id", T::Str),
+    ("unit_amount", T::Num),
+    ("currency", T::Str),
+    ("recurring", T::ObjOrNull),
+    ("active", T::Bool),
+    ("billing_scheme", T::StrOrNull),
+    ("created_at", T::Str),
+    ("updated_at", T::StrOrNull),
+    ("tiers", T::ArrOrNull),
+    ("tiers_mode", T::StrOrNull),
+    ("transform_quantity", T::ObjOrNull),
+    ("lookup_key", T::StrOrNull),
+    ("price_metadata", T::Obj),
+    ("nickname", T::StrOrNull),
+    ("type", T::Str),
+];
+
+/// `billing-legacy.md` §2.3.
+const SUBSCRIPTION: [(&str, T); 9] = [
+    ("id", T::Int),
+    ("subscription_id", T::Str),
+    ("user_id", T::Int),
+    ("price_id", T::Str),
+    ("status", T::Str),
+    ("previous_status", T::StrOrNull),
+    ("current_period_end", T::StrOrNull),
+    ("trial_end", T::StrOrNull),
+    ("created_at", T::Str),
+];
+
+async fn list(app: &TestApp, path: &str) -> Vec<Value> {
+    let body = ok_json(empty_post(app, path).await, StatusCode::OK).await;
+    body.as_array()
+        .unwrap_or_else(|| panic!("{path} is not a bare array: {body}"))
+        .clone()
 }
 
 fn now() -> i64 {
@@ -143,8 +269,7 @@ fn event(id: &str, kind: &str, created: i64, object: Value) -> Value {
 }
 
 async fn mine(app: &TestApp) -> Vec<Value> {
-    let body = ok_json(app.get("/user-subscriptions").await, StatusCode::OK).await;
-    body["subscriptions"].as_array().unwrap().clone()
+    list(app, "/user-subscriptions").await
 }
 
 fn subscription_object(
@@ -180,7 +305,7 @@ async fn billing_off_answers_503_and_nothing_else_changes(backend: Backend) {
             .contains("STRIPE_PRIVATE_KEY"));
     }
     for (method, path) in [
-        (Method::GET, "/products"),
+        (Method::POST, "/products"),
         (Method::POST, "/create-product"),
     ] {
         let res = app.request(method, path, Some(json!({}))).await;
@@ -195,444 +320,870 @@ async fn billing_off_answers_503_and_nothing_else_changes(backend: Backend) {
     assert_eq!(app.scalar("SELECT COUNT(*) FROM billing_products").await, 0);
 }
 
-async fn products_and_prices_round_trip(backend: Backend) {
+/// The old client's product screens: `CreateProductForm`'s body (string booleans, the
+/// literal "None" defaults), the lists by empty-body POST, `EditProduct` sending back
+/// the whole object it was shown, and its DELETE with a JSON body.
+async fn the_old_clients_product_pages(backend: Backend) {
     let (app, fake) = spawn(backend).await;
     user(&app, "manny", true).await;
-
     let res = app
         .post(
             "/create-product",
-            json!({ "name": "Gold plan", "description": "Everything", "active": true }),
+            json!({
+                "name": "Gold", "active": "true", "attributes": ["fast", "safe"],
+                "metadata": {}, "package_dimensions": null, "shippable": "false",
+                "statement_descriptor": "None", "unit_label": "None", "url": "None",
+                "description": "The best plan",
+            }),
         )
         .await;
-    let body = ok_json(res, StatusCode::CREATED).await;
-    assert_eq!(body["success"], true);
-    assert_eq!(body["message"], "Product created successfully");
-    let product = body["product"].clone();
-    let product_id = product["id"].as_i64().unwrap();
-    let stripe_product = product["stripe_product_id"].as_str().unwrap().to_owned();
-    assert!(stripe_product.starts_with("prod_"));
-    assert_eq!(product["name"], "Gold plan");
-    assert_eq!(product["description"], "Everything");
-    assert_eq!(product["active"], true);
+    let created = ok_json(res, StatusCode::CREATED).await;
+    assert_shape(&created, &PRODUCT);
     let sent = fake.last("POST", "/v1/products");
-    assert_eq!(sent.get("name"), Some("Gold plan"));
+    assert_eq!(sent.get("name"), Some("Gold"));
     assert_eq!(sent.get("active"), Some("true"));
-    assert!(sent
-        .idempotency_key
-        .as_deref()
-        .is_some_and(|k| k.len() > 10));
+    assert_eq!(sent.get("shippable"), Some("false"));
+    // "None" is the form's empty value; attributes and caption are not Stripe's any more.
+    assert_eq!(sent.get("url"), None);
+    assert_eq!(sent.get("statement_descriptor"), None);
+    assert_eq!(sent.get("attributes[0]"), None);
+    let gold = created["product_id"].as_str().unwrap().to_owned();
+    assert!(gold.starts_with("prod_"));
+    assert_eq!(created["shippable"], false);
+    assert_eq!(created["attributes"], Value::Null);
+    assert_eq!(created["images"], json!([]));
+    assert_eq!(created["type"], "service");
 
-    // 9.99 dollars is exactly 999 cents, recurring monthly.
-    let price = create_price(&app, product_id, json!(9.99), Some("month")).await;
-    assert_eq!(price["unit_amount"], json!(9.99));
-    assert_eq!(price["unit_amount_cents"], 999);
-    assert_eq!(price["currency"], "usd");
-    assert_eq!(price["recurring_interval"], "month");
-    assert_eq!(price["product_id"], product_id);
-    let sent = fake.last("POST", "/v1/prices");
-    assert_eq!(sent.get("unit_amount"), Some("999"));
-    assert_eq!(sent.get("recurring[interval]"), Some("month"));
-    assert_eq!(sent.get("product"), Some(stripe_product.as_str()));
-    let one_time = create_price(&app, product_id, json!("0.29"), None).await;
-    assert_eq!(one_time["unit_amount_cents"], 29);
-    assert_eq!(one_time["recurring_interval"], Value::Null);
-    assert!(fake
-        .last("POST", "/v1/prices")
-        .get("recurring[interval]")
-        .is_none());
-    let keys: Vec<_> = fake
-        .requests()
-        .iter()
-        .filter_map(|r| r.idempotency_key.clone())
-        .collect();
-    let mut unique = keys.clone();
-    unique.dedup();
-    assert_eq!(keys.len(), unique.len(), "a fresh key per operation");
-
-    let body = ok_json(app.get("/products").await, StatusCode::OK).await;
-    assert_eq!(body["products"].as_array().unwrap().len(), 1);
-    for path in [
-        format!("/product?id={product_id}"),
-        format!("/product?id={stripe_product}"),
-    ] {
-        let body = ok_json(app.get(&path).await, StatusCode::OK).await;
-        assert_eq!(body["product"]["id"], product_id);
-        assert_eq!(body["product"]["prices"].as_array().unwrap().len(), 2);
-    }
-    let body = ok_json(
-        app.post("/product", json!({ "id": product_id })).await,
+    let products = list(&app, "/products").await;
+    assert_eq!(products.len(), 1);
+    assert_shape(&products[0], &PRODUCT);
+    assert_eq!(products[0]["product_id"], gold.as_str());
+    let one = ok_json(
+        app.post("/product", json!({ "product_id": gold })).await,
         StatusCode::OK,
     )
     .await;
-    assert_eq!(body["product"]["name"], "Gold plan");
+    assert_shape(&one, &PRODUCT);
+    assert_eq!(one["name"], "Gold");
 
-    let body = ok_json(app.get("/prices").await, StatusCode::OK).await;
-    assert_eq!(body["prices"].as_array().unwrap().len(), 2);
-    let path = format!("/prices-for-product?product_id={product_id}");
-    let body = ok_json(app.get(&path).await, StatusCode::OK).await;
-    assert_eq!(body["prices"].as_array().unwrap().len(), 2);
-    let stripe_price = price["stripe_price_id"].as_str().unwrap();
-    let body = ok_json(
-        app.get(&format!("/price?id={stripe_price}")).await,
-        StatusCode::OK,
-    )
-    .await;
-    assert_eq!(body["price"]["id"], price["id"]);
+    // EditProduct echoes the whole product with its edits: string booleans, the
+    // comma-split attributes, product_metadata, and keys it must ignore.
+    let mut echoed = products[0].clone();
+    echoed["name"] = json!("Gold Plus");
+    echoed["active"] = json!("");
+    echoed["shippable"] = json!("true");
+    echoed["attributes"] = json!(["a", "b"]);
+    echoed["product_metadata"] = json!({ "tier": "2" });
+    echoed["unit_label"] = json!("seat");
+    echoed["url"] = json!("https://example.com/gold");
+    echoed["mystery"] = json!({ "ignored": true });
+    let edited = ok_json(app.post("/edit-product", echoed).await, StatusCode::OK).await;
+    assert_shape(&edited, &PRODUCT);
+    assert_eq!(edited["id"], created["id"]);
+    assert_eq!(edited["name"], "Gold Plus");
+    assert_eq!(edited["shippable"], true);
+    assert_eq!(edited["active"], true, "\"\" leaves it as it was");
+    assert_eq!(edited["product_metadata"], json!({ "tier": "2" }));
+    assert_eq!(edited["unit_label"], "seat");
+    assert_eq!(edited["url"], "https://example.com/gold");
+    let sent = fake.last("POST", &format!("/v1/products/{gold}"));
+    assert_eq!(sent.get("metadata[tier]"), Some("2"));
+    assert_eq!(sent.get("active"), None);
 
-    let res = app
-        .post(
-            "/edit-product",
-            json!({ "id": product_id, "name": "Platinum", "active": false }),
-        )
-        .await;
-    let body = ok_json(res, StatusCode::OK).await;
-    assert_eq!(body["product"]["name"], "Platinum");
-    assert_eq!(body["product"]["active"], false);
-    assert_eq!(
-        fake.last("POST", &format!("/v1/products/{stripe_product}"))
-            .get("active"),
-        Some("false")
-    );
-    let res = app.post("/edit-product", json!({ "id": product_id })).await;
-    expect_error(res, StatusCode::BAD_REQUEST).await;
-    let res = app
-        .post("/edit-product", json!({ "id": 999_999, "name": "x" }))
-        .await;
-    expect_error(res, StatusCode::NOT_FOUND).await;
-
-    let res = app
-        .post(
-            "/edit-price",
-            json!({ "id": price["id"], "nickname": "Monthly" }),
-        )
-        .await;
-    assert_eq!(
-        ok_json(res, StatusCode::OK).await["price"]["nickname"],
-        "Monthly"
-    );
-    // Stripe prices keep their amount for ever.
-    let res = app
-        .post(
-            "/edit-price",
-            json!({ "id": price["id"], "unit_amount": 12 }),
-        )
-        .await;
-    expect_error(res, StatusCode::BAD_REQUEST).await;
-    let res = app
-        .post(
-            "/edit-price",
-            json!({ "id": price["id"], "unit_amount": "9.99", "active": true }),
-        )
-        .await;
-    assert_eq!(res.status(), StatusCode::OK);
-
-    let res = app
-        .request(
-            Method::DELETE,
-            "/delete-price",
-            Some(json!({ "id": price["id"] })),
-        )
-        .await;
-    let body = ok_json(res, StatusCode::OK).await;
-    assert_eq!(body["price"]["active"], false);
-    assert_eq!(
-        fake.last("POST", "/v1/prices/").get("active"),
-        Some("false")
-    );
-
-    // A product with prices is archived, never deleted; one without is deleted.
+    // DELETE with a JSON body archives: Stripe keeps the product, inactive.
     let res = app
         .request(
             Method::DELETE,
             "/delete-product",
-            Some(json!({ "id": product_id })),
+            Some(json!({ "product_id": gold })),
         )
         .await;
-    expect_error(res, StatusCode::CONFLICT).await;
+    let body = ok_json(res, StatusCode::OK).await;
+    assert_eq!(body, json!({ "message": "Product deleted successfully" }));
     assert_eq!(fake.count("DELETE", "/v1/products"), 0);
-    let spare = create_product(&app, "Spare").await;
-    let res = app
-        .request(
-            Method::DELETE,
-            &format!("/delete-product?id={}", spare["id"]),
-            None,
-        )
-        .await;
     assert_eq!(
-        ok_json(res, StatusCode::OK).await["message"],
-        "Product deleted successfully"
+        fake.last("POST", &format!("/v1/products/{gold}"))
+            .get("active"),
+        Some("false")
     );
-    assert_eq!(fake.count("DELETE", "/v1/products/"), 1);
-    let res = app.get(&format!("/product?id={}", spare["id"])).await;
-    expect_error(res, StatusCode::NOT_FOUND).await;
-    assert_eq!(app.scalar("SELECT COUNT(*) FROM billing_products").await, 1);
-    fake.assert_clean();
-}
-
-async fn permission_rules(backend: Backend) {
-    let (app, fake) = spawn(backend).await;
-    user(&app, "boss", true).await;
-    let visible = create_product(&app, "Visible").await;
-    let hidden = create_product(&app, "Hidden").await;
-    let visible_price = create_price(
-        &app,
-        visible["id"].as_i64().unwrap(),
-        json!(5),
-        Some("month"),
-    )
-    .await;
-    let archived = create_price(&app, visible["id"].as_i64().unwrap(), json!(6), None).await;
-    app.post("/delete-price", json!({ "id": archived["id"] }))
-        .await;
-    app.post(
-        "/edit-product",
-        json!({ "id": hidden["id"], "active": false }),
-    )
-    .await;
-    let requests_before = fake.requests().len();
-
-    // Nobody logged in: 401 everywhere a session is needed.
-    let anon = new_client();
-    for path in [
-        "/products",
-        "/prices",
-        "/subscriptions",
-        "/user-subscriptions",
-        "/checkout-success?session_id=cs_x",
-    ] {
-        let res = anon.get(app.url(path)).send().await.unwrap();
-        expect_error(res, StatusCode::UNAUTHORIZED).await;
-    }
-    let res = anon
-        .post(app.url("/create-product"))
-        .json(&json!({ "name": "x" }))
-        .send()
-        .await
-        .unwrap();
-    expect_error(res, StatusCode::UNAUTHORIZED).await;
-
-    // A plain user: 403 on management, and only active things are visible.
-    user(&app, "pat", false).await;
-    for (path, body) in [
-        ("/create-product", json!({ "name": "x" })),
-        ("/edit-product", json!({ "id": visible["id"], "name": "x" })),
-        ("/delete-product", json!({ "id": visible["id"] })),
-        (
-            "/create-price",
-            json!({ "product_id": visible["id"], "unit_amount": 1 }),
-        ),
-        (
-            "/edit-price",
-            json!({ "id": visible_price["id"], "active": false }),
-        ),
-        ("/delete-price", json!({ "id": visible_price["id"] })),
-        (
-            "/create-subscription",
-            json!({ "price_id": visible_price["id"] }),
-        ),
-        (
-            "/update-subscription",
-            json!({ "subscription_id": 1, "price_id": 1 }),
-        ),
-        ("/reactivate-subscription", json!({ "subscription_id": 1 })),
-        ("/delete-subscription", json!({ "subscription_id": 1 })),
-    ] {
-        let res = app.post(path, body).await;
-        assert_eq!(
-            expect_error(res, StatusCode::FORBIDDEN).await,
-            "Unauthorized access",
-            "{path}"
-        );
-    }
-    let res = app.get("/subscriptions").await;
-    expect_error(res, StatusCode::FORBIDDEN).await;
-    assert_eq!(
-        fake.requests().len(),
-        requests_before,
-        "nothing reached Stripe"
-    );
-
-    let body = ok_json(app.get("/products").await, StatusCode::OK).await;
-    let names: Vec<_> = body["products"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["name"].clone())
-        .collect();
-    assert_eq!(names, vec![json!("Visible")]);
-    let body = ok_json(app.get("/prices").await, StatusCode::OK).await;
-    let ids: Vec<_> = body["prices"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["id"].clone())
-        .collect();
-    assert_eq!(ids, vec![visible_price["id"].clone()]);
+    let products = list(&app, "/products").await;
+    assert_eq!(products[0]["active"], false, "a manager still sees it");
+    user(&app, "nina", false).await;
+    assert_eq!(list(&app, "/products").await, Vec::<Value>::new());
     expect_error(
-        app.get(&format!("/product?id={}", hidden["id"])).await,
+        app.post("/product", json!({ "product_id": gold })).await,
         StatusCode::NOT_FOUND,
     )
     .await;
-    expect_error(
-        app.get(&format!("/price?id={}", archived["id"])).await,
-        StatusCode::NOT_FOUND,
-    )
-    .await;
-    let path = format!("/prices-for-product?product_id={}", hidden["id"]);
-    expect_error(app.get(&path).await, StatusCode::NOT_FOUND).await;
-
-    // Checkout is for oneself only, and the CSRF header is required with a session.
-    let res = app
-        .post(
-            "/create-checkout-session",
-            json!({ "price_id": visible_price["id"], "user_id": 1 }),
-        )
-        .await;
-    expect_error(res, StatusCode::FORBIDDEN).await;
-    let res = app
-        .client
-        .post(app.url("/create-checkout-session"))
-        .json(&json!({ "price_id": visible_price["id"] }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        expect_error(res, StatusCode::FORBIDDEN).await,
-        "CSRF token validation failed"
-    );
-    assert_eq!(fake.requests().len(), requests_before);
     fake.assert_clean();
 }
 
-async fn bad_input_is_refused_before_stripe_is_called(backend: Backend) {
+/// `CreatePriceForm` sends dollars as the input's text; the Checkout page needs
+/// `unit_amount` as a JSON number in dollars; `EditPrice` sends the whole price back
+/// with `interval` added.
+async fn the_old_clients_price_pages_and_exact_money(backend: Backend) {
     let (app, fake) = spawn(backend).await;
-    user(&app, "vera", true).await;
-    let product = create_product(&app, "Base").await;
-    let pid = product["id"].clone();
-    let before = fake.requests().len();
-
-    for bad in [
-        json!(9.999),
-        json!("9.999"),
-        json!(-1),
-        json!("-0.5"),
-        json!("abc"),
-        json!(1_000_000),
-        json!("1e3"),
-        json!(null),
-        json!(true),
-        json!({ "amount": 1 }),
-        json!("9".repeat(5000)),
+    user(&app, "pat", true).await;
+    let product = create_product(&app, "Plans").await;
+    let product_id = product["product_id"].as_str().unwrap();
+    for (sent, cents, shown) in [
+        (json!("19.99"), "1999", json!(19.99)),
+        (json!(0.29), "29", json!(0.29)),
+        (json!("999999.99"), "99999999", json!(999_999.99)),
+        (json!(0), "0", json!(0.0)),
+        (json!(10), "1000", json!(10.0)),
     ] {
         let res = app
             .post(
                 "/create-price",
-                json!({ "product_id": pid, "unit_amount": bad, "currency": "usd" }),
+                json!({ "unit_amount": sent, "currency": "usd", "product_id": product_id,
+                        "active": true, "billing_scheme": "per_unit" }),
             )
             .await;
-        let message = expect_error(res, StatusCode::BAD_REQUEST).await;
-        assert!(message.contains("unit_amount"), "{bad}: {message}");
+        let price = ok_json(res, StatusCode::CREATED).await;
+        assert_shape(&price, &PRICE);
+        assert_eq!(
+            fake.last("POST", "/v1/prices").get("unit_amount"),
+            Some(cents)
+        );
+        assert_eq!(price["unit_amount"].as_f64(), shown.as_f64(), "{sent}");
+        assert_eq!(price["type"], "one_time");
+        assert_eq!(price["recurring"], Value::Null);
     }
-    for (body, field) in [
-        (json!({ "product_id": pid }), "unit_amount"),
-        (json!({ "unit_amount": 1 }), "product_id"),
-        (
-            json!({ "product_id": pid, "unit_amount": 1, "currency": "jpy" }),
-            "currency",
-        ),
-        (
-            json!({ "product_id": pid, "unit_amount": 1, "currency": "dollars" }),
-            "currency",
-        ),
-        (
-            json!({ "product_id": pid, "unit_amount": 1, "recurring_interval": "fortnight" }),
-            "recurring_interval",
-        ),
-        (json!({ "product_id": [1], "unit_amount": 1 }), "product_id"),
-        (
-            json!({ "product_id": "../../v1/x", "unit_amount": 1 }),
-            "product_id",
-        ),
-    ] {
-        let res = app.post("/create-price", body.clone()).await;
-        let message = expect_error(res, StatusCode::BAD_REQUEST).await;
-        assert!(message.contains(field), "{body}: {message}");
+    let prices = list(&app, "/prices").await;
+    assert_eq!(prices.len(), 5);
+    for price in &prices {
+        assert_shape(price, &PRICE);
+        assert_eq!(price["product_id"], product_id);
     }
-    let res = app
-        .post(
-            "/create-price",
-            json!({ "product_id": 424242, "unit_amount": 1 }),
-        )
-        .await;
-    expect_error(res, StatusCode::NOT_FOUND).await;
-    let res = app
-        .post(
-            "/create-price",
-            json!({ "product_id": "prod_unknown", "unit_amount": 1 }),
-        )
-        .await;
-    expect_error(res, StatusCode::NOT_FOUND).await;
+    // Exactly as written, so the client's `.toFixed(2)` shows what was typed.
+    assert_eq!(prices[0]["unit_amount"].to_string(), "19.99");
+    assert_eq!(prices[1]["unit_amount"].to_string(), "0.29");
+    assert_eq!(prices[2]["unit_amount"].to_string(), "999999.99");
 
-    for body in [
-        json!({}),
-        json!({ "name": "" }),
-        json!({ "name": "   " }),
-        json!({ "name": 5 }),
-        json!({ "name": "x".repeat(251) }),
-        json!({ "name": "line\nbreak" }),
-        json!({ "name": "bell\u{7}" }),
-        json!({ "name": "ok", "description": "d".repeat(2001) }),
-        json!({ "name": "ok", "active": "yes" }),
-    ] {
-        let res = app.post("/create-product", body.clone()).await;
-        expect_error(res, StatusCode::BAD_REQUEST).await;
-    }
-    let res = app.request(Method::POST, "/create-product", None).await;
-    assert!(
-        res.status() == StatusCode::UNSUPPORTED_MEDIA_TYPE
-            || res.status() == StatusCode::BAD_REQUEST
-    );
-    for path in [
-        "/product",
-        "/product?id=",
-        "/product?id=a%2Fb",
-        "/price?id=%00",
-    ] {
-        let res = app.get(path).await;
-        expect_error(res, StatusCode::BAD_REQUEST).await;
-    }
-    let res = app
-        .post(
-            "/create-checkout-session",
-            json!({ "price_id": 1, "success_url": "javascript:alert(1)" }),
-        )
-        .await;
-    expect_error(res, StatusCode::BAD_REQUEST).await;
-    let res = app
-        .post(
-            "/create-checkout-session",
-            json!({ "price_id": 1, "quantity": 0 }),
-        )
-        .await;
-    expect_error(res, StatusCode::BAD_REQUEST).await;
-    let res = app.get("/checkout-success").await;
-    expect_error(res, StatusCode::BAD_REQUEST).await;
-    let res = app.get("/checkout-success?session_id=cs_unknown").await;
-    expect_error(res, StatusCode::NOT_FOUND).await;
+    let monthly = create_price(&app, &product, json!("12.50"), Some("month")).await;
+    assert_shape(&monthly, &PRICE);
+    assert_eq!(monthly["type"], "recurring");
+    assert_eq!(monthly["recurring"]["interval"], "month");
+    let one = ok_json(
+        app.post("/price", json!({ "price_id": monthly["price_id"] }))
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(one["id"], monthly["id"]);
+    let for_product = ok_json(
+        app.post("/prices-for-product", json!({ "product_id": product_id }))
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(for_product.as_array().unwrap().len(), 6);
 
-    // A hostile but valid name is kept as given, not interpreted.
-    let hostile = "<script>alert('x')</script> ' OR 1=1 --";
-    let made = create_product(&app, hostile).await;
-    assert_eq!(made["name"], hostile);
-
+    // EditPrice: the whole price with edits, plus `interval`; `product_id` is ignored.
+    let old_price_id = monthly["price_id"].as_str().unwrap().to_owned();
+    let mut echoed = monthly.clone();
+    echoed["unit_amount"] = json!("19.99");
+    echoed["interval"] = json!("year");
+    echoed["product_id"] = json!("prod_elsewhere");
+    echoed["lookup_key"] = json!("pro");
+    echoed["price_metadata"] = json!({ "plan": "pro" });
+    let before = fake.requests().len();
+    let edited = ok_json(app.post("/edit-price", echoed).await, StatusCode::OK).await;
+    assert_shape(&edited, &PRICE);
+    assert_eq!(edited["id"], monthly["id"], "the local row keeps its id");
+    assert_ne!(edited["price_id"], monthly["price_id"]);
+    assert_eq!(edited["unit_amount"].to_string(), "19.99");
+    assert_eq!(edited["recurring"]["interval"], "year");
+    assert_eq!(edited["product_id"], product_id);
+    assert_eq!(edited["lookup_key"], "pro");
+    assert_eq!(edited["price_metadata"], json!({ "plan": "pro" }));
+    // The new price is created before the old one is deactivated.
+    let calls: Vec<_> = fake.requests()[before..]
+        .iter()
+        .map(|r| {
+            (
+                r.method.clone(),
+                r.path.clone(),
+                r.get("active").map(str::to_owned),
+            )
+        })
+        .collect();
     assert_eq!(
-        fake.requests().len(),
-        before + 1,
-        "only the valid product reached Stripe"
+        calls,
+        vec![
+            (
+                "POST".to_owned(),
+                "/v1/prices".to_owned(),
+                Some("true".to_owned())
+            ),
+            (
+                "POST".to_owned(),
+                format!("/v1/prices/{old_price_id}"),
+                Some("false".to_owned())
+            ),
+        ]
     );
-    assert_eq!(app.scalar("SELECT COUNT(*) FROM billing_prices").await, 0);
-    assert_eq!(app.scalar("SELECT COUNT(*) FROM billing_products").await, 2);
+    // Editing again moves the lookup key along instead of colliding with it.
+    let mut again = edited.clone();
+    again["interval"] = json!("year");
+    let again = ok_json(app.post("/edit-price", again).await, StatusCode::OK).await;
+    assert_eq!(again["id"], monthly["id"]);
+    assert_eq!(again["lookup_key"], "pro");
+    let created = fake
+        .requests()
+        .into_iter()
+        .rev()
+        .find(|r| r.path == "/v1/prices")
+        .unwrap();
+    assert_eq!(created.get("transfer_lookup_key"), Some("true"));
+
+    // Deleting archives, at Stripe and here.
+    let res = app
+        .post(
+            "/delete-price",
+            json!({ "price_id": prices[0]["price_id"] }),
+        )
+        .await;
+    let body = ok_json(res, StatusCode::OK).await;
+    assert_eq!(body, json!({ "message": "Price deleted successfully" }));
+    let listed = list(&app, "/prices").await;
+    assert_eq!(listed.len(), 6, "archived, not deleted");
+    assert_eq!(listed[0]["active"], false);
+    // A user who does not manage billing sees the active prices only.
+    user(&app, "quinn", false).await;
+    let listed = list(&app, "/prices").await;
+    assert_eq!(listed.len(), 5);
+    assert!(listed.iter().all(|p| p["active"] == true));
+    fake.assert_clean();
+}
+
+/// `CreateSubscription` and `EditSubscription`: ids as strings, `""` for reset fields,
+/// a cleared trial as null; update acts on the subscription it names.
+async fn the_old_clients_subscription_page(backend: Backend) {
+    let (app, fake) = spawn(backend).await;
+    let customer = user(&app, "cory", false).await;
+    user(&app, "sue", true).await;
+    let product = create_product(&app, "Club").await;
+    let monthly = create_price(&app, &product, json!("9.99"), Some("month")).await;
+    let yearly = create_price(&app, &product, json!("99"), Some("year")).await;
+
+    let res = app
+        .post(
+            "/create-subscription",
+            json!({ "price_id": monthly["price_id"], "trial_period_days": null,
+                    "user_id": customer.to_string() }),
+        )
+        .await;
+    let first = ok_json(res, StatusCode::CREATED).await;
+    assert_shape(&first, &SUBSCRIPTION);
+    assert_eq!(first["user_id"], customer);
+    assert_eq!(first["price_id"], monthly["price_id"]);
+    assert_eq!(first["status"], "incomplete");
+    assert_eq!(first["previous_status"], Value::Null);
+    assert_eq!(
+        fake.last("POST", "/v1/subscriptions")
+            .get("trial_period_days"),
+        None
+    );
+    // By email, with a trial typed in.
+    let res = app
+        .post(
+            "/create-subscription",
+            json!({ "price_id": monthly["price_id"], "trial_period_days": 14,
+                    "user_id": "", "email": "cory@example.com" }),
+        )
+        .await;
+    let second = ok_json(res, StatusCode::CREATED).await;
+    assert_eq!(second["user_id"], customer);
+    assert_eq!(second["status"], "trialing");
+    assert!(second["trial_end"].is_string());
+    assert_eq!(
+        fake.last("POST", "/v1/subscriptions")
+            .get("trial_period_days"),
+        Some("14")
+    );
+    let res = app
+        .post(
+            "/create-subscription",
+            json!({ "price_id": monthly["price_id"], "user_id": "987654" }),
+        )
+        .await;
+    expect_error(res, StatusCode::NOT_FOUND).await;
+
+    let all = list(&app, "/subscriptions").await;
+    assert_eq!(all.len(), 2);
+    for s in &all {
+        assert_shape(s, &SUBSCRIPTION);
+    }
+
+    // EditSubscription: all strings; the user picked by hand is not what decides.
+    let res = app
+        .post(
+            "/update-subscription",
+            json!({ "subscription_id": first["subscription_id"], "user_id": "",
+                    "new_price_id": yearly["price_id"], "email": "" }),
+        )
+        .await;
+    let updated = ok_json(res, StatusCode::OK).await;
+    assert_shape(&updated, &SUBSCRIPTION);
+    assert_eq!(updated["id"], first["id"]);
+    assert_eq!(updated["price_id"], yearly["price_id"]);
+    let sent = fake.last("POST", "/v1/subscriptions/");
+    assert_eq!(
+        sent.path,
+        format!(
+            "/v1/subscriptions/{}",
+            first["subscription_id"].as_str().unwrap()
+        )
+    );
+    let untouched = ok_json(
+        app.post(
+            "/subscription",
+            json!({ "subscription_id": second["subscription_id"] }),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(
+        untouched["price_id"], monthly["price_id"],
+        "the other one is unchanged"
+    );
+
+    // The owner sees and cancels their own, at period end.
+    as_user(&app, "cory").await;
+    assert_eq!(list(&app, "/subscriptions").await.len(), 2);
+    let res = app
+        .post(
+            "/cancel-subscription",
+            json!({ "subscription_id": second["subscription_id"] }),
+        )
+        .await;
+    let body = ok_json(res, StatusCode::OK).await;
+    assert_eq!(
+        body,
+        json!({ "message": "Subscription will be canceled at period end" })
+    );
+    assert_eq!(
+        fake.last("POST", "/v1/subscriptions/")
+            .get("cancel_at_period_end"),
+        Some("true")
+    );
+
+    // The manager deletes one: canceled at Stripe, gone from the lists.
+    as_user(&app, "sue").await;
+    let res = app
+        .post(
+            "/delete-subscription",
+            json!({ "subscription_id": first["subscription_id"] }),
+        )
+        .await;
+    let body = ok_json(res, StatusCode::OK).await;
+    assert_eq!(
+        body,
+        json!({ "message": "Subscription deleted successfully" })
+    );
+    assert_eq!(fake.count("DELETE", "/v1/subscriptions/"), 1);
+    let left = list(&app, "/subscriptions").await;
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0]["subscription_id"], second["subscription_id"]);
+    fake.assert_clean();
+}
+
+/// `CheckOutForm` posts `{price_id, user_id, quantity, mode: "payment"}` and follows
+/// `checkout_url`; Stripe sends the browser to `/checkout-success`, which records the
+/// paid session once however often it is loaded, and agrees with the webhook.
+async fn checkout_and_a_reloaded_success_page_make_one_order(backend: Backend) {
+    let (app, fake) = spawn(backend).await;
+    user(&app, "mona", true).await;
+    let product = create_product(&app, "Course").await;
+    let price = create_price(&app, &product, json!("49.50"), None).await;
+    let buyer = user(&app, "bob", false).await;
+    let res = app
+        .post(
+            "/create-checkout-session",
+            json!({ "price_id": price["price_id"], "user_id": buyer, "quantity": 2,
+                    "mode": "payment" }),
+        )
+        .await;
+    let body = ok_json(res, StatusCode::OK).await;
+    assert_shape(&body, &[("checkout_url", T::Str)]);
+    assert!(body["checkout_url"]
+        .as_str()
+        .unwrap()
+        .starts_with("https://checkout.stripe.test/"));
+    let session_id = body["session_id"].as_str().unwrap().to_owned();
+    let sent = fake.last("POST", "/v1/checkout/sessions");
+    assert_eq!(sent.get("mode"), Some("payment"));
+    assert_eq!(sent.get("line_items[0][quantity]"), Some("2"));
+    assert_eq!(sent.get("line_items[0][price]"), price["price_id"].as_str());
+    assert_eq!(
+        sent.get("client_reference_id"),
+        Some(buyer.to_string().as_str())
+    );
+    assert!(sent
+        .get("success_url")
+        .unwrap()
+        .contains("{CHECKOUT_SESSION_ID}"));
+    // A quantity typed as text is fine; a mode that contradicts the price is not.
+    let res = app
+        .post(
+            "/create-checkout-session",
+            json!({ "price_id": price["price_id"], "quantity": "3" }),
+        )
+        .await;
+    ok_json(res, StatusCode::OK).await;
+    let res = app
+        .post(
+            "/create-checkout-session",
+            json!({ "price_id": price["price_id"], "mode": "subscription" }),
+        )
+        .await;
+    expect_error(res, StatusCode::BAD_REQUEST).await;
+    assert_eq!(fake.count("POST", "/v1/customers"), 1);
+
+    // Not paid yet: the page records nothing, however often it is loaded.
+    let success = format!("/checkout-success?session_id={session_id}");
+    let page = new_client();
+    for _ in 0..2 {
+        let res = page.get(app.url(&success)).send().await.unwrap();
+        let body = ok_json(res, StatusCode::OK).await;
+        assert_eq!(body["paid"], false);
+    }
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM billing_orders").await, 0);
+    // Paid at Stripe: the first load records the order, reloads add nothing.
+    fake.pay(&session_id, 9900);
+    for _ in 0..3 {
+        let res = page.get(app.url(&success)).send().await.unwrap();
+        let body = ok_json(res, StatusCode::OK).await;
+        assert_eq!(body["paid"], true);
+        assert_eq!(body["message"], "Success! Your payment was received.");
+        assert!(body.get("session").is_none(), "no Stripe session details");
+    }
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM billing_orders").await, 1);
+    assert_eq!(
+        app.scalar("SELECT amount_total FROM billing_orders").await,
+        9900
+    );
+    // The webhook for the same session agrees and adds nothing either.
+    let completed = event(
+        "evt_checkout_1",
+        "checkout.session.completed",
+        now(),
+        json!({
+            "id": session_id, "object": "checkout.session", "mode": "payment",
+            "payment_status": "paid", "status": "complete", "amount_total": 9900,
+            "currency": "usd", "client_reference_id": buyer.to_string(),
+        }),
+    );
+    deliver(&app, &completed).await;
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM billing_orders").await, 1);
+    // No session id, an unknown one, or junk: errors in the contract's shape.
+    for bad in [
+        "/checkout-success".to_owned(),
+        "/checkout-success?session_id=cs_test_unknown".to_owned(),
+        "/checkout-success?session_id=../../x".to_owned(),
+    ] {
+        let res = page.get(app.url(&bad)).send().await.unwrap();
+        assert!(res.status().is_client_error(), "{bad}: {}", res.status());
+        assert!(json(res).await["message"].is_string());
+    }
+    let res = page.get(app.url("/checkout-cancel")).send().await.unwrap();
+    let body = ok_json(res, StatusCode::OK).await;
+    assert_eq!(body["message"], "Payment cancelled.");
+    fake.assert_clean();
+}
+
+async fn success_and_cancel_redirect_when_configured(backend: Backend) {
+    let fake = FakeStripe::start().await;
+    let app = TestApp::spawn_with(
+        backend,
+        &[
+            ("STRIPE_PRIVATE_KEY", SECRET_KEY),
+            ("STRIPE_API_BASE", fake.url.as_str()),
+            (
+                "CHECKOUT_SUCCESS_URL",
+                "http://localhost:3000/paid?session={CHECKOUT_SESSION_ID}",
+            ),
+            ("CHECKOUT_CANCEL_URL", "http://localhost:3000/cancelled"),
+        ],
+    )
+    .await;
+    user(&app, "rita", true).await;
+    let product = create_product(&app, "Book").await;
+    let price = create_price(&app, &product, json!(5), None).await;
+    let body = ok_json(
+        app.post(
+            "/create-checkout-session",
+            json!({ "price_id": price["price_id"] }),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    let session_id = body["session_id"].as_str().unwrap().to_owned();
+    fake.pay(&session_id, 500);
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    for _ in 0..2 {
+        let res = browser
+            .get(app.url(&format!("/checkout-success?session_id={session_id}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::SEE_OTHER);
+        assert_eq!(
+            res.headers()["location"],
+            format!("http://localhost:3000/paid?session={session_id}").as_str()
+        );
+    }
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM billing_orders").await, 1);
+    let res = browser
+        .get(app.url("/checkout-cancel"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(res.headers()["location"], "http://localhost:3000/cancelled");
+    fake.assert_clean();
+}
+
+/// Without a session every route but the Stripe-facing ones is 401; without
+/// `manage_billing` the managing ones are 403, and a user acts only for themself.
+async fn permission_refusals(backend: Backend) {
+    let (app, fake) = spawn(backend).await;
+    let managed = [
+        (Method::POST, "/create-product"),
+        (Method::POST, "/edit-product"),
+        (Method::DELETE, "/delete-product"),
+        (Method::POST, "/create-price"),
+        (Method::POST, "/edit-price"),
+        (Method::POST, "/delete-price"),
+        (Method::POST, "/create-subscription"),
+        (Method::POST, "/update-subscription"),
+        (Method::POST, "/reactivate-subscription"),
+        (Method::POST, "/delete-subscription"),
+    ];
+    let logged_in = [
+        (Method::POST, "/products"),
+        (Method::POST, "/product"),
+        (Method::POST, "/prices"),
+        (Method::POST, "/price"),
+        (Method::POST, "/prices-for-product"),
+        (Method::POST, "/subscriptions"),
+        (Method::POST, "/subscription"),
+        (Method::POST, "/user-subscriptions"),
+        (Method::POST, "/user-email-subscriptions"),
+        (Method::POST, "/cancel-subscription"),
+        (Method::POST, "/deactivate-subscription"),
+        (Method::POST, "/create-checkout-session"),
+    ];
+    for (method, path) in managed.iter().chain(logged_in.iter()) {
+        let res = app.request(method.clone(), path, Some(json!({}))).await;
+        expect_error(res, StatusCode::UNAUTHORIZED).await;
+    }
+    let owner = user(&app, "olga", false).await;
+    for (method, path) in &managed {
+        let res = app.request(method.clone(), path, Some(json!({}))).await;
+        let message = expect_error(res, StatusCode::FORBIDDEN).await;
+        assert_eq!(message, "Unauthorized access", "{path}");
+    }
+    user(&app, "max", true).await;
+    let product = create_product(&app, "Pro").await;
+    let price = create_price(&app, &product, json!(3), Some("month")).await;
+    let res = app
+        .post(
+            "/create-subscription",
+            json!({ "price_id": price["price_id"], "user_id": owner }),
+        )
+        .await;
+    let theirs = ok_json(res, StatusCode::CREATED).await;
+
+    // Another user may not see, cancel or buy for the owner.
+    user(&app, "mallory", false).await;
+    assert_eq!(list(&app, "/subscriptions").await, Vec::<Value>::new());
+    for path in [
+        "/subscription",
+        "/cancel-subscription",
+        "/deactivate-subscription",
+    ] {
+        let res = app
+            .post(
+                path,
+                json!({ "subscription_id": theirs["subscription_id"] }),
+            )
+            .await;
+        expect_error(res, StatusCode::FORBIDDEN).await;
+    }
+    for body in [
+        json!({ "user_id": owner }),
+        json!({ "user_id": owner.to_string() }),
+        json!({ "email": "olga@example.com" }),
+    ] {
+        let res = app.post("/user-subscriptions", body.clone()).await;
+        expect_error(res, StatusCode::FORBIDDEN).await;
+        let mut checkout = body.clone();
+        checkout["price_id"] = price["price_id"].clone();
+        let res = app.post("/create-checkout-session", checkout).await;
+        expect_error(res, StatusCode::FORBIDDEN).await;
+    }
+    assert_eq!(fake.count("POST", "/v1/checkout/sessions"), 0);
+    // The owner sees their own.
+    as_user(&app, "olga").await;
+    let own = list(&app, "/subscriptions").await;
+    assert_eq!(own.len(), 1);
+    let by_id = ok_json(
+        app.post("/user-subscriptions", json!({ "user_id": owner }))
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(by_id.as_array().unwrap().len(), 1);
+    fake.assert_clean();
+}
+
+/// Wrong types, huge strings, negative and overflowing numbers: a 400 (or 404 for an
+/// id that names nothing) in the contract's shape, never a 500, and Stripe never
+/// called.
+async fn hostile_input_is_a_contract_error_never_500(backend: Backend) {
+    let (app, fake) = spawn(backend).await;
+    user(&app, "hana", true).await;
+    let product = create_product(&app, "Base").await;
+    let price = create_price(&app, &product, json!(1), Some("month")).await;
+    let prod = product["product_id"].clone();
+    let pri = price["price_id"].clone();
+    let calls = fake.requests().len();
+    let huge = "x".repeat(100_000);
+    let cases: Vec<(Method, &str, Value)> = vec![
+        (Method::POST, "/create-product", json!({})),
+        (Method::POST, "/create-product", json!({ "name": 5 })),
+        (Method::POST, "/create-product", json!({ "name": huge })),
+        (
+            Method::POST,
+            "/create-product",
+            json!({ "name": "N", "active": "maybe" }),
+        ),
+        (
+            Method::POST,
+            "/create-product",
+            json!({ "name": "N", "shippable": 1 }),
+        ),
+        (
+            Method::POST,
+            "/create-product",
+            json!({ "name": "N", "metadata": [1] }),
+        ),
+        (
+            Method::POST,
+            "/create-product",
+            json!({ "name": "N", "images": ["javascript:x"] }),
+        ),
+        (
+            Method::POST,
+            "/create-product",
+            json!({ "name": "a\u{0}b" }),
+        ),
+        (Method::POST, "/edit-product", json!({ "name": "N" })),
+        (
+            Method::POST,
+            "/edit-product",
+            json!({ "product_id": 7, "name": "N" }),
+        ),
+        (
+            Method::POST,
+            "/edit-product",
+            json!({ "product_id": "../x", "name": "N" }),
+        ),
+        (
+            Method::DELETE,
+            "/delete-product",
+            json!({ "product_id": ["x"] }),
+        ),
+        (Method::POST, "/product", json!({ "product_id": huge })),
+        (
+            Method::POST,
+            "/create-price",
+            json!({ "product_id": prod, "currency": "usd" }),
+        ),
+        (
+            Method::POST,
+            "/create-price",
+            json!({ "product_id": prod, "unit_amount": "-1", "currency": "usd" }),
+        ),
+        (
+            Method::POST,
+            "/create-price",
+            json!({ "product_id": prod, "unit_amount": -5, "currency": "usd" }),
+        ),
+        (
+            Method::POST,
+            "/create-price",
+            json!({ "product_id": prod, "unit_amount": "1.999", "currency": "usd" }),
+        ),
+        (
+            Method::POST,
+            "/create-price",
+            json!({ "product_id": prod, "unit_amount": "1e3", "currency": "usd" }),
+        ),
+        (
+            Method::POST,
+            "/create-price",
+            json!({ "product_id": prod, "unit_amount": 1e300, "currency": "usd" }),
+        ),
+        (
+            Method::POST,
+            "/create-price",
+            json!({ "product_id": prod, "unit_amount": "99999999999999999999", "currency": "usd" }),
+        ),
+        (
+            Method::POST,
+            "/create-price",
+            json!({ "product_id": prod, "unit_amount": true, "currency": "usd" }),
+        ),
+        (
+            Method::POST,
+            "/create-price",
+            json!({ "product_id": prod, "unit_amount": 1, "currency": "dollars" }),
+        ),
+        (
+            Method::POST,
+            "/create-price",
+            json!({ "product_id": prod, "unit_amount": 1, "currency": "jpy" }),
+        ),
+        (
+            Method::POST,
+            "/create-price",
+            json!({ "product_id": prod, "unit_amount": 1, "currency": "usd", "recurring": { "interval": "fortnight" } }),
+        ),
+        (
+            Method::POST,
+            "/create-price",
+            json!({ "product_id": prod, "unit_amount": 1, "currency": "usd", "billing_scheme": "tiered" }),
+        ),
+        (
+            Method::POST,
+            "/edit-price",
+            json!({ "price_id": pri, "unit_amount": 1, "currency": "usd", "type": "recurring" }),
+        ),
+        (
+            Method::POST,
+            "/create-subscription",
+            json!({ "price_id": pri, "trial_period_days": -1 }),
+        ),
+        (
+            Method::POST,
+            "/create-subscription",
+            json!({ "price_id": pri, "trial_period_days": "many" }),
+        ),
+        (
+            Method::POST,
+            "/create-subscription",
+            json!({ "price_id": pri, "trial_period_days": 9_223_372_036_854_775_808u64 }),
+        ),
+        (
+            Method::POST,
+            "/create-subscription",
+            json!({ "price_id": pri, "user_id": "7x" }),
+        ),
+        (
+            Method::POST,
+            "/create-subscription",
+            json!({ "price_id": pri, "user_id": 1.5 }),
+        ),
+        (
+            Method::POST,
+            "/update-subscription",
+            json!({ "new_price_id": pri }),
+        ),
+        (Method::POST, "/create-checkout-session", json!({})),
+        (
+            Method::POST,
+            "/create-checkout-session",
+            json!({ "price_id": pri, "quantity": 0 }),
+        ),
+        (
+            Method::POST,
+            "/create-checkout-session",
+            json!({ "price_id": pri, "quantity": "-3" }),
+        ),
+        (
+            Method::POST,
+            "/create-checkout-session",
+            json!({ "price_id": pri, "quantity": 1_000_000 }),
+        ),
+        (
+            Method::POST,
+            "/create-checkout-session",
+            json!({ "price_id": pri, "quantity": [] }),
+        ),
+        (
+            Method::POST,
+            "/user-email-subscriptions",
+            json!({ "email": huge }),
+        ),
+    ];
+    for (method, path, body) in cases {
+        let res = app.request(method.clone(), path, Some(body.clone())).await;
+        let status = res.status();
+        let answer = json(res).await;
+        assert_eq!(
+            status,
+            StatusCode::BAD_REQUEST,
+            "{method} {path} {body}: {answer}"
+        );
+        assert_eq!(answer["success"], false);
+        assert_eq!(answer["message"], answer["error"]);
+    }
+    // Ids that name nothing are 404.
+    for (method, path, body) in [
+        (
+            Method::POST,
+            "/product",
+            json!({ "product_id": "prod_nothing" }),
+        ),
+        (
+            Method::POST,
+            "/price",
+            json!({ "price_id": "price_nothing" }),
+        ),
+        (
+            Method::POST,
+            "/subscription",
+            json!({ "subscription_id": "sub_nothing" }),
+        ),
+        (
+            Method::DELETE,
+            "/delete-product",
+            json!({ "product_id": "prod_nothing" }),
+        ),
+        (
+            Method::POST,
+            "/create-checkout-session",
+            json!({ "price_id": "price_nothing" }),
+        ),
+    ] {
+        let res = app.request(method.clone(), path, Some(body.clone())).await;
+        expect_error(res, StatusCode::NOT_FOUND).await;
+    }
+    // Bodies that are not JSON objects.
+    for raw in ["[1]", "\"x\"", "{\"name\": ", "null"] {
+        let token = app.csrf.lock().unwrap().clone().unwrap();
+        let res = app
+            .client
+            .post(app.url("/create-product"))
+            .header("content-type", "application/json")
+            .header("X-CSRFToken", token)
+            .body(raw)
+            .send()
+            .await
+            .unwrap();
+        expect_error(res, StatusCode::BAD_REQUEST).await;
+    }
+    assert_eq!(fake.requests().len(), calls, "Stripe was never called");
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM billing_products").await, 1);
     fake.assert_clean();
 }
 
@@ -645,7 +1196,7 @@ async fn stripe_failures_leave_local_state_unchanged(backend: Backend) {
     let res = app
         .post(
             "/create-price",
-            json!({ "product_id": product["id"], "unit_amount": 3 }),
+            json!({ "product_id": product["product_id"], "unit_amount": 3, "currency": "usd" }),
         )
         .await;
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
@@ -676,7 +1227,7 @@ async fn stripe_failures_leave_local_state_unchanged(backend: Backend) {
     let res = app
         .post(
             "/edit-product",
-            json!({ "id": product["id"], "name": "Changed" }),
+            json!({ "product_id": product["product_id"], "name": "Changed" }),
         )
         .await;
     assert_eq!(res.status(), StatusCode::BAD_GATEWAY);
@@ -686,7 +1237,7 @@ async fn stripe_failures_leave_local_state_unchanged(backend: Backend) {
     let res = app
         .post(
             "/edit-product",
-            json!({ "id": product["id"], "name": "Changed" }),
+            json!({ "product_id": product["product_id"], "name": "Changed" }),
         )
         .await;
     assert_eq!(json(res).await["code"], "stripe_not_found");
@@ -694,20 +1245,21 @@ async fn stripe_failures_leave_local_state_unchanged(backend: Backend) {
     assert_eq!(app.scalar("SELECT COUNT(*) FROM billing_prices").await, 0);
     assert_eq!(app.scalar("SELECT COUNT(*) FROM billing_products").await, 1);
     let body = ok_json(
-        app.get(&format!("/product?id={}", product["id"])).await,
+        app.post("/product", json!({ "product_id": product["product_id"] }))
+            .await,
         StatusCode::OK,
     )
     .await;
-    assert_eq!(body["product"]["name"], "Keep");
+    assert_eq!(body["name"], "Keep");
 
     // A declined card during checkout is 402, and opens no local session.
-    let price = create_price(&app, product["id"].as_i64().unwrap(), json!(1), None).await;
+    let price = create_price(&app, &product, json!(1), None).await;
     fake.fail_next(402, "card_error", "Your card was declined.");
     // The first Stripe call of a checkout creates the customer.
     let res = app
         .post(
             "/create-checkout-session",
-            json!({ "price_id": price["id"] }),
+            json!({ "price_id": price["price_id"] }),
         )
         .await;
     assert_eq!(res.status(), StatusCode::PAYMENT_REQUIRED);
@@ -746,8 +1298,7 @@ async fn stripe_unreachable_is_503_and_changes_nothing(backend: Backend) {
     let body = json(res).await;
     assert_eq!(body["code"], "stripe_unavailable");
     assert_eq!(app.scalar("SELECT COUNT(*) FROM billing_products").await, 0);
-    let body = ok_json(app.get("/products").await, StatusCode::OK).await;
-    assert_eq!(body["products"], json!([]));
+    assert_eq!(list(&app, "/products").await, Vec::<Value>::new());
     // No webhook secret configured: the webhook says so.
     let res = deliver_raw(&app, "{}", Some("t=1,v1=00".into())).await;
     assert_eq!(json(res).await["code"], "billing_not_configured");
@@ -767,7 +1318,7 @@ async fn a_retried_create_with_the_same_key_creates_once(backend: Backend) {
     };
     let first = ok_json(send("retry-1").await.unwrap(), StatusCode::CREATED).await;
     let second = ok_json(send("retry-1").await.unwrap(), StatusCode::CREATED).await;
-    assert_eq!(first["product"]["id"], second["product"]["id"]);
+    assert_eq!(first["id"], second["id"]);
     let posts: Vec<_> = fake
         .requests()
         .into_iter()
@@ -777,135 +1328,8 @@ async fn a_retried_create_with_the_same_key_creates_once(backend: Backend) {
     assert_eq!(posts[0].idempotency_key, posts[1].idempotency_key);
     assert_eq!(app.scalar("SELECT COUNT(*) FROM billing_products").await, 1);
     let third = ok_json(send("retry-2").await.unwrap(), StatusCode::CREATED).await;
-    assert_ne!(first["product"]["id"], third["product"]["id"]);
+    assert_ne!(first["id"], third["id"]);
     assert_eq!(app.scalar("SELECT COUNT(*) FROM billing_products").await, 2);
-    fake.assert_clean();
-}
-
-async fn checkout_then_webhook_creates_one_order(backend: Backend) {
-    let (app, fake) = spawn(backend).await;
-    user(&app, "mona", true).await;
-    let product = create_product(&app, "Course").await;
-    let one_time = create_price(&app, product["id"].as_i64().unwrap(), json!("49.50"), None).await;
-    let monthly = create_price(
-        &app,
-        product["id"].as_i64().unwrap(),
-        json!(5),
-        Some("month"),
-    )
-    .await;
-
-    let buyer = user(&app, "bob", false).await;
-    let res = app
-        .post(
-            "/create-checkout-session",
-            json!({ "price_id": one_time["id"] }),
-        )
-        .await;
-    let body = ok_json(res, StatusCode::OK).await;
-    assert_eq!(body["success"], true);
-    let session_id = body["session_id"].as_str().unwrap().to_owned();
-    assert!(session_id.starts_with("cs_test_"));
-    assert!(body["url"].as_str().unwrap().starts_with("https://"));
-    let sent = fake.last("POST", "/v1/checkout/sessions");
-    assert_eq!(sent.get("mode"), Some("payment"));
-    assert_eq!(
-        sent.get("line_items[0][price]"),
-        one_time["stripe_price_id"].as_str()
-    );
-    assert_eq!(sent.get("line_items[0][quantity]"), Some("1"));
-    assert_eq!(
-        sent.get("client_reference_id"),
-        Some(buyer.to_string().as_str())
-    );
-    assert!(sent
-        .get("success_url")
-        .unwrap()
-        .contains("{CHECKOUT_SESSION_ID}"));
-    let customer = sent.get("customer").unwrap().to_owned();
-    let made = fake.last("POST", "/v1/customers");
-    assert_eq!(made.get("email"), Some("bob@example.com"));
-    assert_eq!(
-        made.get("metadata[user_id]"),
-        Some(buyer.to_string().as_str())
-    );
-
-    // A second checkout reuses the customer, in subscription mode for a recurring price.
-    let res = app
-        .post(
-            "/create-checkout-session",
-            json!({ "price_id": monthly["stripe_price_id"], "success_url": "http://localhost:3000/ok", "quantity": 2 }),
-        )
-        .await;
-    let second = ok_json(res, StatusCode::OK).await;
-    let sent = fake.last("POST", "/v1/checkout/sessions");
-    assert_eq!(sent.get("mode"), Some("subscription"));
-    assert_eq!(sent.get("customer"), Some(customer.as_str()));
-    assert_eq!(sent.get("success_url"), Some("http://localhost:3000/ok"));
-    assert_eq!(
-        sent.get("subscription_data[metadata][user_id]"),
-        Some(buyer.to_string().as_str())
-    );
-    assert_eq!(fake.count("POST", "/v1/customers"), 1);
-
-    // Before the webhook: nothing paid, however often the page is reloaded.
-    let success = format!("/checkout-success?session_id={session_id}");
-    for _ in 0..3 {
-        let body = ok_json(app.get(&success).await, StatusCode::OK).await;
-        assert_eq!(body["paid"], false);
-        assert_eq!(body["order"], Value::Null);
-        assert_eq!(body["status"], "open");
-    }
-    assert_eq!(app.scalar("SELECT COUNT(*) FROM billing_orders").await, 0);
-
-    let completed = event(
-        "evt_checkout_1",
-        "checkout.session.completed",
-        now(),
-        json!({
-            "id": session_id, "object": "checkout.session", "mode": "payment",
-            "payment_status": "paid", "status": "complete", "amount_total": 4950,
-            "currency": "usd", "customer": customer, "client_reference_id": buyer.to_string(),
-        }),
-    );
-    let ack = deliver(&app, &completed).await;
-    assert_eq!(ack["received"], true);
-    for _ in 0..3 {
-        let body = ok_json(app.get(&success).await, StatusCode::OK).await;
-        assert_eq!(body["paid"], true);
-        assert_eq!(body["status"], "completed");
-        assert_eq!(body["order"]["amount_total"], json!(49.5));
-        assert_eq!(body["order"]["amount_total_cents"], 4950);
-        assert_eq!(body["order"]["user_id"], buyer);
-        assert_eq!(body["order"]["price_id"], one_time["id"]);
-    }
-    // A replay is acknowledged and ignored; so is another event for the same session.
-    let again = deliver(&app, &completed).await;
-    assert_eq!(again["duplicate"], true);
-    let mut other = completed.clone();
-    other["id"] = json!("evt_checkout_2");
-    deliver(&app, &other).await;
-    // The same new event delivered twice at once is processed once.
-    let mut raced = completed.clone();
-    raced["id"] = json!("evt_checkout_3");
-    let (a, b) = futures::join!(deliver(&app, &raced), deliver(&app, &raced));
-    assert_eq!(
-        [a["duplicate"].as_bool(), b["duplicate"].as_bool()]
-            .iter()
-            .filter(|d| **d == Some(true))
-            .count(),
-        1,
-        "{a} {b}"
-    );
-    assert_eq!(app.scalar("SELECT COUNT(*) FROM billing_orders").await, 1);
-    assert_eq!(app.scalar("SELECT COUNT(*) FROM billing_events").await, 3);
-
-    // Someone else's session is not theirs to read.
-    user(&app, "eve", false).await;
-    expect_error(app.get(&success).await, StatusCode::FORBIDDEN).await;
-    let body = ok_json(app.get("/checkout-cancel").await, StatusCode::OK).await;
-    assert_eq!(body["success"], true);
-    assert!(second["session_id"].is_string());
     fake.assert_clean();
 }
 
@@ -991,19 +1415,13 @@ async fn subscription_events_apply_in_stripe_order(backend: Backend) {
     let (app, fake) = spawn(backend).await;
     user(&app, "mia", true).await;
     let product = create_product(&app, "Sub").await;
-    let price = create_price(
-        &app,
-        product["id"].as_i64().unwrap(),
-        json!(12),
-        Some("month"),
-    )
-    .await;
-    let stripe_price = price["stripe_price_id"].as_str().unwrap().to_owned();
+    let price = create_price(&app, &product, json!(12), Some("month")).await;
+    let stripe_price = price["price_id"].as_str().unwrap().to_owned();
     let buyer = user(&app, "sam", false).await;
     // Checking out links the buyer to a Stripe customer.
     app.post(
         "/create-checkout-session",
-        json!({ "price_id": price["id"] }),
+        json!({ "price_id": price["price_id"] }),
     )
     .await;
     let customer = fake
@@ -1042,7 +1460,8 @@ async fn subscription_events_apply_in_stripe_order(backend: Backend) {
     assert_eq!(list[0]["status"], "active");
     assert_eq!(list[0]["cancel_at_period_end"], true);
     assert_eq!(list[0]["user_id"], buyer);
-    assert_eq!(list[0]["price_id"], price["id"]);
+    assert_eq!(list[0]["price_id"], price["price_id"]);
+    assert_shape(&list[0], &SUBSCRIPTION);
 
     // Invoices: a late, older failure does not hide a newer payment.
     let invoice = |id: &str| json!({ "id": id, "object": "invoice", "customer": customer, "subscription": "sub_seq", "status": "paid" });
@@ -1111,201 +1530,11 @@ async fn subscription_events_apply_in_stripe_order(backend: Backend) {
         ),
     )
     .await;
-    let body = ok_json(app.get("/user-subscriptions").await, StatusCode::OK).await;
-    assert_eq!(body["subscriptions"].as_array().unwrap().len(), 1);
+    assert_eq!(mine(&app).await.len(), 1);
     assert_eq!(
         app.scalar("SELECT COUNT(*) FROM billing_subscriptions WHERE user_id IS NULL")
             .await,
         1
     );
-    fake.assert_clean();
-}
-
-async fn subscriptions_are_managed_and_owned(backend: Backend) {
-    let (app, fake) = spawn(backend).await;
-    user(&app, "gail", true).await;
-    let product = create_product(&app, "Pro").await;
-    let pid = product["id"].as_i64().unwrap();
-    let monthly = create_price(&app, pid, json!(10), Some("month")).await;
-    let yearly = create_price(&app, pid, json!(100), Some("year")).await;
-    let one_time = create_price(&app, pid, json!(1), None).await;
-    let owner = user(&app, "otto", false).await;
-    user(&app, "nosy", false).await;
-
-    as_user(&app, "gail").await;
-    let res = app
-        .post(
-            "/create-subscription",
-            json!({ "price_id": one_time["id"], "user_id": owner }),
-        )
-        .await;
-    expect_error(res, StatusCode::BAD_REQUEST).await;
-    let res = app
-        .post(
-            "/create-subscription",
-            json!({ "price_id": monthly["id"], "user_id": 987654 }),
-        )
-        .await;
-    expect_error(res, StatusCode::NOT_FOUND).await;
-    let res = app
-        .post(
-            "/create-subscription",
-            json!({ "price_id": monthly["id"], "user_id": owner }),
-        )
-        .await;
-    let body = ok_json(res, StatusCode::CREATED).await;
-    let sub = body["subscription"].clone();
-    let sub_id = sub["id"].as_i64().unwrap();
-    assert_eq!(
-        sub["status"], "incomplete",
-        "paid only when a webhook says so"
-    );
-    assert_eq!(sub["user_id"], owner);
-    assert_eq!(sub["price_id"], monthly["id"]);
-    let sent = fake.last("POST", "/v1/subscriptions");
-    assert_eq!(sent.get("payment_behavior"), Some("default_incomplete"));
-    assert_eq!(
-        sent.get("items[0][price]"),
-        monthly["stripe_price_id"].as_str()
-    );
-    assert_eq!(
-        sent.get("metadata[user_id]"),
-        Some(owner.to_string().as_str())
-    );
-
-    let res = app
-        .post(
-            "/update-subscription",
-            json!({ "subscription_id": sub_id, "price_id": yearly["id"] }),
-        )
-        .await;
-    assert_eq!(
-        ok_json(res, StatusCode::OK).await["subscription"]["price_id"],
-        yearly["id"]
-    );
-    let body = ok_json(app.get("/subscriptions").await, StatusCode::OK).await;
-    assert_eq!(body["total"], 1);
-    let body = ok_json(
-        app.get("/user-email-subscriptions?email=OTTO@example.com")
-            .await,
-        StatusCode::OK,
-    )
-    .await;
-    assert_eq!(body["subscriptions"].as_array().unwrap().len(), 1);
-    let res = app
-        .get("/user-email-subscriptions?email=ghost@example.com")
-        .await;
-    expect_error(res, StatusCode::NOT_FOUND).await;
-
-    // Another user sees none of it and can cancel none of it.
-    as_user(&app, "nosy").await;
-    let body = ok_json(app.get("/user-subscriptions").await, StatusCode::OK).await;
-    assert_eq!(body["subscriptions"], json!([]));
-    expect_error(
-        app.get(&format!("/user-subscriptions?user_id={owner}"))
-            .await,
-        StatusCode::FORBIDDEN,
-    )
-    .await;
-    expect_error(
-        app.get("/user-email-subscriptions?email=otto@example.com")
-            .await,
-        StatusCode::FORBIDDEN,
-    )
-    .await;
-    expect_error(
-        app.get(&format!("/subscription?id={sub_id}")).await,
-        StatusCode::FORBIDDEN,
-    )
-    .await;
-    for path in ["/cancel-subscription", "/deactivate-subscription"] {
-        let res = app.post(path, json!({ "subscription_id": sub_id })).await;
-        expect_error(res, StatusCode::FORBIDDEN).await;
-    }
-    expect_error(
-        app.get("/subscription?id=999999").await,
-        StatusCode::NOT_FOUND,
-    )
-    .await;
-
-    // The owner sees it, schedules its end, cannot undo that alone, cancels it.
-    as_user(&app, "otto").await;
-    let body = ok_json(app.get("/user-subscriptions").await, StatusCode::OK).await;
-    assert_eq!(body["subscriptions"][0]["id"], sub_id);
-    let body = ok_json(app.get("/user-email-subscriptions").await, StatusCode::OK).await;
-    assert_eq!(body["email"], "otto@example.com");
-    let body = ok_json(
-        app.get(&format!("/subscription?id={sub_id}")).await,
-        StatusCode::OK,
-    )
-    .await;
-    assert_eq!(
-        body["subscription"]["stripe_subscription_id"],
-        sub["stripe_subscription_id"]
-    );
-    let res = app
-        .post(
-            "/deactivate-subscription",
-            json!({ "subscription_id": sub_id }),
-        )
-        .await;
-    assert_eq!(
-        ok_json(res, StatusCode::OK).await["subscription"]["cancel_at_period_end"],
-        true
-    );
-    assert_eq!(
-        fake.last("POST", "/v1/subscriptions/")
-            .get("cancel_at_period_end"),
-        Some("true")
-    );
-    let res = app
-        .post(
-            "/reactivate-subscription",
-            json!({ "subscription_id": sub_id }),
-        )
-        .await;
-    expect_error(res, StatusCode::FORBIDDEN).await;
-    as_user(&app, "gail").await;
-    let res = app
-        .post(
-            "/reactivate-subscription",
-            json!({ "subscription_id": sub_id }),
-        )
-        .await;
-    assert_eq!(
-        ok_json(res, StatusCode::OK).await["subscription"]["cancel_at_period_end"],
-        false
-    );
-    as_user(&app, "otto").await;
-    let res = app
-        .post("/cancel-subscription", json!({ "subscription_id": sub_id }))
-        .await;
-    let body = ok_json(res, StatusCode::OK).await;
-    assert_eq!(body["subscription"]["status"], "canceled");
-    assert!(body["subscription"]["canceled_at"].is_string());
-    let res = app
-        .post("/cancel-subscription", json!({ "subscription_id": sub_id }))
-        .await;
-    expect_error(res, StatusCode::CONFLICT).await;
-    assert_eq!(fake.count("DELETE", "/v1/subscriptions/"), 1);
-
-    // A manager deletes it from the lists; it is already canceled at Stripe.
-    as_user(&app, "gail").await;
-    let res = app
-        .request(
-            Method::DELETE,
-            &format!("/delete-subscription?id={sub_id}"),
-            None,
-        )
-        .await;
-    assert_eq!(res.status(), StatusCode::OK);
-    assert_eq!(fake.count("DELETE", "/v1/subscriptions/"), 1);
-    let body = ok_json(app.get("/subscriptions").await, StatusCode::OK).await;
-    assert_eq!(body["total"], 0);
-    expect_error(
-        app.get(&format!("/subscription?id={sub_id}")).await,
-        StatusCode::NOT_FOUND,
-    )
-    .await;
     fake.assert_clean();
 }

@@ -96,6 +96,16 @@ impl FakeStripe {
         self.inner.lock().unwrap().problems.clone()
     }
 
+    /// The buyer pays checkout session `id`: Stripe now reports it complete and paid.
+    pub fn pay(&self, id: &str, amount_total: i64) {
+        let mut st = self.inner.lock().unwrap();
+        let session = st.objects.get_mut(id).expect("a session the fake created");
+        session["payment_status"] = json!("paid");
+        session["status"] = json!("complete");
+        session["amount_total"] = json!(amount_total);
+        session["currency"] = json!("usd");
+    }
+
     pub fn assert_clean(&self) {
         let problems = self.problems();
         assert!(
@@ -198,7 +208,13 @@ fn allowed(st: &mut Inner, path: &str, form: &[(String, String)], keys: &[&str])
                 .push(format!("{path}: unknown parameter {k}={v}"));
             return false;
         }
-        if (k == "active" || k == "cancel_at_period_end") && v != "true" && v != "false" {
+        let boolean = [
+            "active",
+            "cancel_at_period_end",
+            "shippable",
+            "transfer_lookup_key",
+        ];
+        if boolean.contains(&k.as_str()) && v != "true" && v != "false" {
             st.problems
                 .push(format!("{path}: {k} is not a boolean: {v}"));
             return false;
@@ -233,9 +249,46 @@ fn route(st: &mut Inner, method: &Method, path: &str, form: &[(String, String)])
             &format!("No such object: '{id}'"),
         )
     };
+    const PRODUCT_KEYS: [&str; 9] = [
+        "name",
+        "description",
+        "active",
+        "metadata[*",
+        "images[*",
+        "shippable",
+        "statement_descriptor",
+        "unit_label",
+        "url",
+    ];
+    // The optional product fields both create and update set, as Stripe stores them.
+    let product_fields = |product: &mut Value| {
+        let images: Vec<String> = form
+            .iter()
+            .filter(|(k, _)| k.starts_with("images["))
+            .map(|(_, v)| v.clone())
+            .collect();
+        if !images.is_empty() {
+            product["images"] = json!(images);
+        }
+        for (k, v) in form.iter().filter(|(k, _)| k.starts_with("metadata[")) {
+            product["metadata"][k["metadata[".len()..].trim_end_matches(']')] = json!(v);
+        }
+        for key in ["statement_descriptor", "unit_label", "url"] {
+            if let Some((_, v)) = form.iter().find(|(k, _)| k == key) {
+                product[key] = json!(v);
+            }
+        }
+        if let Some((_, v)) = form.iter().find(|(k, _)| k == "shippable") {
+            product["shippable"] = json!(v == "true");
+        }
+    };
     match (method.as_str(), segments.as_slice()) {
+        ("GET", ["checkout", "sessions", id]) => match st.objects.get(*id) {
+            Some(session) => (200, session.clone()),
+            None => unknown(id),
+        },
         ("POST", ["products"]) => {
-            if !allowed(st, path, form, &["name", "description", "active"]) {
+            if !allowed(st, path, form, &PRODUCT_KEYS) {
                 return stripe_error(400, "invalid_request_error", "Received unknown parameter");
             }
             let Some(name) = get("name") else {
@@ -245,17 +298,20 @@ fn route(st: &mut Inner, method: &Method, path: &str, form: &[(String, String)])
                     "Missing required param: name.",
                 );
             };
-            let product = json!({
+            let mut product = json!({
                 "id": format!("prod_{n:06}"), "object": "product", "name": name,
                 "description": get("description"), "active": get("active").as_deref() != Some("false"),
-                "created": now, "livemode": false, "metadata": {},
+                "created": now, "livemode": false, "metadata": {}, "images": [],
+                "package_dimensions": null, "shippable": null, "statement_descriptor": null,
+                "type": "service", "unit_label": null, "url": null,
             });
+            product_fields(&mut product);
             st.objects
                 .insert(product["id"].as_str().unwrap().to_owned(), product.clone());
             (200, product)
         }
         ("POST", ["products", id]) => {
-            if !allowed(st, path, form, &["name", "description", "active"]) {
+            if !allowed(st, path, form, &PRODUCT_KEYS) {
                 return stripe_error(400, "invalid_request_error", "Received unknown parameter");
             }
             let Some(product) = st.objects.get_mut(*id) else {
@@ -270,6 +326,7 @@ fn route(st: &mut Inner, method: &Method, path: &str, form: &[(String, String)])
             if let Some(v) = get("active") {
                 product["active"] = json!(v == "true");
             }
+            product_fields(product);
             (200, product.clone())
         }
         ("DELETE", ["products", id]) => match st.objects.remove(*id) {
@@ -291,6 +348,9 @@ fn route(st: &mut Inner, method: &Method, path: &str, form: &[(String, String)])
                     "recurring[interval]",
                     "nickname",
                     "active",
+                    "lookup_key",
+                    "transfer_lookup_key",
+                    "metadata[*",
                 ],
             ) {
                 return stripe_error(400, "invalid_request_error", "Received unknown parameter");
@@ -304,13 +364,36 @@ fn route(st: &mut Inner, method: &Method, path: &str, form: &[(String, String)])
                     .push(format!("{path}: unit_amount is not an integer"));
                 return stripe_error(400, "invalid_request_error", "Invalid integer: unit_amount");
             };
+            if let Some(key) = get("lookup_key") {
+                let holder = st
+                    .objects
+                    .values()
+                    .find(|o| o["object"] == "price" && o["lookup_key"] == json!(key))
+                    .and_then(|o| o["id"].as_str())
+                    .map(str::to_owned);
+                if let Some(holder) = holder {
+                    if get("transfer_lookup_key").as_deref() != Some("true") {
+                        return stripe_error(
+                            400,
+                            "invalid_request_error",
+                            "A price with this lookup key already exists.",
+                        );
+                    }
+                    st.objects.get_mut(&holder).unwrap()["lookup_key"] = Value::Null;
+                }
+            }
             let price = json!({
                 "id": format!("price_{n:06}"), "object": "price", "product": product,
                 "unit_amount": amount, "currency": get("currency"),
-                "recurring": get("recurring[interval]").map(|i| json!({ "interval": i, "interval_count": 1 })),
+                "recurring": get("recurring[interval]").map(|i| json!({
+                    "aggregate_usage": null, "interval": i, "interval_count": 1, "meter": null,
+                    "trial_period_days": null, "usage_type": "licensed",
+                })),
                 "type": if get("recurring[interval]").is_some() { "recurring" } else { "one_time" },
                 "nickname": get("nickname"), "active": get("active").as_deref() != Some("false"),
-                "created": now, "livemode": false,
+                "created": now, "livemode": false, "billing_scheme": "per_unit",
+                "lookup_key": get("lookup_key"), "metadata": metadata("metadata["),
+                "tiers_mode": null, "transform_quantity": null,
             });
             st.objects
                 .insert(price["id"].as_str().unwrap().to_owned(), price.clone());
@@ -355,6 +438,7 @@ fn route(st: &mut Inner, method: &Method, path: &str, form: &[(String, String)])
                     "items[0][price]",
                     "payment_behavior",
                     "metadata[*",
+                    "trial_period_days",
                 ],
             ) {
                 return stripe_error(400, "invalid_request_error", "Received unknown parameter");
@@ -367,9 +451,12 @@ fn route(st: &mut Inner, method: &Method, path: &str, form: &[(String, String)])
             if !st.objects.contains_key(&price) {
                 return unknown(&price);
             }
+            let trial = get("trial_period_days").and_then(|d| d.parse::<i64>().ok());
             let subscription = json!({
                 "id": format!("sub_{n:06}"), "object": "subscription", "customer": customer,
-                "status": "incomplete", "cancel_at_period_end": false,
+                "status": if trial.is_some() { "trialing" } else { "incomplete" },
+                "trial_end": trial.map(|d| now + d * 86400),
+                "cancel_at_period_end": false,
                 "current_period_end": now + 30 * 86400, "canceled_at": null, "created": now,
                 "items": { "object": "list", "data": [
                     { "id": format!("si_{n:06}"), "object": "subscription_item", "price": { "id": price, "object": "price" } }
@@ -453,6 +540,7 @@ fn route(st: &mut Inner, method: &Method, path: &str, form: &[(String, String)])
                 "url": format!("https://checkout.stripe.test/c/pay/{id}"),
                 "customer": get("customer"), "client_reference_id": get("client_reference_id"),
                 "payment_status": "unpaid", "status": "open", "metadata": metadata("metadata["),
+                "amount_total": null, "currency": null,
             });
             st.objects.insert(id, session.clone());
             (200, session)
