@@ -723,6 +723,38 @@ mod tests {
     }
 
     #[test]
+    fn checkout_return_pages_redirect_only_to_http_urls() {
+        let c = config(&[]).unwrap();
+        assert_eq!(
+            (c.checkout_success_url, c.checkout_cancel_url),
+            (None, None)
+        );
+        let c = config(&[
+            (
+                "CHECKOUT_SUCCESS_URL",
+                "https://shop.example.com/paid?id={CHECKOUT_SESSION_ID}",
+            ),
+            ("CHECKOUT_CANCEL_URL", "http://localhost:3000/cancelled"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.checkout_success_url.as_deref(),
+            Some("https://shop.example.com/paid?id={CHECKOUT_SESSION_ID}")
+        );
+        assert_eq!(
+            c.checkout_cancel_url.as_deref(),
+            Some("http://localhost:3000/cancelled")
+        );
+        for (var, bad) in [
+            ("CHECKOUT_SUCCESS_URL", "/ui/billing/paid"),
+            ("CHECKOUT_SUCCESS_URL", "javascript:alert(1)"),
+            ("CHECKOUT_CANCEL_URL", "https://exa mple.com/"),
+        ] {
+            assert_eq!(config(&[(var, bad)]).unwrap_err().var, var, "{bad}");
+        }
+    }
+
+    #[test]
     fn stripe_is_off_without_a_key_and_keeps_its_secrets_out_of_debug() {
         assert!(config(&[]).unwrap().stripe.is_none());
         let c = config(&[
