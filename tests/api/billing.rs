@@ -415,6 +415,25 @@ async fn the_old_clients_product_pages(backend: Backend) {
         StatusCode::NOT_FOUND,
     )
     .await;
+
+    // One billing API, and /openapi.json says so from the route table.
+    let doc = ok_json(app.get("/openapi.json").await, StatusCode::OK).await;
+    let paths = &doc["paths"];
+    for (path, method, policy) in [
+        ("/products", "post", "logged in"),
+        ("/prices", "post", "logged in"),
+        ("/subscriptions", "post", "logged in"),
+        ("/delete-product", "delete", "permission manage_billing"),
+        ("/edit-price", "post", "permission manage_billing"),
+        ("/checkout-success", "get", "public"),
+    ] {
+        assert_eq!(
+            paths[path][method]["x-gatehouse-policy"], policy,
+            "{method} {path}"
+        );
+    }
+    assert!(paths["/edit-product"].get("put").is_none());
+    assert!(paths["/delete-product"].get("post").is_none());
     fake.assert_clean();
 }
 

@@ -310,15 +310,19 @@ async fn the_old_clients_walk_through_a_board(backend: Backend) {
         .await;
     assert_eq!(json(res).await["order"], 1);
 
+    // Ids and positions typed into forms arrive as strings on every route.
     let res = admin
-        .put("//boards", json!({ "id": board, "name": "Sprint 2" }))
+        .put(
+            "//boards",
+            json!({ "id": board.to_string(), "name": "Sprint 2" }),
+        )
         .await;
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(json(res).await, json!({ "id": board, "name": "Sprint 2" }));
     let res = admin
         .put(
             &columns,
-            json!({ "id": done, "name": "Shipped", "position": 0 }),
+            json!({ "id": done.to_string(), "name": "Shipped", "position": "0" }),
         )
         .await;
     assert_eq!(res.status(), StatusCode::OK);
@@ -349,7 +353,9 @@ async fn the_old_clients_walk_through_a_board(backend: Backend) {
     );
 
     // Deletes answer 204 with no body, and close the gap they leave.
-    let res = admin.delete(&todo_tickets, json!({ "id": ship })).await;
+    let res = admin
+        .delete(&todo_tickets, json!({ "id": ship.to_string() }))
+        .await;
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     assert!(res.bytes().await.unwrap().is_empty());
     let res = admin.get(&todo_tickets).await;
@@ -357,7 +363,9 @@ async fn the_old_clients_walk_through_a_board(backend: Backend) {
         json(res).await,
         json!([{ "id": test, "title": "Test", "description": "it", "position": todo, "order": 0 }])
     );
-    let res = admin.delete(&columns, json!({ "id": done })).await;
+    let res = admin
+        .delete(&columns, json!({ "id": done.to_string() }))
+        .await;
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     let whole = admin.board(board).await;
     assert_dense(&whole);
@@ -374,7 +382,9 @@ async fn the_old_clients_walk_through_a_board(backend: Backend) {
             .await,
         0
     );
-    let res = admin.delete("//boards", json!({ "id": board })).await;
+    let res = admin
+        .delete("//boards", json!({ "id": board.to_string() }))
+        .await;
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     expect_error(
         admin.get(&format!("/boards/{board}")).await,
