@@ -271,3 +271,60 @@ pub fn is_url(value: &str) -> bool {
         && value.len() <= 2048
         && !value.chars().any(|c| c.is_control() || c.is_whitespace())
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn body(value: Value) -> Body {
+        match value {
+            Value::Object(map) => Body(map),
+            _ => unreachable!("tests pass objects"),
+        }
+    }
+
+    #[test]
+    fn the_old_forms_booleans_and_numbers() {
+        let b = body(json!({
+            "t": "true", "f": "FALSE", "e": "", "b": false, "n": null, "x": "yes", "one": 1,
+            "i": "7", "j": 7, "k": " 12 ", "l": "7x", "m": 1.5, "big": "99999999999999999999",
+        }));
+        assert_eq!(b.flag("t").unwrap(), Some(true));
+        assert_eq!(b.flag("f").unwrap(), Some(false));
+        assert_eq!(b.flag("e").unwrap(), None);
+        assert_eq!(b.flag("b").unwrap(), Some(false));
+        assert_eq!(b.flag("n").unwrap(), None);
+        assert_eq!(b.flag("absent").unwrap(), None);
+        assert!(b.flag("x").is_err());
+        assert!(b.flag("one").is_err());
+        assert_eq!(b.int("i").unwrap(), Some(7));
+        assert_eq!(b.int("j").unwrap(), Some(7));
+        assert_eq!(b.int("k").unwrap(), Some(12));
+        assert_eq!(b.int("e").unwrap(), None);
+        assert!(b.int("l").is_err());
+        assert!(b.int("m").is_err());
+        assert!(b.int("big").is_err());
+    }
+
+    #[test]
+    fn ids_text_and_money() {
+        let b = body(json!({
+            "p": " prod_123 ", "e": "", "bad": "prod/../x", "num": 5, "none": "None",
+            "multi": "a\nb", "ctl": "a\u{7}b", "cents": "19.99", "tiny": 0.29, "max": "999999.99",
+        }));
+        assert_eq!(b.stripe_id("p").unwrap().as_deref(), Some("prod_123"));
+        assert_eq!(b.stripe_id("e").unwrap(), None);
+        assert!(b.stripe_id("bad").is_err());
+        assert!(b.stripe_id("num").is_err());
+        assert!(b.required_stripe_id("absent").is_err());
+        assert_eq!(b.optional_line("none", 10).unwrap(), None);
+        assert!(b.optional_line("multi", 10).is_err());
+        assert!(b.text("ctl", 10).is_err());
+        assert!(b.text("p", 3).is_err());
+        assert_eq!(b.money("cents").unwrap(), Some(1999));
+        assert_eq!(b.money("tiny").unwrap(), Some(29));
+        assert_eq!(b.money("max").unwrap(), Some(99_999_999));
+    }
+}

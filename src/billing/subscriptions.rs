@@ -94,9 +94,9 @@ pub async fn update_subscription(
     body: Body,
 ) -> Result<Response, AppError> {
     let id = body.required_stripe_id("subscription_id")?;
-    let new_price = match body.stripe_id("new_price_id")? {
-        Some(p) => p,
-        None => body.required_stripe_id("price_id")?,
+    let new_price = match (body.stripe_id("new_price_id")?, body.stripe_id("price_id")?) {
+        (Some(p), _) | (None, Some(p)) => p,
+        (None, None) => return Err(AppError::invalid("Missing field `new_price_id`")),
     };
     let before = store::find_subscription(&state.db, &Ref::Stripe(id))
         .await?
