@@ -689,9 +689,40 @@ async fn the_old_clients_subscription_page(backend: Backend) {
             .get("cancel_at_period_end"),
         Some("true")
     );
+    let res = app
+        .post(
+            "/deactivate-subscription",
+            json!({ "subscription_id": second["subscription_id"] }),
+        )
+        .await;
+    ok_json(res, StatusCode::OK).await;
+    // Undoing it is the manager's.
+    let res = app
+        .post(
+            "/reactivate-subscription",
+            json!({ "subscription_id": second["subscription_id"] }),
+        )
+        .await;
+    expect_error(res, StatusCode::FORBIDDEN).await;
 
     // The manager deletes one: canceled at Stripe, gone from the lists.
     as_user(&app, "sue").await;
+    let res = app
+        .post(
+            "/reactivate-subscription",
+            json!({ "subscription_id": second["subscription_id"] }),
+        )
+        .await;
+    let body = ok_json(res, StatusCode::OK).await;
+    assert_eq!(
+        body,
+        json!({ "message": "Subscription reactivated successfully" })
+    );
+    assert_eq!(
+        fake.last("POST", "/v1/subscriptions/")
+            .get("cancel_at_period_end"),
+        Some("false")
+    );
     let res = app
         .post(
             "/delete-subscription",
@@ -796,8 +827,29 @@ async fn checkout_and_a_reloaded_success_page_make_one_order(backend: Backend) {
             "currency": "usd", "client_reference_id": buyer.to_string(),
         }),
     );
-    deliver(&app, &completed).await;
+    let ack = deliver(&app, &completed).await;
+    assert_eq!(ack["received"], true);
     assert_eq!(app.scalar("SELECT COUNT(*) FROM billing_orders").await, 1);
+    // A replay is acknowledged and ignored; so is another event for the same session.
+    let again = deliver(&app, &completed).await;
+    assert_eq!(again["duplicate"], true);
+    let mut other = completed.clone();
+    other["id"] = json!("evt_checkout_2");
+    deliver(&app, &other).await;
+    // The same new event delivered twice at once is processed once.
+    let mut raced = completed.clone();
+    raced["id"] = json!("evt_checkout_3");
+    let (a, b) = futures::join!(deliver(&app, &raced), deliver(&app, &raced));
+    assert_eq!(
+        [a["duplicate"].as_bool(), b["duplicate"].as_bool()]
+            .iter()
+            .filter(|d| **d == Some(true))
+            .count(),
+        1,
+        "{a} {b}"
+    );
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM billing_orders").await, 1);
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM billing_events").await, 3);
     // No session id, an unknown one, or junk: errors in the contract's shape.
     for bad in [
         "/checkout-success".to_owned(),
