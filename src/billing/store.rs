@@ -458,34 +458,22 @@ pub async fn find_subscription(db: &Db, r: &Ref) -> Result<Option<Subscription>,
     Ok(row.as_ref().map(subscription).transpose()?)
 }
 
-/// Subscriptions, newest first, of one user or of everyone; with the total count.
+/// Subscriptions, newest first, of one user or of everyone; at most `limit`.
 pub async fn list_subscriptions(
     db: &Db,
     user_id: Option<i64>,
     limit: i64,
-    offset: i64,
-) -> Result<(Vec<Subscription>, i64), StoreError> {
-    let filter = "s.deleted_at IS NULL AND ($1 = 0 OR s.user_id = $2)";
+) -> Result<Vec<Subscription>, StoreError> {
     let rows = sqlx::query(&format!(
-        "{SUBSCRIPTION_SELECT} WHERE {filter} ORDER BY s.id DESC LIMIT $3 OFFSET $4"
+        "{SUBSCRIPTION_SELECT} WHERE s.deleted_at IS NULL AND ($1 = 0 OR s.user_id = $2) \
+         ORDER BY s.id DESC LIMIT $3"
     ))
     .bind(i64::from(user_id.is_some()))
     .bind(user_id.unwrap_or(0))
     .bind(limit)
-    .bind(offset)
     .fetch_all(db.pool())
     .await?;
-    let total: i64 = sqlx::query_scalar(&format!(
-        "SELECT COUNT(*) FROM billing_subscriptions s WHERE {filter}"
-    ))
-    .bind(i64::from(user_id.is_some()))
-    .bind(user_id.unwrap_or(0))
-    .fetch_one(db.pool())
-    .await?;
-    Ok((
-        rows.iter().map(subscription).collect::<Result<_, _>>()?,
-        total,
-    ))
+    Ok(rows.iter().map(subscription).collect::<Result<_, _>>()?)
 }
 
 /// Takes a subscription off every list; its webhooks still update the record.
@@ -579,21 +567,6 @@ pub async fn complete_checkout(
     Ok(())
 }
 
-#[derive(Debug, Clone)]
-pub struct Order {
-    pub id: i64,
-    pub stripe_session_id: String,
-    pub user_id: Option<i64>,
-    pub price_id: Option<i64>,
-    pub amount_total: Option<i64>,
-    pub currency: Option<String>,
-    pub payment_status: String,
-    pub status: String,
-    pub stripe_subscription_id: Option<String>,
-    pub created_at: i64,
-    pub updated_at: i64,
-}
-
 pub struct NewOrder<'a> {
     pub stripe_session_id: &'a str,
     pub user_id: Option<i64>,
@@ -650,33 +623,6 @@ pub async fn settle_order(
     .execute(conn)
     .await?;
     Ok(done.rows_affected() > 0)
-}
-
-pub async fn find_order(db: &Db, stripe_session_id: &str) -> Result<Option<Order>, StoreError> {
-    let row = sqlx::query(
-        "SELECT id, stripe_session_id, user_id, price_id, amount_total, currency, \
-         payment_status, status, stripe_subscription_id, created_at, updated_at \
-         FROM billing_orders WHERE stripe_session_id = $1",
-    )
-    .bind(stripe_session_id)
-    .fetch_optional(db.pool())
-    .await?;
-    let order = |r: &AnyRow| -> Result<Order, sqlx::Error> {
-        Ok(Order {
-            id: r.try_get(0)?,
-            stripe_session_id: r.try_get(1)?,
-            user_id: r.try_get(2)?,
-            price_id: r.try_get(3)?,
-            amount_total: r.try_get(4)?,
-            currency: r.try_get(5)?,
-            payment_status: r.try_get(6)?,
-            status: r.try_get(7)?,
-            stripe_subscription_id: r.try_get(8)?,
-            created_at: r.try_get(9)?,
-            updated_at: r.try_get(10)?,
-        })
-    };
-    Ok(row.as_ref().map(order).transpose()?)
 }
 
 /// Claims an event id for processing inside the caller's transaction: true the first

@@ -256,7 +256,7 @@ pub async fn delete_subscription(
 }
 
 async fn list_of(state: &AppState, user_id: Option<i64>) -> Result<Response, AppError> {
-    let (list, _) = store::list_subscriptions(&state.db, user_id, LIST_MAX, 0).await?;
+    let list = store::list_subscriptions(&state.db, user_id, LIST_MAX).await?;
     Ok(axum::Json(views::subscriptions(&list)).into_response())
 }
 
