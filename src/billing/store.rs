@@ -486,33 +486,19 @@ pub async fn hide_subscription(db: &Db, id: i64) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// A checkout session opened here: whose it is and what it sells.
 #[derive(Debug, Clone)]
 pub struct Checkout {
-    pub id: i64,
-    pub stripe_session_id: String,
     pub user_id: i64,
     pub price_id: i64,
-    pub mode: String,
-    pub status: String,
-    pub url: Option<String>,
-    pub created_at: i64,
-    pub completed_at: Option<i64>,
 }
 
-const CHECKOUT_COLUMNS: &str =
-    "id, stripe_session_id, user_id, price_id, mode, status, url, created_at, completed_at";
+const CHECKOUT_COLUMNS: &str = "user_id, price_id";
 
 fn checkout(row: &AnyRow) -> Result<Checkout, sqlx::Error> {
     Ok(Checkout {
-        id: row.try_get(0)?,
-        stripe_session_id: row.try_get(1)?,
-        user_id: row.try_get(2)?,
-        price_id: row.try_get(3)?,
-        mode: row.try_get(4)?,
-        status: row.try_get(5)?,
-        url: row.try_get(6)?,
-        created_at: row.try_get(7)?,
-        completed_at: row.try_get(8)?,
+        user_id: row.try_get(0)?,
+        price_id: row.try_get(1)?,
     })
 }
 

@@ -194,13 +194,6 @@ pub struct Customer {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-pub struct Deleted {
-    pub id: String,
-    #[serde(default)]
-    pub deleted: bool,
-}
-
-#[derive(Debug, Clone, Deserialize)]
 pub struct CheckoutSession {
     pub id: String,
     #[serde(default)]
@@ -385,16 +378,6 @@ impl StripeClient {
     ) -> Result<Product, StripeError> {
         self.post(&format!("products/{}", path_id(id)?), form, key)
             .await
-    }
-
-    pub async fn delete_product(&self, id: &str) -> Result<Deleted, StripeError> {
-        self.call(
-            Method::DELETE,
-            &format!("products/{}", path_id(id)?),
-            &Form::new(),
-            None,
-        )
-        .await
     }
 
     pub async fn create_price(&self, form: &Form, key: &str) -> Result<Price, StripeError> {

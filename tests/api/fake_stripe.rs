@@ -329,13 +329,6 @@ fn route(st: &mut Inner, method: &Method, path: &str, form: &[(String, String)])
             product_fields(product);
             (200, product.clone())
         }
-        ("DELETE", ["products", id]) => match st.objects.remove(*id) {
-            Some(_) => (
-                200,
-                json!({ "id": id, "object": "product", "deleted": true }),
-            ),
-            None => unknown(id),
-        },
         ("POST", ["prices"]) => {
             if !allowed(
                 st,
