@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{middleware, Router, ServiceExt};
 use serde_json::json;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tower::ServiceBuilder;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
@@ -23,7 +24,8 @@ use crate::auth::policy::Policy::Public;
 use crate::auth::policy::Routes;
 use crate::config::Config;
 use crate::db::Db;
-use crate::logs::{ActivityLog, LogEntry};
+use crate::error::AppError;
+use crate::logs::ActivityLog;
 use crate::mail::Mailer;
 use crate::metrics::{self, Metrics};
 use crate::throttle::Throttle;
@@ -45,15 +47,15 @@ pub struct AppState {
     pub throttle: Throttle,
     /// The Stripe client; `None` when billing is not configured.
     pub billing: Option<Arc<billing::Billing>>,
-    /// The activity log's queue, taken by [`serve`] for its writer task.
-    activity_queue: Arc<std::sync::Mutex<Option<mpsc::Receiver<LogEntry>>>>,
+    /// Set by [`serve`]: one state has one activity log writer.
+    served: Arc<AtomicBool>,
 }
 
 impl AppState {
     pub fn new(config: Config, db: Db) -> anyhow::Result<Self> {
         let hasher = PasswordHasher::new(config.max_concurrent_hashes)
             .map_err(|e| anyhow::anyhow!("argon2 parameters: {e}"))?;
-        let (activity, queue) = ActivityLog::new(logs::writer::QUEUE_CAPACITY);
+        let activity = ActivityLog::new(logs::writer::QUEUE_CAPACITY);
         let throttle = Throttle::new(&db, &config)?;
         let billing = billing::from_config(&config);
         Ok(Self {
@@ -65,7 +67,7 @@ impl AppState {
             metrics: Arc::new(Metrics::default()),
             throttle,
             billing,
-            activity_queue: Arc::new(std::sync::Mutex::new(Some(queue))),
+            served: Arc::new(AtomicBool::new(false)),
         })
     }
 }
@@ -146,18 +148,24 @@ async fn healthz() -> Response {
     axum::Json(json!({ "status": "ok" })).into_response()
 }
 
+/// Ready when the database answers; the details show what the activity log is
+/// holding and has had to drop, either way.
 async fn readyz(State(state): State<AppState>) -> Response {
+    let details = json!({
+        "activity_log_queue_depth": state.activity.depth(),
+        "activity_log_dropped_total": state.activity.dropped(),
+    });
     if state.db.ping().await {
-        axum::Json(json!({ "status": "ready" })).into_response()
+        axum::Json(json!({ "status": "ready", "details": details })).into_response()
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(crate::error::error_body(
-                "The database is unreachable",
-                "service_unavailable",
-            )),
-        )
-            .into_response()
+        let mut response =
+            AppError::Unavailable(anyhow::anyhow!("readiness: database unreachable"))
+                .into_response();
+        let mut body =
+            crate::error::error_body("The database is unreachable", "service_unavailable");
+        body["details"] = details;
+        *response.body_mut() = axum::body::Body::from(body.to_string());
+        response
     }
 }
 
@@ -186,13 +194,14 @@ pub async fn serve(
         state.mailer.clone(),
         stop_rx.clone(),
     ));
-    let queue = state
-        .activity_queue
-        .lock()
-        .map_err(|_| anyhow::anyhow!("activity log queue lock poisoned"))?
-        .take()
-        .ok_or_else(|| anyhow::anyhow!("this state is already being served"))?;
-    let log_task = tokio::spawn(logs::writer::run(state.db.clone(), queue, stop_rx.clone()));
+    if state.served.swap(true, Ordering::SeqCst) {
+        anyhow::bail!("this state is already being served");
+    }
+    let log_task = tokio::spawn(logs::writer::run(
+        state.db.clone(),
+        state.activity.clone(),
+        stop_rx.clone(),
+    ));
     let maintenance_task = tokio::spawn(maintenance(state.clone(), stop_rx));
 
     let app = ServiceBuilder::new()

@@ -19,7 +19,7 @@ use tracing::Instrument;
 
 use crate::app::AppState;
 use crate::auth::Authenticated;
-use crate::error::{error_body, ErrorCode, ErrorReport};
+use crate::error::{error_body, AppError, ErrorCode, ErrorReport};
 use crate::logs::{Kind, Level, LogEntry};
 pub use extract::{Json, LoginBody};
 
@@ -138,7 +138,19 @@ pub async fn observe(State(state): State<AppState>, mut req: Request, next: Next
     let span =
         tracing::info_span!("request", id = %request_id, %method, route = %route, client_ip = %ip);
     let started = Instant::now();
-    let mut response = next.run(req).instrument(span.clone()).await;
+    let handled = state
+        .activity
+        .scope(state.config.request_timeout, next.run(req))
+        .instrument(span.clone())
+        .await;
+    // An answer whose events or changes could not be recorded is not given: the
+    // database went away between the change and its record.
+    let mut response = handled.unwrap_or_else(|| {
+        AppError::Unavailable(anyhow::anyhow!(
+            "the activity log could not store this request's entries in time"
+        ))
+        .into_response()
+    });
     let status = response.status();
     if let Some(ErrorReport(cause)) = response.extensions().get::<ErrorReport>() {
         tracing::error!(parent: &span, error = format!("{cause:#}"), %status, "request failed");

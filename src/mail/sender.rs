@@ -263,7 +263,9 @@ pub async fn run(
         transport,
     };
     loop {
+        let answered = mailer.pass_begins();
         sender.drain().await;
+        mailer.pass_done(answered);
         // A failed message's retry is at least a second away; polling covers it, and
         // mail queued by other instances.
         tokio::select! {

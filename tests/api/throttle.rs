@@ -42,19 +42,12 @@ fn retry_after(res: &reqwest::Response) -> u64 {
         .unwrap()
 }
 
-async fn logged(app: &TestApp, pattern: &str, at_least: i64) -> i64 {
-    let sql = format!(
+/// Throttling events stored so far: they are stored before the answer that caused them.
+async fn logged(app: &TestApp, pattern: &str) -> i64 {
+    app.scalar(&format!(
         "SELECT COUNT(*) FROM activity_logs WHERE kind = 'auth' AND level = 'WARNING' AND message LIKE '{pattern}'"
-    );
-    let mut n = 0;
-    for _ in 0..60 {
-        n = app.scalar(&sql).await;
-        if n >= at_least {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    n
+    ))
+    .await
 }
 
 /// Five wrong passwords, then the sixth attempt is refused, even with the right one.
@@ -125,8 +118,8 @@ async fn the_throttle_kicks_in_and_lifts(backend: Backend) {
     );
 
     // Every decision is an audit event.
-    assert!(logged(&app, "throttle engaged: login_account", 2).await >= 2);
-    assert!(logged(&app, "throttled: login_account", 2).await >= 2);
+    assert!(logged(&app, "throttle engaged: login_account").await >= 2);
+    assert!(logged(&app, "throttled: login_account").await >= 2);
     let user_email: String = sqlx::query_scalar(
         "SELECT user_email FROM activity_logs WHERE message = 'throttled: login_account'",
     )
@@ -198,7 +191,7 @@ async fn one_address_guessing_many_accounts_is_throttled(backend: Backend) {
     let res = attempt(&app, &client, "ghost-new", "Wrong-Guess-123!").await;
     assert!(retry_after(&res) >= 1);
     expect_error(res, StatusCode::TOO_MANY_REQUESTS).await;
-    assert!(logged(&app, "throttled: login_ip", 1).await >= 1);
+    assert!(logged(&app, "throttled: login_ip").await >= 1);
 }
 
 async fn unknown_names_are_throttled_like_accounts(backend: Backend) {
@@ -291,8 +284,8 @@ async fn reset_requests_and_tokens_are_throttled(backend: Backend) {
         assert_eq!(res.status(), StatusCode::OK, "{email}");
     }
     expect_error(forgot("h@example.com").await, StatusCode::TOO_MANY_REQUESTS).await;
-    assert!(logged(&app, "throttled: reset_ip", 1).await >= 1);
-    assert!(logged(&app, "throttled: reset_email", 1).await >= 1);
+    assert!(logged(&app, "throttled: reset_ip").await >= 1);
+    assert!(logged(&app, "throttled: reset_email").await >= 1);
 
     // Guessing reset tokens.
     for i in 0..10 {
@@ -326,7 +319,7 @@ async fn instances_share_the_count(backend: Backend) {
     expect_error(res, StatusCode::TOO_MANY_REQUESTS).await;
 }
 
-/// A Redis at 127.0.0.1:6379, or `None` (with a notice) where there is none.
+/// A Redis at 127.0.0.1:6379, or `None` where there is none (a failure under CI).
 async fn local_redis() -> Option<redis::aio::MultiplexedConnection> {
     let client = redis::Client::open("redis://127.0.0.1:6379").ok()?;
     match tokio::time::timeout(
@@ -337,7 +330,7 @@ async fn local_redis() -> Option<redis::aio::MultiplexedConnection> {
     {
         Ok(Ok(conn)) => Some(conn),
         _ => {
-            eprintln!("no Redis at 127.0.0.1:6379; the Redis throttle test did not run");
+            crate::helpers::service_missing("Redis at 127.0.0.1:6379");
             None
         }
     }
@@ -401,7 +394,7 @@ async fn the_redis_backend_throttles_and_is_shared() {
         !keys.iter().any(|k| k.contains("login_account")),
         "{keys:?}"
     );
-    assert!(logged(&first, "throttled: login_account", 1).await >= 1);
+    assert!(logged(&first, "throttled: login_account").await >= 1);
 
     if !keys.is_empty() {
         let _: i64 = redis::cmd("DEL")
