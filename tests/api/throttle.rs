@@ -1,6 +1,8 @@
 //! Brute-force protection through the real server: the throttle kicks in and lifts,
 //! keeps no owner out of their account, counts per address as well as per account,
-//! is shared by every instance, logs each decision, and works the same on Redis.
+//! is shared by every instance, logs each decision, and works the same on Redis; a
+//! burst of concurrent guesses is counted before it is judged, and the answers never
+//! tell which email and which username belong to one account.
 
 use std::time::Duration;
 
@@ -18,6 +20,8 @@ on_both_databases!(
     unknown_names_are_throttled_like_accounts,
     reset_requests_and_tokens_are_throttled,
     instances_share_the_count,
+    concurrent_guesses_are_counted_before_they_are_judged,
+    answers_do_not_tell_which_email_goes_with_a_name,
 );
 
 async fn attempt(
@@ -222,17 +226,12 @@ async fn unknown_names_are_throttled_like_accounts(backend: Backend) {
             "{name}"
         );
     }
-    // Username and email name one account: one count.
+    // Letter case does not make a new name; the account's email is a name of its own
+    // (see `answers_do_not_tell_which_email_goes_with_a_name`).
     let app = TestApp::spawn(backend).await;
     app.verified_user("lena").await;
     let client = new_client();
-    for who in [
-        "lena",
-        "LENA@example.com",
-        "lena@example.com",
-        "Lena",
-        "lena",
-    ] {
+    for who in ["lena", "LENA", "Lena", "lena", "lEnA"] {
         expect_error(
             attempt(&app, &client, who, "Wrong-Guess-123!").await,
             StatusCode::UNAUTHORIZED,
@@ -240,10 +239,12 @@ async fn unknown_names_are_throttled_like_accounts(backend: Backend) {
         .await;
     }
     expect_error(
-        attempt(&app, &client, "lena@example.com", PASSWORD).await,
+        attempt(&app, &client, "lena", PASSWORD).await,
         StatusCode::TOO_MANY_REQUESTS,
     )
     .await;
+    let res = attempt(&app, &client, "lena@example.com", PASSWORD).await;
+    assert_eq!(res.status(), StatusCode::OK);
 }
 
 async fn reset_requests_and_tokens_are_throttled(backend: Backend) {
@@ -417,4 +418,70 @@ async fn an_unreachable_redis_fails_closed() {
     assert_eq!(app.signup("pia").await.status(), StatusCode::CREATED);
     let res = attempt(&app, &new_client(), "pia", PASSWORD).await;
     expect_error(res, StatusCode::SERVICE_UNAVAILABLE).await;
+}
+
+/// Fifty wrong guesses at one account, all at once: each is counted before its hash
+/// is computed, so no more are judged (401) than the free allowance; the rest are
+/// refused (429) without being judged.
+async fn concurrent_guesses_are_counted_before_they_are_judged(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.verified_user("burst").await;
+    let attacker = new_client();
+    let guesses = (0..50).map(|i| {
+        let (app, attacker) = (&app, &attacker);
+        async move {
+            attempt(app, attacker, "burst", &format!("Wrong-Guess-{i}!"))
+                .await
+                .status()
+        }
+    });
+    let answers = futures::future::join_all(guesses).await;
+    let judged = answers
+        .iter()
+        .filter(|s| **s == StatusCode::UNAUTHORIZED)
+        .count();
+    let refused = answers
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!(judged + refused, 50, "{answers:?}");
+    let allowed = usize::try_from(gatehouse::throttle::LOGIN_ACCOUNT.free).unwrap();
+    assert!(
+        judged <= allowed,
+        "{judged} guesses were judged: {answers:?}"
+    );
+    assert!(judged >= 1, "{answers:?}");
+    // The metric of judged logins agrees: nothing else was verified.
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains(&format!(
+            "gatehouse_logins_total{{outcome=\"invalid_credentials\"}} {judged}"
+        )),
+        "{metrics}"
+    );
+}
+
+/// After a name is blocked, its account's email answers exactly like another
+/// account's email: a 401 for a wrong password, not a 429.
+async fn answers_do_not_tell_which_email_goes_with_a_name(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.verified_user("ivy").await;
+    app.verified_user("jude").await;
+    app.verified_user("kit").await;
+    hammer(&app, "ivy").await;
+    let attacker = new_client();
+    for email in ["ivy@example.com", "jude@example.com"] {
+        let res = attempt(&app, &attacker, email, "Wrong-Guess-123!").await;
+        assert_eq!(
+            expect_error(res, StatusCode::UNAUTHORIZED).await,
+            "Invalid credentials",
+            "{email}"
+        );
+    }
+    // And the other way round: a blocked email says nothing about the username.
+    hammer(&app, "kit@example.com").await;
+    for name in ["kit", "jude"] {
+        let res = attempt(&app, &attacker, name, "Wrong-Guess-123!").await;
+        expect_error(res, StatusCode::UNAUTHORIZED).await;
+    }
 }
