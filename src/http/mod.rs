@@ -2,6 +2,7 @@
 //! address, JSON bodies, and turning every non-JSON failure into the contract's error.
 
 mod extract;
+pub mod query;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use crate::app::AppState;
 use crate::auth::Authenticated;
 use crate::error::{error_body, AppError, ErrorCode, ErrorReport};
 use crate::logs::{Kind, Level, LogEntry};
+use extract::has_control_characters;
 pub use extract::{Json, LoginBody};
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -255,6 +257,55 @@ pub async fn json_errors(req: Request, next: Next) -> Response {
     Response::from_parts(parts, Body::from(body))
 }
 
+/// Refuses (400, naming it) a query parameter or a path holding a control character,
+/// before any handler or database sees it: PostgreSQL refuses NUL in text where SQLite
+/// stores it, and no parameter has a use for any of them. JSON bodies get the same rule
+/// in [`Json`].
+pub async fn refuse_control_characters(req: Request, next: Next) -> Response {
+    if has_control_characters(&percent_decoded(req.uri().path())) {
+        return AppError::invalid("The path must not contain control characters").into_response();
+    }
+    if let Some(query) = req.uri().query() {
+        // A query that does not parse is left to the route's own extractor to refuse.
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).unwrap_or_default();
+        if let Some((name, _)) = pairs
+            .iter()
+            .find(|(name, value)| has_control_characters(name) || has_control_characters(value))
+        {
+            return AppError::invalid(format!(
+                "Query parameter `{}` must not contain control characters",
+                truncate(name.trim_matches(char::is_control), 64)
+            ))
+            .into_response();
+        }
+    }
+    next.run(req).await
+}
+
+/// The path with its `%XX` escapes decoded (lossily: it is only looked at).
+fn percent_decoded(path: &str) -> String {
+    let bytes = path.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// Headers every answer carries: nothing here is meant to be framed, sniffed, cached
 /// or to leak a referrer, and in production browsers are told to use HTTPS only. A
 /// route that needs otherwise (a future HTML page with its own CSP) sets its own
@@ -342,6 +393,15 @@ mod tests {
         assert_eq!(sane_request_id(&h), None);
         h.insert(REQUEST_ID_HEADER, "x".repeat(65).parse().unwrap());
         assert_eq!(sane_request_id(&h), None);
+    }
+
+    #[test]
+    fn escaped_control_characters_in_paths_are_seen() {
+        assert!(has_control_characters(&percent_decoded("/users/a%00b")));
+        assert!(has_control_characters(&percent_decoded("/x/%C2%85")));
+        assert!(!has_control_characters(&percent_decoded(
+            "/users/caf%C3%A9%2"
+        )));
     }
 
     #[test]

@@ -33,6 +33,7 @@ struct Queued {
     html: String,
     link: Option<String>,
     attempts: i64,
+    created_at: i64,
 }
 
 enum Transport {
@@ -119,6 +120,7 @@ fn build(sender: &Mailbox, mail: &Queued) -> Result<Message, SendError> {
         .parse()
         .map_err(|_| SendError::Address(mail.to.clone()))?;
     Ok(Message::builder()
+        .message_id(Some(message_id(sender, mail)))
         .from(sender.clone())
         .to(to)
         .subject(&mail.subject)
@@ -135,6 +137,20 @@ fn build(sender: &Mailbox, mail: &Queued) -> Result<Message, SendError> {
                         .body(mail.html.clone()),
                 ),
         )?)
+}
+
+/// The same `Message-ID` on every attempt to deliver one outbox row, so that a
+/// receiver can drop the copy a retry sends after a crash between the sending and the
+/// deleting (delivery is at least once). The row id alone is not unique over time (a
+/// delivered row is deleted, and SQLite may reuse its id), so its creation time is in
+/// it too; the domain is the sender's.
+fn message_id(sender: &Mailbox, mail: &Queued) -> String {
+    format!(
+        "<outbox-{}-{}@{}>",
+        mail.id,
+        mail.created_at,
+        sender.email.domain()
+    )
 }
 
 /// The delay before attempt `attempts + 1`: the base doubled per failure, capped.
@@ -155,7 +171,7 @@ async fn lease_next(db: &Db) -> Result<Option<Queued>, sqlx::Error> {
          WHERE id = (SELECT id FROM mail_outbox WHERE sent_at IS NULL AND next_attempt_at <= $1 \
                      AND (locked_until IS NULL OR locked_until <= $1) ORDER BY id LIMIT 1) \
          AND (locked_until IS NULL OR locked_until <= $1) \
-         RETURNING id, recipient, subject, text_body, html_body, link, attempts",
+         RETURNING id, recipient, subject, text_body, html_body, link, attempts, created_at",
     )
     .bind(now)
     .bind(now + LEASE_SECS)
@@ -170,6 +186,7 @@ async fn lease_next(db: &Db) -> Result<Option<Queued>, sqlx::Error> {
             html: r.try_get(4)?,
             link: r.try_get(5)?,
             attempts: r.try_get(6)?,
+            created_at: r.try_get(7)?,
         })
     })
     .transpose()

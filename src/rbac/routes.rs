@@ -22,6 +22,7 @@ use crate::auth::policy::Policy::Permission as Needs;
 use crate::auth::policy::{Policy, Routes};
 use crate::auth::{session, CurrentUser};
 use crate::error::AppError;
+use crate::http::query::page_param;
 use crate::http::{Json, Origin};
 use crate::logs::LogEntry;
 use crate::text::label;
@@ -440,24 +441,6 @@ struct ListQuery {
     page: Option<String>,
     per_page: Option<String>,
     q: Option<String>,
-}
-
-/// A positive integer query parameter, with its default and ceiling.
-pub fn page_param(
-    name: &str,
-    value: Option<&str>,
-    default: i64,
-    max: i64,
-) -> Result<i64, AppError> {
-    match value.map(str::trim).filter(|v| !v.is_empty()) {
-        None => Ok(default),
-        Some(v) => match v.parse::<i64>() {
-            Ok(n) if n >= 1 => Ok(n.min(max)),
-            _ => Err(AppError::invalid(format!(
-                "{name} must be a positive integer"
-            ))),
-        },
-    }
 }
 
 async fn users_details(

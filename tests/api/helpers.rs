@@ -334,6 +334,7 @@ fn client_with(jar: Arc<reqwest::cookie::Jar>) -> reqwest::Client {
 }
 
 pub struct ParsedEmail {
+    pub message_id: String,
     pub to: String,
     pub subject: String,
     pub text: String,
@@ -349,6 +350,7 @@ pub fn parse_email(raw: &[u8]) -> ParsedEmail {
         .unwrap_or_default()
         .to_owned();
     ParsedEmail {
+        message_id: message.message_id().unwrap_or_default().to_owned(),
         to,
         subject: message.subject().unwrap_or_default().to_owned(),
         text: message.body_text(0).unwrap_or_default().into_owned(),

@@ -1,0 +1,327 @@
+//! Reliability under faults the tests cause for real: hostile and malformed input is
+//! refused the same way on both databases, a PostgreSQL outage under load answers 503
+//! and loses no record of an answered request, and the service recovers by itself.
+
+use std::time::Duration;
+
+use rand::Rng;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use sqlx::Connection;
+
+use crate::helpers::{
+    expect_error, new_client, postgres_available, postgres_url, Backend, TestApp,
+};
+use crate::on_both_databases;
+
+on_both_databases!(
+    control_characters_are_refused_naming_the_field,
+    json_is_strict_and_paging_follows_one_rule,
+);
+
+/// Logs in an Admin (who may search users and read every log) on the app's client.
+async fn admin(app: &TestApp, name: &str) {
+    app.verified_user(name).await;
+    let id = app
+        .scalar(&format!("SELECT id FROM users WHERE username = '{name}'"))
+        .await;
+    gatehouse::rbac::grant_role(app.state.db.pool(), id, "Super Admin")
+        .await
+        .unwrap();
+}
+
+async fn control_characters_are_refused_naming_the_field(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    admin(&app, "root").await;
+    // JSON bodies: NUL and other control characters, escaped, in any field.
+    for (body, field) in [
+        (
+            json!({"username_or_email": "ro\u{0}ot", "password": "x"}),
+            "username_or_email",
+        ),
+        (
+            json!({"username_or_email": "root", "password": "a\u{1b}b"}),
+            "password",
+        ),
+    ] {
+        let message = expect_error(app.post("/login", body).await, StatusCode::BAD_REQUEST).await;
+        assert!(message.contains(&format!("`{field}`")), "{message}");
+    }
+    let message = expect_error(
+        app.post("/admin/create_permission", json!({"name": "perm\u{0}x"}))
+            .await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert!(message.contains("`name`"), "{message}");
+    // A form body.
+    let res = new_client()
+        .post(app.url("/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("username_or_email=a%00b&password=x")
+        .send()
+        .await
+        .unwrap();
+    let message = expect_error(res, StatusCode::BAD_REQUEST).await;
+    assert!(message.contains("`username_or_email`"), "{message}");
+    // Query parameters, on every route, before the database sees them.
+    for (path, param) in [
+        ("/admin/users/details?q=a%00b", "q"),
+        ("/logs?user=x%00", "user"),
+        ("/logs?q=%1b%5b31m", "q"),
+        ("/logs/export.csv?level=INFO%00", "level"),
+        (
+            "/user-email-subscriptions?email=a%00%40example.com",
+            "email",
+        ),
+    ] {
+        let message = expect_error(app.get(path).await, StatusCode::BAD_REQUEST).await;
+        assert!(message.contains(&format!("`{param}`")), "{path}: {message}");
+    }
+    // Paths.
+    let res = app.get("/verify_email/abc%00def").await;
+    expect_error(res, StatusCode::BAD_REQUEST).await;
+    // Tabs and line breaks stay allowed in JSON text, and nothing was stored.
+    assert_eq!(
+        app.scalar("SELECT COUNT(*) FROM permissions WHERE name LIKE 'perm%'")
+            .await,
+        0
+    );
+    assert_eq!(
+        app.get("/current_user_details").await.status(),
+        StatusCode::OK
+    );
+}
+
+async fn json_is_strict_and_paging_follows_one_rule(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    admin(&app, "root").await;
+    let csrf = app.csrf.lock().unwrap().clone().unwrap();
+    for (content_type, body, status) in [
+        (
+            "application/json",
+            r#"{"name": "reports.read"} trailing"#,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "application/json",
+            r#"{"name": "reports.read"}{"name": "x"}"#,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "application/json-patch+json",
+            r#"{"name": "reports.read"}"#,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        (
+            "application/merge-patch+json",
+            r#"{"name": "reports.read"}"#,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+    ] {
+        let res = app
+            .client
+            .post(app.url("/admin/create_permission"))
+            .header("content-type", content_type)
+            .header("x-csrftoken", &csrf)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        expect_error(res, status).await;
+    }
+    assert_eq!(
+        app.scalar("SELECT COUNT(*) FROM permissions WHERE name = 'reports.read'")
+            .await,
+        0,
+        "nothing refused was stored"
+    );
+    // One rule for paging parameters, wherever they are read.
+    for path in [
+        "/logs?before_id=AAA",
+        "/logs/export.csv?before_id=AAA",
+        "/logs?before_id=-5",
+        "/logs/export.csv?page=-1",
+        "/logs?page=-1",
+        "/logs?per_page=0",
+        "/admin/users/details?page=-1",
+        "/admin/users/details?per_page=abc",
+    ] {
+        let message = expect_error(app.get(path).await, StatusCode::BAD_REQUEST).await;
+        assert!(
+            message.contains("must be a positive integer"),
+            "{path}: {message}"
+        );
+    }
+    let res = app.get("/logs/export.csv?before_id=1&page=2").await;
+    assert_eq!(res.status(), StatusCode::OK);
+}
+
+/// A PostgreSQL database of its own, so that an outage can be caused without touching
+/// the shared server: connections to it are refused and its sessions terminated.
+struct OutageDb {
+    admin: sqlx::PgConnection,
+    name: String,
+    url: String,
+}
+
+impl OutageDb {
+    async fn create() -> Self {
+        let base = postgres_url().unwrap();
+        let mut admin = sqlx::PgConnection::connect(&base).await.unwrap();
+        let name = format!("gh_outage_{:012x}", rand::thread_rng().gen::<u64>() >> 16);
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        let options: sqlx::postgres::PgConnectOptions = base.parse().unwrap();
+        let url = format!(
+            "postgres://{}@{}:{}/{name}",
+            options.get_username(),
+            options.get_host(),
+            options.get_port()
+        );
+        Self { admin, name, url }
+    }
+
+    async fn go_down(&mut self) {
+        let name = &self.name;
+        for sql in [
+            format!("ALTER DATABASE {name} WITH ALLOW_CONNECTIONS false"),
+            format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+            ),
+        ] {
+            sqlx::query(&sql).execute(&mut self.admin).await.unwrap();
+        }
+    }
+
+    async fn come_back(&mut self) {
+        sqlx::query(&format!(
+            "ALTER DATABASE {} WITH ALLOW_CONNECTIONS true",
+            self.name
+        ))
+        .execute(&mut self.admin)
+        .await
+        .unwrap();
+    }
+
+    async fn drop_it(mut self) {
+        sqlx::query(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ))
+        .execute(&mut self.admin)
+        .await
+        .unwrap();
+    }
+}
+
+/// Whether the answer is the contract's 503 for an outage.
+async fn is_outage_answer(res: reqwest::Response) -> bool {
+    if res.status() != StatusCode::SERVICE_UNAVAILABLE {
+        return false;
+    }
+    assert!(
+        res.headers().contains_key("retry-after"),
+        "503 without Retry-After"
+    );
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["code"], "service_unavailable", "{body}");
+    assert_eq!(body["success"], false);
+    true
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_outage_under_load_answers_503_loses_no_record_and_recovers() {
+    if !postgres_available().await {
+        return;
+    }
+    let mut db = OutageDb::create().await;
+    let app = TestApp::spawn_with(Backend::Postgres, &[("DATABASE_URL", db.url.as_str())]).await;
+    app.verified_user("olga").await;
+    let cookie = format!("session={}", app.session_cookie().unwrap());
+
+    db.go_down().await;
+    // Load while the database is away: logins (authentication events) and reads.
+    let load = (0..20).map(|i| {
+        let app = &app;
+        async move {
+            let res = if i % 2 == 0 {
+                new_client()
+                    .post(app.url("/login"))
+                    .json(&json!({"username_or_email": "olga", "password": "Wrong-Guess-1!"}))
+                    .send()
+                    .await
+                    .unwrap()
+            } else {
+                app.get("/current_user_details").await
+            };
+            is_outage_answer(res).await
+        }
+    });
+    let outcomes = futures::future::join_all(load).await;
+    assert!(
+        outcomes.iter().all(|o| *o),
+        "every request is a 503: {outcomes:?}"
+    );
+    // Monitoring still answers, whatever cookie comes with it.
+    for path in ["/healthz", "/metrics"] {
+        let res = new_client()
+            .get(app.url(path))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "{path}");
+    }
+    let res = new_client()
+        .get(app.url("/readyz"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert!(is_outage_answer(res).await);
+
+    db.come_back().await;
+    // Recovery needs nobody: the next requests succeed.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let res = app.get("/current_user_details").await;
+        if res.status() == StatusCode::OK {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no recovery: {}",
+            res.status()
+        );
+        tokio::task::yield_now().await;
+    }
+    let res = app
+        .post(
+            "/login",
+            json!({"username_or_email": "olga", "password": "Wrong-Guess-1!"}),
+        )
+        .await;
+    expect_error(res, StatusCode::UNAUTHORIZED).await;
+    // The failed login is on record before its answer, and every answered request of
+    // the outage has its access line once the writer has caught up: none dropped.
+    assert_eq!(
+        app.scalar("SELECT COUNT(*) FROM activity_logs WHERE message = 'login failed'")
+            .await,
+        1
+    );
+    app.state.activity.drain().await;
+    assert_eq!(
+        app.scalar("SELECT COUNT(*) FROM activity_logs WHERE kind = 'access' AND status = 503")
+            .await,
+        20 + 1
+    );
+    assert_eq!(app.state.activity.dropped(), 0);
+    let res = app.get("/readyz").await;
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["details"]["activity_log_dropped_total"], 0, "{body}");
+    drop(app);
+    db.drop_it().await;
+}
