@@ -2,19 +2,22 @@
 //! from start to graceful shutdown.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, State};
+use axum::body::Body;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::{middleware, Router, ServiceExt};
+use axum::{middleware, Router};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use serde_json::json;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
-use tower::ServiceBuilder;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+use tower::{ServiceBuilder, ServiceExt};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
@@ -181,13 +184,16 @@ async fn not_found() -> Response {
         .into_response()
 }
 
-/// Serves on `listener` until `shutdown` completes, then finishes in-flight requests,
-/// flushes the mail queue and returns.
+/// Serves on `listener` until `shutdown` completes, then finishes in-flight requests
+/// (for at most `SHUTDOWN_GRACE`), flushes the queues and returns.
 pub async fn serve(
     state: AppState,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    if state.served.swap(true, Ordering::SeqCst) {
+        anyhow::bail!("this state is already being served");
+    }
     let (stop_tx, stop_rx) = watch::channel(false);
     let mail_task = tokio::spawn(mail::sender::run(
         state.db.clone(),
@@ -195,9 +201,6 @@ pub async fn serve(
         state.mailer.clone(),
         stop_rx.clone(),
     ));
-    if state.served.swap(true, Ordering::SeqCst) {
-        anyhow::bail!("this state is already being served");
-    }
     let log_task = tokio::spawn(logs::writer::run(
         state.db.clone(),
         state.activity.clone(),
@@ -205,15 +208,7 @@ pub async fn serve(
     ));
     let maintenance_task = tokio::spawn(maintenance(state.clone(), stop_rx));
 
-    let app = ServiceBuilder::new()
-        .map_request(http::merge_slashes)
-        .service(router(state.clone()));
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await?;
+    accept_until(&state, listener, shutdown).await;
 
     tracing::info!("server stopped; flushing queues");
     // The receivers live as long as the tasks; a send error only means they are done.
@@ -231,6 +226,91 @@ pub async fn serve(
     }
     state.db.close().await;
     Ok(())
+}
+
+/// The accept loop: one task per connection, at most `MAX_CONNECTIONS` of them (the
+/// rest wait in the listen backlog), each dropped when its client takes longer than
+/// `HEADER_READ_TIMEOUT` to send a request header. When `shutdown` completes it stops
+/// accepting, lets in-flight requests finish and closes idle connections, and after
+/// `SHUTDOWN_GRACE` closes whatever is left: no client can hold the process up.
+async fn accept_until(
+    state: &AppState,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let app = ServiceBuilder::new()
+        .map_request(|req: axum::http::Request<hyper::body::Incoming>| req.map(Body::new))
+        .map_request(http::merge_slashes)
+        .service(router(state.clone()));
+    let mut http1 = hyper::server::conn::http1::Builder::new();
+    http1
+        .timer(TokioTimer::new())
+        .header_read_timeout(state.config.header_read_timeout);
+    let slots = Arc::new(Semaphore::new(state.config.max_connections));
+    let (closing_tx, closing) = watch::channel(false);
+    let mut connections = JoinSet::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        while connections.try_join_next().is_some() {}
+        let slot = tokio::select! {
+            slot = Arc::clone(&slots).acquire_owned() => slot,
+            () = &mut shutdown => break,
+        };
+        let Ok(slot) = slot else { break };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors, or a connection reset before it was
+                    // accepted: pause rather than spin, and go on.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let service = TowerToHyperService::new(app.clone().map_request(
+            move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(ConnectInfo(peer));
+                req
+            },
+        ));
+        let connection = http1
+            .serve_connection(TokioIo::new(stream), service)
+            .with_upgrades();
+        let mut closing = closing.clone();
+        connections.spawn(async move {
+            let _slot = slot;
+            let mut connection = std::pin::pin!(connection);
+            tokio::select! {
+                done = connection.as_mut() => {
+                    if let Err(e) = done {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                }
+                () = async { let _ = closing.wait_for(|c| *c).await; } => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = connection.await;
+                }
+            }
+        });
+    }
+    drop(listener);
+    let _ = closing_tx.send(true);
+    let grace = state.config.shutdown_grace;
+    let finished = tokio::time::timeout(grace, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if finished.is_err() {
+        tracing::warn!(
+            connections = connections.len(),
+            grace_secs = grace.as_secs_f64(),
+            "connections still open after the shutdown grace period; closing them"
+        );
+        connections.shutdown().await;
+    }
 }
 
 /// Periodic housekeeping: forgets dead sessions, lapsed throttle counts and activity

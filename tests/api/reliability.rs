@@ -2,12 +2,14 @@
 //! refused the same way on both databases, a PostgreSQL outage under load answers 503
 //! and loses no record of an answered request, and the service recovers by itself.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rand::Rng;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sqlx::Connection;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 use crate::helpers::{
     expect_error, new_client, postgres_available, postgres_url, Backend, TestApp,
@@ -17,6 +19,12 @@ use crate::on_both_databases;
 on_both_databases!(
     control_characters_are_refused_naming_the_field,
     json_is_strict_and_paging_follows_one_rule,
+);
+
+on_both_databases!(
+    shutdown_finishes_within_the_grace_whatever_clients_do,
+    slow_header_senders_are_cut_off,
+    open_connections_are_bounded,
 );
 
 /// Logs in an Admin (who may search users and read every log) on the app's client.
@@ -286,16 +294,15 @@ async fn a_postgres_outage_under_load_answers_503_loses_no_record_and_recovers()
     db.come_back().await;
     // Recovery needs nobody: the next requests succeed.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut refused_while_recovering = 0;
     loop {
         let res = app.get("/current_user_details").await;
         if res.status() == StatusCode::OK {
             break;
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no recovery: {}",
-            res.status()
-        );
+        assert!(is_outage_answer(res).await);
+        refused_while_recovering += 1;
+        assert!(tokio::time::Instant::now() < deadline, "no recovery");
         tokio::task::yield_now().await;
     }
     let res = app
@@ -316,7 +323,7 @@ async fn a_postgres_outage_under_load_answers_503_loses_no_record_and_recovers()
     assert_eq!(
         app.scalar("SELECT COUNT(*) FROM activity_logs WHERE kind = 'access' AND status = 503")
             .await,
-        20 + 1
+        20 + refused_while_recovering
     );
     assert_eq!(app.state.activity.dropped(), 0);
     let res = app.get("/readyz").await;
@@ -324,4 +331,153 @@ async fn a_postgres_outage_under_load_answers_503_loses_no_record_and_recovers()
     assert_eq!(body["details"]["activity_log_dropped_total"], 0, "{body}");
     drop(app);
     db.drop_it().await;
+}
+
+/// Reads until the server closes the connection, or `within` passes; returns what was
+/// read and whether the connection was closed.
+async fn read_until_closed(stream: &mut TcpStream, within: Duration) -> (String, bool) {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return (String::from_utf8_lossy(&got).into_owned(), true),
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+            Err(_) => return (String::from_utf8_lossy(&got).into_owned(), false),
+        }
+    }
+}
+
+/// SIGTERM's path with a half-sent header, a slow header sender, an idle keep-alive
+/// connection and a request in flight: the request is answered and the server is gone
+/// within the grace period, although the header timeout is far longer.
+async fn shutdown_finishes_within_the_grace_whatever_clients_do(backend: Backend) {
+    let mut app = TestApp::spawn_with(
+        backend,
+        &[("SHUTDOWN_GRACE", "1s"), ("HEADER_READ_TIMEOUT", "60s")],
+    )
+    .await;
+    let mut half = TcpStream::connect(app.addr).await.unwrap();
+    half.write_all(b"GET /healthz HTTP/1.1\r\nHost: gatehouse\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let slow_addr = app.addr;
+    let slowloris = tokio::spawn(async move {
+        let mut slow = TcpStream::connect(slow_addr).await.unwrap();
+        slow.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+        for i in 0.. {
+            if slow
+                .write_all(format!("X-{i}: a\r\n").as_bytes())
+                .await
+                .is_err()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let mut idle = TcpStream::connect(app.addr).await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: gatehouse\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    let n = idle.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    // A login (an Argon2 hash) is in flight when the shutdown begins.
+    let in_flight = {
+        let url = app.url("/login");
+        tokio::spawn(async move {
+            new_client()
+                .post(url)
+                .json(&json!({"username_or_email": "nobody", "password": "Wrong-Guess-1!"}))
+                .send()
+                .await
+                .map(|r| r.status())
+        })
+    };
+    tokio::task::yield_now().await;
+
+    let started = Instant::now();
+    app.shutdown().await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(4), "shutdown took {took:?}");
+    if let Ok(status) = in_flight.await.unwrap() {
+        assert_eq!(
+            status,
+            StatusCode::UNAUTHORIZED,
+            "an accepted request is answered"
+        );
+    }
+    for stream in [&mut half, &mut idle] {
+        let (_, closed) = read_until_closed(stream, Duration::from_secs(2)).await;
+        assert!(closed, "every connection is closed at shutdown");
+    }
+    slowloris.await.unwrap();
+}
+
+/// A client that sends its header a line at a time, never finishing, is disconnected
+/// after the header read timeout.
+async fn slow_header_senders_are_cut_off(backend: Backend) {
+    let app = TestApp::spawn_with(backend, &[("HEADER_READ_TIMEOUT", "1s")]).await;
+    let mut slow = TcpStream::connect(app.addr).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\n").await.unwrap();
+    let started = Instant::now();
+    let mut cut_off = false;
+    for i in 0..40 {
+        if slow
+            .write_all(format!("X-Line-{i}: a\r\n").as_bytes())
+            .await
+            .is_err()
+        {
+            cut_off = true;
+            break;
+        }
+        let (_, closed) = read_until_closed(&mut slow, Duration::from_millis(100)).await;
+        if closed {
+            cut_off = true;
+            break;
+        }
+    }
+    let took = started.elapsed();
+    assert!(
+        cut_off,
+        "a slow header sender kept its connection for {took:?}"
+    );
+    assert!(
+        took >= Duration::from_millis(900),
+        "cut off too early: {took:?}"
+    );
+    assert!(took < Duration::from_secs(3), "cut off too late: {took:?}");
+    // Everyone else is served.
+    assert_eq!(app.get("/healthz").await.status(), StatusCode::OK);
+}
+
+/// With `MAX_CONNECTIONS` open, a further client waits until one closes.
+async fn open_connections_are_bounded(backend: Backend) {
+    let app = TestApp::spawn_with(backend, &[("MAX_CONNECTIONS", "2")]).await;
+    let mut first = TcpStream::connect(app.addr).await.unwrap();
+    let mut second = TcpStream::connect(app.addr).await.unwrap();
+    for stream in [&mut first, &mut second] {
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: gatehouse\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 1024];
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    }
+    // Both stay open (keep-alive); a third client is not served meanwhile...
+    let mut third = TcpStream::connect(app.addr).await.unwrap();
+    third
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: gatehouse\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let (answer, _) = read_until_closed(&mut third, Duration::from_millis(300)).await;
+    assert!(answer.is_empty(), "served beyond the bound: {answer}");
+    // ...until one of the others goes.
+    drop(first);
+    let (answer, closed) = read_until_closed(&mut third, Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(closed);
+    drop(second);
 }
