@@ -102,6 +102,7 @@ pub fn router(state: AppState) -> Router {
             auth::authenticate,
         ))
         .layer(middleware::from_fn(http::refuse_control_characters))
+        .layer(middleware::from_fn(http::request_limits))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
         .layer(TimeoutLayer::with_status_code(
@@ -245,7 +246,8 @@ async fn accept_until(
     let mut http1 = hyper::server::conn::http1::Builder::new();
     http1
         .timer(TokioTimer::new())
-        .header_read_timeout(state.config.header_read_timeout);
+        .header_read_timeout(state.config.header_read_timeout)
+        .max_headers(1000);
     let slots = Arc::new(Semaphore::new(state.config.max_connections));
     let (closing_tx, closing) = watch::channel(false);
     let mut connections = JoinSet::new();

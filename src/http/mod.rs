@@ -244,6 +244,10 @@ pub async fn json_errors(req: Request, next: Next) -> Response {
             "The request's Content-Type is not supported here.",
             "unsupported_media_type",
         ),
+        StatusCode::URI_TOO_LONG => (URI_TOO_LONG, "uri_too_long"),
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => {
+            (HEADERS_TOO_LARGE, "request_header_fields_too_large")
+        }
         s if s.is_server_error() => ("An internal error occurred", "internal_error"),
         _ => ("The request could not be understood.", "bad_request"),
     };
@@ -255,6 +259,45 @@ pub async fn json_errors(req: Request, next: Next) -> Response {
     );
     let body = error_body(message, code).to_string();
     Response::from_parts(parts, Body::from(body))
+}
+
+/// The longest request target accepted; longer ones answer 414.
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+/// The most header fields, and their total size, accepted; more answer 431.
+pub const MAX_HEADERS: usize = 100;
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+const URI_TOO_LONG: &str = "The request URI is too long.";
+const HEADERS_TOO_LARGE: &str = "The request's header fields are too large.";
+
+/// Refuses an over-long URI (414) or oversized headers (431) with the contract's body.
+/// These limits sit well below the HTTP parser's own (64 KiB of URI, 1000 fields,
+/// about 400 KiB of header), whose refusals it sends by itself with an empty body,
+/// so that any client a proxy would let through meets these instead.
+pub async fn request_limits(req: Request, next: Next) -> Response {
+    let uri_bytes = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
+    if uri_bytes > MAX_URI_BYTES {
+        return (
+            StatusCode::URI_TOO_LONG,
+            axum::Json(error_body(URI_TOO_LONG, "uri_too_long")),
+        )
+            .into_response();
+    }
+    let header_bytes: usize = req
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    if req.headers().len() > MAX_HEADERS || header_bytes > MAX_HEADER_BYTES {
+        return (
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            axum::Json(error_body(
+                HEADERS_TOO_LARGE,
+                "request_header_fields_too_large",
+            )),
+        )
+            .into_response();
+    }
+    next.run(req).await
 }
 
 /// Refuses (400, naming it) a query parameter or a path holding a control character,

@@ -19,6 +19,7 @@ use crate::on_both_databases;
 on_both_databases!(
     control_characters_are_refused_naming_the_field,
     json_is_strict_and_paging_follows_one_rule,
+    oversized_uris_and_headers_get_the_contract_body,
 );
 
 on_both_databases!(
@@ -480,4 +481,32 @@ async fn open_connections_are_bounded(backend: Backend) {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(closed);
     drop(second);
+}
+
+async fn oversized_uris_and_headers_get_the_contract_body(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let long = format!("/logs?q={}", "a".repeat(gatehouse::http::MAX_URI_BYTES));
+    let message = expect_error(
+        new_client().get(app.url(&long)).send().await.unwrap(),
+        StatusCode::URI_TOO_LONG,
+    )
+    .await;
+    assert_eq!(message, "The request URI is too long.");
+    let mut many = new_client().get(app.url("/healthz"));
+    for i in 0..=gatehouse::http::MAX_HEADERS {
+        many = many.header(format!("x-h-{i}"), "v");
+    }
+    expect_error(
+        many.send().await.unwrap(),
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+    )
+    .await;
+    let big = new_client()
+        .get(app.url("/healthz"))
+        .header("x-big", "b".repeat(gatehouse::http::MAX_HEADER_BYTES))
+        .send()
+        .await
+        .unwrap();
+    expect_error(big, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE).await;
+    assert_eq!(app.get("/healthz").await.status(), StatusCode::OK);
 }
