@@ -103,7 +103,7 @@ pub struct TestApp {
 }
 
 /// A database for one test, and the URL that reaches it.
-async fn fresh_database(backend: Backend, dir: &Path) -> (String, Option<String>) {
+pub async fn fresh_database(backend: Backend, dir: &Path) -> (String, Option<String>) {
     match backend {
         Backend::Sqlite => (
             format!("sqlite://{}", dir.join("gatehouse.db").display()),

@@ -26,6 +26,7 @@ on_both_databases!(
     shutdown_finishes_within_the_grace_whatever_clients_do,
     slow_header_senders_are_cut_off,
     open_connections_are_bounded,
+    a_sigkill_under_write_load_loses_no_acknowledged_write,
 );
 
 /// Logs in an Admin (who may search users and read every log) on the app's client.
@@ -509,4 +510,232 @@ async fn oversized_uris_and_headers_get_the_contract_body(backend: Backend) {
         .unwrap();
     expect_error(big, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE).await;
     assert_eq!(app.get("/healthz").await.status(), StatusCode::OK);
+}
+
+/// The real binary, serving `database_url` from `dir` on `port` (or running another
+/// command when `args` says so).
+fn binary(dir: &std::path::Path, database_url: &str, port: u16) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"));
+    cmd.current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("RUST_LOG", "error")
+        .env("DATABASE_URL", database_url)
+        .env("BIND_ADDR", format!("127.0.0.1:{port}"))
+        .env("MAIL_BACKEND", "file")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    cmd
+}
+
+/// Starts `serve` and waits (bounded) until it answers.
+async fn start_server(dir: &std::path::Path, database_url: &str, port: u16) -> std::process::Child {
+    let mut child = binary(dir, database_url, port).spawn().unwrap();
+    let url = format!("http://127.0.0.1:{port}/healthz");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut up = false;
+    while !up && tokio::time::Instant::now() < deadline {
+        up = new_client().get(&url).send().await.is_ok();
+        if !up {
+            // Waiting on another process to listen: nothing to be told by, so poll.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    if !up {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the server did not come up");
+    }
+    child
+}
+
+/// A logged-in client of the real server; returns it with its CSRF token.
+async fn log_in(base: &str, password: &str) -> (reqwest::Client, String) {
+    let client = new_client();
+    let res = client
+        .post(format!("{base}/login"))
+        .json(&json!({"username_or_email": "root", "password": password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: Value = res.json().await.unwrap();
+    (client, body["csrf_token"].as_str().unwrap().to_owned())
+}
+
+#[derive(Debug, Clone)]
+enum Acknowledged {
+    Ticket(i64),
+    Permission(String),
+}
+
+/// Writes (tickets inserted at the top of one column, which shifts every other
+/// ticket, and permissions) from four clients, SIGKILL while they run, restart on the
+/// same database: every acknowledged write is there with its activity log entry, and
+/// the column's positions are dense.
+async fn a_sigkill_under_write_load_loses_no_acknowledged_write(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let (database_url, schema) = crate::helpers::fresh_database(backend, dir.path()).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = binary(dir.path(), &database_url, port)
+        .args([
+            "create-admin",
+            "--username",
+            "root",
+            "--email",
+            "root@example.com",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let password = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("password (shown once): "))
+        .unwrap()
+        .to_owned();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut server = start_server(dir.path(), &database_url, port).await;
+    let (client, csrf) = log_in(&base, &password).await;
+    let post = |path: String, body: Value| {
+        client
+            .post(format!("{base}{path}"))
+            .header("x-csrftoken", &csrf)
+            .json(&body)
+            .send()
+    };
+    let id = |res: reqwest::Response| async move {
+        assert_eq!(res.status(), StatusCode::CREATED);
+        res.json::<Value>().await.unwrap()["id"].as_i64().unwrap()
+    };
+    let board = id(post("/boards".into(), json!({"name": "Load"}))
+        .await
+        .unwrap())
+    .await;
+    let column = id(
+        post(format!("/boards/{board}/columns"), json!({"name": "Todo"}))
+            .await
+            .unwrap(),
+    )
+    .await;
+
+    let (count_tx, mut count) = tokio::sync::watch::channel(0usize);
+    let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let (client, csrf, base) = (client.clone(), csrf.clone(), base.clone());
+            let (acknowledged, count_tx) = (acknowledged.clone(), count_tx.clone());
+            tokio::spawn(async move {
+                for i in 0.. {
+                    let (path, body) = if i % 2 == 0 {
+                        (
+                            format!("/columns/{column}/tickets"),
+                            json!({"title": format!("t{w}-{i}"), "position": 0}),
+                        )
+                    } else {
+                        (
+                            "/admin/create_permission".to_owned(),
+                            json!({"name": format!("load.w{w}.p{i}")}),
+                        )
+                    };
+                    let sent = client
+                        .post(format!("{base}{path}"))
+                        .header("x-csrftoken", &csrf)
+                        .json(&body)
+                        .send()
+                        .await;
+                    let Ok(res) = sent else { return };
+                    if !res.status().is_success() {
+                        return;
+                    }
+                    let Ok(answer) = res.json::<Value>().await else {
+                        return;
+                    };
+                    let write = if i % 2 == 0 {
+                        Acknowledged::Ticket(answer["id"].as_i64().unwrap())
+                    } else {
+                        Acknowledged::Permission(body["name"].as_str().unwrap().to_owned())
+                    };
+                    acknowledged.lock().unwrap().push(write);
+                    count_tx.send_modify(|n| *n += 1);
+                }
+            })
+        })
+        .collect();
+    tokio::time::timeout(Duration::from_secs(60), count.wait_for(|n| *n >= 40))
+        .await
+        .expect("the load got going")
+        .unwrap();
+    server.kill().unwrap();
+    server.wait().unwrap();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let acknowledged = acknowledged.lock().unwrap().clone();
+
+    let mut server = start_server(dir.path(), &database_url, port).await;
+    let db = gatehouse::db::Db::connect(&database_url).await.unwrap();
+    let messages: Vec<String> = sqlx::query_scalar("SELECT message FROM activity_logs")
+        .fetch_all(db.pool())
+        .await
+        .unwrap();
+    let tickets: Vec<(i64, i64)> =
+        sqlx::query_as("SELECT id, position FROM tickets WHERE column_id = $1 ORDER BY position")
+            .bind(column)
+            .fetch_all(db.pool())
+            .await
+            .unwrap();
+    let permissions: Vec<String> = sqlx::query_scalar("SELECT name FROM permissions")
+        .fetch_all(db.pool())
+        .await
+        .unwrap();
+    for write in &acknowledged {
+        match write {
+            Acknowledged::Ticket(ticket) => {
+                assert!(
+                    tickets.iter().any(|(id, _)| id == ticket),
+                    "ticket {ticket} lost"
+                );
+                let prefix = format!("ticket {ticket} created");
+                assert!(
+                    messages.iter().any(|m| m.starts_with(&prefix)),
+                    "no log entry for ticket {ticket}"
+                );
+            }
+            Acknowledged::Permission(name) => {
+                assert!(permissions.contains(name), "permission {name} lost");
+                assert!(
+                    messages.iter().any(|m| m.contains(name.as_str())),
+                    "no log entry for permission {name}"
+                );
+            }
+        }
+    }
+    let positions: Vec<i64> = tickets.iter().map(|(_, p)| *p).collect();
+    let dense: Vec<i64> = (0..i64::try_from(positions.len()).unwrap()).collect();
+    assert_eq!(positions, dense, "positions are dense after the crash");
+    // The restarted server serves the board.
+    let (client, _) = log_in(&base, &password).await;
+    let res = client
+        .get(format!("{base}/columns/{column}/tickets"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    server.kill().unwrap();
+    server.wait().unwrap();
+    db.close().await;
+    if let Some(schema) = schema {
+        let mut conn = sqlx::PgConnection::connect(&postgres_url().unwrap())
+            .await
+            .unwrap();
+        sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
 }
