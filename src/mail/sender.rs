@@ -3,7 +3,8 @@
 //! It leases one due message at a time (`locked_until`), hands it to the configured
 //! backend and then deletes it, or on failure schedules the next attempt after an
 //! exponentially growing delay. A crash mid-delivery only lets the lease lapse, so
-//! delivery is at least once, never zero times.
+//! delivery is at least once, never zero times; each message's `Message-ID` comes from
+//! its outbox row, so a receiver can drop the copy a retry sends.
 
 use std::path::PathBuf;
 use std::time::Duration;
