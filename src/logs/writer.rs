@@ -164,6 +164,25 @@ impl ActivityLog {
         let _ = settled.wait_for(|s| *s >= seq).await;
     }
 
+    /// Stores an event or a change in the caller's transaction, so that it exists
+    /// exactly when the change it records does.
+    pub async fn record_in(
+        conn: &mut sqlx::AnyConnection,
+        entry: LogEntry,
+    ) -> Result<(), sqlx::Error> {
+        let postgres = conn.backend_name() == "PostgreSQL";
+        let sql = if postgres {
+            INSERT_POSTGRES
+        } else {
+            INSERT_SQLITE
+        };
+        sqlx::query(sql)
+            .bind(rows_json(&[(0, entry)]))
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
+
     /// Entries dropped since start: the queue was full, or shutdown could not store
     /// them.
     pub fn dropped(&self) -> u64 {
@@ -326,6 +345,19 @@ const INSERT_POSTGRES: &str = "INSERT INTO activity_logs (created_at, level, kin
      FROM jsonb_array_elements($1::jsonb) AS r";
 
 async fn insert(db: &Db, batch: &[(u64, LogEntry)]) -> Result<(), sqlx::Error> {
+    let sql = match db.backend() {
+        Backend::Sqlite => INSERT_SQLITE,
+        Backend::Postgres => INSERT_POSTGRES,
+    };
+    sqlx::query(sql)
+        .bind(rows_json(batch))
+        .execute(db.pool())
+        .await?;
+    Ok(())
+}
+
+/// The entries as the one JSON array the INSERT unpacks.
+fn rows_json(batch: &[(u64, LogEntry)]) -> String {
     let rows: Vec<serde_json::Value> = batch
         .iter()
         .map(|(_, e)| {
@@ -346,15 +378,7 @@ async fn insert(db: &Db, batch: &[(u64, LogEntry)]) -> Result<(), sqlx::Error> {
             ])
         })
         .collect();
-    let sql = match db.backend() {
-        Backend::Sqlite => INSERT_SQLITE,
-        Backend::Postgres => INSERT_POSTGRES,
-    };
-    sqlx::query(sql)
-        .bind(serde_json::Value::Array(rows).to_string())
-        .execute(db.pool())
-        .await?;
-    Ok(())
+    serde_json::Value::Array(rows).to_string()
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ use crate::auth::{session, CurrentUser};
 use crate::error::AppError;
 use crate::http::query::page_param;
 use crate::http::{Json, Origin};
-use crate::logs::LogEntry;
+use crate::logs::{ActivityLog, LogEntry};
 use crate::text::label;
 
 const MANAGE_USERS: Policy = Needs(Permission::ManageUsers);
@@ -103,18 +103,19 @@ fn within_powers(caller: &Access, permissions: &[String], is_super_admin_role: b
                 .all(|p| caller.permissions.contains(p.as_str())))
 }
 
-fn record(
-    state: &AppState,
+/// Records an administrative change in the transaction that makes it: the entry
+/// exists exactly when the change does.
+async fn record(
+    tx: &mut sqlx::AnyConnection,
     caller: &CurrentUser,
     origin: &Origin,
     message: String,
     details: Value,
-) {
-    state.activity.record(
-        LogEntry::admin(message, details)
-            .user(&caller.user)
-            .origin(origin),
-    );
+) -> Result<(), AppError> {
+    let entry = LogEntry::admin(message, details)
+        .user(&caller.user)
+        .origin(origin);
+    Ok(ActivityLog::record_in(tx, entry).await?)
 }
 
 async fn list_roles(State(state): State<AppState>) -> Result<Response, AppError> {
@@ -149,14 +150,17 @@ async fn create_role(
     Json(body): Json<NameBody>,
 ) -> Result<Response, AppError> {
     let name = label("name", &body.name, 64)?;
-    let id = store::create_role(&state.db, &name).await?;
+    let mut tx = state.db.begin().await?;
+    let id = store::create_role(&mut tx, &name).await?;
     record(
-        &state,
+        &mut tx,
         &caller,
         &origin,
         format!("role {name:?} created"),
         json!({ "action": "create_role", "target": { "role_id": id, "name": name }, "before": null, "after": { "name": name } }),
-    );
+    )
+    .await?;
+    tx.commit().await?;
     Ok((
         StatusCode::CREATED,
         axum::Json(json!({ "success": true, "message": "New role created", "role": { "id": id, "name": name } })),
@@ -195,14 +199,15 @@ async fn delete_role(
         )));
     }
     store::delete_role(&mut tx, role.id).await?;
-    tx.commit().await?;
     record(
-        &state,
+        &mut tx,
         &caller,
         &origin,
         format!("role {:?} deleted", role.name),
         json!({ "action": "delete_role", "target": { "role_id": role.id, "name": role.name }, "before": { "permissions": permissions }, "after": null }),
-    );
+    )
+    .await?;
+    tx.commit().await?;
     Ok(ok("Role deleted successfully"))
 }
 
@@ -228,14 +233,17 @@ async fn create_permission(
     Json(body): Json<NameBody>,
 ) -> Result<Response, AppError> {
     let name = valid_permission_name(&body.name)?;
-    let id = store::create_permission(&state.db, &name).await?;
+    let mut tx = state.db.begin().await?;
+    let id = store::create_permission(&mut tx, &name).await?;
     record(
-        &state,
+        &mut tx,
         &caller,
         &origin,
         format!("permission {name:?} created"),
         json!({ "action": "create_permission", "target": { "permission_id": id, "name": name }, "before": null, "after": { "name": name } }),
-    );
+    )
+    .await?;
+    tx.commit().await?;
     Ok((
         StatusCode::CREATED,
         axum::Json(json!({
@@ -271,14 +279,17 @@ async fn delete_permission(
     ) {
         return Err(AppError::unauthorized_access());
     }
-    store::delete_permission(&state.db, permission.id).await?;
+    let mut tx = state.db.begin().await?;
+    store::delete_permission(&mut tx, permission.id).await?;
     record(
-        &state,
+        &mut tx,
         &caller,
         &origin,
         format!("permission {:?} deleted", permission.name),
         json!({ "action": "delete_permission", "target": { "permission_id": permission.id, "name": permission.name }, "before": { "name": permission.name }, "after": null }),
-    );
+    )
+    .await?;
+    tx.commit().await?;
     Ok(ok("Permission deleted successfully"))
 }
 
@@ -323,9 +334,10 @@ async fn assign_permission(
     Json(body): Json<RolePermissionBody>,
 ) -> Result<Response, AppError> {
     let (role, permission) = role_and_permission(&state, &caller, &body).await?;
-    if store::link(&state.db, role.id, permission.id).await? {
+    let mut tx = state.db.begin().await?;
+    if store::link(&mut tx, role.id, permission.id).await? {
         record(
-            &state,
+            &mut tx,
             &caller,
             &origin,
             format!(
@@ -333,8 +345,10 @@ async fn assign_permission(
                 permission.name, role.name
             ),
             json!({ "action": "assign_permission_to_role", "target": { "role": role.name, "permission": permission.name }, "before": { "assigned": false }, "after": { "assigned": true } }),
-        );
+        )
+        .await?;
     }
+    tx.commit().await?;
     Ok(ok("Permission assigned to role"))
 }
 
@@ -345,9 +359,10 @@ async fn revoke_permission(
     Json(body): Json<RolePermissionBody>,
 ) -> Result<Response, AppError> {
     let (role, permission) = role_and_permission(&state, &caller, &body).await?;
-    if store::unlink(&state.db, role.id, permission.id).await? {
+    let mut tx = state.db.begin().await?;
+    if store::unlink(&mut tx, role.id, permission.id).await? {
         record(
-            &state,
+            &mut tx,
             &caller,
             &origin,
             format!(
@@ -355,8 +370,10 @@ async fn revoke_permission(
                 permission.name, role.name
             ),
             json!({ "action": "revoke_permission_from_role", "target": { "role": role.name, "permission": permission.name }, "before": { "assigned": true }, "after": { "assigned": false } }),
-        );
+        )
+        .await?;
     }
+    tx.commit().await?;
     Ok(ok("Permission revoked from role"))
 }
 
@@ -395,16 +412,17 @@ async fn assign_role(
     let mut tx = state.db.begin().await?;
     let (user, role) = user_and_role(&mut tx, &caller, &body).await?;
     let added = store::add_user_role(&mut tx, user.id, role.id).await?;
-    tx.commit().await?;
     if added {
         record(
-            &state,
+            &mut tx,
             &caller,
             &origin,
             format!("role {:?} given to user {}", role.name, user.id),
             json!({ "action": "assign_role_to_user", "target": { "user_id": user.id, "username": user.username, "role": role.name }, "before": { "has_role": false }, "after": { "has_role": true } }),
-        );
+        )
+        .await?;
     }
+    tx.commit().await?;
     Ok(ok("Role assigned to user"))
 }
 
@@ -423,16 +441,17 @@ async fn remove_role(
             "The last Super Admin cannot lose that role",
         ));
     }
-    tx.commit().await?;
     if removed {
         record(
-            &state,
+            &mut tx,
             &caller,
             &origin,
             format!("role {:?} taken from user {}", role.name, user.id),
             json!({ "action": "remove_role_from_user", "target": { "user_id": user.id, "username": user.username, "role": role.name }, "before": { "has_role": true }, "after": { "has_role": false } }),
-        );
+        )
+        .await?;
     }
+    tx.commit().await?;
     Ok(ok("Role removed from user"))
 }
 
@@ -536,7 +555,6 @@ async fn set_status(
         }
         session::revoke_all_for_user(&mut *tx, user.id, None).await?;
     }
-    tx.commit().await?;
     let (verb, message) = if disable {
         ("disable_user", "User disabled")
     } else {
@@ -544,7 +562,7 @@ async fn set_status(
     };
     if user.disabled != disable {
         record(
-            &state,
+            &mut tx,
             &caller,
             &origin,
             format!(
@@ -553,7 +571,9 @@ async fn set_status(
                 if disable { "disabled" } else { "enabled" }
             ),
             json!({ "action": verb, "target": { "user_id": user.id, "username": user.username }, "before": { "disabled": user.disabled }, "after": { "disabled": disable } }),
-        );
+        )
+        .await?;
     }
+    tx.commit().await?;
     Ok(ok(message))
 }

@@ -20,6 +20,7 @@ on_both_databases!(
     control_characters_are_refused_naming_the_field,
     json_is_strict_and_paging_follows_one_rule,
     oversized_uris_and_headers_get_the_contract_body,
+    an_admin_change_and_its_entry_are_one_transaction,
 );
 
 on_both_databases!(
@@ -738,4 +739,40 @@ async fn a_sigkill_under_write_load_loses_no_acknowledged_write(backend: Backend
             .await
             .unwrap();
     }
+}
+
+/// A role or permission change and its activity log entry commit together: the entry
+/// is there the moment the answer is, and a refused change leaves none.
+async fn an_admin_change_and_its_entry_are_one_transaction(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    admin(&app, "root").await;
+    let entries = || {
+        app.scalar(
+            "SELECT COUNT(*) FROM activity_logs WHERE kind = 'admin' AND message LIKE '%reports.export%'",
+        )
+    };
+    let res = app
+        .post(
+            "/admin/create_permission",
+            json!({"name": "reports.export"}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    assert_eq!(entries().await, 1);
+    let res = app
+        .post(
+            "/admin/create_permission",
+            json!({"name": "reports.export"}),
+        )
+        .await;
+    expect_error(res, StatusCode::CONFLICT).await;
+    assert_eq!(entries().await, 1, "a refused change leaves no entry");
+    let res = app
+        .post(
+            "/admin/assign_permission_to_role",
+            json!({"permission_name": "reports.export", "role_name": "Admin"}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(entries().await, 2);
 }
