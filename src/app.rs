@@ -2,18 +2,22 @@
 //! from start to graceful shutdown.
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, State};
+use axum::body::Body;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::{middleware, Router, ServiceExt};
+use axum::{middleware, Router};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use serde_json::json;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
-use tower::ServiceBuilder;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+use tower::{ServiceBuilder, ServiceExt};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
@@ -23,7 +27,8 @@ use crate::auth::policy::Policy::Public;
 use crate::auth::policy::Routes;
 use crate::config::Config;
 use crate::db::Db;
-use crate::logs::{ActivityLog, LogEntry};
+use crate::error::AppError;
+use crate::logs::ActivityLog;
 use crate::mail::Mailer;
 use crate::metrics::{self, Metrics};
 use crate::throttle::Throttle;
@@ -45,15 +50,15 @@ pub struct AppState {
     pub throttle: Throttle,
     /// The Stripe client; `None` when billing is not configured.
     pub billing: Option<Arc<billing::Billing>>,
-    /// The activity log's queue, taken by [`serve`] for its writer task.
-    activity_queue: Arc<std::sync::Mutex<Option<mpsc::Receiver<LogEntry>>>>,
+    /// Set by [`serve`]: one state has one activity log writer.
+    served: Arc<AtomicBool>,
 }
 
 impl AppState {
     pub fn new(config: Config, db: Db) -> anyhow::Result<Self> {
         let hasher = PasswordHasher::new(config.max_concurrent_hashes)
             .map_err(|e| anyhow::anyhow!("argon2 parameters: {e}"))?;
-        let (activity, queue) = ActivityLog::new(logs::writer::QUEUE_CAPACITY);
+        let activity = ActivityLog::new(logs::writer::QUEUE_CAPACITY);
         let throttle = Throttle::new(&db, &config)?;
         let billing = billing::from_config(&config);
         Ok(Self {
@@ -65,7 +70,7 @@ impl AppState {
             metrics: Arc::new(Metrics::default()),
             throttle,
             billing,
-            activity_queue: Arc::new(std::sync::Mutex::new(Some(queue))),
+            served: Arc::new(AtomicBool::new(false)),
         })
     }
 }
@@ -96,6 +101,8 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             auth::authenticate,
         ))
+        .layer(middleware::from_fn(http::refuse_control_characters))
+        .layer(middleware::from_fn(http::request_limits))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
         .layer(TimeoutLayer::with_status_code(
@@ -146,18 +153,24 @@ async fn healthz() -> Response {
     axum::Json(json!({ "status": "ok" })).into_response()
 }
 
+/// Ready when the database answers; the details show what the activity log is
+/// holding and has had to drop, either way.
 async fn readyz(State(state): State<AppState>) -> Response {
+    let details = json!({
+        "activity_log_queue_depth": state.activity.depth(),
+        "activity_log_dropped_total": state.activity.dropped(),
+    });
     if state.db.ping().await {
-        axum::Json(json!({ "status": "ready" })).into_response()
+        axum::Json(json!({ "status": "ready", "details": details })).into_response()
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(crate::error::error_body(
-                "The database is unreachable",
-                "service_unavailable",
-            )),
-        )
-            .into_response()
+        let mut response =
+            AppError::Unavailable(anyhow::anyhow!("readiness: database unreachable"))
+                .into_response();
+        let mut body =
+            crate::error::error_body("The database is unreachable", "service_unavailable");
+        body["details"] = details;
+        *response.body_mut() = axum::body::Body::from(body.to_string());
+        response
     }
 }
 
@@ -172,13 +185,16 @@ async fn not_found() -> Response {
         .into_response()
 }
 
-/// Serves on `listener` until `shutdown` completes, then finishes in-flight requests,
-/// flushes the mail queue and returns.
+/// Serves on `listener` until `shutdown` completes, then finishes in-flight requests
+/// (for at most `SHUTDOWN_GRACE`), flushes the queues and returns.
 pub async fn serve(
     state: AppState,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    if state.served.swap(true, Ordering::SeqCst) {
+        anyhow::bail!("this state is already being served");
+    }
     let (stop_tx, stop_rx) = watch::channel(false);
     let mail_task = tokio::spawn(mail::sender::run(
         state.db.clone(),
@@ -186,24 +202,14 @@ pub async fn serve(
         state.mailer.clone(),
         stop_rx.clone(),
     ));
-    let queue = state
-        .activity_queue
-        .lock()
-        .map_err(|_| anyhow::anyhow!("activity log queue lock poisoned"))?
-        .take()
-        .ok_or_else(|| anyhow::anyhow!("this state is already being served"))?;
-    let log_task = tokio::spawn(logs::writer::run(state.db.clone(), queue, stop_rx.clone()));
+    let log_task = tokio::spawn(logs::writer::run(
+        state.db.clone(),
+        state.activity.clone(),
+        stop_rx.clone(),
+    ));
     let maintenance_task = tokio::spawn(maintenance(state.clone(), stop_rx));
 
-    let app = ServiceBuilder::new()
-        .map_request(http::merge_slashes)
-        .service(router(state.clone()));
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await?;
+    accept_until(&state, listener, shutdown).await;
 
     tracing::info!("server stopped; flushing queues");
     // The receivers live as long as the tasks; a send error only means they are done.
@@ -221,6 +227,92 @@ pub async fn serve(
     }
     state.db.close().await;
     Ok(())
+}
+
+/// The accept loop: one task per connection, at most `MAX_CONNECTIONS` of them (the
+/// rest wait in the listen backlog), each dropped when its client takes longer than
+/// `HEADER_READ_TIMEOUT` to send a request header. When `shutdown` completes it stops
+/// accepting, lets in-flight requests finish and closes idle connections, and after
+/// `SHUTDOWN_GRACE` closes whatever is left: no client can hold the process up.
+async fn accept_until(
+    state: &AppState,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let app = ServiceBuilder::new()
+        .map_request(|req: axum::http::Request<hyper::body::Incoming>| req.map(Body::new))
+        .map_request(http::merge_slashes)
+        .service(router(state.clone()));
+    let mut http1 = hyper::server::conn::http1::Builder::new();
+    http1
+        .timer(TokioTimer::new())
+        .header_read_timeout(state.config.header_read_timeout)
+        .max_headers(1000);
+    let slots = Arc::new(Semaphore::new(state.config.max_connections));
+    let (closing_tx, closing) = watch::channel(false);
+    let mut connections = JoinSet::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        while connections.try_join_next().is_some() {}
+        let slot = tokio::select! {
+            slot = Arc::clone(&slots).acquire_owned() => slot,
+            () = &mut shutdown => break,
+        };
+        let Ok(slot) = slot else { break };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors, or a connection reset before it was
+                    // accepted: pause rather than spin, and go on.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let service = TowerToHyperService::new(app.clone().map_request(
+            move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(ConnectInfo(peer));
+                req
+            },
+        ));
+        let connection = http1
+            .serve_connection(TokioIo::new(stream), service)
+            .with_upgrades();
+        let mut closing = closing.clone();
+        connections.spawn(async move {
+            let _slot = slot;
+            let mut connection = std::pin::pin!(connection);
+            tokio::select! {
+                done = connection.as_mut() => {
+                    if let Err(e) = done {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                }
+                () = async { let _ = closing.wait_for(|c| *c).await; } => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = connection.await;
+                }
+            }
+        });
+    }
+    drop(listener);
+    let _ = closing_tx.send(true);
+    let grace = state.config.shutdown_grace;
+    let finished = tokio::time::timeout(grace, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if finished.is_err() {
+        tracing::warn!(
+            connections = connections.len(),
+            grace_secs = grace.as_secs_f64(),
+            "connections still open after the shutdown grace period; closing them"
+        );
+        connections.shutdown().await;
+    }
 }
 
 /// Periodic housekeeping: forgets dead sessions, lapsed throttle counts and activity

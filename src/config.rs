@@ -164,6 +164,13 @@ pub struct Config {
     pub request_timeout: Duration,
     /// Upper bound on Argon2 computations running at once.
     pub max_concurrent_hashes: usize,
+    /// A client that has not sent a whole request header within this is disconnected.
+    pub header_read_timeout: Duration,
+    /// Open client connections, at most; further clients wait to be accepted.
+    pub max_connections: usize,
+    /// How long a shutdown lets in-flight requests finish before closing every
+    /// connection anyway.
+    pub shutdown_grace: Duration,
     /// Activity older than this many days is deleted; `None` keeps everything.
     pub log_retention_days: Option<u32>,
     /// Where the brute-force throttle keeps its counts; the database when unset.
@@ -458,6 +465,24 @@ impl Config {
                 .unwrap_or(2),
         };
 
+        let header_read_timeout = vars
+            .get("HEADER_READ_TIMEOUT")
+            .map(|v| parse_duration("HEADER_READ_TIMEOUT", v))
+            .transpose()?
+            .unwrap_or(Duration::from_secs(10));
+        let max_connections = match vars.get("MAX_CONNECTIONS") {
+            Some(v) => match parse_number::<usize>("MAX_CONNECTIONS", v)? {
+                0 => return Err(bad("MAX_CONNECTIONS", "must be at least 1")),
+                n => n,
+            },
+            None => 1024,
+        };
+        let shutdown_grace = vars
+            .get("SHUTDOWN_GRACE")
+            .map(|v| parse_duration("SHUTDOWN_GRACE", v))
+            .transpose()?
+            .unwrap_or(Duration::from_secs(30));
+
         let log_retention_days = match vars.get("LOG_RETENTION_DAYS") {
             None => Some(90),
             Some(v) => match parse_number::<u32>("LOG_RETENTION_DAYS", v)? {
@@ -519,6 +544,9 @@ impl Config {
             },
             request_timeout,
             max_concurrent_hashes,
+            header_read_timeout,
+            max_connections,
+            shutdown_grace,
             log_retention_days,
             redis_url,
             redis_key_prefix,

@@ -16,6 +16,10 @@ pub const LOGIN_REQUIRED: &str = "Please log in to access this resource.";
 /// The sentence the contract prescribes for a missing permission.
 pub const UNAUTHORIZED_ACCESS: &str = "Unauthorized access";
 
+/// What a 503 tells the caller to wait before retrying: outages the service recovers
+/// from by itself (a database restart, a failover) take seconds.
+pub const RETRY_OUTAGE_SECS: u64 = 5;
+
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     /// A field is missing, of the wrong type or breaks a rule; the message names it.
@@ -144,7 +148,15 @@ impl IntoResponse for AppError {
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
             }
-            Self::Internal(cause) | Self::Unavailable(cause) => {
+            Self::Unavailable(cause) => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_OUTAGE_SECS));
+                response
+                    .extensions_mut()
+                    .insert(ErrorReport(Arc::new(cause)));
+            }
+            Self::Internal(cause) => {
                 response
                     .extensions_mut()
                     .insert(ErrorReport(Arc::new(cause)));
@@ -164,14 +176,31 @@ impl IntoResponse for AppError {
 
 impl From<sqlx::Error> for AppError {
     fn from(e: sqlx::Error) -> Self {
-        match e {
-            sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_)
-            | sqlx::Error::WorkerCrashed => Self::Unavailable(e.into()),
-            other => Self::Internal(other.into()),
+        if is_outage(&e) {
+            Self::Unavailable(e.into())
+        } else {
+            Self::Internal(e.into())
         }
+    }
+}
+
+/// Whether the error means the database cannot be reached or is going away, as
+/// opposed to a mistake in a query: no connection, a broken one, or PostgreSQL
+/// refusing or ending sessions (class 08 connection exceptions, 57P0x operator
+/// intervention such as a terminated backend or a shutdown, 53300 too many
+/// connections, 55000 for a database that does not allow connections).
+pub fn is_outage(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            code.starts_with("08") || code.starts_with("57P") || code == "53300" || code == "55000"
+        }),
+        _ => false,
     }
 }
 

@@ -158,16 +158,27 @@ fn escape(label: &str) -> String {
 pub async fn serve(State(state): State<AppState>) -> Result<Response, AppError> {
     let mut out = String::with_capacity(4096);
     state.metrics.render(&mut out);
-    let outbox = crate::mail::sender::queue_depth(&state.db).await?;
+    // Monitoring must see an outage: without the database the gauge that needs it is
+    // left out and the rest is served.
+    let outbox = tokio::time::timeout(
+        std::time::Duration::from_secs(1),
+        crate::mail::sender::queue_depth(&state.db),
+    )
+    .await;
+    if let Ok(Ok(outbox)) = outbox {
+        let _ = write!(
+            out,
+            "# HELP gatehouse_mail_outbox_depth Emails waiting for delivery.\n\
+             # TYPE gatehouse_mail_outbox_depth gauge\n\
+             gatehouse_mail_outbox_depth {outbox}\n"
+        );
+    }
     let _ = write!(
         out,
-        "# HELP gatehouse_mail_outbox_depth Emails waiting for delivery.\n\
-         # TYPE gatehouse_mail_outbox_depth gauge\n\
-         gatehouse_mail_outbox_depth {outbox}\n\
-         # HELP gatehouse_activity_log_queue_depth Log entries waiting to be written.\n\
+        "# HELP gatehouse_activity_log_queue_depth Log entries waiting to be written.\n\
          # TYPE gatehouse_activity_log_queue_depth gauge\n\
          gatehouse_activity_log_queue_depth {}\n\
-         # HELP gatehouse_activity_log_dropped_total Log entries dropped because the queue was full.\n\
+         # HELP gatehouse_activity_log_dropped_total Log entries dropped: the queue was full, or shutdown could not store them.\n\
          # TYPE gatehouse_activity_log_dropped_total counter\n\
          gatehouse_activity_log_dropped_total {}\n",
         state.activity.depth(),

@@ -18,7 +18,7 @@ use crate::auth::session;
 use crate::db;
 use crate::error::AppError;
 use crate::http::{Json, Origin};
-use crate::logs::{Level, LogEntry};
+use crate::logs::{ActivityLog, Level, LogEntry};
 use crate::throttle::{self, Attempt};
 
 pub const RESET_TOKEN_TTL_SECS: i64 = 3600;
@@ -135,13 +135,15 @@ pub(super) async fn reset_password(
     }
     store::set_password(&mut tx, user.id, &hash).await?;
     after_password_change(&state, &mut tx, &user, None, &origin).await?;
-    tx.commit().await?;
-    state.mailer.wake();
-    state.activity.record(
+    ActivityLog::record_in(
+        &mut tx,
         LogEntry::auth(Level::Info, "password reset completed")
             .user(&user)
             .origin(&origin),
-    );
+    )
+    .await?;
+    tx.commit().await?;
+    state.mailer.wake();
     Ok(
         axum::Json(json!({ "success": true, "message": "Password has been reset" }))
             .into_response(),

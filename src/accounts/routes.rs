@@ -164,22 +164,23 @@ async fn login(
         .user(account.as_ref())
         .by_ip(&throttle::LOGIN_IP);
     if !known_device {
-        let subject = match &found {
-            Some((user, _)) => throttle::account_subject(user.id),
-            None => format!("name:{}", identifier.to_lowercase()),
-        };
-        attempt = attempt.by(&throttle::LOGIN_ACCOUNT, subject);
+        attempt = attempt.by(
+            &throttle::LOGIN_ACCOUNT,
+            throttle::login_subject(identifier),
+        );
     }
-    attempt.check().await?;
+    let reservation = attempt.reserve().await?;
     let password_ok = body.password.len() <= 1024
         && state
             .hasher
             .verify(&body.password, found.as_ref().map(|(_, h)| h.as_str()))
             .await?;
     let user = match found {
-        Some((user, _)) if password_ok => user,
+        Some((user, _)) if password_ok => {
+            attempt.release(reservation).await?;
+            user
+        }
         other => {
-            attempt.failed().await?;
             let mut entry = LogEntry::auth(Level::Warning, "login failed")
                 .origin(&origin)
                 .details(json!({ "username_or_email": truncate(identifier, 64) }));

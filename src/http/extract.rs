@@ -21,10 +21,10 @@ fn content_type(req: &Request) -> String {
         .to_ascii_lowercase()
 }
 
+/// Only `application/json` is JSON here: a `+json` type such as
+/// `application/json-patch+json` means something else, which no route speaks.
 fn is_json(content_type: &str) -> bool {
-    let essence = content_type.split(';').next().unwrap_or("").trim();
-    essence == "application/json"
-        || (essence.starts_with("application/") && essence.ends_with("+json"))
+    content_type.split(';').next().unwrap_or("").trim() == "application/json"
 }
 
 async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, AppError> {
@@ -37,9 +37,87 @@ async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, Ap
     })
 }
 
-/// Parses JSON, naming the offending field in the error.
+/// Parses JSON strictly (nothing may follow the value), naming the offending field in
+/// the error; see [`refuse_control_characters`] for what no text may hold.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    refuse_control_characters(bytes)?;
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = deserialize(&mut de)?;
+    de.end().map_err(|e| {
+        AppError::invalid(format!(
+            "Malformed JSON body: {}",
+            strip_position(&e.to_string())
+        ))
+    })?;
+    Ok(value)
+}
+
+/// Text may hold tabs and line breaks but no other control character: PostgreSQL
+/// refuses NUL in text (SQLite stores it), and none of the others belongs in any
+/// field. Raw control characters are already invalid JSON, so only escaped ones
+/// (`\u0000`) and DEL or C1 characters can get here; the body is walked only when it
+/// holds one of those.
+fn refuse_control_characters(bytes: &[u8]) -> Result<(), AppError> {
+    let suspicious = bytes.windows(2).any(|w| w == b"\\u" || w[0] == 0xc2) || bytes.contains(&0x7f);
+    if !suspicious {
+        return Ok(());
+    }
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes) else {
+        // Malformed: the parse that follows names the problem.
+        return Ok(());
+    };
+    match control_character_at(&value, String::new()) {
+        Some(field) => Err(AppError::invalid(format!(
+            "Field `{field}` must not contain control characters"
+        ))),
+        None => Ok(()),
+    }
+}
+
+fn forbidden(c: char) -> bool {
+    c.is_control() && !matches!(c, '\t' | '\n' | '\r')
+}
+
+/// The path of the first string (or key) holding a forbidden character.
+fn control_character_at(value: &serde_json::Value, path: String) -> Option<String> {
+    use serde_json::Value;
+    let here = |p: &str| {
+        if p.is_empty() {
+            ".".to_owned()
+        } else {
+            p.to_owned()
+        }
+    };
+    match value {
+        Value::String(s) if s.chars().any(forbidden) => Some(here(&path)),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| control_character_at(v, format!("{path}[{i}]"))),
+        Value::Object(map) => map.iter().find_map(|(k, v)| {
+            let p = if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
+            };
+            if k.chars().any(forbidden) {
+                Some(p)
+            } else {
+                control_character_at(v, p)
+            }
+        }),
+        _ => None,
+    }
+}
+
+/// Whether a query parameter or path holds a control character: none may.
+pub fn has_control_characters(text: &str) -> bool {
+    text.chars().any(char::is_control)
+}
+
+fn deserialize<'de, T: DeserializeOwned>(
+    de: &mut serde_json::Deserializer<serde_json::de::SliceRead<'de>>,
+) -> Result<T, AppError> {
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
@@ -127,8 +205,20 @@ impl<S: Send + Sync> FromRequest<S> for LoginBody {
             parse_json(&serde_json::Value::Object(fields).to_string().into_bytes())
         } else if content_type.starts_with("application/x-www-form-urlencoded") {
             let bytes = body_bytes(req, state).await?;
-            serde_urlencoded::from_bytes(&bytes)
-                .map_err(|e| AppError::invalid(capitalise(&e.to_string())))
+            let body: LoginBody = serde_urlencoded::from_bytes(&bytes)
+                .map_err(|e| AppError::invalid(capitalise(&e.to_string())))?;
+            for (field, value) in [
+                ("username_or_email", Some(&body.username_or_email)),
+                ("password", Some(&body.password)),
+                ("token", body.token.as_ref()),
+            ] {
+                if value.is_some_and(|v| v.chars().any(forbidden)) {
+                    return Err(AppError::invalid(format!(
+                        "Field `{field}` must not contain control characters"
+                    )));
+                }
+            }
+            Ok(body)
         } else if is_json(&content_type) {
             let bytes = body_bytes(req, state).await?;
             parse_json(&bytes)
@@ -164,5 +254,26 @@ mod tests {
         assert_eq!(message(br#"{"name": "x"}"#), "Missing field `age`");
         assert!(message(b"{not json").starts_with("Malformed JSON body"));
         assert!(message(b"").starts_with("Malformed JSON body"));
+        assert!(message(br#"{"name": "x", "age": 1} trailing"#).starts_with("Malformed JSON body"));
+        assert!(message(br#"{"name": "x", "age": 1}{}"#).starts_with("Malformed JSON body"));
+    }
+
+    #[test]
+    fn control_characters_are_refused_naming_the_field() {
+        assert_eq!(
+            message(br#"{"name": "a\u0000b", "age": 1}"#),
+            "Field `name` must not contain control characters"
+        );
+        assert_eq!(
+            parse_json::<serde_json::Value>(br#"{"a": [{"b": "\u001b"}]}"#)
+                .unwrap_err()
+                .to_string(),
+            "Field `a[0].b` must not contain control characters"
+        );
+        assert!(parse_json::<serde_json::Value>(b"{\"a\": \"line\\nbreak\\ttab\"}").is_ok());
+        assert!(parse_json::<serde_json::Value>("{\"a\": \"\u{85}\"}".as_bytes()).is_err());
+        assert!(is_json("application/json; charset=utf-8"));
+        assert!(!is_json("application/json-patch+json"));
+        assert!(!is_json("application/vnd.api+json"));
     }
 }

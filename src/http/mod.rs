@@ -2,6 +2,7 @@
 //! address, JSON bodies, and turning every non-JSON failure into the contract's error.
 
 mod extract;
+pub mod query;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -19,8 +20,9 @@ use tracing::Instrument;
 
 use crate::app::AppState;
 use crate::auth::Authenticated;
-use crate::error::{error_body, ErrorCode, ErrorReport};
+use crate::error::{error_body, AppError, ErrorCode, ErrorReport};
 use crate::logs::{Kind, Level, LogEntry};
+use extract::has_control_characters;
 pub use extract::{Json, LoginBody};
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -138,7 +140,19 @@ pub async fn observe(State(state): State<AppState>, mut req: Request, next: Next
     let span =
         tracing::info_span!("request", id = %request_id, %method, route = %route, client_ip = %ip);
     let started = Instant::now();
-    let mut response = next.run(req).instrument(span.clone()).await;
+    let handled = state
+        .activity
+        .scope(state.config.request_timeout, next.run(req))
+        .instrument(span.clone())
+        .await;
+    // An answer whose events or changes could not be recorded is not given: the
+    // database went away between the change and its record.
+    let mut response = handled.unwrap_or_else(|| {
+        AppError::Unavailable(anyhow::anyhow!(
+            "the activity log could not store this request's entries in time"
+        ))
+        .into_response()
+    });
     let status = response.status();
     if let Some(ErrorReport(cause)) = response.extensions().get::<ErrorReport>() {
         tracing::error!(parent: &span, error = format!("{cause:#}"), %status, "request failed");
@@ -230,6 +244,10 @@ pub async fn json_errors(req: Request, next: Next) -> Response {
             "The request's Content-Type is not supported here.",
             "unsupported_media_type",
         ),
+        StatusCode::URI_TOO_LONG => (URI_TOO_LONG, "uri_too_long"),
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => {
+            (HEADERS_TOO_LARGE, "request_header_fields_too_large")
+        }
         s if s.is_server_error() => ("An internal error occurred", "internal_error"),
         _ => ("The request could not be understood.", "bad_request"),
     };
@@ -241,6 +259,94 @@ pub async fn json_errors(req: Request, next: Next) -> Response {
     );
     let body = error_body(message, code).to_string();
     Response::from_parts(parts, Body::from(body))
+}
+
+/// The longest request target accepted; longer ones answer 414.
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+/// The most header fields, and their total size, accepted; more answer 431.
+pub const MAX_HEADERS: usize = 100;
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+const URI_TOO_LONG: &str = "The request URI is too long.";
+const HEADERS_TOO_LARGE: &str = "The request's header fields are too large.";
+
+/// Refuses an over-long URI (414) or oversized headers (431) with the contract's body.
+/// These limits sit well below the HTTP parser's own (64 KiB of URI, 1000 fields,
+/// about 400 KiB of header), whose refusals it sends by itself with an empty body,
+/// so that any client a proxy would let through meets these instead.
+pub async fn request_limits(req: Request, next: Next) -> Response {
+    let uri_bytes = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
+    if uri_bytes > MAX_URI_BYTES {
+        return (
+            StatusCode::URI_TOO_LONG,
+            axum::Json(error_body(URI_TOO_LONG, "uri_too_long")),
+        )
+            .into_response();
+    }
+    let header_bytes: usize = req
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    if req.headers().len() > MAX_HEADERS || header_bytes > MAX_HEADER_BYTES {
+        return (
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            axum::Json(error_body(
+                HEADERS_TOO_LARGE,
+                "request_header_fields_too_large",
+            )),
+        )
+            .into_response();
+    }
+    next.run(req).await
+}
+
+/// Refuses (400, naming it) a query parameter or a path holding a control character,
+/// before any handler or database sees it: PostgreSQL refuses NUL in text where SQLite
+/// stores it, and no parameter has a use for any of them. JSON bodies get the same rule
+/// in [`Json`].
+pub async fn refuse_control_characters(req: Request, next: Next) -> Response {
+    if has_control_characters(&percent_decoded(req.uri().path())) {
+        return AppError::invalid("The path must not contain control characters").into_response();
+    }
+    if let Some(query) = req.uri().query() {
+        // A query that does not parse is left to the route's own extractor to refuse.
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).unwrap_or_default();
+        if let Some((name, _)) = pairs
+            .iter()
+            .find(|(name, value)| has_control_characters(name) || has_control_characters(value))
+        {
+            return AppError::invalid(format!(
+                "Query parameter `{}` must not contain control characters",
+                truncate(name.trim_matches(char::is_control), 64)
+            ))
+            .into_response();
+        }
+    }
+    next.run(req).await
+}
+
+/// The path with its `%XX` escapes decoded (lossily: it is only looked at).
+fn percent_decoded(path: &str) -> String {
+    let bytes = path.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Headers every answer carries: nothing here is meant to be framed, sniffed, cached
@@ -330,6 +436,15 @@ mod tests {
         assert_eq!(sane_request_id(&h), None);
         h.insert(REQUEST_ID_HEADER, "x".repeat(65).parse().unwrap());
         assert_eq!(sane_request_id(&h), None);
+    }
+
+    #[test]
+    fn escaped_control_characters_in_paths_are_seen() {
+        assert!(has_control_characters(&percent_decoded("/users/a%00b")));
+        assert!(has_control_characters(&percent_decoded("/x/%C2%85")));
+        assert!(!has_control_characters(&percent_decoded(
+            "/users/caf%C3%A9%2"
+        )));
     }
 
     #[test]

@@ -127,9 +127,24 @@ impl LogEntry {
     }
 }
 
-/// Records a change that `user` made from `origin`: the one way the capabilities that
-/// change data (kanban, billing, roles) write to the activity log, so every such entry
-/// carries its actor, address and user agent alike.
+/// The entry for a change that `user` made from `origin`: the one shape the
+/// capabilities that change data (kanban, billing, roles) write to the activity log,
+/// so every such entry carries its actor, address and user agent alike.
+fn change_entry(
+    kind: Kind,
+    user: &User,
+    origin: &Origin,
+    message: impl Into<String>,
+    details: Value,
+) -> LogEntry {
+    LogEntry::new(kind, Level::Info, message)
+        .details(details)
+        .user(user)
+        .origin(origin)
+}
+
+/// Records a change through the queue; it is still stored before the request that
+/// made it is answered (see [`ActivityLog::scope`]).
 pub fn record_change(
     activity: &ActivityLog,
     kind: Kind,
@@ -138,10 +153,18 @@ pub fn record_change(
     message: impl Into<String>,
     details: Value,
 ) {
-    activity.record(
-        LogEntry::new(kind, Level::Info, message)
-            .details(details)
-            .user(user)
-            .origin(origin),
-    );
+    activity.record(change_entry(kind, user, origin, message, details));
+}
+
+/// Records a change in the transaction that makes it, so the entry exists exactly
+/// when the change does: what administrative changes use.
+pub async fn record_change_in(
+    tx: &mut sqlx::AnyConnection,
+    kind: Kind,
+    user: &User,
+    origin: &Origin,
+    message: impl Into<String>,
+    details: Value,
+) -> Result<(), sqlx::Error> {
+    ActivityLog::record_in(tx, change_entry(kind, user, origin, message, details)).await
 }

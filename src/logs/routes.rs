@@ -18,7 +18,8 @@ use crate::auth::policy::Policy::{LoggedIn, Permission as Needs};
 use crate::auth::policy::Routes;
 use crate::auth::CurrentUser;
 use crate::error::AppError;
-use crate::rbac::{page_param, Permission};
+use crate::http::query::{before_id, page_param};
+use crate::rbac::Permission;
 
 pub fn routes() -> Routes {
     Routes::new().get("/logs", LoggedIn, list).get(
@@ -106,13 +107,7 @@ async fn list(
     let filter = filter(&caller, &query)?;
     let per_page = page_param("per_page", query.per_page.as_deref(), 10, 100)?;
     let page = page_param("page", query.page.as_deref(), 1, i64::MAX / 1000)?;
-    let before_id = match nonempty(&query.before_id) {
-        None => None,
-        Some(v) => Some(
-            v.parse::<i64>()
-                .map_err(|_| AppError::invalid("before_id must be an integer"))?,
-        ),
-    };
+    let before_id = before_id(query.before_id.as_deref())?;
     let total = store::count(&state.db, &filter).await?;
     let rows = match before_id {
         Some(before) => store::page_before(&state.db, &filter, before, per_page).await?,
@@ -174,8 +169,13 @@ async fn export_csv(
     Query(query): Query<LogQuery>,
 ) -> Result<Response, AppError> {
     let filter = filter(&caller, &query)?;
+    // The paging parameters follow the listing's rule; the export starts below
+    // `before_id` when given and runs to the oldest entry.
+    page_param("per_page", query.per_page.as_deref(), 10, 100)?;
+    page_param("page", query.page.as_deref(), 1, i64::MAX / 1000)?;
+    let start = before_id(query.before_id.as_deref())?.unwrap_or(i64::MAX);
     // Fail before the first byte when the database is down.
-    let first = store::page_before(&state.db, &filter, i64::MAX, EXPORT_BATCH).await?;
+    let first = store::page_before(&state.db, &filter, start, EXPORT_BATCH).await?;
     let db = state.db.clone();
     let stream = futures_util::stream::unfold(
         (Some(first), String::from(CSV_HEADER)),

@@ -1,133 +1,333 @@
 //! Writing the activity log off the request path.
 //!
-//! Requests hand entries to a bounded in-memory queue and move on; one task per
-//! instance writes them in batches, each batch one transaction and one multi-row
-//! INSERT. When the queue is full (the database is slower than the traffic for long
-//! enough to fill [`QUEUE_CAPACITY`] entries) a new entry is dropped and counted in
-//! [`ActivityLog::dropped`] rather than slowing the request or growing memory without
-//! bound. On a clean shutdown the writer empties the queue before it returns.
+//! Requests hand entries to a bounded in-memory queue; one task per instance writes
+//! them in batches, each batch one multi-row INSERT. Two guarantees hold whatever the
+//! database does:
+//!
+//! - An answered request's authentication events and changes are stored: the
+//!   request middleware ([`ActivityLog::scope`]) holds the answer until the writer has
+//!   stored the entries the request recorded, so they are visible to the very next
+//!   request and a crash after the answer cannot lose them. If they cannot be stored
+//!   in time the answer is a 503, never a success without its record.
+//! - A batch that cannot be written is kept and retried, with a growing pause, until
+//!   the database is back. Memory stays bounded by [`QUEUE_CAPACITY`]: when the queue
+//!   is full the oldest access line is dropped to make room (events and changes only
+//!   when nothing else is left), and every dropped entry is counted in
+//!   [`ActivityLog::dropped`], the metric and `/readyz`.
+//!
+//! On a clean shutdown the writer empties the queue, trying for at most
+//! [`SHUTDOWN_FLUSH`] while the database is away.
 
+use std::collections::VecDeque;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{watch, Notify};
 
-use super::LogEntry;
+use super::{Kind, LogEntry};
 use crate::db::{Backend, Db};
 
 /// Entries waiting for the writer, at most.
 pub const QUEUE_CAPACITY: usize = 10_000;
 /// Rows per INSERT.
 const BATCH: usize = 250;
-/// How long the writer waits for more entries before writing a partial batch.
+/// How long the writer waits for more entries before writing a partial batch, unless
+/// a request is waiting for its entries.
 const LINGER: Duration = Duration::from_millis(200);
+/// The longest pause between attempts while the database is away.
+const MAX_RETRY_PAUSE: Duration = Duration::from_secs(2);
+/// How long the writer keeps trying at shutdown before giving up on what is left.
+pub const SHUTDOWN_FLUSH: Duration = Duration::from_secs(5);
+
+tokio::task_local! {
+    /// The highest sequence number of an entry the current request must see stored
+    /// before it is answered.
+    static MUST_STORE: std::cell::Cell<u64>;
+}
 
 /// The handle requests log through; cheap to clone.
 #[derive(Clone)]
 pub struct ActivityLog {
-    queue: mpsc::Sender<LogEntry>,
-    dropped: Arc<AtomicU64>,
+    shared: Arc<Shared>,
 }
 
-impl ActivityLog {
-    pub fn new(capacity: usize) -> (Self, mpsc::Receiver<LogEntry>) {
-        let (queue, receiver) = mpsc::channel(capacity.max(1));
-        (
-            Self {
-                queue,
-                dropped: Arc::new(AtomicU64::new(0)),
-            },
-            receiver,
-        )
-    }
+struct Shared {
+    queue: Mutex<Queue>,
+    capacity: usize,
+    /// Wakes the writer when entries arrive.
+    arrived: Notify,
+    /// Tells the writer to stop lingering: someone waits for the entries.
+    hurry: Notify,
+    /// How many entries, in order of arrival, are settled (stored or dropped).
+    settled: watch::Sender<u64>,
+    dropped: AtomicU64,
+}
 
-    /// Queues the entry without waiting; see the module documentation for a full queue.
-    pub fn record(&self, entry: LogEntry) {
-        if self.queue.try_send(entry).is_err() {
-            let before = self.dropped.fetch_add(1, Ordering::Relaxed);
-            if before.is_power_of_two() || before == 0 {
-                tracing::warn!(
-                    dropped = before + 1,
-                    "activity log queue full; entries are being dropped"
-                );
-            }
+#[derive(Default)]
+struct Queue {
+    entries: VecDeque<(u64, LogEntry)>,
+    /// The sequence number the next entry gets (1, 2, ...).
+    next: u64,
+    /// Entries the writer holds in its current batch.
+    in_flight: usize,
+}
+
+/// The entries of one batch with their sequence numbers, oldest first.
+type Batch = Vec<(u64, LogEntry)>;
+
+impl ActivityLog {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                queue: Mutex::new(Queue {
+                    next: 1,
+                    ..Queue::default()
+                }),
+                capacity: capacity.max(1),
+                arrived: Notify::new(),
+                hurry: Notify::new(),
+                settled: watch::Sender::new(0),
+                dropped: AtomicU64::new(0),
+            }),
         }
     }
 
-    /// Entries dropped because the queue was full, since start.
+    /// Queues the entry without waiting. Inside a request ([`ActivityLog::scope`]) an
+    /// event or a change is stored before the request is answered; an access line
+    /// never holds anything up.
+    pub fn record(&self, entry: LogEntry) {
+        let kind = entry.kind;
+        let seq = {
+            let Ok(mut queue) = self.shared.queue.lock() else {
+                self.count_dropped(1);
+                return;
+            };
+            if queue.entries.len() >= self.shared.capacity {
+                let victim = queue
+                    .entries
+                    .iter()
+                    .position(|(_, e)| e.kind == Kind::Access)
+                    .unwrap_or(0);
+                queue.entries.remove(victim);
+                self.count_dropped(1);
+            }
+            let seq = queue.next;
+            queue.next += 1;
+            queue.entries.push_back((seq, entry));
+            seq
+        };
+        if kind != Kind::Access {
+            let _ = MUST_STORE.try_with(|must| must.set(must.get().max(seq)));
+        }
+        self.shared.arrived.notify_one();
+    }
+
+    /// Runs a request's handler and returns its answer once the events and changes it
+    /// recorded are stored, or `None` when they could not be stored within `limit`.
+    pub async fn scope<T>(&self, limit: Duration, handler: impl Future<Output = T>) -> Option<T> {
+        let must = std::cell::Cell::new(0);
+        let (answer, must) = MUST_STORE
+            .scope(must, async {
+                let answer = handler.await;
+                (answer, MUST_STORE.with(std::cell::Cell::get))
+            })
+            .await;
+        if must == 0 {
+            return Some(answer);
+        }
+        tokio::time::timeout(limit, self.settled_through(must))
+            .await
+            .ok()
+            .map(|()| answer)
+    }
+
+    /// Waits until every entry recorded so far is stored (or dropped): what a test
+    /// calls instead of sleeping, and what `scope` waits on.
+    pub async fn drain(&self) {
+        let last = self
+            .shared
+            .queue
+            .lock()
+            .map(|q| q.next.saturating_sub(1))
+            .unwrap_or(0);
+        self.settled_through(last).await;
+    }
+
+    async fn settled_through(&self, seq: u64) {
+        let mut settled = self.shared.settled.subscribe();
+        if *settled.borrow() >= seq {
+            return;
+        }
+        self.shared.hurry.notify_one();
+        let _ = settled.wait_for(|s| *s >= seq).await;
+    }
+
+    /// Stores an event or a change in the caller's transaction, so that it exists
+    /// exactly when the change it records does.
+    pub async fn record_in(
+        conn: &mut sqlx::AnyConnection,
+        entry: LogEntry,
+    ) -> Result<(), sqlx::Error> {
+        let postgres = conn.backend_name() == "PostgreSQL";
+        let sql = if postgres {
+            INSERT_POSTGRES
+        } else {
+            INSERT_SQLITE
+        };
+        sqlx::query(sql)
+            .bind(rows_json(&[(0, entry)]))
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Entries dropped since start: the queue was full, or shutdown could not store
+    /// them.
     pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
+        self.shared.dropped.load(Ordering::Relaxed)
     }
 
     /// Entries waiting to be written.
     pub fn depth(&self) -> usize {
-        self.queue.max_capacity() - self.queue.capacity()
+        self.shared
+            .queue
+            .lock()
+            .map(|q| q.entries.len() + q.in_flight)
+            .unwrap_or(0)
+    }
+
+    fn count_dropped(&self, n: u64) {
+        let before = self.shared.dropped.fetch_add(n, Ordering::Relaxed);
+        if before == 0 || (before + n).is_power_of_two() || before.is_power_of_two() {
+            tracing::warn!(
+                dropped = before + n,
+                "activity log entries are being dropped"
+            );
+        }
+    }
+
+    fn take_batch(&self) -> Option<Batch> {
+        let mut queue = self.shared.queue.lock().ok()?;
+        let n = queue.entries.len().min(BATCH);
+        if n == 0 {
+            return None;
+        }
+        let batch: Batch = queue.entries.drain(..n).collect();
+        queue.in_flight = batch.len();
+        Some(batch)
+    }
+
+    fn queued(&self) -> usize {
+        self.shared
+            .queue
+            .lock()
+            .map(|q| q.entries.len())
+            .unwrap_or(0)
+    }
+
+    /// Everything up to `last` is stored or given up (batches leave the queue in
+    /// order, and dropped entries leave it for good); wakes whoever waits for it.
+    fn settle(&self, mut last: u64) {
+        if let Ok(mut queue) = self.shared.queue.lock() {
+            queue.in_flight = 0;
+            if queue.entries.is_empty() {
+                last = last.max(queue.next - 1);
+            }
+        }
+        self.shared.settled.send_if_modified(|s| {
+            let moved = last > *s;
+            *s = (*s).max(last);
+            moved
+        });
     }
 }
 
-/// Writes queued entries until `stop` turns true, then writes what is left and
-/// returns.
-pub async fn run(db: Db, mut receiver: mpsc::Receiver<LogEntry>, mut stop: watch::Receiver<bool>) {
-    let mut batch = Vec::with_capacity(BATCH);
+/// Writes queued entries until `stop` turns true, then writes what is left (trying for
+/// at most [`SHUTDOWN_FLUSH`]) and returns.
+pub async fn run(db: Db, log: ActivityLog, mut stop: watch::Receiver<bool>) {
     loop {
-        tokio::select! {
-            received = receiver.recv_many(&mut batch, BATCH) => {
-                if received == 0 {
-                    break;
-                }
+        if log.queued() == 0 {
+            tokio::select! {
+                _ = log.shared.arrived.notified() => {}
+                _ = stop.wait_for(|s| *s) => break,
             }
-            _ = stop.wait_for(|s| *s) => break,
         }
-        // Let a burst gather into one transaction.
-        if batch.len() < BATCH {
-            let _ = tokio::time::timeout(LINGER, async {
-                while batch.len() < BATCH {
-                    let room = BATCH - batch.len();
-                    if receiver.recv_many(&mut batch, room).await == 0 {
-                        return;
+        // Let a burst gather into one transaction, unless someone waits for it.
+        if log.queued() < BATCH {
+            tokio::select! {
+                _ = tokio::time::sleep(LINGER) => {}
+                _ = log.shared.hurry.notified() => {}
+                _ = stop.wait_for(|s| *s) => {}
+            }
+        }
+        let Some(batch) = log.take_batch() else {
+            continue;
+        };
+        let last = batch.last().map_or(0, |(seq, _)| *seq);
+        let mut pause = Duration::from_millis(50);
+        let mut failures = 0u32;
+        loop {
+            match insert(&db, &batch).await {
+                Ok(()) => break,
+                Err(e) => {
+                    failures += 1;
+                    if failures == 1 || failures.is_power_of_two() {
+                        tracing::warn!(error = %e, failures, waiting = batch.len() + log.queued(), "writing the activity log failed; retrying");
                     }
+                    tokio::select! {
+                        _ = tokio::time::sleep(pause) => {}
+                        _ = stop.wait_for(|s| *s) => {}
+                    }
+                    if *stop.borrow() {
+                        break;
+                    }
+                    pause = (pause * 2).min(MAX_RETRY_PAUSE);
                 }
-            })
-            .await;
-        }
-        write(&db, &mut batch).await;
-    }
-    // Shutdown: everything still queued is written.
-    loop {
-        while batch.len() < BATCH {
-            match receiver.try_recv() {
-                Ok(entry) => batch.push(entry),
-                Err(_) => break,
             }
         }
-        if batch.is_empty() {
-            return;
+        if *stop.borrow() && failures > 0 {
+            // Stopping while the database is away: the batch goes to the shutdown
+            // flush below with what is left in the queue.
+            requeue(&log, batch);
+            break;
         }
-        write(&db, &mut batch).await;
+        log.settle(last);
+    }
+    let flushed = tokio::time::timeout(SHUTDOWN_FLUSH, async {
+        while let Some(batch) = log.take_batch() {
+            let last = batch.last().map_or(0, |(seq, _)| *seq);
+            while let Err(e) = insert(&db, &batch).await {
+                tracing::warn!(error = %e, "writing the activity log at shutdown failed; retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            log.settle(last);
+        }
+    })
+    .await;
+    if flushed.is_err() {
+        let lost = log.depth();
+        log.count_dropped(u64::try_from(lost).unwrap_or(u64::MAX));
+        tracing::error!(
+            lost,
+            "activity log entries could not be stored before shutdown"
+        );
+        if let Ok(mut queue) = log.shared.queue.lock() {
+            queue.entries.clear();
+        }
+        log.settle(u64::MAX);
     }
 }
 
-async fn write(db: &Db, batch: &mut Vec<LogEntry>) {
-    if batch.is_empty() {
-        return;
-    }
-    for attempt in 1..=3 {
-        match insert(db, batch).await {
-            Ok(()) => {
-                batch.clear();
-                return;
-            }
-            Err(e) if attempt < 3 => {
-                tracing::warn!(error = %e, attempt, "writing the activity log failed; retrying");
-                tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, lost = batch.len(), "activity log entries could not be written");
-            }
+/// Puts a batch back at the front of the queue, in order.
+fn requeue(log: &ActivityLog, batch: Batch) {
+    if let Ok(mut queue) = log.shared.queue.lock() {
+        queue.in_flight = 0;
+        for item in batch.into_iter().rev() {
+            queue.entries.push_front(item);
         }
     }
-    batch.clear();
 }
 
 /// The batch travels as one JSON array bound to one parameter and is unpacked by the
@@ -144,10 +344,23 @@ const INSERT_POSTGRES: &str = "INSERT INTO activity_logs (created_at, level, kin
      r ->> 6, r ->> 7, r ->> 8, r ->> 9, (r ->> 10)::bigint, (r ->> 11)::bigint, r ->> 12 \
      FROM jsonb_array_elements($1::jsonb) AS r";
 
-async fn insert(db: &Db, batch: &[LogEntry]) -> Result<(), sqlx::Error> {
+async fn insert(db: &Db, batch: &[(u64, LogEntry)]) -> Result<(), sqlx::Error> {
+    let sql = match db.backend() {
+        Backend::Sqlite => INSERT_SQLITE,
+        Backend::Postgres => INSERT_POSTGRES,
+    };
+    sqlx::query(sql)
+        .bind(rows_json(batch))
+        .execute(db.pool())
+        .await?;
+    Ok(())
+}
+
+/// The entries as the one JSON array the INSERT unpacks.
+fn rows_json(batch: &[(u64, LogEntry)]) -> String {
     let rows: Vec<serde_json::Value> = batch
         .iter()
-        .map(|e| {
+        .map(|(_, e)| {
             serde_json::json!([
                 e.created_at,
                 e.level.as_str(),
@@ -165,37 +378,30 @@ async fn insert(db: &Db, batch: &[LogEntry]) -> Result<(), sqlx::Error> {
             ])
         })
         .collect();
-    let sql = match db.backend() {
-        Backend::Sqlite => INSERT_SQLITE,
-        Backend::Postgres => INSERT_POSTGRES,
-    };
-    sqlx::query(sql)
-        .bind(serde_json::Value::Array(rows).to_string())
-        .execute(db.pool())
-        .await?;
-    Ok(())
+    serde_json::Value::Array(rows).to_string()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::logs::{Kind, Level};
+    use crate::logs::Level;
+
+    fn entry(kind: Kind, i: usize) -> LogEntry {
+        LogEntry::new(kind, Level::Info, format!("entry {i}"))
+    }
 
     #[test]
-    fn a_full_queue_drops_and_counts_instead_of_waiting() {
-        let (log, mut receiver) = ActivityLog::new(2);
-        for i in 0..5 {
-            log.record(LogEntry::new(
-                Kind::Access,
-                Level::Info,
-                format!("entry {i}"),
-            ));
-        }
-        assert_eq!(log.depth(), 2);
-        assert_eq!(log.dropped(), 3);
-        // The oldest entries are the ones kept.
-        assert_eq!(receiver.try_recv().unwrap().message, "entry 0");
-        assert_eq!(receiver.try_recv().unwrap().message, "entry 1");
-        assert!(receiver.try_recv().is_err());
+    fn a_full_queue_drops_the_oldest_access_lines_and_counts_them() {
+        let log = ActivityLog::new(3);
+        log.record(entry(Kind::Access, 0));
+        log.record(entry(Kind::Auth, 1));
+        log.record(entry(Kind::Access, 2));
+        log.record(entry(Kind::Admin, 3));
+        log.record(entry(Kind::Access, 4));
+        assert_eq!(log.depth(), 3);
+        assert_eq!(log.dropped(), 2);
+        let batch = log.take_batch().unwrap();
+        let kept: Vec<&str> = batch.iter().map(|(_, e)| e.message.as_str()).collect();
+        assert_eq!(kept, ["entry 1", "entry 3", "entry 4"]);
     }
 }

@@ -7,10 +7,11 @@
 
 pub mod sender;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use askama::Template;
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 
 use crate::db;
 
@@ -37,6 +38,10 @@ pub enum MailError {
 #[derive(Clone, Default)]
 pub struct Mailer {
     wake: Arc<Notify>,
+    /// Passes over the outbox asked for by [`Mailer::drain`], and the last one the
+    /// sender has finished.
+    asked: Arc<AtomicU64>,
+    done: Arc<watch::Sender<u64>>,
 }
 
 impl Mailer {
@@ -70,6 +75,29 @@ impl Mailer {
 
     pub(crate) fn notified(&self) -> tokio::sync::futures::Notified<'_> {
         self.wake.notified()
+    }
+
+    /// Has the sender go over the outbox now and waits until it has: every message
+    /// due before the call is then delivered or scheduled for a retry. What a test
+    /// waits on instead of sleeping.
+    pub async fn drain(&self) {
+        let asked = self.asked.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut done = self.done.subscribe();
+        self.wake();
+        let _ = done.wait_for(|d| *d >= asked).await;
+    }
+
+    /// The sender begins a pass: the drains asked for so far are answered by it.
+    pub(crate) fn pass_begins(&self) -> u64 {
+        self.asked.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn pass_done(&self, answered: u64) {
+        self.done.send_if_modified(|d| {
+            let moved = answered > *d;
+            *d = (*d).max(answered);
+            moved
+        });
     }
 }
 

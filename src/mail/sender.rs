@@ -3,7 +3,8 @@
 //! It leases one due message at a time (`locked_until`), hands it to the configured
 //! backend and then deletes it, or on failure schedules the next attempt after an
 //! exponentially growing delay. A crash mid-delivery only lets the lease lapse, so
-//! delivery is at least once, never zero times.
+//! delivery is at least once, never zero times; each message's `Message-ID` comes from
+//! its outbox row, so a receiver can drop the copy a retry sends.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -33,6 +34,7 @@ struct Queued {
     html: String,
     link: Option<String>,
     attempts: i64,
+    created_at: i64,
 }
 
 enum Transport {
@@ -119,6 +121,7 @@ fn build(sender: &Mailbox, mail: &Queued) -> Result<Message, SendError> {
         .parse()
         .map_err(|_| SendError::Address(mail.to.clone()))?;
     Ok(Message::builder()
+        .message_id(Some(message_id(sender, mail)))
         .from(sender.clone())
         .to(to)
         .subject(&mail.subject)
@@ -135,6 +138,20 @@ fn build(sender: &Mailbox, mail: &Queued) -> Result<Message, SendError> {
                         .body(mail.html.clone()),
                 ),
         )?)
+}
+
+/// The same `Message-ID` on every attempt to deliver one outbox row, so that a
+/// receiver can drop the copy a retry sends after a crash between the sending and the
+/// deleting (delivery is at least once). The row id alone is not unique over time (a
+/// delivered row is deleted, and SQLite may reuse its id), so its creation time is in
+/// it too; the domain is the sender's.
+fn message_id(sender: &Mailbox, mail: &Queued) -> String {
+    format!(
+        "<outbox-{}-{}@{}>",
+        mail.id,
+        mail.created_at,
+        sender.email.domain()
+    )
 }
 
 /// The delay before attempt `attempts + 1`: the base doubled per failure, capped.
@@ -155,7 +172,7 @@ async fn lease_next(db: &Db) -> Result<Option<Queued>, sqlx::Error> {
          WHERE id = (SELECT id FROM mail_outbox WHERE sent_at IS NULL AND next_attempt_at <= $1 \
                      AND (locked_until IS NULL OR locked_until <= $1) ORDER BY id LIMIT 1) \
          AND (locked_until IS NULL OR locked_until <= $1) \
-         RETURNING id, recipient, subject, text_body, html_body, link, attempts",
+         RETURNING id, recipient, subject, text_body, html_body, link, attempts, created_at",
     )
     .bind(now)
     .bind(now + LEASE_SECS)
@@ -170,6 +187,7 @@ async fn lease_next(db: &Db) -> Result<Option<Queued>, sqlx::Error> {
             html: r.try_get(4)?,
             link: r.try_get(5)?,
             attempts: r.try_get(6)?,
+            created_at: r.try_get(7)?,
         })
     })
     .transpose()
@@ -263,7 +281,9 @@ pub async fn run(
         transport,
     };
     loop {
+        let answered = mailer.pass_begins();
         sender.drain().await;
+        mailer.pass_done(answered);
         // A failed message's retry is at least a second away; polling covers it, and
         // mail queued by other instances.
         tokio::select! {

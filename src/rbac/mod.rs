@@ -12,7 +12,7 @@ use sqlx::Row;
 
 use crate::db::Db;
 
-pub use routes::{page_param, routes};
+pub use routes::routes;
 
 /// The built-in permissions; routes name the one they need with these.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

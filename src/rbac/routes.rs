@@ -22,8 +22,9 @@ use crate::auth::policy::Policy::Permission as Needs;
 use crate::auth::policy::{Policy, Routes};
 use crate::auth::{session, CurrentUser};
 use crate::error::AppError;
+use crate::http::query::page_param;
 use crate::http::{Json, Origin};
-use crate::logs::{record_change, Kind};
+use crate::logs::{record_change_in, Kind};
 use crate::text::label;
 
 const MANAGE_USERS: Policy = Needs(Permission::ManageUsers);
@@ -134,15 +135,18 @@ async fn create_role(
     Json(body): Json<NameBody>,
 ) -> Result<Response, AppError> {
     let name = label("name", &body.name, 64)?;
-    let id = store::create_role(&state.db, &name).await?;
-    record_change(
-        &state.activity,
+    let mut tx = state.db.begin().await?;
+    let id = store::create_role(&mut tx, &name).await?;
+    record_change_in(
+        &mut tx,
         Kind::Admin,
         &caller.user,
         &origin,
         format!("role {name:?} created"),
         json!({ "action": "create_role", "target": { "role_id": id, "name": name }, "before": null, "after": { "name": name } }),
-    );
+    )
+    .await?;
+    tx.commit().await?;
     Ok((
         StatusCode::CREATED,
         axum::Json(json!({ "success": true, "message": "New role created", "role": { "id": id, "name": name } })),
@@ -181,15 +185,16 @@ async fn delete_role(
         )));
     }
     store::delete_role(&mut tx, role.id).await?;
-    tx.commit().await?;
-    record_change(
-        &state.activity,
+    record_change_in(
+        &mut tx,
         Kind::Admin,
         &caller.user,
         &origin,
         format!("role {:?} deleted", role.name),
         json!({ "action": "delete_role", "target": { "role_id": role.id, "name": role.name }, "before": { "permissions": permissions }, "after": null }),
-    );
+    )
+    .await?;
+    tx.commit().await?;
     Ok(ok("Role deleted successfully"))
 }
 
@@ -215,15 +220,18 @@ async fn create_permission(
     Json(body): Json<NameBody>,
 ) -> Result<Response, AppError> {
     let name = valid_permission_name(&body.name)?;
-    let id = store::create_permission(&state.db, &name).await?;
-    record_change(
-        &state.activity,
+    let mut tx = state.db.begin().await?;
+    let id = store::create_permission(&mut tx, &name).await?;
+    record_change_in(
+        &mut tx,
         Kind::Admin,
         &caller.user,
         &origin,
         format!("permission {name:?} created"),
         json!({ "action": "create_permission", "target": { "permission_id": id, "name": name }, "before": null, "after": { "name": name } }),
-    );
+    )
+    .await?;
+    tx.commit().await?;
     Ok((
         StatusCode::CREATED,
         axum::Json(json!({
@@ -259,15 +267,18 @@ async fn delete_permission(
     ) {
         return Err(AppError::unauthorized_access());
     }
-    store::delete_permission(&state.db, permission.id).await?;
-    record_change(
-        &state.activity,
+    let mut tx = state.db.begin().await?;
+    store::delete_permission(&mut tx, permission.id).await?;
+    record_change_in(
+        &mut tx,
         Kind::Admin,
         &caller.user,
         &origin,
         format!("permission {:?} deleted", permission.name),
         json!({ "action": "delete_permission", "target": { "permission_id": permission.id, "name": permission.name }, "before": { "name": permission.name }, "after": null }),
-    );
+    )
+    .await?;
+    tx.commit().await?;
     Ok(ok("Permission deleted successfully"))
 }
 
@@ -312,9 +323,10 @@ async fn assign_permission(
     Json(body): Json<RolePermissionBody>,
 ) -> Result<Response, AppError> {
     let (role, permission) = role_and_permission(&state, &caller, &body).await?;
-    if store::link(&state.db, role.id, permission.id).await? {
-        record_change(
-            &state.activity,
+    let mut tx = state.db.begin().await?;
+    if store::link(&mut tx, role.id, permission.id).await? {
+        record_change_in(
+            &mut tx,
             Kind::Admin,
             &caller.user,
             &origin,
@@ -323,8 +335,10 @@ async fn assign_permission(
                 permission.name, role.name
             ),
             json!({ "action": "assign_permission_to_role", "target": { "role": role.name, "permission": permission.name }, "before": { "assigned": false }, "after": { "assigned": true } }),
-        );
+        )
+        .await?;
     }
+    tx.commit().await?;
     Ok(ok("Permission assigned to role"))
 }
 
@@ -335,9 +349,10 @@ async fn revoke_permission(
     Json(body): Json<RolePermissionBody>,
 ) -> Result<Response, AppError> {
     let (role, permission) = role_and_permission(&state, &caller, &body).await?;
-    if store::unlink(&state.db, role.id, permission.id).await? {
-        record_change(
-            &state.activity,
+    let mut tx = state.db.begin().await?;
+    if store::unlink(&mut tx, role.id, permission.id).await? {
+        record_change_in(
+            &mut tx,
             Kind::Admin,
             &caller.user,
             &origin,
@@ -346,8 +361,10 @@ async fn revoke_permission(
                 permission.name, role.name
             ),
             json!({ "action": "revoke_permission_from_role", "target": { "role": role.name, "permission": permission.name }, "before": { "assigned": true }, "after": { "assigned": false } }),
-        );
+        )
+        .await?;
     }
+    tx.commit().await?;
     Ok(ok("Permission revoked from role"))
 }
 
@@ -386,17 +403,18 @@ async fn assign_role(
     let mut tx = state.db.begin().await?;
     let (user, role) = user_and_role(&mut tx, &caller, &body).await?;
     let added = store::add_user_role(&mut tx, user.id, role.id).await?;
-    tx.commit().await?;
     if added {
-        record_change(
-            &state.activity,
+        record_change_in(
+            &mut tx,
             Kind::Admin,
             &caller.user,
             &origin,
             format!("role {:?} given to user {}", role.name, user.id),
             json!({ "action": "assign_role_to_user", "target": { "user_id": user.id, "username": user.username, "role": role.name }, "before": { "has_role": false }, "after": { "has_role": true } }),
-        );
+        )
+        .await?;
     }
+    tx.commit().await?;
     Ok(ok("Role assigned to user"))
 }
 
@@ -415,17 +433,18 @@ async fn remove_role(
             "The last Super Admin cannot lose that role",
         ));
     }
-    tx.commit().await?;
     if removed {
-        record_change(
-            &state.activity,
+        record_change_in(
+            &mut tx,
             Kind::Admin,
             &caller.user,
             &origin,
             format!("role {:?} taken from user {}", role.name, user.id),
             json!({ "action": "remove_role_from_user", "target": { "user_id": user.id, "username": user.username, "role": role.name }, "before": { "has_role": true }, "after": { "has_role": false } }),
-        );
+        )
+        .await?;
     }
+    tx.commit().await?;
     Ok(ok("Role removed from user"))
 }
 
@@ -434,24 +453,6 @@ struct ListQuery {
     page: Option<String>,
     per_page: Option<String>,
     q: Option<String>,
-}
-
-/// A positive integer query parameter, with its default and ceiling.
-pub fn page_param(
-    name: &str,
-    value: Option<&str>,
-    default: i64,
-    max: i64,
-) -> Result<i64, AppError> {
-    match value.map(str::trim).filter(|v| !v.is_empty()) {
-        None => Ok(default),
-        Some(v) => match v.parse::<i64>() {
-            Ok(n) if n >= 1 => Ok(n.min(max)),
-            _ => Err(AppError::invalid(format!(
-                "{name} must be a positive integer"
-            ))),
-        },
-    }
 }
 
 async fn users_details(
@@ -547,15 +548,14 @@ async fn set_status(
         }
         session::revoke_all_for_user(&mut *tx, user.id, None).await?;
     }
-    tx.commit().await?;
     let (verb, message) = if disable {
         ("disable_user", "User disabled")
     } else {
         ("enable_user", "User enabled")
     };
     if user.disabled != disable {
-        record_change(
-            &state.activity,
+        record_change_in(
+            &mut tx,
             Kind::Admin,
             &caller.user,
             &origin,
@@ -565,7 +565,9 @@ async fn set_status(
                 if disable { "disabled" } else { "enabled" }
             ),
             json!({ "action": verb, "target": { "user_id": user.id, "username": user.username }, "before": { "disabled": user.disabled }, "after": { "disabled": disable } }),
-        );
+        )
+        .await?;
     }
+    tx.commit().await?;
     Ok(ok(message))
 }

@@ -59,18 +59,18 @@ pub async fn permissions(db: &Db) -> Result<Vec<PermissionRow>, AppError> {
         .collect::<Result<_, _>>()?)
 }
 
-pub async fn create_role(db: &Db, name: &str) -> Result<i64, AppError> {
+pub async fn create_role(conn: &mut Conn, name: &str) -> Result<i64, AppError> {
     sqlx::query_scalar("INSERT INTO roles (name, builtin) VALUES ($1, 0) RETURNING id")
         .bind(name)
-        .fetch_one(db.pool())
+        .fetch_one(conn)
         .await
         .on_unique(&[("roles_name_key", "Role already exists")])
 }
 
-pub async fn create_permission(db: &Db, name: &str) -> Result<i64, AppError> {
+pub async fn create_permission(conn: &mut Conn, name: &str) -> Result<i64, AppError> {
     sqlx::query_scalar("INSERT INTO permissions (name, builtin) VALUES ($1, 0) RETURNING id")
         .bind(name)
-        .fetch_one(db.pool())
+        .fetch_one(conn)
         .await
         .on_unique(&[("permissions_name_key", "Permission already exists")])
 }
@@ -162,34 +162,34 @@ pub async fn delete_role(conn: &mut Conn, role_id: i64) -> Result<(), AppError> 
     Ok(())
 }
 
-pub async fn delete_permission(db: &Db, permission_id: i64) -> Result<(), AppError> {
+pub async fn delete_permission(conn: &mut Conn, permission_id: i64) -> Result<(), AppError> {
     sqlx::query("DELETE FROM permissions WHERE id = $1")
         .bind(permission_id)
-        .execute(db.pool())
+        .execute(conn)
         .await?;
     Ok(())
 }
 
 /// Links a permission to a role; returns whether the link is new.
-pub async fn link(db: &Db, role_id: i64, permission_id: i64) -> Result<bool, AppError> {
+pub async fn link(conn: &mut Conn, role_id: i64, permission_id: i64) -> Result<bool, AppError> {
     let done = sqlx::query(
         "INSERT INTO role_permissions (role_id, permission_id) VALUES ($1, $2) \
          ON CONFLICT DO NOTHING",
     )
     .bind(role_id)
     .bind(permission_id)
-    .execute(db.pool())
+    .execute(conn)
     .await?;
     Ok(done.rows_affected() > 0)
 }
 
 /// Unlinks a permission from a role; returns whether there was a link.
-pub async fn unlink(db: &Db, role_id: i64, permission_id: i64) -> Result<bool, AppError> {
+pub async fn unlink(conn: &mut Conn, role_id: i64, permission_id: i64) -> Result<bool, AppError> {
     let done =
         sqlx::query("DELETE FROM role_permissions WHERE role_id = $1 AND permission_id = $2")
             .bind(role_id)
             .bind(permission_id)
-            .execute(db.pool())
+            .execute(conn)
             .await?;
     Ok(done.rows_affected() > 0)
 }

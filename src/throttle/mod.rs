@@ -1,7 +1,9 @@
 //! Brute-force protection without a lockout anyone can trigger.
 //!
-//! Failures are counted per (scope, subject): per account and per client address for
-//! passwords and second factors, per email and per address for reset requests. Past a
+//! Failures are counted per (scope, subject): per login name (username or email, each
+//! counted on its own, so that the answers never tell which name and which email
+//! belong to one account) and per client address for passwords, per account and per
+//! address for second factors, per email and per address for reset requests. Past a
 //! small free allowance each further failure blocks the subject for a delay that
 //! doubles up to a cap (429 with `Retry-After`), so guessing slows to a crawl while a
 //! legitimate user is at worst delayed, never shut out. The counts decay after a quiet
@@ -130,6 +132,20 @@ pub struct Recorded {
     pub blocked_ms: i64,
 }
 
+/// What reserving an attempt did.
+#[derive(Debug, Clone, Copy)]
+pub enum Reserved {
+    /// The subject is blocked until then; nothing was counted.
+    Blocked { until_ms: i64 },
+    /// Counted as a failure; `set_until_ms` is the block after it and
+    /// `previous_until_ms` the one before, for giving the slot back.
+    Counted {
+        recorded: Recorded,
+        set_until_ms: i64,
+        previous_until_ms: i64,
+    },
+}
+
 pub fn now_ms() -> i64 {
     let now = time::OffsetDateTime::now_utc();
     i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
@@ -180,6 +196,36 @@ impl Throttle {
         })
     }
 
+    /// Counts an attempt as a failure before it is judged, unless the subject is
+    /// blocked; see [`Attempt::reserve`].
+    pub async fn reserve(&self, rule: &Rule, subject: &str) -> Result<Reserved, AppError> {
+        let now = now_ms();
+        Ok(match &*self.inner {
+            Inner::Db(db) => store::reserve(db, rule, subject, now).await?,
+            Inner::Redis(r) => r.reserve(rule, subject, now).await.map_err(redis_down)?,
+        })
+    }
+
+    /// Gives back a failure counted by [`Throttle::reserve`].
+    pub async fn release(
+        &self,
+        rule: &Rule,
+        subject: &str,
+        set_until_ms: i64,
+        previous_until_ms: i64,
+    ) -> Result<(), AppError> {
+        match &*self.inner {
+            Inner::Db(db) => {
+                store::release(db.pool(), rule, subject, set_until_ms, previous_until_ms).await?
+            }
+            Inner::Redis(r) => r
+                .release(rule, subject, set_until_ms, previous_until_ms)
+                .await
+                .map_err(redis_down)?,
+        }
+        Ok(())
+    }
+
     /// Forgets the subject's failures, after it has proven itself.
     pub async fn clear(&self, rule: &Rule, subject: &str) -> Result<(), AppError> {
         match &*self.inner {
@@ -202,6 +248,15 @@ impl Throttle {
 /// letting guesses through unthrottled.
 fn redis_down(e: redis::RedisError) -> AppError {
     AppError::Unavailable(anyhow::anyhow!("redis: {e}"))
+}
+
+/// The subject for password guesses: the name the attempt gave, whether or not an
+/// account has it. A username and an email of one account are counted apart: keying
+/// both by the account would answer 429 to an account's email once its username is
+/// blocked, and 401 to anyone else's, telling which email goes with which name. The
+/// price is that an account's two names together get twice the free allowance.
+pub fn login_subject(identifier: &str) -> String {
+    format!("name:{}", identifier.to_lowercase())
 }
 
 /// The subject for per-account rules.
@@ -301,6 +356,69 @@ impl<'a> Attempt<'a> {
         Ok(())
     }
 
+    /// Counts the attempt as a failure under every rule *before* it is judged, so that
+    /// a burst of concurrent guesses cannot all be checked before any is counted: past
+    /// the free allowance a subject is blocked by the reservation itself, and the
+    /// attempts behind it are refused (429) without being judged. An attempt that
+    /// succeeds gives its slots back with [`Attempt::release`]; a failure keeps them.
+    pub async fn reserve(&self) -> Result<Reservation, AppError> {
+        let mut held = Vec::with_capacity(self.keys.len());
+        let mut longest = 0;
+        for (rule, subject) in &self.keys {
+            match self.state.throttle.reserve(rule, subject).await {
+                Ok(Reserved::Counted {
+                    recorded,
+                    set_until_ms,
+                    previous_until_ms,
+                }) => {
+                    if recorded.blocked_ms > 0 {
+                        self.log(
+                            format!("throttle engaged: {}", rule.scope),
+                            json!({
+                                "scope": rule.scope,
+                                "subject": truncate(subject, 64),
+                                "failures": recorded.failures,
+                                "blocked_secs": secs(recorded.blocked_ms),
+                            }),
+                        );
+                    }
+                    held.push((*rule, subject.clone(), set_until_ms, previous_until_ms));
+                }
+                Ok(Reserved::Blocked { until_ms }) => {
+                    let wait = (until_ms - now_ms()).max(1);
+                    self.log(
+                        format!("throttled: {}", rule.scope),
+                        json!({ "scope": rule.scope, "subject": truncate(subject, 64), "retry_after_secs": secs(wait) }),
+                    );
+                    longest = longest.max(wait);
+                }
+                Err(e) => {
+                    self.release(Reservation(held)).await?;
+                    return Err(e);
+                }
+            }
+        }
+        if longest > 0 {
+            // Refused without being judged: it is not a failure.
+            self.release(Reservation(held)).await?;
+            return Err(AppError::Throttled {
+                retry_after_secs: secs(longest),
+            });
+        }
+        Ok(Reservation(held))
+    }
+
+    /// Gives back the slots of a reservation: the attempt succeeded.
+    pub async fn release(&self, reservation: Reservation) -> Result<(), AppError> {
+        for (rule, subject, set_until_ms, previous_until_ms) in reservation.0 {
+            self.state
+                .throttle
+                .release(rule, &subject, set_until_ms, previous_until_ms)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Forgets the failures counted under `rule`, after a success.
     pub async fn clear(&self, rule: &'static Rule) -> Result<(), AppError> {
         for (r, subject) in &self.keys {
@@ -322,6 +440,10 @@ impl<'a> Attempt<'a> {
         self.state.activity.record(entry);
     }
 }
+
+/// The failures an attempt has counted in advance; see [`Attempt::reserve`].
+#[must_use = "a reservation that is not released stays counted as a failure"]
+pub struct Reservation(Vec<(&'static Rule, String, i64, i64)>);
 
 /// Whole seconds, rounded up: a client told to wait 0 s would retry at once.
 fn secs(ms: i64) -> u64 {

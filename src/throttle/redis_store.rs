@@ -6,7 +6,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::OnceCell;
 
-use super::{Recorded, Rule};
+use super::{Recorded, Reserved, Rule};
 
 /// Counts a failure, extends the block past the free allowance (the delay doubles
 /// per failure up to the cap), and lets the key expire when the window has passed
@@ -31,11 +31,47 @@ redis.call('PEXPIRE', KEYS[1], string.format('%.0f', window + delay))
 return {failures, string.format('%.0f', delay)}
 ";
 
+/// The reservation of [`RECORD`]: refused (-1 and the end of the block) while the
+/// subject is blocked, else counted like a failure; returns the block before it too.
+const RESERVE: &str = r"
+local now = tonumber(ARGV[1])
+local free = tonumber(ARGV[2])
+local base = tonumber(ARGV[3])
+local cap = tonumber(ARGV[4])
+local window = tonumber(ARGV[5])
+local previous = tonumber(redis.call('HGET', KEYS[1], 'blocked_until') or '0')
+if previous > now then
+  return {-1, string.format('%.0f', previous), string.format('%.0f', previous)}
+end
+local failures = redis.call('HINCRBY', KEYS[1], 'failures', 1)
+local delay = 0
+local until_ms = previous
+if failures >= free then
+  delay = base * 2 ^ math.min(failures - free, 30)
+  if delay > cap then delay = cap end
+  until_ms = now + delay
+  redis.call('HSET', KEYS[1], 'blocked_until', string.format('%.0f', until_ms))
+end
+redis.call('PEXPIRE', KEYS[1], string.format('%.0f', window + delay))
+return {failures, string.format('%.0f', delay), string.format('%.0f', until_ms), string.format('%.0f', previous)}
+";
+
+/// Gives a reserved failure back, undoing the block it started unless moved since.
+const RELEASE: &str = r"
+local failures = tonumber(redis.call('HGET', KEYS[1], 'failures') or '0')
+if failures > 0 then redis.call('HINCRBY', KEYS[1], 'failures', -1) end
+local current = redis.call('HGET', KEYS[1], 'blocked_until')
+if current == ARGV[1] then redis.call('HSET', KEYS[1], 'blocked_until', ARGV[2]) end
+return 0
+";
+
 pub struct RedisStore {
     client: redis::Client,
     prefix: String,
     conn: OnceCell<ConnectionManager>,
     script: redis::Script,
+    reserve: redis::Script,
+    release: redis::Script,
 }
 
 impl RedisStore {
@@ -45,6 +81,8 @@ impl RedisStore {
             prefix: prefix.to_owned(),
             conn: OnceCell::new(),
             script: redis::Script::new(RECORD),
+            reserve: redis::Script::new(RESERVE),
+            release: redis::Script::new(RELEASE),
         })
     }
 
@@ -87,6 +125,60 @@ impl RedisStore {
             failures,
             blocked_ms: delay,
         })
+    }
+
+    pub async fn reserve(
+        &self,
+        rule: &Rule,
+        subject: &str,
+        now_ms: i64,
+    ) -> Result<Reserved, redis::RedisError> {
+        let mut conn = self.conn().await?;
+        let answer: Vec<i64> = self
+            .reserve
+            .key(self.key(rule, subject))
+            .arg(now_ms)
+            .arg(rule.free)
+            .arg(rule.base_ms)
+            .arg(rule.cap_ms)
+            .arg(rule.window_ms)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(match answer.as_slice() {
+            [failures, delay, until, previous] if *failures >= 0 => Reserved::Counted {
+                recorded: Recorded {
+                    failures: *failures,
+                    blocked_ms: *delay,
+                },
+                set_until_ms: *until,
+                previous_until_ms: *previous,
+            },
+            [_, until, ..] => Reserved::Blocked { until_ms: *until },
+            _ => {
+                return Err(redis::RedisError::from((
+                    redis::ErrorKind::UnexpectedReturnType,
+                    "unexpected answer from the reserve script",
+                )))
+            }
+        })
+    }
+
+    pub async fn release(
+        &self,
+        rule: &Rule,
+        subject: &str,
+        set_until_ms: i64,
+        previous_until_ms: i64,
+    ) -> Result<(), redis::RedisError> {
+        let mut conn = self.conn().await?;
+        let _: i64 = self
+            .release
+            .key(self.key(rule, subject))
+            .arg(set_until_ms)
+            .arg(previous_until_ms)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(())
     }
 
     pub async fn blocked_until(

@@ -24,7 +24,7 @@ use crate::app::AppState;
 use crate::db;
 use crate::error::AppError;
 use crate::http::Origin;
-use crate::logs::{Level, LogEntry};
+use crate::logs::{ActivityLog, Level, LogEntry};
 use crate::throttle::{self, Attempt};
 
 pub const RECOVERY_CODES: usize = 10;
@@ -277,11 +277,13 @@ pub async fn check_login(
 }
 
 /// Confirms the pending secret with a code from it: 2FA on (or re-keyed), ten new
-/// recovery codes returned. `None` when the code does not prove the pending secret.
+/// recovery codes returned, and `record` stored with the change. `None` when the code
+/// does not prove the pending secret.
 pub async fn enable(
     state: &AppState,
     user: &User,
     token: &str,
+    record: LogEntry,
 ) -> Result<Option<Vec<String>>, AppError> {
     let code = normalize(token);
     let Some(row) = store::load(&state.db, user.id).await? else {
@@ -300,13 +302,20 @@ pub async fn enable(
     if !store::activate(&mut tx, user.id, &pending, step, &hashes).await? {
         return Ok(None);
     }
+    ActivityLog::record_in(&mut tx, record).await?;
     tx.commit().await?;
     Ok(Some(codes))
 }
 
-/// Turns 2FA off, given a TOTP code of the active secret or an unused recovery code.
-/// `false` when 2FA is off or the token proves nothing.
-pub async fn disable(state: &AppState, user: &User, token: &str) -> Result<bool, AppError> {
+/// Turns 2FA off, given a TOTP code of the active secret or an unused recovery code,
+/// and stores `record` with the change. `false` when 2FA is off or the token proves
+/// nothing.
+pub async fn disable(
+    state: &AppState,
+    user: &User,
+    token: &str,
+    record: LogEntry,
+) -> Result<bool, AppError> {
     let token = normalize(token);
     let Some(row) = store::load(&state.db, user.id).await? else {
         return Ok(false);
@@ -331,6 +340,7 @@ pub async fn disable(state: &AppState, user: &User, token: &str) -> Result<bool,
         return Ok(false);
     }
     store::deactivate(&mut tx, user.id).await?;
+    ActivityLog::record_in(&mut tx, record).await?;
     tx.commit().await?;
     Ok(true)
 }

@@ -73,13 +73,27 @@ async fn update_twofa(
             throttle::account_subject(user.user.id),
         );
     attempt.check().await?;
+    // Stored in the transaction of the change.
+    let record = LogEntry::auth(
+        Level::Info,
+        if body.enabled {
+            "2FA enabled"
+        } else {
+            "2FA disabled"
+        },
+    )
+    .user(&user.user)
+    .origin(&origin);
     let (ok, recovery_codes) = if body.enabled {
-        match super::enable(&state, &user.user, &token).await? {
+        match super::enable(&state, &user.user, &token, record).await? {
             Some(codes) => (true, Some(codes)),
             None => (false, None),
         }
     } else {
-        (super::disable(&state, &user.user, &token).await?, None)
+        (
+            super::disable(&state, &user.user, &token, record).await?,
+            None,
+        )
     };
     if !ok {
         attempt.failed().await?;
@@ -92,16 +106,6 @@ async fn update_twofa(
         return Err(AppError::invalid(UPDATE_FAILED));
     }
     attempt.clear(&throttle::TWOFA_ACCOUNT).await?;
-    let message = if body.enabled {
-        "2FA enabled"
-    } else {
-        "2FA disabled"
-    };
-    state.activity.record(
-        LogEntry::auth(Level::Info, message)
-            .user(&user.user)
-            .origin(&origin),
-    );
     let mut answer = json!({ "success": true, "message": "2FA updated successfully" });
     if let Some(codes) = recovery_codes {
         answer["recovery_codes"] = json!(codes);

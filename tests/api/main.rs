@@ -14,6 +14,7 @@ mod logs;
 mod mail;
 mod rbac;
 mod recovery;
+mod reliability;
 mod service;
 mod throttle;
 mod twofa;

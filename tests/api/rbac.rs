@@ -283,7 +283,6 @@ async fn roles_and_permissions_at_both_paths(backend: Backend) {
         expect_error(res, StatusCode::NOT_FOUND).await;
     }
     // Every change is in the activity log with its actor.
-    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
     let admin_changes = app
         .scalar("SELECT COUNT(*) FROM activity_logs WHERE kind = 'admin' AND user_email = 'root@example.com'")
         .await;

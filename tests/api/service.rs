@@ -198,10 +198,27 @@ async fn a_database_failure_is_a_500_with_a_request_id(backend: Backend) {
 
 async fn readyz_reports_an_unreachable_database(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    assert_eq!(app.get("/readyz").await.status(), StatusCode::OK);
+    // The client carries a session cookie throughout, as monitoring behind a browser
+    // session might.
+    app.verified_user("mona").await;
+    let ready = json(app.get("/readyz").await).await;
+    assert_eq!(ready["status"], "ready");
+    assert_eq!(ready["details"]["activity_log_dropped_total"], 0, "{ready}");
     app.state.db.close().await;
-    expect_error(app.get("/readyz").await, StatusCode::SERVICE_UNAVAILABLE).await;
+    let res = app.get("/readyz").await;
+    assert_eq!(res.headers()["retry-after"], "5");
+    expect_error(res, StatusCode::SERVICE_UNAVAILABLE).await;
     assert_eq!(app.get("/healthz").await.status(), StatusCode::OK);
+    let metrics = app.get("/metrics").await;
+    assert_eq!(metrics.status(), StatusCode::OK);
+    assert!(metrics
+        .text()
+        .await
+        .unwrap()
+        .contains("gatehouse_activity_log_dropped_total"));
+    let res = app.get("/current_user_details").await;
+    assert!(res.headers().contains_key("retry-after"));
+    expect_error(res, StatusCode::SERVICE_UNAVAILABLE).await;
     // Requests needing the database are an outage (503), not a client error.
     let res = app
         .post("/login", json!({"username_or_email": "x", "password": "y"}))
