@@ -84,8 +84,18 @@ impl PasswordHasher {
             Ok(match legacy::Hash::parse(&stored) {
                 Some(old) if old.matches(&password) => Verdict::MatchesLegacy,
                 Some(_) => Verdict::Mismatch,
-                None if inner.argon_matches(&password, &stored) => Verdict::Matches,
-                None => Verdict::Mismatch,
+                None if PasswordHash::new(&stored).is_ok() => {
+                    match inner.argon_matches(&password, &stored) {
+                        true => Verdict::Matches,
+                        false => Verdict::Mismatch,
+                    }
+                }
+                // No usable password (an imported account whose old hash could not be
+                // carried over): it costs the time of a real check all the same.
+                None => {
+                    inner.argon_matches(&password, &inner.dummy_hash);
+                    Verdict::Mismatch
+                }
             })
         })
         .await
