@@ -16,7 +16,7 @@ use super::accounts::Carried;
 use super::old::OldDb;
 use super::report::{Outcome, Report, Table};
 use super::{Ctx, ImportError};
-use crate::db::{self, Db};
+use crate::db;
 
 /// Stripe's integer amount from the old float (19.98 → 1998, not 1997).
 pub fn cents(major: f64) -> i64 {
@@ -31,6 +31,8 @@ pub async fn import(
 ) -> Result<(), ImportError> {
     let now = db::now();
     let write = !ctx.options.dry_run;
+    // Rows one by one, but all in one transaction: one commit, not one per row.
+    let mut tx = ctx.db.begin().await?;
 
     // Customers: one Stripe customer per account and one account per customer.
     let mut table = Table::new("user.stripe_customer_id", carried.customers.len());
@@ -60,7 +62,7 @@ pub async fn import(
             );
             continue;
         }
-        if write && !insert_customer(ctx.db, user, customer, now).await? {
+        if write && !insert_customer(&mut tx, user, customer, now).await? {
             table.already += 1;
         } else {
             table.imported += 1;
@@ -105,7 +107,7 @@ pub async fn import(
             .bind(i64::from(row.text(3).is_none() || row.flag(3)))
             .bind(created)
             .bind(updated)
-            .execute(ctx.db.pool())
+            .execute(&mut *tx)
             .await?
             .rows_affected()
                 == 1;
@@ -154,7 +156,7 @@ pub async fn import(
         let product_id: Option<i64> =
             sqlx::query_scalar("SELECT id FROM billing_products WHERE stripe_product_id = $1")
                 .bind(product)
-                .fetch_optional(ctx.db.pool())
+                .fetch_optional(&mut *tx)
                 .await?;
         let Some(product_id) = product_id.or((!write).then_some(0)) else {
             table.note(
@@ -189,7 +191,7 @@ pub async fn import(
             .bind(i64::from(row.text(5).is_none() || row.flag(5)))
             .bind(created)
             .bind(updated)
-            .execute(ctx.db.pool())
+            .execute(&mut *tx)
             .await?
             .rows_affected()
                 == 1;
@@ -265,7 +267,7 @@ pub async fn import(
             .bind(period_end)
             .bind(created)
             .bind(now)
-            .execute(ctx.db.pool())
+            .execute(&mut *tx)
             .await?
             .rows_affected()
                 == 1;
@@ -293,6 +295,7 @@ pub async fn import(
         .await?;
     let mut table = Table::new("order", rows.len());
     let mut earlier = HashSet::new();
+    let mut price_ids: HashMap<String, Option<i64>> = HashMap::new();
     for row in &rows {
         let Some(old_id) = row.int(0) else { continue };
         let label = format!("order {old_id}");
@@ -310,11 +313,18 @@ pub async fn import(
         if !earlier.insert((old_user, price.to_owned(), row.int(3), amount)) {
             table.note(Outcome::Changed, label.clone(), "same user, price, quantity and total as an earlier order (perhaps a reload of the old success page); kept, as Stripe alone can tell");
         }
-        let price_id: Option<i64> =
-            sqlx::query_scalar("SELECT id FROM billing_prices WHERE stripe_price_id = $1")
-                .bind(price)
-                .fetch_optional(ctx.db.pool())
-                .await?;
+        let price_id = match price_ids.get(price) {
+            Some(id) => *id,
+            None => {
+                let id: Option<i64> =
+                    sqlx::query_scalar("SELECT id FROM billing_prices WHERE stripe_price_id = $1")
+                        .bind(price)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                price_ids.insert(price.to_owned(), id);
+                id
+            }
+        };
         let created = row.time(5, time::UtcOffset::UTC).unwrap_or(now);
         let fresh = !write
             || sqlx::query(
@@ -329,7 +339,7 @@ pub async fn import(
             .bind(currency_of.get(price))
             .bind(customer_of.get(&old_user))
             .bind(created)
-            .execute(ctx.db.pool())
+            .execute(&mut *tx)
             .await?
             .rows_affected()
                 == 1;
@@ -340,12 +350,13 @@ pub async fn import(
         }
     }
     report.tables.push(table);
+    tx.commit().await?;
     Ok(())
 }
 
 /// Returns whether the row is new.
 async fn insert_customer(
-    db: &Db,
+    conn: &mut sqlx::AnyConnection,
     user: i64,
     customer: &str,
     now: i64,
@@ -357,7 +368,7 @@ async fn insert_customer(
     .bind(user)
     .bind(customer)
     .bind(now)
-    .execute(db.pool())
+    .execute(conn)
     .await?;
     Ok(done.rows_affected() == 1)
 }
