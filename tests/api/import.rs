@@ -397,3 +397,52 @@ on_both_databases!(
     an_unverified_account_with_the_right_password_gets_a_fresh_link,
     a_missing_file_is_an_error_not_a_new_database,
 );
+
+/// The command as an operator runs it: the dry run prints the report and writes
+/// nothing; the real run prints it and writes it whole to the report file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_prints_the_report_and_writes_it_to_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = old_database(dir.path()).await;
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+            .current_dir(dir.path())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RUST_LOG", "warn")
+            .env(
+                "DATABASE_URL",
+                format!("sqlite://{}", dir.path().join("gh.db").display()),
+            )
+            .env("SECRET_KEY", "cli-secret-key-that-is-long-enough-0123")
+            .arg("import-flask")
+            .arg("--from")
+            .arg(&old)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let dry = run(&["--dry-run"]);
+    assert!(
+        dry.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dry.stderr)
+    );
+    let text = String::from_utf8_lossy(&dry.stdout);
+    assert!(text.contains("dry run: nothing written"), "{text}");
+    assert!(text.contains("renamed  user 2"), "{text}");
+    assert!(!dir.path().join("import-flask-report.txt").exists());
+
+    let real = run(&["--report", "moved.txt"]);
+    assert!(
+        real.status.success(),
+        "{}",
+        String::from_utf8_lossy(&real.stderr)
+    );
+    let file = std::fs::read_to_string(dir.path().join("moved.txt")).unwrap();
+    assert!(file.contains("skipped  order 3"), "{file}");
+    assert!(String::from_utf8_lossy(&real.stdout).contains("full report: moved.txt"));
+
+    let bad = run(&["--server-utc-offset", "somewhere"]);
+    assert_eq!(bad.status.code(), Some(2), "clap refuses a bad offset");
+}
