@@ -16,6 +16,8 @@ pub mod db;
 pub mod error;
 /// Middleware and extractors shared by every route.
 pub mod http;
+/// `gatehouse import-flask`: taking over the old Flask service's database.
+pub mod import;
 /// Kanban boards: boards, ordered columns and ordered tickets.
 pub mod kanban;
 /// The activity log and its writer.

@@ -1,14 +1,17 @@
 //! The `gatehouse` command: parse the command line, load the configuration, and call
 //! into the library.
 
+use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use time::UtcOffset;
 
 use gatehouse::app::{self, AppState};
 use gatehouse::config::Config;
 use gatehouse::db::Db;
-use gatehouse::{accounts, rbac, telemetry};
+use gatehouse::{accounts, import, rbac, telemetry};
 
 /// Accounts, sessions and access control for web applications.
 #[derive(Parser)]
@@ -34,6 +37,30 @@ enum Command {
         #[arg(long)]
         password: Option<String>,
     },
+    /// Import the database of the old Flask service (see docs/migrating.md).
+    ImportFlask {
+        /// The old service's SQLite file (e.g. instance/default.db); opened read-only.
+        #[arg(long)]
+        from: PathBuf,
+        /// Print what would be imported, merged, renamed or skipped; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Where the real run writes its report.
+        #[arg(long, default_value = "import-flask-report.txt")]
+        report: PathBuf,
+        /// The old server's offset from UTC (e.g. -05:00): it stored Stripe period
+        /// ends in its local time.
+        #[arg(long, default_value = "+00:00", value_parser = parse_offset)]
+        server_utc_offset: UtcOffset,
+    },
+}
+
+fn parse_offset(text: &str) -> Result<UtcOffset, String> {
+    UtcOffset::parse(
+        text,
+        time::macros::format_description!("[offset_hour sign:mandatory]:[offset_minute]"),
+    )
+    .map_err(|e| format!("expected an offset like +00:00 or -05:00: {e}"))
 }
 
 fn main() -> ExitCode {
@@ -88,6 +115,28 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             println!("created Super Admin {username:?} (id {})", created.id);
             if let Some(password) = created.generated_password {
                 println!("password (shown once): {password}");
+            }
+            Ok(())
+        }
+        Command::ImportFlask {
+            from,
+            dry_run,
+            report,
+            server_utc_offset,
+        } => {
+            let options = import::Options {
+                from,
+                dry_run,
+                server_utc_offset,
+                progress: std::io::stderr().is_terminal(),
+            };
+            let done = import::run(&db, config.secret_key.as_bytes(), &options).await?;
+            print!("{}", done.render(Some(20)));
+            if !dry_run {
+                std::fs::write(&report, done.render(None)).map_err(|e| {
+                    anyhow::anyhow!("cannot write the report to {}: {e}", report.display())
+                })?;
+                println!("\nfull report: {}", report.display());
             }
             Ok(())
         }

@@ -2,6 +2,7 @@
 //! recovery and the user's own sessions.
 
 mod emails;
+mod login_extras;
 mod recovery;
 mod routes;
 mod sessions;

@@ -7,8 +7,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::store::{self, NewUser, ProfileChange, TokenPurpose};
-use super::{recovery, sessions, validate, User};
+use super::{login_extras, recovery, sessions, validate, User};
 use crate::app::AppState;
+use crate::auth::password::Verdict;
 use crate::auth::policy::Policy::{LoggedIn, Public};
 use crate::auth::policy::Routes;
 use crate::auth::session;
@@ -21,7 +22,7 @@ use crate::text::label;
 use crate::throttle::{self, device, Attempt};
 use crate::{db, mail, twofa};
 
-const VERIFY_TOKEN_TTL_SECS: i64 = 3600;
+use login_extras::VERIFY_TOKEN_TTL_SECS;
 /// How long after login a session may change its own email or password without
 /// giving the current password again.
 const RECENT_LOGIN_SECS: i64 = 600;
@@ -170,11 +171,15 @@ async fn login(
         );
     }
     let reservation = attempt.reserve().await?;
-    let password_ok = body.password.len() <= 1024
-        && state
+    let verdict = if body.password.len() <= 1024 {
+        state
             .hasher
-            .verify(&body.password, found.as_ref().map(|(_, h)| h.as_str()))
-            .await?;
+            .check(&body.password, found.as_ref().map(|(_, h)| h.as_str()))
+            .await?
+    } else {
+        Verdict::Mismatch
+    };
+    let password_ok = verdict.matches();
     let user = match found {
         Some((user, _)) if password_ok => {
             attempt.release(reservation).await?;
@@ -201,6 +206,7 @@ async fn login(
         ));
     }
     if state.config.require_email_verification && !user.email_verified {
+        login_extras::resend_verification(&state, &user).await;
         return Err(AppError::Unauthenticated(
             "email_not_verified",
             "Please verify your email address before logging in",
@@ -209,6 +215,7 @@ async fn login(
     let second_factor =
         twofa::check_login(&state, &user, body.token.as_deref(), &origin, known_device).await?;
     attempt.clear(&throttle::LOGIN_ACCOUNT).await?;
+    login_extras::upgrade_legacy_hash(&state, user.id, &body.password, verdict).await;
 
     // A new session at every login: a value planted before login is worthless after.
     if let Some(old) = session::cookie(&headers, session::SESSION_COOKIE) {

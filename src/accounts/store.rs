@@ -326,3 +326,106 @@ pub async fn mark_verified(db: &Db, user_id: i64) -> Result<(), sqlx::Error> {
         .await?;
     Ok(())
 }
+
+/// Stores the Argon2id successor of an imported hash, unless the password was
+/// changed in between (the stored hash is then Argon2id already). Not a password
+/// change: sessions and device cookies stay valid.
+pub async fn replace_legacy_hash(db: &Db, user_id: i64, new_hash: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE users SET password_hash = $1 WHERE id = $2 AND password_hash NOT LIKE '$argon2%'",
+    )
+    .bind(new_hash)
+    .bind(user_id)
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
+/// Rewrites the user's row unchanged: it takes the row's lock for the transaction.
+pub async fn touch(conn: &mut sqlx::AnyConnection, user_id: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE users SET updated_at = updated_at WHERE id = $1")
+        .bind(user_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// When the user was last issued a token for `purpose`.
+pub async fn last_token_at(
+    conn: &mut sqlx::AnyConnection,
+    user_id: i64,
+    purpose: TokenPurpose,
+) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT MAX(created_at) FROM email_tokens WHERE user_id = $1 AND purpose = $2",
+    )
+    .bind(user_id)
+    .bind(purpose.as_str())
+    .fetch_one(conn)
+    .await
+}
+
+/// An account carried over from the old Flask service, with the id chosen for it.
+#[derive(Clone)]
+pub struct ImportedUser {
+    pub id: i64,
+    pub username: String,
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub password_hash: String,
+    pub email_verified: bool,
+    pub twofa_enabled: bool,
+    pub created_at: i64,
+}
+
+/// Inserts imported accounts in one statement, with their ids as given.
+pub async fn insert_imported(
+    conn: &mut sqlx::AnyConnection,
+    backend: db::Backend,
+    users: &[ImportedUser],
+) -> Result<(), sqlx::Error> {
+    use db::JsonCol::{Int, Text};
+    let now = db::now();
+    let rows: Vec<serde_json::Value> = users
+        .iter()
+        .map(|u| {
+            serde_json::json!([
+                u.id,
+                u.username,
+                u.email,
+                u.first_name,
+                u.last_name,
+                u.password_hash,
+                i64::from(u.email_verified),
+                i64::from(u.twofa_enabled),
+                u.created_at,
+                now,
+                u.created_at
+            ])
+        })
+        .collect();
+    let select = db::json_rows(
+        backend,
+        &[Int, Text, Text, Text, Text, Text, Int, Int, Int, Int, Int],
+    );
+    sqlx::query(&format!(
+        "INSERT INTO users (id, username, email, first_name, last_name, password_hash, \
+         email_verified, twofa_enabled, created_at, updated_at, password_changed_at) {select}"
+    ))
+    .bind(serde_json::Value::Array(rows).to_string())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Every account's id with its username and email in lower case: what an import
+/// must not collide with.
+pub async fn taken_names(db: &Db) -> Result<Vec<(i64, String, String)>, sqlx::Error> {
+    let rows = sqlx::query("SELECT id, lower(username), lower(email) FROM users")
+        .fetch_all(db.pool())
+        .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+        .collect()
+}

@@ -180,3 +180,49 @@ fn create_parent_folder(options: &SqliteConnectOptions) -> Result<(), DbError> {
         _ => Ok(()),
     }
 }
+
+/// The type a column of [`json_rows`] is read as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JsonCol {
+    Int,
+    Text,
+}
+
+/// `SELECT <column 0>, <column 1>, … FROM <the rows>` over a JSON array of arrays bound
+/// to `$1`, for bulk inserts: one bound value per batch, because thousands of bound
+/// values through the `Any` driver cost more than the inserts themselves. It ends in
+/// `WHERE true` so that SQLite can parse an `ON CONFLICT` clause after it.
+pub fn json_rows(backend: Backend, columns: &[JsonCol]) -> String {
+    let exprs: Vec<String> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, col)| match (backend, col) {
+            (Backend::Sqlite, _) => format!("value ->> {i}"),
+            (Backend::Postgres, JsonCol::Int) => format!("(r ->> {i})::bigint"),
+            (Backend::Postgres, JsonCol::Text) => format!("r ->> {i}"),
+        })
+        .collect();
+    let source = match backend {
+        Backend::Sqlite => "json_each($1)",
+        Backend::Postgres => "jsonb_array_elements($1::jsonb) AS r",
+    };
+    format!("SELECT {} FROM {source} WHERE true", exprs.join(", "))
+}
+
+/// After rows were inserted with explicit ids, moves PostgreSQL's identity sequence of
+/// `table` past them (SQLite's AUTOINCREMENT follows by itself).
+pub async fn sync_id_sequence(
+    conn: &mut sqlx::AnyConnection,
+    backend: Backend,
+    table: &str,
+) -> Result<(), sqlx::Error> {
+    if backend == Backend::Postgres {
+        sqlx::query(&format!(
+            "SELECT setval(pg_get_serial_sequence('{table}', 'id'), MAX(id)) FROM {table} \
+             HAVING MAX(id) IS NOT NULL"
+        ))
+        .execute(conn)
+        .await?;
+    }
+    Ok(())
+}

@@ -201,3 +201,61 @@ pub async fn prune(db: &Db, days: u32) -> Result<u64, sqlx::Error> {
         }
     }
 }
+
+/// An entry carried over from the old Flask service's log, with the id chosen for it.
+pub struct ImportedEntry {
+    pub id: i64,
+    pub created_at: i64,
+    pub level: &'static str,
+    pub message: String,
+    pub user_id: Option<i64>,
+    pub user_email: Option<String>,
+    pub client_ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub method: Option<String>,
+    pub path: Option<String>,
+    pub details: String,
+}
+
+/// Inserts imported entries (kind `access`, as the old service wrote them per request)
+/// in one statement, with their ids as given.
+pub async fn insert_imported(
+    conn: &mut sqlx::AnyConnection,
+    backend: db::Backend,
+    entries: &[ImportedEntry],
+) -> Result<(), sqlx::Error> {
+    use db::JsonCol::{Int, Text};
+    let rows: Vec<serde_json::Value> = entries
+        .iter()
+        .map(|e| {
+            serde_json::json!([
+                e.id,
+                e.created_at,
+                e.level,
+                crate::logs::Kind::Access.as_str(),
+                e.message,
+                e.user_id,
+                e.user_email,
+                e.client_ip,
+                e.user_agent,
+                e.method,
+                e.path,
+                e.details
+            ])
+        })
+        .collect();
+    let select = db::json_rows(
+        backend,
+        &[
+            Int, Int, Text, Text, Text, Int, Text, Text, Text, Text, Text, Text,
+        ],
+    );
+    sqlx::query(&format!(
+        "INSERT INTO activity_logs (id, created_at, level, kind, message, user_id, user_email, \
+         client_ip, user_agent, method, path, details) {select}"
+    ))
+    .bind(serde_json::Value::Array(rows).to_string())
+    .execute(conn)
+    .await?;
+    Ok(())
+}

@@ -358,3 +358,25 @@ pub async fn all_profiles(db: &Db, limit: i64) -> Result<Vec<(User, super::Acces
         })
         .collect())
 }
+
+/// Gives roles to users, many (user id, role id) pairs in one statement; pairs held
+/// already are left alone.
+pub async fn grant_many(
+    conn: &mut Conn,
+    backend: Backend,
+    pairs: &[(i64, i64)],
+) -> Result<(), sqlx::Error> {
+    use db::JsonCol::Int;
+    let rows: Vec<serde_json::Value> = pairs
+        .iter()
+        .map(|(user, role)| serde_json::json!([user, role]))
+        .collect();
+    let select = db::json_rows(backend, &[Int, Int]);
+    sqlx::query(&format!(
+        "INSERT INTO user_roles (user_id, role_id) {select} ON CONFLICT DO NOTHING"
+    ))
+    .bind(serde_json::Value::Array(rows).to_string())
+    .execute(conn)
+    .await?;
+    Ok(())
+}

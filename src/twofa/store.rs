@@ -242,3 +242,26 @@ pub async fn consume_email_code(
     .await?;
     Ok(done.rows_affected() == 1)
 }
+
+/// Stores the confirmed secrets (sealed for their users) of accounts imported with
+/// two-factor authentication on.
+pub async fn insert_imported(
+    conn: &mut sqlx::AnyConnection,
+    backend: crate::db::Backend,
+    secrets: &[(i64, String)],
+) -> Result<(), sqlx::Error> {
+    use crate::db::JsonCol::{Int, Text};
+    let now = crate::db::now();
+    let rows: Vec<serde_json::Value> = secrets
+        .iter()
+        .map(|(user_id, sealed)| serde_json::json!([user_id, sealed, now]))
+        .collect();
+    let select = crate::db::json_rows(backend, &[Int, Text, Int]);
+    sqlx::query(&format!(
+        "INSERT INTO twofa (user_id, secret_enc, updated_at) {select} ON CONFLICT DO NOTHING"
+    ))
+    .bind(serde_json::Value::Array(rows).to_string())
+    .execute(conn)
+    .await?;
+    Ok(())
+}

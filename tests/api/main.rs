@@ -9,6 +9,7 @@ mod smtp;
 mod accounts;
 mod billing;
 mod cli;
+mod import;
 mod kanban;
 mod logs;
 mod mail;
