@@ -2,8 +2,9 @@
 //! recovery and the user's own sessions.
 
 mod emails;
-mod recovery;
+pub mod recovery;
 mod routes;
+pub mod service;
 mod sessions;
 pub mod store;
 pub mod validate;

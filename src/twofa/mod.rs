@@ -276,6 +276,65 @@ pub async fn check_login(
     }
 }
 
+/// What [`update`] did.
+pub enum Update {
+    /// The code proved nothing.
+    Refused,
+    /// On, with these new recovery codes.
+    Enabled(Vec<String>),
+    Disabled,
+}
+
+/// Turns 2FA on (confirming the pending secret) or off with a code, throttled per
+/// account and address like login.
+pub async fn update(
+    state: &AppState,
+    user: &User,
+    origin: &Origin,
+    enabled: bool,
+    token: &str,
+) -> Result<Update, AppError> {
+    // Guessing codes from a session (a stolen one, say) is throttled like at login.
+    let attempt = Attempt::new(state, origin)
+        .user(Some(user))
+        .by_ip(&throttle::TWOFA_IP)
+        .by(&throttle::TWOFA_ACCOUNT, throttle::account_subject(user.id));
+    attempt.check().await?;
+    let (ok, recovery_codes) = if enabled {
+        match enable(state, user, token).await? {
+            Some(codes) => (true, Some(codes)),
+            None => (false, None),
+        }
+    } else {
+        (disable(state, user, token).await?, None)
+    };
+    if !ok {
+        attempt.failed().await?;
+        state.activity.record(
+            LogEntry::auth(Level::Warning, "2FA update failed")
+                .user(user)
+                .origin(origin)
+                .details(json!({ "enabled": enabled })),
+        );
+        return Ok(Update::Refused);
+    }
+    attempt.clear(&throttle::TWOFA_ACCOUNT).await?;
+    let message = if enabled {
+        "2FA enabled"
+    } else {
+        "2FA disabled"
+    };
+    state.activity.record(
+        LogEntry::auth(Level::Info, message)
+            .user(user)
+            .origin(origin),
+    );
+    Ok(match recovery_codes {
+        Some(codes) => Update::Enabled(codes),
+        None => Update::Disabled,
+    })
+}
+
 /// Confirms the pending secret with a code from it: 2FA on (or re-keyed), ten new
 /// recovery codes returned. `None` when the code does not prove the pending secret.
 pub async fn enable(
