@@ -239,6 +239,98 @@ async fn start_session(
     })))
 }
 
+/// The second step of a login whose password was proven by [`login`] a moment ago
+/// (the web UI asks for the code on a page of its own): the same 2FA check, with its
+/// throttles, and the same session.
+pub async fn login_second_factor(
+    state: &AppState,
+    origin: &Origin,
+    headers: &HeaderMap,
+    current: Option<&Authenticated>,
+    user_id: i64,
+    token: &str,
+) -> Result<Box<LoggedIn>, AppError> {
+    let user =
+        store::find_by_id(state.db.pool(), user_id)
+            .await?
+            .ok_or(AppError::Unauthenticated(
+                "invalid_credentials",
+                INVALID_CREDENTIALS,
+            ))?;
+    if user.disabled {
+        return Err(AppError::Forbidden(
+            "account_disabled",
+            "This account has been disabled",
+        ));
+    }
+    let known_device = device::is_known(&state.config, headers, &user)
+        || current.is_some_and(|c| c.user.id == user.id);
+    let second_factor = twofa::check_login(state, &user, Some(token), origin, known_device).await?;
+    Attempt::new(state, origin)
+        .user(Some(&user))
+        .by(&throttle::LOGIN_ACCOUNT, throttle::account_subject(user.id))
+        .clear(&throttle::LOGIN_ACCOUNT)
+        .await?;
+    match start_session(state, origin, headers, user, second_factor).await? {
+        Login::Done(done) => Ok(done),
+        Login::SecondFactor(_) => Err(AppError::TwofaRequired),
+    }
+}
+
+/// Emails a login code to an account awaiting its second factor; `false` when one
+/// went out in the last minute.
+pub async fn email_login_code(state: &AppState, user_id: i64) -> Result<bool, AppError> {
+    match store::find_by_id(state.db.pool(), user_id).await? {
+        Some(user) if user.twofa_enabled && !user.disabled => {
+            twofa::send_login_code(state, &user).await
+        }
+        _ => Ok(false),
+    }
+}
+
+pub const VERIFY_SENT: &str =
+    "If an unverified account uses that email address, a new verification link has been sent";
+
+/// Sends a new verification link to an unverified account's address. Throttled and
+/// answered like a password reset request: the caller learns nothing about accounts.
+pub async fn resend_verification(
+    state: &AppState,
+    origin: &Origin,
+    email: &str,
+) -> Result<(), AppError> {
+    let email = validate::email(email)?;
+    let attempt = Attempt::new(state, origin)
+        .by_ip(&throttle::RESET_IP)
+        .by(&throttle::RESET_EMAIL, email.to_lowercase());
+    attempt.check().await?;
+    attempt.failed().await?;
+    let Some(user) = store::find_by_email(&state.db, &email).await? else {
+        return Ok(());
+    };
+    if user.email_verified || user.disabled {
+        return Ok(());
+    }
+    let mut tx = state.db.begin().await?;
+    let token = store::issue_token(
+        &mut tx,
+        user.id,
+        TokenPurpose::VerifyEmail,
+        VERIFY_TOKEN_TTL_SECS,
+    )
+    .await?;
+    let link = state.config.verify_url_template.replace("{token}", &token);
+    let verify =
+        mail::verify_email(&user.email, &user.first_name, &link).map_err(AppError::internal)?;
+    state
+        .mailer
+        .enqueue(&mut tx, &verify)
+        .await
+        .map_err(AppError::internal)?;
+    tx.commit().await?;
+    state.mailer.wake();
+    Ok(())
+}
+
 /// Ends the caller's session.
 pub async fn logout(
     state: &AppState,

@@ -70,6 +70,28 @@ pub async fn begin_enrollment(state: &AppState, user: &User) -> Result<Enrollmen
     Ok(Enrollment { uri, qr_svg })
 }
 
+/// The enrollment awaiting confirmation, or a new one: a page that shows the QR code
+/// again (after a wrong code, say) must not change the secret the app has scanned.
+pub async fn pending_or_new_enrollment(
+    state: &AppState,
+    user: &User,
+) -> Result<Enrollment, AppError> {
+    let pending = store::load(&state.db, user.id)
+        .await?
+        .and_then(|row| row.pending_enc);
+    let Some(pending) = pending else {
+        return begin_enrollment(state, user).await;
+    };
+    let secret = sealed::open(state.config.secret_key.as_bytes(), user.id, &pending)?;
+    let uri = otpauth_uri(
+        &state.config.totp_issuer,
+        &user.email,
+        &totp::base32(&secret),
+    );
+    let qr_svg = qr_svg(&uri)?;
+    Ok(Enrollment { uri, qr_svg })
+}
+
 /// `otpauth://totp/<issuer>:<email>?secret=<base32>&issuer=<issuer>`, the label and
 /// issuer percent-encoded where they must be.
 pub fn otpauth_uri(issuer: &str, email: &str, secret_b32: &str) -> String {

@@ -17,3 +17,4 @@ mod recovery;
 mod service;
 mod throttle;
 mod twofa;
+mod ui;
