@@ -56,6 +56,11 @@ pub fn routes() -> Routes {
         .merge(me::routes())
 }
 
+/// Where the stylesheet is served, under its content-hashed name.
+pub fn stylesheet_url() -> &'static str {
+    &assets::get().css_url
+}
+
 /// How the policy check answers on a page: sign in first, or a 403 page.
 pub fn refuse(error: AppError, uri: &Uri) -> Response {
     match error {

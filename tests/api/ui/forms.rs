@@ -5,11 +5,13 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use super::{ui_app, NEW_PASSWORD};
-use crate::helpers::{new_client, Backend, TestApp, PASSWORD};
+use crate::helpers::{new_client, wait_for_file_email, Backend, TestApp, PASSWORD};
 use crate::on_both_databases;
+use crate::twofa::{step_now, totp};
 
 on_both_databases!(
     every_form_works_without_javascript,
+    two_factor_and_sessions_without_javascript,
     forms_without_their_token_are_refused,
     pages_carry_their_headers_and_errors_are_pages,
 );
@@ -438,4 +440,113 @@ async fn pages_carry_their_headers_and_errors_are_pages(backend: Backend) {
         page.contains("Something went wrong") && page.contains(&id),
         "{page}"
     );
+}
+
+/// The text between `before` and the next `<` of the page.
+fn text_after(html: &str, before: &str) -> String {
+    let start = html
+        .find(before)
+        .unwrap_or_else(|| panic!("no {before:?} in {html}"))
+        + before.len();
+    html[start..].split('<').next().unwrap().trim().to_owned()
+}
+
+async fn two_factor_and_sessions_without_javascript(backend: Backend) {
+    let app = ui_app(backend).await;
+    assert_eq!(app.signup("rita").await.status(), StatusCode::CREATED);
+    let mut laptop = Walker::new(&app);
+    let verify = app.email_link("rita@example.com", "Verify").await;
+    laptop.open(&verify).await;
+    laptop
+        .submit(verify.trim_start_matches(&app.url("")), &[])
+        .await;
+    let sign_in = [("username_or_email", "rita"), ("password", PASSWORD)];
+    laptop.submit("/ui/login", &sign_in).await;
+    assert_eq!(laptop.path, "/ui/");
+
+    // A wrong current password is named next to its field.
+    laptop.open("/ui/profile").await;
+    laptop
+        .submit(
+            "/ui/profile",
+            &[("password", NEW_PASSWORD), ("current_password", "wrong")],
+        )
+        .await;
+    assert_eq!(laptop.status, StatusCode::FORBIDDEN);
+    laptop.sees("id=\"f-current_password-error\">Current password is incorrect");
+
+    laptop.open("/ui/security").await;
+    laptop.follow("Turn on two-factor").await;
+    let secret = text_after(&laptop.html, "id=\"totp-secret\">");
+    laptop.sees("<svg");
+    let step = step_now();
+    laptop
+        .submit("/ui/security/2fa/enable", &[("code", &totp(&secret, step))])
+        .await;
+    laptop.sees("They are shown only now.");
+    let codes: Vec<String> = laptop
+        .html
+        .split("<li><code>")
+        .skip(1)
+        .map(|c| c.split('<').next().unwrap().to_owned())
+        .collect();
+    assert_eq!(codes.len(), 10);
+
+    // A second device signs in with an emailed code.
+    let mut phone = Walker::new(&app);
+    phone.open("/ui/login").await;
+    phone.submit("/ui/login", &sign_in).await;
+    assert!(phone.path.starts_with("/ui/login/code"), "{}", phone.path);
+    phone.submit("/ui/login/email-code", &[]).await;
+    phone.sees("A code was sent less than a minute ago");
+    let mail = wait_for_file_email(&app.outbox_dir(), "rita@example.com", "sign-in code").await;
+    let code = mail
+        .text
+        .split_whitespace()
+        .find(|w| w.len() == 6 && w.bytes().all(|b| b.is_ascii_digit()))
+        .unwrap()
+        .to_owned();
+    let action = "/ui/login/code";
+    phone.submit(action, &[("code", "999999x")]).await;
+    assert_eq!(phone.status, StatusCode::UNAUTHORIZED);
+    phone.sees("That code is not right");
+    phone.submit(action, &[("code", &code)]).await;
+    assert_eq!(phone.path, "/ui/");
+
+    // The laptop sees both sessions and signs the phone out.
+    laptop.open("/ui/security").await;
+    assert_eq!(
+        laptop.html.matches("/end\"").count(),
+        2,
+        "two sessions listed"
+    );
+    laptop.submit("/ui/security/sessions/end-others", &[]).await;
+    laptop.sees("1 other session is signed out.");
+    phone.open("/ui/profile").await;
+    assert!(phone.path.starts_with("/ui/login"), "{}", phone.path);
+
+    // Turning 2FA off takes a real code.
+    laptop
+        .submit("/ui/security/2fa/disable", &[("code", "000000")])
+        .await;
+    assert_eq!(laptop.status, StatusCode::BAD_REQUEST);
+    laptop.sees("That code is not right");
+    laptop
+        .submit("/ui/security/2fa/disable", &[("code", &codes[3])])
+        .await;
+    laptop.sees("Two-factor authentication is off.");
+    // The current session can end itself: that is signing out.
+    let own = laptop
+        .html
+        .split("action=\"/ui/security/sessions/")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    laptop
+        .submit(&format!("/ui/security/sessions/{own}"), &[])
+        .await;
+    laptop.sees("You are signed out.");
 }
