@@ -315,10 +315,19 @@ fn form_token(state: &AppState, nonce: &str) -> String {
     keys::hmac_sha256_hex(&ui_key(state), format!("form:{nonce}").as_bytes())
 }
 
-/// Only our own pages are places to go back to: a path under `/ui/`, never another host.
+/// Only our own pages are places to go back to: a path under `/ui/`, never another
+/// host, and only printable ASCII, which is all a `Location` header may hold.
 pub fn safe_next(next: Option<&str>) -> &str {
     match next {
-        Some(n) if n.starts_with(PREFIX) && !n.contains("//") && !n.contains('\\') => n,
+        Some(n)
+            if n.starts_with(PREFIX)
+                && !n.contains("//")
+                && !n.contains('\\')
+                && n.len() <= 512
+                && n.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            n
+        }
         _ => "/ui/",
     }
 }
@@ -379,4 +388,28 @@ async fn theme(
         cookie_header(&ctx.state, THEME_COOKIE, theme.as_str(), 31_536_000, "/"),
     );
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_our_own_pages_are_places_to_go_back_to() {
+        for good in ["/ui/", "/ui/profile", "/ui/security?x=1"] {
+            assert_eq!(safe_next(Some(good)), good);
+        }
+        for bad in [
+            "https://evil.example/",
+            "//evil.example/ui/",
+            "/ui//evil.example",
+            "/ui/\\evil.example",
+            "/ui/\nSet-Cookie: x=1",
+            "/ui/ü",
+            "/api",
+        ] {
+            assert_eq!(safe_next(Some(bad)), "/ui/", "{bad:?}");
+        }
+        assert_eq!(safe_next(None), "/ui/");
+    }
 }

@@ -191,6 +191,17 @@ async fn every_form_works_without_javascript(backend: Backend) {
     let action = verify.trim_start_matches(&app.url(""));
     w.submit(action, &[]).await;
     w.sees("Your email address is verified");
+    // Used up: the page says so and offers a new link.
+    w.open(&verify).await;
+    w.submit(action, &[]).await;
+    assert_eq!(w.status, StatusCode::BAD_REQUEST);
+    w.submit("/ui/verify-again", &[("email", "olga@example.com")])
+        .await;
+    w.sees("If an unverified account uses that email address");
+    // A hostile place to come back to is not followed.
+    w.open("/ui/login?next=%2Fui%2F%0d%0aSet-Cookie:%20x=1")
+        .await;
+    w.sees("name=\"next\" value=\"/ui/\"");
 
     w.submit(
         "/ui/login",
