@@ -412,4 +412,21 @@ mod tests {
         }
         assert_eq!(safe_next(None), "/ui/");
     }
+
+    #[test]
+    fn a_page_refuses_with_sign_in_or_an_html_403() {
+        let uri: Uri = "/ui/users?page=2".parse().unwrap();
+        let response = refuse(AppError::login_required(), &uri);
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        assert_eq!(
+            response.headers()[header::LOCATION],
+            "/ui/login?next=%2Fui%2Fusers%3Fpage%3D2"
+        );
+        let response = refuse(AppError::unauthorized_access(), &uri);
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        assert!(response.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html"));
+    }
 }

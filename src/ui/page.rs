@@ -100,7 +100,8 @@ impl Shell {
                     label: n.label,
                     href: n.href,
                     icon: n.icon,
-                    current: path == n.href,
+                    // A page below an entry (the 2FA set-up below Security) counts as it.
+                    current: path == n.href || (n.href != "/ui/" && path.starts_with(n.href)),
                 })
                 .collect(),
             None => Vec::new(),
