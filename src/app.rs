@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
-use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::{middleware, Router};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -32,7 +32,7 @@ use crate::logs::ActivityLog;
 use crate::mail::Mailer;
 use crate::metrics::{self, Metrics};
 use crate::throttle::Throttle;
-use crate::{accounts, auth, billing, http, kanban, logs, mail, openapi, rbac, twofa};
+use crate::{accounts, auth, billing, http, kanban, logs, mail, openapi, rbac, twofa, ui};
 
 /// Request bodies above this size are refused with 413.
 pub const BODY_LIMIT: usize = 1024 * 1024;
@@ -89,6 +89,7 @@ pub fn routes() -> Routes {
         .merge(rbac::routes())
         .merge(kanban::routes())
         .merge(billing::routes())
+        .merge(ui::routes())
 }
 
 /// The routes with the layers they all share.
@@ -143,10 +144,22 @@ fn cors(config: &Config) -> CorsLayer {
         .max_age(Duration::from_secs(600))
 }
 
-/// The greeting the old service's clients expect. (The server-rendered UI, which a
-/// browser asking for HTML will be sent to, is not built yet.)
-async fn index() -> Response {
-    axum::Json(json!({ "message": "Hello Friend!" })).into_response()
+/// The greeting the old service's clients expect; a browser asking for HTML is sent
+/// to the web UI instead.
+async fn index(headers: HeaderMap) -> Response {
+    let wants_html = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/html"));
+    let mut response = if wants_html {
+        Redirect::to(ui::PREFIX).into_response()
+    } else {
+        axum::Json(json!({ "message": "Hello Friend!" })).into_response()
+    };
+    response
+        .headers_mut()
+        .insert(header::VARY, HeaderValue::from_static("accept"));
+    response
 }
 
 async fn healthz() -> Response {
@@ -174,7 +187,14 @@ async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
-async fn not_found() -> Response {
+async fn not_found(uri: Uri) -> Response {
+    if ui::is_page(uri.path()) {
+        return ui::error_page(
+            StatusCode::NOT_FOUND,
+            "Page not found",
+            "There is no page at this address. Check the link, or start again from the start page.",
+        );
+    }
     (
         StatusCode::NOT_FOUND,
         axum::Json(crate::error::error_body(

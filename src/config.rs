@@ -317,8 +317,8 @@ impl Config {
             }
             Ok(template.replace("{PUBLIC_URL}", &public_url))
         };
-        let verify_url_template = url_template("VERIFY_URL_TEMPLATE", "verify_email")?;
-        let reset_url_template = url_template("RESET_URL_TEMPLATE", "reset_password")?;
+        let verify_url_template = url_template("VERIFY_URL_TEMPLATE", "ui/verify")?;
+        let reset_url_template = url_template("RESET_URL_TEMPLATE", "ui/reset")?;
 
         let data_dir = PathBuf::from(vars.get("DATA_DIR").unwrap_or("data"));
         let database_url = match vars.get("DATABASE_URL") {
@@ -701,7 +701,11 @@ mod tests {
         assert_eq!(c.public_url, "http://127.0.0.1:5000");
         assert_eq!(
             c.verify_url_template,
-            "http://127.0.0.1:5000/verify_email/{token}"
+            "http://127.0.0.1:5000/ui/verify/{token}"
+        );
+        assert_eq!(
+            c.reset_url_template,
+            "http://127.0.0.1:5000/ui/reset/{token}"
         );
         assert_eq!(c.session_lifetime, Duration::from_secs(86400));
         assert_eq!(c.session_idle_timeout, Duration::from_secs(7200));

@@ -38,3 +38,5 @@ pub mod text;
 pub mod throttle;
 /// Two-factor authentication: TOTP, recovery codes, emailed login codes.
 pub mod twofa;
+/// The web UI: server-rendered pages under `/ui/`.
+pub mod ui;

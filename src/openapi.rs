@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
 
-use crate::auth::policy::{Policy, RouteSpec};
+use crate::auth::policy::{Policy, Refusal, RouteSpec};
 
 fn error_response(description: &str) -> Value {
     json!({
@@ -62,7 +62,8 @@ fn operation(spec: &RouteSpec) -> Value {
 /// The document for a route table.
 pub fn document(specs: &[RouteSpec]) -> Value {
     let mut paths: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
-    for spec in specs {
+    // The web UI's pages are for browsers, not API clients.
+    for spec in specs.iter().filter(|s| s.refusal == Refusal::Json) {
         paths
             .entry(spec.path.clone())
             .or_default()

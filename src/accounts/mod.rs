@@ -3,8 +3,9 @@
 
 mod emails;
 mod login_extras;
-mod recovery;
+pub mod recovery;
 mod routes;
+pub mod service;
 mod sessions;
 pub mod store;
 pub mod validate;

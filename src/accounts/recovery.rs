@@ -22,8 +22,9 @@ use crate::logs::{ActivityLog, Level, LogEntry};
 use crate::throttle::{self, Attempt};
 
 pub const RESET_TOKEN_TTL_SECS: i64 = 3600;
-const RESET_SENT: &str = "If an account exists for that email, a password reset link has been sent";
-const RESET_INVALID: &str = "The password reset link is invalid, has expired or has been used";
+pub const RESET_SENT: &str =
+    "If an account exists for that email, a password reset link has been sent";
+pub const RESET_INVALID: &str = "The password reset link is invalid, has expired or has been used";
 
 #[derive(Deserialize)]
 pub(super) struct ForgotBody {
@@ -35,8 +36,15 @@ pub(super) async fn forgot_password(
     origin: Origin,
     Json(body): Json<ForgotBody>,
 ) -> Result<Response, AppError> {
-    let email = validate::email(&body.email)?;
-    let attempt = Attempt::new(&state, &origin)
+    request_reset(&state, &origin, &body.email).await?;
+    Ok(axum::Json(json!({ "success": true, "message": RESET_SENT })).into_response())
+}
+
+/// Queues a reset link for the address if it has an account; the caller learns only
+/// that the request was taken (see the module documentation).
+pub async fn request_reset(state: &AppState, origin: &Origin, email: &str) -> Result<(), AppError> {
+    let email = validate::email(email)?;
+    let attempt = Attempt::new(state, origin)
         .by_ip(&throttle::RESET_IP)
         .by(&throttle::RESET_EMAIL, email.to_lowercase());
     attempt.check().await?;
@@ -50,7 +58,7 @@ pub(super) async fn forgot_password(
             tracing::error!(error = %e, "sending a password reset link failed");
         }
     });
-    Ok(axum::Json(json!({ "success": true, "message": RESET_SENT })).into_response())
+    Ok(())
 }
 
 async fn send_reset_link(state: &AppState, email: &str, origin: &Origin) -> Result<(), AppError> {
@@ -98,12 +106,26 @@ pub(super) async fn reset_password(
     Path(token): Path<String>,
     Json(body): Json<ResetBody>,
 ) -> Result<Response, AppError> {
-    let attempt = Attempt::new(&state, &origin).by_ip(&throttle::RESET_TOKEN_IP);
+    reset(&state, &origin, &token, &body.password).await?;
+    Ok(
+        axum::Json(json!({ "success": true, "message": "Password has been reset" }))
+            .into_response(),
+    )
+}
+
+/// Sets a new password with a reset link's token and uses the token up.
+pub async fn reset(
+    state: &AppState,
+    origin: &Origin,
+    token: &str,
+    password: &str,
+) -> Result<(), AppError> {
+    let attempt = Attempt::new(state, origin).by_ip(&throttle::RESET_TOKEN_IP);
     attempt.check().await?;
     let user_id = if token.len() > 128 {
         None
     } else {
-        store::peek_token(&state.db, TokenPurpose::ResetPassword, &token).await?
+        store::peek_token(&state.db, TokenPurpose::ResetPassword, token).await?
     };
     let user = match user_id {
         Some(id) => store::find_by_id(state.db.pool(), id).await?,
@@ -112,7 +134,7 @@ pub(super) async fn reset_password(
     let Some(user) = user else {
         attempt.failed().await?;
         state.activity.record(
-            LogEntry::auth(Level::Warning, "password reset with an invalid token").origin(&origin),
+            LogEntry::auth(Level::Warning, "password reset with an invalid token").origin(origin),
         );
         return Err(AppError::invalid(RESET_INVALID));
     };
@@ -120,34 +142,31 @@ pub(super) async fn reset_password(
     // replaced by a better one with the same link.
     validate::password(
         &state.config.password_policy,
-        &body.password,
+        password,
         &user.username,
         &user.email,
     )
     .await?;
-    let hash = state.hasher.hash(&body.password).await?;
+    let hash = state.hasher.hash(password).await?;
 
     let mut tx = state.db.begin().await?;
     // Used up in the same transaction as the change: of two concurrent resets with
     // one link, one wins and the other changes nothing.
-    if store::consume_token(&mut *tx, TokenPurpose::ResetPassword, &token).await? != Some(user.id) {
+    if store::consume_token(&mut *tx, TokenPurpose::ResetPassword, token).await? != Some(user.id) {
         return Err(AppError::invalid(RESET_INVALID));
     }
     store::set_password(&mut tx, user.id, &hash).await?;
-    after_password_change(&state, &mut tx, &user, None, &origin).await?;
+    after_password_change(state, &mut tx, &user, None, origin).await?;
     ActivityLog::record_in(
         &mut tx,
         LogEntry::auth(Level::Info, "password reset completed")
             .user(&user)
-            .origin(&origin),
+            .origin(origin),
     )
     .await?;
     tx.commit().await?;
     state.mailer.wake();
-    Ok(
-        axum::Json(json!({ "success": true, "message": "Password has been reset" }))
-            .into_response(),
-    )
+    Ok(())
 }
 
 /// What every password change does besides storing the new hash, inside the change's

@@ -5,21 +5,19 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::store;
+use super::service;
 use crate::app::AppState;
 use crate::auth::session;
 use crate::auth::CurrentUser;
 use crate::db;
 use crate::error::AppError;
 use crate::http::Origin;
-use crate::logs::{Level, LogEntry};
 
 pub(super) async fn list(
     State(state): State<AppState>,
     caller: CurrentUser,
 ) -> Result<Response, AppError> {
-    let idle = session::secs(state.config.session_idle_timeout);
-    let sessions: Vec<_> = store::live_sessions(&state.db, caller.user.id, idle)
+    let sessions: Vec<_> = service::sessions(&state, &caller)
         .await?
         .into_iter()
         .map(|s| {
@@ -43,17 +41,10 @@ pub(super) async fn revoke(
     origin: Origin,
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {
-    let not_found = || AppError::not_found("Session not found");
-    let id: i64 = id.parse().map_err(|_| not_found())?;
-    if !store::revoke_own_session(&state.db, caller.user.id, id).await? {
-        return Err(not_found());
-    }
-    state.activity.record(
-        LogEntry::auth(Level::Info, "session revoked")
-            .user(&caller.user)
-            .origin(&origin)
-            .details(json!({ "session_id": id, "current": id == caller.session.id })),
-    );
+    let id: i64 = id
+        .parse()
+        .map_err(|_| AppError::not_found("Session not found"))?;
+    service::revoke_session(&state, &caller, &origin, id).await?;
     let mut response =
         axum::Json(json!({ "success": true, "message": "Session revoked" })).into_response();
     if id == caller.session.id {
@@ -69,14 +60,7 @@ pub(super) async fn revoke_others(
     caller: CurrentUser,
     origin: Origin,
 ) -> Result<Response, AppError> {
-    let revoked =
-        store::revoke_other_sessions(&state.db, caller.user.id, caller.session.id).await?;
-    state.activity.record(
-        LogEntry::auth(Level::Info, "other sessions revoked")
-            .user(&caller.user)
-            .origin(&origin)
-            .details(json!({ "revoked": revoked })),
-    );
+    let revoked = service::revoke_other_sessions(&state, &caller, &origin).await?;
     Ok(axum::Json(json!({
         "success": true,
         "message": "Other sessions revoked",

@@ -4,6 +4,10 @@
 //! [`Routes`] table, each with a [`Policy`]. The table both builds the router, wrapping
 //! every handler in its policy's check, and lists what it built, so a test can walk
 //! every route and prove its policy holds. A route without a policy cannot be written.
+//!
+//! How a refusal is answered is an attribute of the entry too ([`Refusal`]): the JSON
+//! routes answer the contract's 401/403, the web UI's pages send a browser to sign in
+//! or show an HTML 403 page.
 
 use std::collections::BTreeMap;
 
@@ -44,11 +48,21 @@ impl Policy {
     }
 }
 
-async fn enforce(policy: Policy, req: Request, next: Next) -> Response {
+/// How a route answers a caller its policy refuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The contract's JSON error; the route is part of `/openapi.json`.
+    Json,
+    /// A page: a redirect to the sign-in page, or an HTML 403 page.
+    Page,
+}
+
+async fn enforce(policy: Policy, refusal: Refusal, req: Request, next: Next) -> Response {
     let auth = req.extensions().get::<std::sync::Arc<Authenticated>>();
-    match policy.check(auth.map(AsRef::as_ref)) {
-        Ok(()) => next.run(req).await,
-        Err(e) => e.into_response(),
+    match (policy.check(auth.map(AsRef::as_ref)), refusal) {
+        (Ok(()), _) => next.run(req).await,
+        (Err(e), Refusal::Json) => e.into_response(),
+        (Err(e), Refusal::Page) => crate::ui::refuse(e, req.uri()),
     }
 }
 
@@ -58,18 +72,39 @@ pub struct RouteSpec {
     pub method: Method,
     pub path: String,
     pub policy: Policy,
+    pub refusal: Refusal,
 }
 
 /// The route table; see the module documentation.
-#[derive(Default)]
 pub struct Routes {
     paths: BTreeMap<String, MethodRouter<AppState>>,
     specs: Vec<RouteSpec>,
+    /// How the routes added to this table refuse.
+    refusal: Refusal,
+}
+
+impl Default for Routes {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Routes {
+    /// A table of JSON routes.
     pub fn new() -> Self {
-        Self::default()
+        Self {
+            paths: BTreeMap::new(),
+            specs: Vec::new(),
+            refusal: Refusal::Json,
+        }
+    }
+
+    /// A table of web UI pages.
+    pub fn pages() -> Self {
+        Self {
+            refusal: Refusal::Page,
+            ..Self::new()
+        }
     }
 
     fn add<H, T>(
@@ -84,8 +119,9 @@ impl Routes {
         H: Handler<T, AppState>,
         T: 'static,
     {
+        let refusal = self.refusal;
         let guarded = axum::routing::on(filter, handler).route_layer(middleware::from_fn(
-            move |req: Request, next: Next| enforce(policy, req, next),
+            move |req: Request, next: Next| enforce(policy, refusal, req, next),
         ));
         let path = path.into();
         let entry = self.paths.remove(&path).unwrap_or_default();
@@ -94,6 +130,7 @@ impl Routes {
             method,
             path,
             policy,
+            refusal,
         });
         self
     }

@@ -129,6 +129,7 @@ pub async fn observe(State(state): State<AppState>, mut req: Request, next: Next
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "<unmatched>".to_owned());
     let method = req.method().clone();
+    let path = req.uri().path().to_owned();
     let user_agent = req
         .headers()
         .get(header::USER_AGENT)
@@ -157,7 +158,15 @@ pub async fn observe(State(state): State<AppState>, mut req: Request, next: Next
     if let Some(ErrorReport(cause)) = response.extensions().get::<ErrorReport>() {
         tracing::error!(parent: &span, error = format!("{cause:#}"), %status, "request failed");
     }
-    if status == StatusCode::INTERNAL_SERVER_ERROR {
+    if status == StatusCode::INTERNAL_SERVER_ERROR && crate::ui::is_page(&path) {
+        let headers = std::mem::take(response.headers_mut());
+        response = crate::ui::server_error_page(status, &request_id);
+        for (name, value) in headers.iter() {
+            if name != header::CONTENT_LENGTH && name != header::CONTENT_TYPE {
+                response.headers_mut().insert(name, value.clone());
+            }
+        }
+    } else if status == StatusCode::INTERNAL_SERVER_ERROR {
         let mut body = error_body("An internal error occurred", "internal_error");
         body["request_id"] = request_id.clone().into();
         let headers = std::mem::take(response.headers_mut());
@@ -214,16 +223,18 @@ pub async fn observe(State(state): State<AppState>, mut req: Request, next: Next
 }
 
 /// Gives every error that did not come from our own handlers (unknown route, wrong
-/// method, body limit, timeout) the contract's JSON body.
+/// method, body limit, timeout) the contract's JSON body, or on the web UI an HTML
+/// page.
 pub async fn json_errors(req: Request, next: Next) -> Response {
+    let page = crate::ui::is_page(req.uri().path());
     let response = next.run(req).await;
     let status = response.status();
-    let is_json = response
+    let is_ours = response
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        .is_some_and(|v| v.starts_with("application/json") || (page && v.starts_with("text/html")));
+    if !(status.is_client_error() || status.is_server_error()) || is_ours {
         return response;
     }
     let (message, code) = match status {
@@ -252,6 +263,15 @@ pub async fn json_errors(req: Request, next: Next) -> Response {
         _ => ("The request could not be understood.", "bad_request"),
     };
     let (mut parts, _) = response.into_parts();
+    if page {
+        let mut html = crate::ui::error_page(status, "Something is not right", message);
+        for (name, value) in parts.headers.iter() {
+            if name != header::CONTENT_LENGTH && name != header::CONTENT_TYPE {
+                html.headers_mut().insert(name, value.clone());
+            }
+        }
+        return html;
+    }
     parts.headers.remove(header::CONTENT_LENGTH);
     parts.headers.insert(
         header::CONTENT_TYPE,
@@ -349,13 +369,29 @@ fn percent_decoded(path: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// What a web UI page may load: only our own styles, scripts and images (and the
+/// `data:` images of the QR code and icon), forms only to us, never framed.
+const PAGE_CSP: &str = "default-src 'none'; style-src 'self'; script-src 'self'; \
+    img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
 /// Headers every answer carries: nothing here is meant to be framed, sniffed, cached
-/// or to leak a referrer, and in production browsers are told to use HTTPS only. A
-/// route that needs otherwise (a future HTML page with its own CSP) sets its own
-/// header, which is kept.
+/// or to leak a referrer, and in production browsers are told to use HTTPS only. HTML
+/// pages get the web UI's policy; a route that needs otherwise (the web UI's static
+/// files, cached for a year) sets its own header, which is kept.
 pub async fn security_headers(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let mut response = next.run(req).await;
+    let is_html = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"));
     let headers = response.headers_mut();
+    if is_html {
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(PAGE_CSP),
+        );
+    }
     let mut set = |name: header::HeaderName, value: &'static str| {
         if !headers.contains_key(&name) {
             headers.insert(name, HeaderValue::from_static(value));

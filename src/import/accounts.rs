@@ -424,8 +424,9 @@ pub async fn roles(
             fake -= 1;
             fake
         } else {
-            let id = rbac_store::create_role(ctx.db, &name).await?;
+            // The role and its mapping commit together, so a rerun never makes it twice.
             let mut tx = ctx.db.begin().await?;
+            let id = rbac_store::create_role(&mut tx, &name).await?;
             record(&mut tx, ctx.backend, "role", &[(old_id, id)]).await?;
             tx.commit().await?;
             id
@@ -467,6 +468,8 @@ async fn permissions(
             table.note(Outcome::Skipped, label, "the permission has no name");
             continue;
         }
+        // The permission, its link and its mapping commit together.
+        let mut tx = ctx.db.begin().await?;
         let id = match by_name.get(&name.to_lowercase()).cloned() {
             Some((id, existing)) => {
                 table.note(
@@ -481,7 +484,7 @@ async fn permissions(
                     fake -= 1;
                     fake
                 } else {
-                    rbac_store::create_permission(ctx.db, &name).await?
+                    rbac_store::create_permission(&mut tx, &name).await?
                 };
                 table.imported += 1;
                 by_name.insert(name.to_lowercase(), (id, name.clone()));
@@ -499,14 +502,13 @@ async fn permissions(
                 Some(role) if builtin_roles.contains(&role) => {}
                 Some(role) => {
                     if !ctx.options.dry_run {
-                        rbac_store::link(ctx.db, role, id).await?;
+                        rbac_store::link(&mut tx, role, id).await?;
                     }
                 }
             },
         }
         ctx.plan("permission", old_id, id);
         if !ctx.options.dry_run {
-            let mut tx = ctx.db.begin().await?;
             record(&mut tx, ctx.backend, "permission", &[(old_id, id)]).await?;
             tx.commit().await?;
         }

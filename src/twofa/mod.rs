@@ -70,6 +70,28 @@ pub async fn begin_enrollment(state: &AppState, user: &User) -> Result<Enrollmen
     Ok(Enrollment { uri, qr_svg })
 }
 
+/// The enrollment awaiting confirmation, or a new one: a page that shows the QR code
+/// again (after a wrong code, say) must not change the secret the app has scanned.
+pub async fn pending_or_new_enrollment(
+    state: &AppState,
+    user: &User,
+) -> Result<Enrollment, AppError> {
+    let pending = store::load(&state.db, user.id)
+        .await?
+        .and_then(|row| row.pending_enc);
+    let Some(pending) = pending else {
+        return begin_enrollment(state, user).await;
+    };
+    let secret = sealed::open(state.config.secret_key.as_bytes(), user.id, &pending)?;
+    let uri = otpauth_uri(
+        &state.config.totp_issuer,
+        &user.email,
+        &totp::base32(&secret),
+    );
+    let qr_svg = qr_svg(&uri)?;
+    Ok(Enrollment { uri, qr_svg })
+}
+
 /// `otpauth://totp/<issuer>:<email>?secret=<base32>&issuer=<issuer>`, the label and
 /// issuer percent-encoded where they must be.
 pub fn otpauth_uri(issuer: &str, email: &str, secret_b32: &str) -> String {
@@ -274,6 +296,66 @@ pub async fn check_login(
             ))
         }
     }
+}
+
+/// What [`update`] did.
+pub enum Update {
+    /// The code proved nothing.
+    Refused,
+    /// On, with these new recovery codes.
+    Enabled(Vec<String>),
+    Disabled,
+}
+
+/// Turns 2FA on (confirming the pending secret) or off with a code, throttled per
+/// account and address like login.
+pub async fn update(
+    state: &AppState,
+    user: &User,
+    origin: &Origin,
+    enabled: bool,
+    token: &str,
+) -> Result<Update, AppError> {
+    // Guessing codes from a session (a stolen one, say) is throttled like at login.
+    let attempt = Attempt::new(state, origin)
+        .user(Some(user))
+        .by_ip(&throttle::TWOFA_IP)
+        .by(&throttle::TWOFA_ACCOUNT, throttle::account_subject(user.id));
+    attempt.check().await?;
+    // Stored in the transaction of the change.
+    let record = LogEntry::auth(
+        Level::Info,
+        if enabled {
+            "2FA enabled"
+        } else {
+            "2FA disabled"
+        },
+    )
+    .user(user)
+    .origin(origin);
+    let (ok, recovery_codes) = if enabled {
+        match enable(state, user, token, record).await? {
+            Some(codes) => (true, Some(codes)),
+            None => (false, None),
+        }
+    } else {
+        (disable(state, user, token, record).await?, None)
+    };
+    if !ok {
+        attempt.failed().await?;
+        state.activity.record(
+            LogEntry::auth(Level::Warning, "2FA update failed")
+                .user(user)
+                .origin(origin)
+                .details(json!({ "enabled": enabled })),
+        );
+        return Ok(Update::Refused);
+    }
+    attempt.clear(&throttle::TWOFA_ACCOUNT).await?;
+    Ok(match recovery_codes {
+        Some(codes) => Update::Enabled(codes),
+        None => Update::Disabled,
+    })
 }
 
 /// Confirms the pending secret with a code from it: 2FA on (or re-keyed), ten new

@@ -5,14 +5,13 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::Update;
 use crate::app::AppState;
 use crate::auth::policy::Policy::LoggedIn;
 use crate::auth::policy::Routes;
 use crate::auth::CurrentUser;
 use crate::error::AppError;
 use crate::http::{Json, Origin};
-use crate::logs::{Level, LogEntry};
-use crate::throttle::{self, Attempt};
 
 /// Both routes act on the caller's own account: a session is all they need.
 pub fn routes() -> Routes {
@@ -64,48 +63,12 @@ async fn update_twofa(
     let Some(token) = token_text(body.token.as_ref()) else {
         return Err(AppError::invalid(UPDATE_FAILED));
     };
-    // Guessing codes from a session (a stolen one, say) is throttled like at login.
-    let attempt = Attempt::new(&state, &origin)
-        .user(Some(&user.user))
-        .by_ip(&throttle::TWOFA_IP)
-        .by(
-            &throttle::TWOFA_ACCOUNT,
-            throttle::account_subject(user.user.id),
-        );
-    attempt.check().await?;
-    // Stored in the transaction of the change.
-    let record = LogEntry::auth(
-        Level::Info,
-        if body.enabled {
-            "2FA enabled"
-        } else {
-            "2FA disabled"
-        },
-    )
-    .user(&user.user)
-    .origin(&origin);
-    let (ok, recovery_codes) = if body.enabled {
-        match super::enable(&state, &user.user, &token, record).await? {
-            Some(codes) => (true, Some(codes)),
-            None => (false, None),
-        }
-    } else {
-        (
-            super::disable(&state, &user.user, &token, record).await?,
-            None,
-        )
-    };
-    if !ok {
-        attempt.failed().await?;
-        state.activity.record(
-            LogEntry::auth(Level::Warning, "2FA update failed")
-                .user(&user.user)
-                .origin(&origin)
-                .details(json!({ "enabled": body.enabled })),
-        );
-        return Err(AppError::invalid(UPDATE_FAILED));
-    }
-    attempt.clear(&throttle::TWOFA_ACCOUNT).await?;
+    let recovery_codes =
+        match super::update(&state, &user.user, &origin, body.enabled, &token).await? {
+            Update::Refused => return Err(AppError::invalid(UPDATE_FAILED)),
+            Update::Enabled(codes) => Some(codes),
+            Update::Disabled => None,
+        };
     let mut answer = json!({ "success": true, "message": "2FA updated successfully" });
     if let Some(codes) = recovery_codes {
         answer["recovery_codes"] = json!(codes);

@@ -154,6 +154,10 @@ impl TestApp {
             ("MAIL_RETRY_BASE", "1s"),
             ("CORS_ALLOWED_ORIGINS", "http://localhost:3000"),
             ("PUBLIC_URL", public_url.as_str()),
+            // The API tests follow email links as JSON clients; the web UI's tests
+            // put the default `/ui/` pages back.
+            ("VERIFY_URL_TEMPLATE", "{PUBLIC_URL}/verify_email/{token}"),
+            ("RESET_URL_TEMPLATE", "{PUBLIC_URL}/reset_password/{token}"),
         ]
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))

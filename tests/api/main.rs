@@ -19,3 +19,4 @@ mod reliability;
 mod service;
 mod throttle;
 mod twofa;
+mod ui;

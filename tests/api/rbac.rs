@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use crate::helpers::{expect_error, json, new_client, Backend, TestApp, PASSWORD};
 use crate::on_both_databases;
-use gatehouse::auth::policy::Policy;
+use gatehouse::auth::policy::{Policy, Refusal};
 
 on_both_databases!(
     every_route_enforces_its_declared_policy,
@@ -67,6 +67,38 @@ async fn every_route_enforces_its_declared_policy(backend: Backend) {
             continue;
         }
         guarded += 1;
+        if spec.refusal == Refusal::Page {
+            // A page sends a browser to sign in, and comes back after.
+            let res = anonymous
+                .request(spec.method.clone(), app.url(&path))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                res.status(),
+                StatusCode::SEE_OTHER,
+                "{} {path}",
+                spec.method
+            );
+            let to = res.headers()["location"].to_str().unwrap();
+            assert!(to.starts_with("/ui/login?next=%2Fui%2F"), "{to}");
+            if let Policy::Permission(p) = spec.policy {
+                let res = app
+                    .client
+                    .request(spec.method.clone(), app.url(&path))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    res.status(),
+                    StatusCode::FORBIDDEN,
+                    "{path} without {}",
+                    p.name()
+                );
+                assert!(res.text().await.unwrap().contains("<html"));
+            }
+            continue;
+        }
         let res = anonymous
             .request(spec.method.clone(), app.url(&path))
             .json(&json!({}))
