@@ -294,13 +294,10 @@ const HEADERS_TOO_LARGE: &str = "The request's header fields are too large.";
 /// about 400 KiB of header), whose refusals it sends by itself with an empty body,
 /// so that any client a proxy would let through meets these instead.
 pub async fn request_limits(req: Request, next: Next) -> Response {
+    let page = crate::ui::is_page(req.uri().path());
     let uri_bytes = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
     if uri_bytes > MAX_URI_BYTES {
-        return (
-            StatusCode::URI_TOO_LONG,
-            axum::Json(error_body(URI_TOO_LONG, "uri_too_long")),
-        )
-            .into_response();
+        return refusal(page, StatusCode::URI_TOO_LONG, URI_TOO_LONG, "uri_too_long");
     }
     let header_bytes: usize = req
         .headers()
@@ -308,16 +305,24 @@ pub async fn request_limits(req: Request, next: Next) -> Response {
         .map(|(name, value)| name.as_str().len() + value.len() + 4)
         .sum();
     if req.headers().len() > MAX_HEADERS || header_bytes > MAX_HEADER_BYTES {
-        return (
+        return refusal(
+            page,
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            axum::Json(error_body(
-                HEADERS_TOO_LARGE,
-                "request_header_fields_too_large",
-            )),
-        )
-            .into_response();
+            HEADERS_TOO_LARGE,
+            "request_header_fields_too_large",
+        );
     }
     next.run(req).await
+}
+
+/// A refusal made before routing: the contract's JSON body, or on the web UI an HTML
+/// page saying the same.
+fn refusal(page: bool, status: StatusCode, message: &str, code: &'static str) -> Response {
+    if page {
+        crate::ui::error_page(status, "Something is not right", message)
+    } else {
+        (status, axum::Json(error_body(message, code))).into_response()
+    }
 }
 
 /// Refuses (400, naming it) a query parameter or a path holding a control character,
@@ -325,8 +330,14 @@ pub async fn request_limits(req: Request, next: Next) -> Response {
 /// stores it, and no parameter has a use for any of them. JSON bodies get the same rule
 /// in [`Json`].
 pub async fn refuse_control_characters(req: Request, next: Next) -> Response {
+    let page = crate::ui::is_page(req.uri().path());
     if has_control_characters(&percent_decoded(req.uri().path())) {
-        return AppError::invalid("The path must not contain control characters").into_response();
+        return refusal(
+            page,
+            StatusCode::BAD_REQUEST,
+            "The path must not contain control characters",
+            "invalid_request",
+        );
     }
     if let Some(query) = req.uri().query() {
         // A query that does not parse is left to the route's own extractor to refuse.
@@ -335,11 +346,11 @@ pub async fn refuse_control_characters(req: Request, next: Next) -> Response {
             .iter()
             .find(|(name, value)| has_control_characters(name) || has_control_characters(value))
         {
-            return AppError::invalid(format!(
+            let message = format!(
                 "Query parameter `{}` must not contain control characters",
                 truncate(name.trim_matches(char::is_control), 64)
-            ))
-            .into_response();
+            );
+            return refusal(page, StatusCode::BAD_REQUEST, &message, "invalid_request");
         }
     }
     next.run(req).await

@@ -573,7 +573,7 @@ enum Acknowledged {
 /// Writes (tickets inserted at the top of one column, which shifts every other
 /// ticket, and permissions) from four clients, SIGKILL while they run, restart on the
 /// same database: every acknowledged write is there with its activity log entry, and
-/// the column's positions are dense.
+/// the column's order is dense.
 async fn a_sigkill_under_write_load_loses_no_acknowledged_write(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let (database_url, schema) = crate::helpers::fresh_database(backend, dir.path()).await;
@@ -635,7 +635,7 @@ async fn a_sigkill_under_write_load_loses_no_acknowledged_write(backend: Backend
                     let (path, body) = if i % 2 == 0 {
                         (
                             format!("/columns/{column}/tickets"),
-                            json!({"title": format!("t{w}-{i}"), "position": 0}),
+                            json!({"title": format!("t{w}-{i}"), "order": 0}),
                         )
                     } else {
                         (
@@ -684,12 +684,13 @@ async fn a_sigkill_under_write_load_loses_no_acknowledged_write(backend: Backend
         .fetch_all(db.pool())
         .await
         .unwrap();
-    let tickets: Vec<(i64, i64)> =
-        sqlx::query_as("SELECT id, position FROM tickets WHERE column_id = $1 ORDER BY position")
-            .bind(column)
-            .fetch_all(db.pool())
-            .await
-            .unwrap();
+    let tickets: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT id, sort_order FROM tickets WHERE column_id = $1 ORDER BY sort_order",
+    )
+    .bind(column)
+    .fetch_all(db.pool())
+    .await
+    .unwrap();
     let permissions: Vec<String> = sqlx::query_scalar("SELECT name FROM permissions")
         .fetch_all(db.pool())
         .await
@@ -718,7 +719,7 @@ async fn a_sigkill_under_write_load_loses_no_acknowledged_write(backend: Backend
     }
     let positions: Vec<i64> = tickets.iter().map(|(_, p)| *p).collect();
     let dense: Vec<i64> = (0..i64::try_from(positions.len()).unwrap()).collect();
-    assert_eq!(positions, dense, "positions are dense after the crash");
+    assert_eq!(positions, dense, "the order is dense after the crash");
     // The restarted server serves the board.
     let (client, _) = log_in(&base, &password).await;
     let res = client

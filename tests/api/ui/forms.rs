@@ -198,9 +198,13 @@ async fn every_form_works_without_javascript(backend: Backend) {
     w.submit("/ui/verify-again", &[("email", "olga@example.com")])
         .await;
     w.sees("If an unverified account uses that email address");
-    // A hostile place to come back to is not followed.
+    // A hostile place to come back to is never followed: a header injection is
+    // refused with a page, another host is replaced by the dashboard.
     w.open("/ui/login?next=%2Fui%2F%0d%0aSet-Cookie:%20x=1")
         .await;
+    assert_eq!(w.status, StatusCode::BAD_REQUEST);
+    w.sees("must not contain control characters");
+    w.open("/ui/login?next=%2F%2Fevil.example%2Fui%2F").await;
     w.sees("name=\"next\" value=\"/ui/\"");
 
     w.submit(
