@@ -16,10 +16,25 @@ pub struct Browser {
     pub client: Client,
     base: String,
     driver: Child,
+    port: u16,
+    session: String,
 }
 
+/// Ends the WebDriver session (chromedriver then closes Chromium), then the driver:
+/// killing only the driver would leave the browser running.
 impl Drop for Browser {
     fn drop(&mut self) {
+        use std::io::{Read, Write};
+        if let Ok(mut conn) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
+            let _ = conn.set_read_timeout(Some(std::time::Duration::from_secs(20)));
+            let request = format!(
+                "DELETE /session/{} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                self.session, self.port
+            );
+            if conn.write_all(request.as_bytes()).is_ok() {
+                let _ = conn.read_to_end(&mut Vec::new());
+            }
+        }
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
@@ -79,10 +94,13 @@ impl Browser {
             .connect(&format!("http://127.0.0.1:{port}"))
             .await
             .unwrap();
+        let session = client.session_id().await.unwrap().unwrap();
         Some(Browser {
             client,
             base: base.trim_end_matches('/').to_owned(),
             driver,
+            port,
+            session,
         })
     }
 
