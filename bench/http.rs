@@ -613,11 +613,12 @@ async fn lookup_caller(state: AppState, token: String, window: Window) -> Tally 
     let mut tally = Tally::new();
     while Instant::now() < window.end {
         let started = Instant::now();
-        let outcome = match session::resolve(&state.db, &state.config, &token).await {
-            Ok(Some(_)) => Ok(()),
-            Ok(None) => Err("the session is not live".to_owned()),
-            Err(e) => Err(e.to_string()),
-        };
+        let outcome =
+            match session::resolve(&state.db, &state.config, &state.sessions, &token).await {
+                Ok(Some(_)) => Ok(()),
+                Ok(None) => Err("the session is not live".to_owned()),
+                Err(e) => Err(e.to_string()),
+            };
         tally.record(&window, started, outcome);
     }
     tally

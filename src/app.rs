@@ -18,11 +18,12 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
+use crate::auth::cache::SessionCache;
 use crate::auth::password::PasswordHasher;
 use crate::auth::policy::Policy::Public;
 use crate::auth::policy::Routes;
 use crate::config::Config;
-use crate::db::Db;
+use crate::db::{Backend, Db};
 use crate::logs::{ActivityLog, LogEntry};
 use crate::mail::Mailer;
 use crate::metrics::{self, Metrics};
@@ -43,6 +44,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Brute-force counts, shared by every instance.
     pub throttle: Throttle,
+    /// Resolved sessions, trusted only while kept fresh; see [`auth::cache`].
+    pub sessions: SessionCache,
     /// The Stripe client; `None` when billing is not configured.
     pub billing: Option<Arc<billing::Billing>>,
     /// The activity log's queue, taken by [`serve`] for its writer task.
@@ -64,6 +67,7 @@ impl AppState {
             activity,
             metrics: Arc::new(Metrics::default()),
             throttle,
+            sessions: SessionCache::default(),
             billing,
             activity_queue: Arc::new(std::sync::Mutex::new(Some(queue))),
         })
@@ -193,6 +197,14 @@ pub async fn serve(
         .take()
         .ok_or_else(|| anyhow::anyhow!("this state is already being served"))?;
     let log_task = tokio::spawn(logs::writer::run(state.db.clone(), queue, stop_rx.clone()));
+    // On SQLite the listener never runs, so the session cache is never trusted.
+    let cache_task = (state.db.backend() == Backend::Postgres).then(|| {
+        tokio::spawn(auth::cache::listen(
+            state.sessions.clone(),
+            state.config.database_url.clone(),
+            stop_rx.clone(),
+        ))
+    });
     let maintenance_task = tokio::spawn(maintenance(state.clone(), stop_rx));
 
     let app = ServiceBuilder::new()
@@ -215,6 +227,11 @@ pub async fn serve(
     }
     if let Err(e) = log_task.await {
         tracing::error!(error = %e, "activity log writer panicked");
+    }
+    if let Some(task) = cache_task {
+        if let Err(e) = task.await {
+            tracing::error!(error = %e, "session cache listener panicked");
+        }
     }
     if let Err(e) = maintenance_task.await {
         tracing::error!(error = %e, "maintenance task panicked");

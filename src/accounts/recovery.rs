@@ -136,6 +136,9 @@ pub(super) async fn reset_password(
     store::set_password(&mut tx, user.id, &hash).await?;
     after_password_change(&state, &mut tx, &user, None, &origin).await?;
     tx.commit().await?;
+    state
+        .sessions
+        .invalidate(crate::auth::cache::Scope::User(user.id));
     state.mailer.wake();
     state.activity.record(
         LogEntry::auth(Level::Info, "password reset completed")

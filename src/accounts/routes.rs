@@ -129,6 +129,9 @@ async fn verify_email(
         ));
     };
     store::mark_verified(&state.db, user_id).await?;
+    state
+        .sessions
+        .invalidate(crate::auth::cache::Scope::User(user_id));
     tracing::info!(user_id, "email verified");
     Ok(
         axum::Json(json!({ "success": true, "message": "Your account has been verified" }))
@@ -212,6 +215,7 @@ async fn login(
     // A new session at every login: a value planted before login is worthless after.
     if let Some(old) = session::cookie(&headers, session::SESSION_COOKIE) {
         session::revoke_token(&state.db, old).await?;
+        state.sessions.forget(&session::token_hash(old));
     }
     let new = session::create(&state.db, &state.config, user.id, &origin).await?;
     let access = Access::load(state.db.pool(), user.id).await?;
@@ -244,6 +248,9 @@ async fn logout(
     origin: Origin,
 ) -> Result<Response, AppError> {
     session::revoke(&state.db, user.session.id).await?;
+    state
+        .sessions
+        .invalidate(crate::auth::cache::Scope::User(user.user.id));
     state.activity.record(
         LogEntry::auth(Level::Info, "logout")
             .user(&user.user)
@@ -374,6 +381,9 @@ async fn update_profile(
         recovery::after_password_change(&state, &mut tx, &target, keep, &origin).await?;
     }
     tx.commit().await?;
+    state
+        .sessions
+        .invalidate(crate::auth::cache::Scope::User(target.id));
     if password_hash.is_some() {
         state.mailer.wake();
     }

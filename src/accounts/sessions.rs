@@ -48,6 +48,9 @@ pub(super) async fn revoke(
     if !store::revoke_own_session(&state.db, caller.user.id, id).await? {
         return Err(not_found());
     }
+    state
+        .sessions
+        .invalidate(crate::auth::cache::Scope::User(caller.user.id));
     state.activity.record(
         LogEntry::auth(Level::Info, "session revoked")
             .user(&caller.user)
@@ -71,6 +74,9 @@ pub(super) async fn revoke_others(
 ) -> Result<Response, AppError> {
     let revoked =
         store::revoke_other_sessions(&state.db, caller.user.id, caller.session.id).await?;
+    state
+        .sessions
+        .invalidate(crate::auth::cache::Scope::User(caller.user.id));
     state.activity.record(
         LogEntry::auth(Level::Info, "other sessions revoked")
             .user(&caller.user)

@@ -135,6 +135,7 @@ async fn create_role(
 ) -> Result<Response, AppError> {
     let name = label("name", &body.name, 64)?;
     let id = store::create_role(&state.db, &name).await?;
+    state.sessions.invalidate(crate::auth::cache::Scope::All);
     record_change(
         &state.activity,
         Kind::Admin,
@@ -182,6 +183,7 @@ async fn delete_role(
     }
     store::delete_role(&mut tx, role.id).await?;
     tx.commit().await?;
+    state.sessions.invalidate(crate::auth::cache::Scope::All);
     record_change(
         &state.activity,
         Kind::Admin,
@@ -216,6 +218,7 @@ async fn create_permission(
 ) -> Result<Response, AppError> {
     let name = valid_permission_name(&body.name)?;
     let id = store::create_permission(&state.db, &name).await?;
+    state.sessions.invalidate(crate::auth::cache::Scope::All);
     record_change(
         &state.activity,
         Kind::Admin,
@@ -260,6 +263,7 @@ async fn delete_permission(
         return Err(AppError::unauthorized_access());
     }
     store::delete_permission(&state.db, permission.id).await?;
+    state.sessions.invalidate(crate::auth::cache::Scope::All);
     record_change(
         &state.activity,
         Kind::Admin,
@@ -313,6 +317,7 @@ async fn assign_permission(
 ) -> Result<Response, AppError> {
     let (role, permission) = role_and_permission(&state, &caller, &body).await?;
     if store::link(&state.db, role.id, permission.id).await? {
+        state.sessions.invalidate(crate::auth::cache::Scope::All);
         record_change(
             &state.activity,
             Kind::Admin,
@@ -336,6 +341,7 @@ async fn revoke_permission(
 ) -> Result<Response, AppError> {
     let (role, permission) = role_and_permission(&state, &caller, &body).await?;
     if store::unlink(&state.db, role.id, permission.id).await? {
+        state.sessions.invalidate(crate::auth::cache::Scope::All);
         record_change(
             &state.activity,
             Kind::Admin,
@@ -387,6 +393,9 @@ async fn assign_role(
     let (user, role) = user_and_role(&mut tx, &caller, &body).await?;
     let added = store::add_user_role(&mut tx, user.id, role.id).await?;
     tx.commit().await?;
+    state
+        .sessions
+        .invalidate(crate::auth::cache::Scope::User(user.id));
     if added {
         record_change(
             &state.activity,
@@ -416,6 +425,9 @@ async fn remove_role(
         ));
     }
     tx.commit().await?;
+    state
+        .sessions
+        .invalidate(crate::auth::cache::Scope::User(user.id));
     if removed {
         record_change(
             &state.activity,
@@ -548,6 +560,9 @@ async fn set_status(
         session::revoke_all_for_user(&mut *tx, user.id, None).await?;
     }
     tx.commit().await?;
+    state
+        .sessions
+        .invalidate(crate::auth::cache::Scope::User(user.id));
     let (verb, message) = if disable {
         ("disable_user", "User disabled")
     } else {

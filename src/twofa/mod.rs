@@ -301,6 +301,9 @@ pub async fn enable(
         return Ok(None);
     }
     tx.commit().await?;
+    state
+        .sessions
+        .invalidate(crate::auth::cache::Scope::User(user.id));
     Ok(Some(codes))
 }
 
@@ -332,6 +335,9 @@ pub async fn disable(state: &AppState, user: &User, token: &str) -> Result<bool,
     }
     store::deactivate(&mut tx, user.id).await?;
     tx.commit().await?;
+    state
+        .sessions
+        .invalidate(crate::auth::cache::Scope::User(user.id));
     Ok(true)
 }
 

@@ -8,6 +8,7 @@ mod smtp;
 
 mod accounts;
 mod billing;
+mod cache;
 mod cli;
 mod kanban;
 mod logs;
