@@ -34,6 +34,14 @@ enum Command {
         #[arg(long)]
         password: Option<String>,
     },
+    /// Add generated accounts (with roles) and activity log entries, for benchmarks;
+    /// every generated account's password is the one in docs/benchmarks.md.
+    GenerateData {
+        #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(i64).range(0..))]
+        users: i64,
+        #[arg(long, default_value_t = 10_000_000, value_parser = clap::value_parser!(i64).range(0..))]
+        logs: i64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -89,6 +97,15 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             if let Some(password) = created.generated_password {
                 println!("password (shown once): {password}");
             }
+            Ok(())
+        }
+        Command::GenerateData { users, logs } => {
+            let started = std::time::Instant::now();
+            gatehouse::seed::generate(&db, users, logs).await?;
+            println!(
+                "added {users} accounts and {logs} log entries in {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
             Ok(())
         }
         Command::Serve => {

@@ -15,6 +15,7 @@ mod logs;
 mod mail;
 mod rbac;
 mod recovery;
+mod seed;
 mod service;
 mod throttle;
 mod twofa;
