@@ -25,6 +25,9 @@
 //! - `BENCH_CONNECTIONS`: concurrent clients for the GET routes (default 16); login
 //!   and the raw hash use the server's hash concurrency, one per CPU;
 //! - `BENCH_CLIENT_THREADS`: threads of the load generator (default: one per CPU);
+//! - `BENCH_DATABASE_URL`: a PostgreSQL URL to run over instead of SQLite, in a fresh
+//!   schema that is dropped afterwards; measuring starts once the session cache's
+//!   listener is connected, as it is in a running service;
 //! - `RUST_LOG`: the server's log filter. The default here is `warn`, so the per-request
 //!   `info` line production writes is not included; `RUST_LOG=info cargo bench --bench
 //!   http 2>/dev/null` includes its cost without measuring a terminal.
@@ -40,12 +43,13 @@ use axum::http::{header, HeaderMap, Method, Request, StatusCode};
 use gatehouse::app::{self, AppState};
 use gatehouse::auth::session;
 use gatehouse::config::{Config, LogFormat, Vars};
-use gatehouse::db::Db;
+use gatehouse::db::{Backend, Db};
 use gatehouse::telemetry;
 use hdrhistogram::Histogram;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
+use sqlx::Connection as _;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Runtime;
 use tokio::sync::oneshot;
@@ -63,6 +67,10 @@ const HEALTHZ: &str = "GET /healthz";
 const CHECK_AUTH: &str = "GET /check_auth_status";
 const USER_DETAILS: &str = "GET /current_user_details";
 const LOGIN: &str = "POST /login";
+/// The old service's authenticated GETs per second, their p99, and logins per second.
+const OLD_AUTH_GET_RATE: f64 = 1_116.0;
+const OLD_AUTH_GET_P99_MS: f64 = 112.0;
+const OLD_LOGIN_RATE: f64 = 19.0;
 const HASH: &str = "Argon2id verify, no HTTP";
 const LOOKUP: &str = "session lookup, no HTTP";
 
@@ -169,7 +177,7 @@ fn main() {
         Phase::new(LOOKUP, conns, Work::Lookup(token.clone())),
     ];
 
-    print_preamble(&settings, hashers);
+    print_preamble(&settings, hashers, server.state.db.backend());
     for round in 1..=settings.rounds {
         eprintln!("round {round} of {}", settings.rounds);
         // Every other round runs backwards, so that no phase always follows the same
@@ -215,15 +223,16 @@ impl Server {
             .await
             .expect("a loopback port to listen on");
         let addr = listener.local_addr().expect("the listening address");
+        let database_url = match std::env::var("BENCH_DATABASE_URL") {
+            Ok(url) if !url.is_empty() => fresh_schema(&url).await,
+            _ => format!("sqlite://{}", dir.path().join("gatehouse.db").display()),
+        };
         let vars = Vars::from_pairs([
             ("APP_ENV", "testing".to_owned()),
             ("BIND_ADDR", addr.to_string()),
             ("PUBLIC_URL", format!("http://{addr}")),
             ("DATA_DIR", dir.path().display().to_string()),
-            (
-                "DATABASE_URL",
-                format!("sqlite://{}", dir.path().join("gatehouse.db").display()),
-            ),
+            ("DATABASE_URL", database_url),
             (
                 "SECRET_KEY",
                 "gatehouse-bench-secret-key-0123456789abc".to_owned(),
@@ -233,12 +242,15 @@ impl Server {
         let config = Config::from_vars(&vars).expect("the benchmark's configuration");
         let db = Db::connect(&config.database_url)
             .await
-            .expect("a migrated SQLite database");
+            .expect("a migrated database");
         let state = AppState::new(config, db).expect("the application state");
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(app::serve(state.clone(), listener, async {
             let _ = stopped.await;
         }));
+        if state.db.backend() == Backend::Postgres {
+            state.sessions.until_trusted().await;
+        }
         Self {
             addr,
             state,
@@ -256,7 +268,32 @@ impl Server {
             Ok(Err(e)) => eprintln!("the server panicked: {e}"),
             Err(_) => eprintln!("the server did not stop within 20 s"),
         }
+        if let Some((base, schema)) = self.state.config.database_url.split_once(SCHEMA_OPTION) {
+            let mut conn = sqlx::PgConnection::connect(base.trim_end_matches(['?', '&']))
+                .await
+                .expect("a connection to drop the benchmark's schema");
+            sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+                .execute(&mut conn)
+                .await
+                .expect("the benchmark's schema dropped");
+        }
     }
+}
+
+const SCHEMA_OPTION: &str = "options=-c%20search_path%3D";
+
+/// A new schema in the PostgreSQL database at `base`, and the URL that works in it.
+async fn fresh_schema(base: &str) -> String {
+    let schema = format!("gh_bench_{:08x}", rand::random::<u32>());
+    let mut conn = sqlx::PgConnection::connect(base)
+        .await
+        .expect("a connection to BENCH_DATABASE_URL");
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&mut conn)
+        .await
+        .expect("the benchmark's schema");
+    let sep = if base.contains('?') { '&' } else { '?' };
+    format!("{base}{sep}{SCHEMA_OPTION}{schema}")
 }
 
 /// One request, as every client of a phase sends it.
@@ -613,11 +650,12 @@ async fn lookup_caller(state: AppState, token: String, window: Window) -> Tally 
     let mut tally = Tally::new();
     while Instant::now() < window.end {
         let started = Instant::now();
-        let outcome = match session::resolve(&state.db, &state.config, &token).await {
-            Ok(Some(_)) => Ok(()),
-            Ok(None) => Err("the session is not live".to_owned()),
-            Err(e) => Err(e.to_string()),
-        };
+        let outcome =
+            match session::resolve(&state.db, &state.config, &state.sessions, &token).await {
+                Ok(Some(_)) => Ok(()),
+                Ok(None) => Err("the session is not live".to_owned()),
+                Err(e) => Err(e.to_string()),
+            };
         tally.record(&window, started, outcome);
     }
     tally
@@ -737,8 +775,8 @@ fn stat_ticks(stat: &str) -> Option<u64> {
     Some(utime + stime)
 }
 
-fn print_preamble(settings: &Settings, hashers: usize) {
-    println!("Gatehouse HTTP benchmark: SQLite, server and load generator in one process");
+fn print_preamble(settings: &Settings, hashers: usize, backend: Backend) {
+    println!("Gatehouse HTTP benchmark: {backend:?}, server and load generator in one process");
     if cfg!(debug_assertions) {
         println!("WARNING: debug build; run `cargo bench --bench http` for release figures");
     }
@@ -881,6 +919,42 @@ fn print_results(settings: &Settings, phases: &[Phase]) {
             "  (a login includes a hash, so a login rate above the hash rate only means the two \
              phases\n  got different shares of the machine: see the CPU table)"
         );
+    }
+
+    // The old Flask service (gunicorn, 2 workers), measured by issue 15 on a 2-core
+    // machine with wrk at 32 connections.
+    let p99_ms = |label: &str| {
+        find(label).map_or(0.0, |p| {
+            p.tally.latencies.value_at_quantile(0.99) as f64 / 1000.0
+        })
+    };
+    println!("beside the old service (its figures from issue 15: wrk, 32 connections, 2 cores):");
+    for (label, old_rate, old_p99, target) in [
+        (
+            USER_DETAILS,
+            OLD_AUTH_GET_RATE,
+            Some(OLD_AUTH_GET_P99_MS),
+            Some(15.0),
+        ),
+        (LOGIN, OLD_LOGIN_RATE, None, None),
+    ] {
+        let times = rate(label) / old_rate;
+        let goal = target.map_or(String::new(), |t: f64| {
+            format!("  (at least {t:.0}×: {})", verdict(times >= t))
+        });
+        println!(
+            "  {label}: {:.0}/s against {old_rate:.0}/s = {times:.1}×{goal}",
+            rate(label)
+        );
+        if let Some(old_p99) = old_p99 {
+            println!(
+                "  {label} p99: {:.2} ms against {old_p99:.0} ms at {} connections  \
+                 (under 5 ms at 32 connections: {})",
+                p99_ms(label),
+                settings.connections,
+                verdict(p99_ms(label) < 5.0 && settings.connections >= 32)
+            );
+        }
     }
 
     // Rates depend on how much CPU the server got, which other processes (and the

@@ -22,11 +22,12 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
+use crate::auth::cache::SessionCache;
 use crate::auth::password::PasswordHasher;
 use crate::auth::policy::Policy::Public;
 use crate::auth::policy::Routes;
 use crate::config::Config;
-use crate::db::Db;
+use crate::db::{Backend, Db};
 use crate::error::AppError;
 use crate::logs::ActivityLog;
 use crate::mail::Mailer;
@@ -48,6 +49,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Brute-force counts, shared by every instance.
     pub throttle: Throttle,
+    /// Resolved sessions, trusted only while kept fresh; see [`auth::cache`].
+    pub sessions: SessionCache,
     /// The Stripe client; `None` when billing is not configured.
     pub billing: Option<Arc<billing::Billing>>,
     /// Set by [`serve`]: one state has one activity log writer.
@@ -69,6 +72,7 @@ impl AppState {
             activity,
             metrics: Arc::new(Metrics::default()),
             throttle,
+            sessions: SessionCache::default(),
             billing,
             served: Arc::new(AtomicBool::new(false)),
         })
@@ -227,6 +231,14 @@ pub async fn serve(
         state.activity.clone(),
         stop_rx.clone(),
     ));
+    // On SQLite the listener never runs, so the session cache is never trusted.
+    let cache_task = (state.db.backend() == Backend::Postgres).then(|| {
+        tokio::spawn(auth::cache::listen(
+            state.sessions.clone(),
+            state.config.database_url.clone(),
+            stop_rx.clone(),
+        ))
+    });
     let maintenance_task = tokio::spawn(maintenance(state.clone(), stop_rx));
 
     accept_until(&state, listener, shutdown).await;
@@ -241,6 +253,11 @@ pub async fn serve(
     }
     if let Err(e) = log_task.await {
         tracing::error!(error = %e, "activity log writer panicked");
+    }
+    if let Some(task) = cache_task {
+        if let Err(e) = task.await {
+            tracing::error!(error = %e, "session cache listener panicked");
+        }
     }
     if let Err(e) = maintenance_task.await {
         tracing::error!(error = %e, "maintenance task panicked");

@@ -30,6 +30,8 @@ pub mod metrics;
 pub mod openapi;
 /// Roles and permissions, and user administration.
 pub mod rbac;
+/// `gatehouse generate-data`: generated accounts and log entries at scale.
+pub mod seed;
 /// Logging set-up.
 pub mod telemetry;
 /// The rule for one-line text fields.

@@ -53,6 +53,14 @@ enum Command {
         #[arg(long, default_value = "+00:00", value_parser = parse_offset)]
         server_utc_offset: UtcOffset,
     },
+    /// Add generated accounts (with roles) and activity log entries, for benchmarks;
+    /// every generated account's password is the one in docs/benchmarks.md.
+    GenerateData {
+        #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(i64).range(0..))]
+        users: i64,
+        #[arg(long, default_value_t = 10_000_000, value_parser = clap::value_parser!(i64).range(0..))]
+        logs: i64,
+    },
 }
 
 fn parse_offset(text: &str) -> Result<UtcOffset, String> {
@@ -138,6 +146,15 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 })?;
                 println!("\nfull report: {}", report.display());
             }
+            Ok(())
+        }
+        Command::GenerateData { users, logs } => {
+            let started = std::time::Instant::now();
+            gatehouse::seed::generate(&db, users, logs).await?;
+            println!(
+                "added {users} accounts and {logs} log entries in {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
             Ok(())
         }
         Command::Serve => {

@@ -14,6 +14,7 @@ use serde_json::json;
 use super::store::{self, TokenPurpose};
 use super::{emails, validate, User};
 use crate::app::AppState;
+use crate::auth::cache::Scope;
 use crate::auth::session;
 use crate::db;
 use crate::error::AppError;
@@ -165,6 +166,7 @@ pub async fn reset(
     )
     .await?;
     tx.commit().await?;
+    state.sessions.invalidate(Scope::User(user.id));
     state.mailer.wake();
     Ok(())
 }

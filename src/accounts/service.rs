@@ -8,6 +8,7 @@ use serde_json::json;
 use super::store::{self, NewUser, ProfileChange, TokenPurpose};
 use super::{login_extras, recovery, validate, User};
 use crate::app::AppState;
+use crate::auth::cache::Scope;
 use crate::auth::password::Verdict;
 use crate::auth::session::{self, Authenticated, NewSession};
 use crate::error::AppError;
@@ -99,6 +100,7 @@ pub async fn verify_email(state: &AppState, token: &str) -> Result<i64, AppError
         return Err(AppError::invalid(VERIFY_INVALID));
     };
     store::mark_verified(&state.db, user_id).await?;
+    state.sessions.invalidate(Scope::User(user_id));
     tracing::info!(user_id, "email verified");
     Ok(user_id)
 }
@@ -232,6 +234,7 @@ async fn start_session(
     // A new session at every login: a value planted before login is worthless after.
     if let Some(old) = session::cookie(headers, session::SESSION_COOKIE) {
         session::revoke_token(&state.db, old).await?;
+        state.sessions.forget(&session::token_hash(old));
     }
     let new = session::create(&state.db, &state.config, user.id, origin).await?;
     let access = Access::load(state.db.pool(), user.id).await?;
@@ -348,6 +351,7 @@ pub async fn logout(
     origin: &Origin,
 ) -> Result<(), AppError> {
     session::revoke(&state.db, user.session.id).await?;
+    state.sessions.invalidate(Scope::User(user.user.id));
     state.activity.record(
         LogEntry::auth(Level::Info, "logout")
             .user(&user.user)
@@ -453,6 +457,7 @@ pub async fn update_profile(
         recovery::after_password_change(state, &mut tx, &target, keep, origin).await?;
     }
     tx.commit().await?;
+    state.sessions.invalidate(Scope::User(target.id));
     if password_hash.is_some() {
         state.mailer.wake();
     }
@@ -494,6 +499,7 @@ pub async fn revoke_session(
     if !store::revoke_own_session(&state.db, caller.user.id, id).await? {
         return Err(AppError::not_found("Session not found"));
     }
+    state.sessions.invalidate(Scope::User(caller.user.id));
     state.activity.record(
         LogEntry::auth(Level::Info, "session revoked")
             .user(&caller.user)
@@ -511,6 +517,7 @@ pub async fn revoke_other_sessions(
 ) -> Result<u64, AppError> {
     let revoked =
         store::revoke_other_sessions(&state.db, caller.user.id, caller.session.id).await?;
+    state.sessions.invalidate(Scope::User(caller.user.id));
     state.activity.record(
         LogEntry::auth(Level::Info, "other sessions revoked")
             .user(&caller.user)

@@ -6,6 +6,7 @@
 //! declared with the route, in the table of [`policy`]; handlers take [`CurrentUser`]
 //! for the caller's identity.
 
+pub mod cache;
 pub mod password;
 pub mod policy;
 pub mod session;
@@ -46,7 +47,7 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
     let Some(token) = session::cookie(req.headers(), session::SESSION_COOKIE) else {
         return next.run(req).await;
     };
-    let auth = match session::resolve(&state.db, &state.config, token).await {
+    let auth = match session::resolve(&state.db, &state.config, &state.sessions, token).await {
         Ok(auth) => auth,
         Err(e) => return AppError::from(e).into_response(),
     };
@@ -64,7 +65,6 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         {
             return AppError::Forbidden("csrf_failed", CSRF_FAILED).into_response();
         }
-        let auth = Arc::new(auth);
         req.extensions_mut().insert(Arc::clone(&auth));
         let mut response = next.run(req).await;
         // The request log names the caller.

@@ -2,15 +2,18 @@
 //!
 //! The browser holds a 256-bit random value; the database holds only its SHA-256, so a
 //! copy of the sessions table cannot be replayed as cookies. Every request looks the
-//! session up, which is what makes revocation and expiry take effect at once on every
-//! instance sharing the database.
+//! session up, from memory when the instance's cache can be trusted (see
+//! [`super::cache`]) and from the database otherwise, so that revocation and expiry
+//! take effect at once on every instance sharing the database.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::{header, HeaderMap, HeaderValue};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
+use super::cache::{Entry, SessionCache};
 use crate::accounts::User;
 use crate::config::Config;
 use crate::db::{self, Db};
@@ -84,19 +87,45 @@ pub async fn create(
 }
 
 /// The live session and user behind a cookie value, if there is one: not revoked, not
-/// past its absolute lifetime, not idle too long, and its user not disabled.
+/// past its absolute lifetime, not idle too long, and its user not disabled. Served
+/// from `cache` when it holds the session (see [`super::cache`]); the expiry times
+/// are checked on every request all the same.
 pub async fn resolve(
     db: &Db,
     config: &Config,
+    cache: &SessionCache,
     token: &str,
-) -> Result<Option<Authenticated>, sqlx::Error> {
+) -> Result<Option<Arc<Authenticated>>, sqlx::Error> {
     let now = db::now();
+    let hash = token_hash(token);
+    let idle_limit = now - secs(config.session_idle_timeout);
+    // Writing on every request would serialise all reads behind the database's
+    // writer; the idle clock only needs a resolution well under the idle timeout.
+    let touch_every = (secs(config.session_idle_timeout) / 4).min(60);
+    if let Some(entry) = cache.get(&hash) {
+        if entry.expires_at <= now {
+            cache.forget(&hash);
+            return Ok(None);
+        }
+        // Idle by this instance's clock: another instance may have seen the session
+        // since, which only the database knows.
+        if entry.last_seen_at > idle_limit {
+            if now - entry.last_seen_at >= touch_every {
+                touch(db, entry.auth.session.id, now).await?;
+                cache.touched(&hash, now);
+            }
+            return Ok(Some(entry.auth));
+        }
+    }
+
+    let generation = cache.generation();
     // One statement for the session, its user and the user's roles and permissions
-    // (a row per role and permission): this runs on every authenticated request.
+    // (a row per role and permission).
     let rows = sqlx::query(
         "SELECT s.id, s.csrf_token, s.created_at, s.last_seen_at, \
          u.id, u.username, u.email, u.first_name, u.last_name, u.email_verified, \
-         u.disabled, u.twofa_enabled, u.created_at, u.password_changed_at, r.name, p.name \
+         u.disabled, u.twofa_enabled, u.created_at, u.password_changed_at, r.name, p.name, \
+         s.expires_at \
          FROM sessions s JOIN users u ON u.id = s.user_id \
          LEFT JOIN user_roles ur ON ur.user_id = u.id \
          LEFT JOIN roles r ON r.id = ur.role_id \
@@ -105,12 +134,13 @@ pub async fn resolve(
          WHERE s.token_hash = $1 AND s.revoked_at IS NULL AND s.expires_at > $2 \
          AND s.last_seen_at > $3 AND u.disabled = 0 ORDER BY r.name",
     )
-    .bind(token_hash(token))
+    .bind(&hash)
     .bind(now)
-    .bind(now - secs(config.session_idle_timeout))
+    .bind(idle_limit)
     .fetch_all(db.pool())
     .await?;
     let Some(first) = rows.first() else {
+        cache.forget(&hash);
         return Ok(None);
     };
     let session = Session {
@@ -118,29 +148,44 @@ pub async fn resolve(
         csrf_token: first.try_get(1)?,
         created_at: first.try_get(2)?,
     };
-    let last_seen_at: i64 = first.try_get(3)?;
+    let mut last_seen_at: i64 = first.try_get(3)?;
     let user = user_from_row(first, 4)?;
+    let expires_at: i64 = first.try_get(16)?;
     let mut access = Access::default();
     for row in &rows {
         access.add(row.try_get(14)?, row.try_get(15)?);
     }
     access.complete(db.pool()).await?;
 
-    // Writing on every request would serialise all reads behind the database's
-    // writer; the idle clock only needs a resolution well under the idle timeout.
-    let touch_every = (secs(config.session_idle_timeout) / 4).min(60);
     if now - last_seen_at >= touch_every {
-        sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE id = $2")
-            .bind(now)
-            .bind(session.id)
-            .execute(db.pool())
-            .await?;
+        touch(db, session.id, now).await?;
+        last_seen_at = now;
     }
-    Ok(Some(Authenticated {
+    let auth = Arc::new(Authenticated {
         session,
         user,
         access,
-    }))
+    });
+    cache.insert(
+        hash,
+        Entry {
+            auth: Arc::clone(&auth),
+            expires_at,
+            last_seen_at,
+        },
+        generation,
+    );
+    Ok(Some(auth))
+}
+
+/// Moves the session's idle clock to `now`.
+async fn touch(db: &Db, session_id: i64, now: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE id = $2")
+        .bind(now)
+        .bind(session_id)
+        .execute(db.pool())
+        .await?;
+    Ok(())
 }
 
 /// Reads a user from `row` starting at column `at`, in the order of [`USER_COLUMNS`].

@@ -111,8 +111,9 @@ pub async fn seed_builtin(db: &Db) -> Result<(), sqlx::Error> {
     tx.commit().await
 }
 
-/// What one user may do, read fresh from the database on every request so that a
-/// change of roles applies at once on every instance.
+/// What one user may do, resolved with the session on every request (from the session
+/// cache, which every change of roles empties, or the database) so that a change of
+/// roles applies at once on every instance.
 #[derive(Debug, Clone, Default)]
 pub struct Access {
     pub roles: Vec<String>,

@@ -18,6 +18,7 @@ use super::{Access, Permission, SUPER_ADMIN};
 use crate::accounts::store::find_by_id;
 use crate::accounts::User;
 use crate::app::AppState;
+use crate::auth::cache::Scope;
 use crate::auth::policy::Policy::Permission as Needs;
 use crate::auth::policy::{Policy, Routes};
 use crate::auth::{session, CurrentUser};
@@ -147,6 +148,7 @@ async fn create_role(
     )
     .await?;
     tx.commit().await?;
+    state.sessions.invalidate(Scope::All);
     Ok((
         StatusCode::CREATED,
         axum::Json(json!({ "success": true, "message": "New role created", "role": { "id": id, "name": name } })),
@@ -195,6 +197,7 @@ async fn delete_role(
     )
     .await?;
     tx.commit().await?;
+    state.sessions.invalidate(Scope::All);
     Ok(ok("Role deleted successfully"))
 }
 
@@ -232,6 +235,7 @@ async fn create_permission(
     )
     .await?;
     tx.commit().await?;
+    state.sessions.invalidate(Scope::All);
     Ok((
         StatusCode::CREATED,
         axum::Json(json!({
@@ -279,6 +283,7 @@ async fn delete_permission(
     )
     .await?;
     tx.commit().await?;
+    state.sessions.invalidate(Scope::All);
     Ok(ok("Permission deleted successfully"))
 }
 
@@ -339,6 +344,7 @@ async fn assign_permission(
         .await?;
     }
     tx.commit().await?;
+    state.sessions.invalidate(Scope::All);
     Ok(ok("Permission assigned to role"))
 }
 
@@ -365,6 +371,7 @@ async fn revoke_permission(
         .await?;
     }
     tx.commit().await?;
+    state.sessions.invalidate(Scope::All);
     Ok(ok("Permission revoked from role"))
 }
 
@@ -415,6 +422,7 @@ async fn assign_role(
         .await?;
     }
     tx.commit().await?;
+    state.sessions.invalidate(Scope::User(user.id));
     Ok(ok("Role assigned to user"))
 }
 
@@ -445,6 +453,7 @@ async fn remove_role(
         .await?;
     }
     tx.commit().await?;
+    state.sessions.invalidate(Scope::User(user.id));
     Ok(ok("Role removed from user"))
 }
 
@@ -569,5 +578,6 @@ async fn set_status(
         .await?;
     }
     tx.commit().await?;
+    state.sessions.invalidate(Scope::User(user.id));
     Ok(ok(message))
 }

@@ -386,6 +386,9 @@ pub async fn enable(
     }
     ActivityLog::record_in(&mut tx, record).await?;
     tx.commit().await?;
+    state
+        .sessions
+        .invalidate(crate::auth::cache::Scope::User(user.id));
     Ok(Some(codes))
 }
 
@@ -424,6 +427,9 @@ pub async fn disable(
     store::deactivate(&mut tx, user.id).await?;
     ActivityLog::record_in(&mut tx, record).await?;
     tx.commit().await?;
+    state
+        .sessions
+        .invalidate(crate::auth::cache::Scope::User(user.id));
     Ok(true)
 }
 

@@ -8,6 +8,7 @@ mod smtp;
 
 mod accounts;
 mod billing;
+mod cache;
 mod cli;
 mod import;
 mod kanban;
@@ -16,6 +17,7 @@ mod mail;
 mod rbac;
 mod recovery;
 mod reliability;
+mod seed;
 mod service;
 mod throttle;
 mod twofa;

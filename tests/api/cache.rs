@@ -1,0 +1,322 @@
+//! The in-memory session cache: what one instance changes is refused or applied on
+//! another sharing the database at its very next request, and the cache is never
+//! trusted while its listener is down (nor ever on SQLite).
+
+use gatehouse::auth::session::token_hash;
+use reqwest::{Method, Response, StatusCode};
+use serde_json::json;
+use sqlx::Connection;
+use std::time::Duration;
+
+use crate::helpers::{expect_error, new_client, postgres_url, Backend, TestApp, PASSWORD};
+use crate::on_both_databases;
+
+on_both_databases!(
+    logout_and_revocations_reach_the_other_instance,
+    disabling_and_password_changes_reach_the_other_instance,
+    role_changes_reach_the_other_instance,
+    the_cache_is_bypassed_while_the_listener_is_down,
+);
+
+/// Two instances on one database, each with its cache in use where it can be.
+async fn pair(backend: Backend) -> (TestApp, TestApp) {
+    let a = TestApp::spawn(backend).await;
+    let b = TestApp::spawn_with(
+        backend,
+        &[("DATABASE_URL", a.state.config.database_url.as_str())],
+    )
+    .await;
+    if backend == Backend::Postgres {
+        a.state.sessions.until_trusted().await;
+        b.state.sessions.until_trusted().await;
+    }
+    (a, b)
+}
+
+/// A request to `app` carrying the session cookie value `cookie` and nothing else.
+async fn with_cookie(app: &TestApp, cookie: &str, path: &str) -> Response {
+    new_client()
+        .get(app.url(path))
+        .header("cookie", format!("session={cookie}"))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Asserts that `app` answered for `cookie` from memory: on PostgreSQL the resolved
+/// session is cached; on SQLite nothing ever is.
+fn assert_cached(app: &TestApp, backend: Backend, cookie: &str) {
+    let cached = app.state.sessions.get(&token_hash(cookie)).is_some();
+    assert_eq!(cached, backend == Backend::Postgres);
+}
+
+/// Logs `username` in on a client of its own; returns the session cookie value.
+async fn login_elsewhere(app: &TestApp, username: &str) -> String {
+    let res = new_client()
+        .post(app.url("/login"))
+        .json(&json!({ "username_or_email": username, "password": PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    res.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| v.strip_prefix("session="))
+        .and_then(|v| v.split(';').next())
+        .unwrap()
+        .to_owned()
+}
+
+/// A live session read on `b`, so that its next request would come from memory.
+async fn warm(b: &TestApp, backend: Backend, cookie: &str) {
+    let res = with_cookie(b, cookie, "/current_user_details").await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_cached(b, backend, cookie);
+}
+
+/// Waits until `b` no longer holds `cookie`'s session in memory: at once on SQLite,
+/// where nothing is cached; on PostgreSQL when the change's notification has arrived.
+/// The notification is sent while the change commits, but it travels to `b` on its
+/// own connection, which a request sent after the change's answer may overtake.
+async fn delivered(b: &TestApp, cookie: &str) {
+    let hash = token_hash(cookie);
+    let mut invalidations = b.state.sessions.invalidations();
+    let arrived = async {
+        while b.state.sessions.get(&hash).is_some() {
+            invalidations.changed().await.unwrap();
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), arrived)
+        .await
+        .expect("the change's notification never reached the other instance");
+}
+
+async fn refused(b: &TestApp, cookie: &str) {
+    delivered(b, cookie).await;
+    expect_error(
+        with_cookie(b, cookie, "/current_user_details").await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+}
+
+async fn logout_and_revocations_reach_the_other_instance(backend: Backend) {
+    let (a, b) = pair(backend).await;
+    a.verified_user("sam").await;
+
+    let cookie = a.session_cookie().unwrap();
+    warm(&b, backend, &cookie).await;
+    assert_eq!(a.post("/logout", json!({})).await.status(), StatusCode::OK);
+    refused(&b, &cookie).await;
+
+    // One session revoked from another of the same user.
+    a.login("sam", PASSWORD).await;
+    let other = login_elsewhere(&a, "sam").await;
+    warm(&b, backend, &other).await;
+    let id = a
+        .scalar(&format!(
+            "SELECT id FROM sessions WHERE token_hash = '{}'",
+            token_hash(&other)
+        ))
+        .await;
+    let res = a
+        .request(Method::DELETE, &format!("/sessions/{id}"), None)
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    refused(&b, &other).await;
+
+    // Every other session at once; the caller's own stays.
+    let other = login_elsewhere(&a, "sam").await;
+    warm(&b, backend, &other).await;
+    let own = a.session_cookie().unwrap();
+    warm(&b, backend, &own).await;
+    let res = a.post("/sessions/revoke_others", json!({})).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    refused(&b, &other).await;
+    let res = with_cookie(&b, &own, "/current_user_details").await;
+    assert_eq!(res.status(), StatusCode::OK);
+}
+
+async fn disabling_and_password_changes_reach_the_other_instance(backend: Backend) {
+    let (a, b) = pair(backend).await;
+    a.verified_user("root").await;
+    grant(&a, "root", "Super Admin").await;
+    b.verified_user("tim").await;
+    let tim = user_id(&a, "tim").await;
+
+    // An administrator sets a new password: whoever knew the old one is out.
+    let cookie = b.session_cookie().unwrap();
+    warm(&b, backend, &cookie).await;
+    let new_password = "Harbor-Quartz-77-Meadow";
+    let res = a
+        .post(
+            "/update_profile",
+            json!({
+                "user_id": tim, "first_name": "Test", "last_name": "User",
+                "email": "tim@example.com", "username": "tim", "password": new_password,
+            }),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    refused(&b, &cookie).await;
+
+    b.login("tim", new_password).await;
+    let cookie = b.session_cookie().unwrap();
+    warm(&b, backend, &cookie).await;
+    let res = a
+        .post(&format!("/admin/users/{tim}/disable"), json!({}))
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    refused(&b, &cookie).await;
+}
+
+async fn role_changes_reach_the_other_instance(backend: Backend) {
+    let (a, b) = pair(backend).await;
+    a.verified_user("root").await;
+    grant(&a, "root", "Super Admin").await;
+    b.verified_user("subject").await;
+    let cookie = b.session_cookie().unwrap();
+    let subject = user_id(&a, "subject").await;
+    let admin = role_id(&a, "Admin").await;
+
+    expect_error(
+        with_cookie(&b, &cookie, "/roles").await,
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    assert_cached(&b, backend, &cookie);
+    let res = a
+        .post(
+            "/assign_role_to_user",
+            json!({ "user_id": subject, "role_id": admin }),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    delivered(&b, &cookie).await;
+    assert_eq!(
+        with_cookie(&b, &cookie, "/roles").await.status(),
+        StatusCode::OK
+    );
+    assert_cached(&b, backend, &cookie);
+
+    // A permission taken from the role, and given back, reaches every holder.
+    let permission = json!({ "role_name": "Admin", "permission_name": "manage_users" });
+    let res = a
+        .post("/revoke_permission_from_role", permission.clone())
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    delivered(&b, &cookie).await;
+    expect_error(
+        with_cookie(&b, &cookie, "/roles").await,
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    assert_cached(&b, backend, &cookie);
+    let res = a.post("/assign_permission_to_role", permission).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    delivered(&b, &cookie).await;
+    assert_eq!(
+        with_cookie(&b, &cookie, "/roles").await.status(),
+        StatusCode::OK
+    );
+
+    let res = a
+        .post(
+            "/remove_role_from_user",
+            json!({ "user_id": subject, "role_id": admin }),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    delivered(&b, &cookie).await;
+    expect_error(
+        with_cookie(&b, &cookie, "/roles").await,
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+}
+
+/// A change the listener never hears of (made with triggers off) is still seen at
+/// the next request once the listener has lost its connection: the cache is bypassed
+/// while it is down, and emptied when it comes back. On SQLite it is never trusted.
+async fn the_cache_is_bypassed_while_the_listener_is_down(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    if backend == Backend::Postgres {
+        app.state.sessions.until_trusted().await;
+    }
+    app.verified_user("lee").await;
+    let cookie = app.session_cookie().unwrap();
+    warm(&app, backend, &cookie).await;
+
+    let silent_revoke = format!(
+        "UPDATE sessions SET revoked_at = 1 WHERE token_hash = '{}'",
+        token_hash(&cookie)
+    );
+    match backend {
+        Backend::Sqlite => {
+            assert!(!app.state.sessions.trusted());
+            sqlx::query(&silent_revoke)
+                .execute(app.state.db.pool())
+                .await
+                .unwrap();
+        }
+        Backend::Postgres => {
+            let mut listening = app.state.sessions.listening();
+            let mut conn = sqlx::PgConnection::connect(&postgres_url().unwrap())
+                .await
+                .unwrap();
+            let killed: Vec<bool> = sqlx::query_scalar(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE application_name = $1",
+            )
+            .bind(app.state.sessions.listener_name())
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+            assert_eq!(killed, [true]);
+            // The listener has noticed once its state changes.
+            listening.changed().await.unwrap();
+
+            // Revoked without a notification: the triggers are off for this change.
+            let schema = app
+                .state
+                .config
+                .database_url
+                .split("search_path%3D")
+                .nth(1)
+                .unwrap()
+                .to_owned();
+            let mut tx = conn.begin().await.unwrap();
+            sqlx::query("SET LOCAL session_replication_role = replica")
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            sqlx::query(&silent_revoke.replace("sessions", &format!("{schema}.sessions")))
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+        }
+    }
+    refused(&app, &cookie).await;
+}
+
+async fn user_id(app: &TestApp, username: &str) -> i64 {
+    app.scalar(&format!(
+        "SELECT id FROM users WHERE username = '{username}'"
+    ))
+    .await
+}
+
+async fn role_id(app: &TestApp, name: &str) -> i64 {
+    app.scalar(&format!("SELECT id FROM roles WHERE name = '{name}'"))
+        .await
+}
+
+async fn grant(app: &TestApp, username: &str, role: &str) {
+    let id = user_id(app, username).await;
+    gatehouse::rbac::grant_role(app.state.db.pool(), id, role)
+        .await
+        .unwrap();
+}
