@@ -238,6 +238,7 @@ impl Server {
                 "gatehouse-bench-secret-key-0123456789abc".to_owned(),
             ),
             ("MAIL_BACKEND", "log".to_owned()),
+            ("SESSION_CACHE", "on".to_owned()),
         ]);
         let config = Config::from_vars(&vars).expect("the benchmark's configuration");
         let db = Db::connect(&config.database_url)

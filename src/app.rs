@@ -231,14 +231,16 @@ pub async fn serve(
         state.activity.clone(),
         stop_rx.clone(),
     ));
-    // On SQLite the listener never runs, so the session cache is never trusted.
-    let cache_task = (state.db.backend() == Backend::Postgres).then(|| {
-        tokio::spawn(auth::cache::listen(
-            state.sessions.clone(),
-            state.config.database_url.clone(),
-            stop_rx.clone(),
-        ))
-    });
+    // Without the listener (SQLite, or the cache not asked for) the session cache is
+    // never trusted.
+    let cache_task =
+        (state.config.session_cache && state.db.backend() == Backend::Postgres).then(|| {
+            tokio::spawn(auth::cache::listen(
+                state.sessions.clone(),
+                state.config.database_url.clone(),
+                stop_rx.clone(),
+            ))
+        });
     let maintenance_task = tokio::spawn(maintenance(state.clone(), stop_rx));
 
     accept_until(&state, listener, shutdown).await;

@@ -157,6 +157,10 @@ pub struct Config {
     pub trusted_proxies: Vec<IpNet>,
     pub mail: MailConfig,
     pub require_email_verification: bool,
+    /// Answer authenticated requests from memory on PostgreSQL (see
+    /// docs/performance.md): off by default, because another instance may still
+    /// accept a revoked session for the moment its notification takes to arrive.
+    pub session_cache: bool,
     pub totp_issuer: String,
     pub log_format: LogFormat,
     pub password_policy: PasswordPolicy,
@@ -415,6 +419,11 @@ impl Config {
             .map(|v| parse_bool("REQUIRE_EMAIL_VERIFICATION", v))
             .transpose()?
             .unwrap_or(true);
+        let session_cache = vars
+            .get("SESSION_CACHE")
+            .map(|v| parse_bool("SESSION_CACHE", v))
+            .transpose()?
+            .unwrap_or(false);
         let totp_issuer = vars.get("TOTP_ISSUER").unwrap_or("Gatehouse").to_owned();
 
         let log_format = match vars.get("LOG_FORMAT") {
@@ -536,6 +545,7 @@ impl Config {
             trusted_proxies,
             mail,
             require_email_verification,
+            session_cache,
             totp_issuer,
             log_format,
             password_policy: PasswordPolicy {

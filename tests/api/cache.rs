@@ -18,12 +18,16 @@ on_both_databases!(
     the_cache_is_bypassed_while_the_listener_is_down,
 );
 
-/// Two instances on one database, each with its cache in use where it can be.
+/// Two instances on one database, each with its cache asked for and in use where it
+/// can be.
 async fn pair(backend: Backend) -> (TestApp, TestApp) {
-    let a = TestApp::spawn(backend).await;
+    let a = TestApp::spawn_with(backend, &[("SESSION_CACHE", "on")]).await;
     let b = TestApp::spawn_with(
         backend,
-        &[("DATABASE_URL", a.state.config.database_url.as_str())],
+        &[
+            ("DATABASE_URL", a.state.config.database_url.as_str()),
+            ("SESSION_CACHE", "on"),
+        ],
     )
     .await;
     if backend == Backend::Postgres {
@@ -241,7 +245,7 @@ async fn role_changes_reach_the_other_instance(backend: Backend) {
 /// the next request once the listener has lost its connection: the cache is bypassed
 /// while it is down, and emptied when it comes back. On SQLite it is never trusted.
 async fn the_cache_is_bypassed_while_the_listener_is_down(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let app = TestApp::spawn_with(backend, &[("SESSION_CACHE", "on")]).await;
     if backend == Backend::Postgres {
         app.state.sessions.until_trusted().await;
     }
