@@ -13,14 +13,13 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::service::{self, within_powers};
 use super::store::{self, Role};
-use super::{Access, Permission, SUPER_ADMIN};
-use crate::accounts::store::find_by_id;
-use crate::accounts::User;
+use super::{Permission, SUPER_ADMIN};
 use crate::app::AppState;
 use crate::auth::policy::Policy::Permission as Needs;
 use crate::auth::policy::{Policy, Routes};
-use crate::auth::{session, CurrentUser};
+use crate::auth::CurrentUser;
 use crate::error::AppError;
 use crate::http::query::page_param;
 use crate::http::{Json, Origin};
@@ -92,15 +91,6 @@ fn at(prefix: &str, path: &str) -> String {
 
 fn ok(message: impl Into<String>) -> Response {
     axum::Json(json!({ "success": true, "message": message.into() })).into_response()
-}
-
-/// Whether `caller` may hand out or take away something carrying `permissions`.
-fn within_powers(caller: &Access, permissions: &[String], is_super_admin_role: bool) -> bool {
-    caller.super_admin
-        || (!is_super_admin_role
-            && permissions
-                .iter()
-                .all(|p| caller.permissions.contains(p.as_str())))
 }
 
 async fn list_roles(State(state): State<AppState>) -> Result<Response, AppError> {
@@ -374,47 +364,13 @@ struct UserRoleBody {
     role_id: i64,
 }
 
-/// The user and role a body names, once the caller is known to hold every permission
-/// the role carries (only a Super Admin may give or take Super Admin).
-async fn user_and_role(
-    conn: &mut sqlx::AnyConnection,
-    caller: &CurrentUser,
-    body: &UserRoleBody,
-) -> Result<(User, Role), AppError> {
-    let user = find_by_id(&mut *conn, body.user_id)
-        .await?
-        .ok_or_else(|| AppError::not_found("User not found"))?;
-    let role = store::role_by_id(&mut *conn, body.role_id)
-        .await?
-        .ok_or_else(|| AppError::not_found("Role not found"))?;
-    let permissions = store::role_permissions(conn, &role).await?;
-    if !within_powers(&caller.access, &permissions, role.name == SUPER_ADMIN) {
-        return Err(AppError::unauthorized_access());
-    }
-    Ok((user, role))
-}
-
 async fn assign_role(
     State(state): State<AppState>,
     caller: CurrentUser,
     origin: Origin,
     Json(body): Json<UserRoleBody>,
 ) -> Result<Response, AppError> {
-    let mut tx = state.db.begin().await?;
-    let (user, role) = user_and_role(&mut tx, &caller, &body).await?;
-    let added = store::add_user_role(&mut tx, user.id, role.id).await?;
-    if added {
-        record_change_in(
-            &mut tx,
-            Kind::Admin,
-            &caller.user,
-            &origin,
-            format!("role {:?} given to user {}", role.name, user.id),
-            json!({ "action": "assign_role_to_user", "target": { "user_id": user.id, "username": user.username, "role": role.name }, "before": { "has_role": false }, "after": { "has_role": true } }),
-        )
-        .await?;
-    }
-    tx.commit().await?;
+    service::assign_role(&state, &caller, &origin, body.user_id, body.role_id).await?;
     Ok(ok("Role assigned to user"))
 }
 
@@ -424,27 +380,7 @@ async fn remove_role(
     origin: Origin,
     Json(body): Json<UserRoleBody>,
 ) -> Result<Response, AppError> {
-    let mut tx = state.db.begin().await?;
-    store::lock_super_admins(&mut tx).await?;
-    let (user, role) = user_and_role(&mut tx, &caller, &body).await?;
-    let removed = store::remove_user_role(&mut tx, user.id, role.id).await?;
-    if role.name == SUPER_ADMIN && store::active_super_admins(&mut tx).await? == 0 {
-        return Err(AppError::conflict(
-            "The last Super Admin cannot lose that role",
-        ));
-    }
-    if removed {
-        record_change_in(
-            &mut tx,
-            Kind::Admin,
-            &caller.user,
-            &origin,
-            format!("role {:?} taken from user {}", role.name, user.id),
-            json!({ "action": "remove_role_from_user", "target": { "user_id": user.id, "username": user.username, "role": role.name }, "before": { "has_role": true }, "after": { "has_role": false } }),
-        )
-        .await?;
-    }
-    tx.commit().await?;
+    service::remove_role(&state, &caller, &origin, body.user_id, body.role_id).await?;
     Ok(ok("Role removed from user"))
 }
 
@@ -524,50 +460,10 @@ async fn set_status(
     let id: i64 = id
         .parse()
         .map_err(|_| AppError::invalid("The user id must be an integer"))?;
-    if id == caller.user.id {
-        return Err(AppError::conflict(
-            "You cannot change your own account status",
-        ));
-    }
-    let mut tx = state.db.begin().await?;
-    store::lock_super_admins(&mut tx).await?;
-    let user = find_by_id(&mut *tx, id)
-        .await?
-        .ok_or_else(|| AppError::not_found("User not found"))?;
-    let target = Access::load(state.db.pool(), user.id).await?;
-    let target_permissions: Vec<String> = target.permissions.iter().cloned().collect();
-    if !within_powers(&caller.access, &target_permissions, target.super_admin) {
-        return Err(AppError::unauthorized_access());
-    }
-    store::set_disabled(&mut tx, user.id, disable).await?;
-    if disable {
-        if target.super_admin && store::active_super_admins(&mut tx).await? == 0 {
-            return Err(AppError::conflict(
-                "The last Super Admin cannot be disabled",
-            ));
-        }
-        session::revoke_all_for_user(&mut *tx, user.id, None).await?;
-    }
-    let (verb, message) = if disable {
-        ("disable_user", "User disabled")
+    service::set_disabled(&state, &caller, &origin, id, disable).await?;
+    Ok(ok(if disable {
+        "User disabled"
     } else {
-        ("enable_user", "User enabled")
-    };
-    if user.disabled != disable {
-        record_change_in(
-            &mut tx,
-            Kind::Admin,
-            &caller.user,
-            &origin,
-            format!(
-                "user {} {}",
-                user.id,
-                if disable { "disabled" } else { "enabled" }
-            ),
-            json!({ "action": verb, "target": { "user_id": user.id, "username": user.username }, "before": { "disabled": user.disabled }, "after": { "disabled": disable } }),
-        )
-        .await?;
-    }
-    tx.commit().await?;
-    Ok(ok(message))
+        "User enabled"
+    }))
 }
