@@ -158,3 +158,33 @@ pub async fn set_disabled(
     tx.commit().await?;
     Ok(())
 }
+
+/// Ends every session of another user, within the caller's powers.
+pub async fn end_sessions(
+    state: &AppState,
+    caller: &Authenticated,
+    origin: &Origin,
+    id: i64,
+) -> Result<(), AppError> {
+    let mut tx = state.db.begin().await?;
+    let user = find_by_id(&mut *tx, id)
+        .await?
+        .ok_or_else(|| AppError::not_found("User not found"))?;
+    let target = Access::load(state.db.pool(), user.id).await?;
+    let target_permissions: Vec<String> = target.permissions.iter().cloned().collect();
+    if !within_powers(&caller.access, &target_permissions, target.super_admin) {
+        return Err(AppError::unauthorized_access());
+    }
+    session::revoke_all_for_user(&mut *tx, user.id, None).await?;
+    record_change_in(
+        &mut tx,
+        Kind::Admin,
+        &caller.user,
+        origin,
+        format!("sessions of user {} ended", user.id),
+        json!({ "action": "end_sessions", "target": { "user_id": user.id, "username": user.username } }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}

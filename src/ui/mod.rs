@@ -16,6 +16,7 @@ mod account;
 mod assets;
 mod me;
 mod page;
+mod users;
 
 use std::sync::Arc;
 
@@ -54,6 +55,7 @@ pub fn routes() -> Routes {
         .get("/ui/theme/{mode}", Public, theme)
         .merge(account::routes())
         .merge(me::routes())
+        .merge(users::routes())
 }
 
 /// Where the stylesheet is served, under its content-hashed name.

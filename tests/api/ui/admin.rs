@@ -1,0 +1,240 @@
+//! The administration pages without JavaScript: an administrator managing users
+//! through links and forms, and a plain user refused with 403 pages.
+
+use reqwest::{Method, StatusCode};
+
+use super::forms::Walker;
+use crate::helpers::{Backend, TestApp, PASSWORD};
+use crate::on_both_databases;
+
+on_both_databases!(
+    an_administrator_manages_users_without_javascript,
+    a_plain_user_gets_403_pages,
+    bad_addresses_on_the_user_pages_are_pages_not_failures,
+);
+
+async fn id_of(app: &TestApp, username: &str) -> i64 {
+    app.scalar(&format!(
+        "SELECT id FROM users WHERE username = '{username}'"
+    ))
+    .await
+}
+
+async fn role_id(app: &TestApp, name: &str) -> i64 {
+    app.scalar(&format!("SELECT id FROM roles WHERE name = '{name}'"))
+        .await
+}
+
+async fn grant(app: &TestApp, username: &str, role: &str) {
+    let id = id_of(app, username).await;
+    gatehouse::rbac::grant_role(app.state.db.pool(), id, role)
+        .await
+        .unwrap();
+}
+
+async fn signed_in(app: &TestApp, username: &str) -> Walker {
+    let mut w = Walker::new(app);
+    w.open("/ui/login").await;
+    w.submit(
+        "/ui/login",
+        &[("username_or_email", username), ("password", PASSWORD)],
+    )
+    .await;
+    assert_eq!(w.path, "/ui/", "{username} is signed in");
+    w
+}
+
+async fn an_administrator_manages_users_without_javascript(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    for name in ["alice", "bob"] {
+        app.verified_user(name).await;
+    }
+    app.verified_user("boss").await;
+    grant(&app, "boss", "Admin").await;
+    let alice = id_of(&app, "alice").await;
+    let bob = id_of(&app, "bob").await;
+    // Alice is signed in in a browser of her own.
+    let mut hers = signed_in(&app, "alice").await;
+    let mut w = signed_in(&app, "boss").await;
+
+    w.follow("Users").await;
+    assert_eq!(w.path, "/ui/users");
+    w.sees("3 users");
+    w.sees("alice@example.com");
+    w.sees("bob@example.com");
+
+    // The search is a GET form: its query stays in the address.
+    w.open("/ui/users?q=ALI").await;
+    w.sees("1 user matching");
+    w.sees("alice@example.com");
+    assert!(!w.html.contains("bob@example.com"));
+    w.sees("value=\"ALI\"");
+
+    w.follow("alice").await;
+    assert_eq!(w.path, format!("/ui/users/{alice}"));
+    w.sees("alice@example.com");
+
+    // An Admin lacks manage_admin: handing out Super Admin is refused, with why.
+    let super_admin = role_id(&app, "Super Admin").await;
+    w.submit(&format!("/ui/users/{alice}/roles/{super_admin}/add"), &[])
+        .await;
+    assert_eq!(w.path, format!("/ui/users/{alice}"));
+    w.sees("Refused: you can only change users and roles whose permissions you hold");
+    let held = app
+        .scalar(&format!(
+            "SELECT COUNT(*) FROM user_roles WHERE user_id = {alice} AND role_id = {super_admin}"
+        ))
+        .await;
+    assert_eq!(held, 0);
+
+    let admin = role_id(&app, "Admin").await;
+    w.submit(&format!("/ui/users/{alice}/roles/{admin}/add"), &[])
+        .await;
+    w.sees("The role is given.");
+    w.sees(&format!("/ui/users/{alice}/roles/{admin}/remove"));
+    w.submit(&format!("/ui/users/{alice}/roles/{admin}/remove"), &[])
+        .await;
+    w.sees("The role is taken away.");
+    assert!(!w
+        .html
+        .contains(&format!("/ui/users/{alice}/roles/{admin}/remove")));
+    let logged = app
+        .scalar("SELECT COUNT(*) FROM activity_logs WHERE message LIKE 'role \"Admin\" %'")
+        .await;
+    assert_eq!(logged, 2, "each change is in the activity log");
+
+    // Signing someone out everywhere asks first, on a page of its own.
+    w.follow("Sign out everywhere").await;
+    assert_eq!(w.path, format!("/ui/users/{alice}/confirm/sign-out"));
+    w.sees("Sign this user out everywhere?");
+    w.submit(&format!("/ui/users/{alice}/sign-out"), &[]).await;
+    w.sees("They are signed out everywhere.");
+    w.sees("Not signed in anywhere.");
+    hers.open("/ui/profile").await;
+    assert!(hers.path.starts_with("/ui/login"), "her session is over");
+
+    // Disabling asks first; Cancel goes back without doing anything.
+    w.open(&format!("/ui/users/{bob}")).await;
+    w.follow("Disable the account").await;
+    w.sees("Disable this account?");
+    w.follow("Cancel").await;
+    assert_eq!(w.path, format!("/ui/users/{bob}"));
+    w.follow("Disable the account").await;
+    w.submit(&format!("/ui/users/{bob}/disable"), &[]).await;
+    w.sees("The account is disabled.");
+    let res = app
+        .post(
+            "/login",
+            serde_json::json!({ "username_or_email": "bob", "password": PASSWORD }),
+        )
+        .await;
+    assert_eq!(
+        res.status(),
+        StatusCode::FORBIDDEN,
+        "a disabled user cannot sign in"
+    );
+    w.submit(&format!("/ui/users/{bob}/enable"), &[]).await;
+    w.sees("The account is enabled.");
+    app.login("bob", PASSWORD).await;
+
+    w.submit(&format!("/ui/users/{bob}/password-reset"), &[])
+        .await;
+    w.sees("A password reset link is on its way to them.");
+    let link = app
+        .email_link("bob@example.com", "Reset your password")
+        .await;
+    assert!(link.contains("/reset_password/"), "{link}");
+
+    // Their own page offers nothing that would lock them out.
+    let me = id_of(&app, "boss").await;
+    w.open(&format!("/ui/users/{me}")).await;
+    w.sees("This is you");
+    assert!(!w.html.contains("Disable the account"));
+}
+
+async fn a_plain_user_gets_403_pages(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.verified_user("victim").await;
+    let victim = id_of(&app, "victim").await;
+    // The app's own client is now signed in as the plain user.
+    app.verified_user("plain").await;
+    let mut w = signed_in(&app, "plain").await;
+    assert!(
+        !w.html.contains("href=\"/ui/users\""),
+        "no link to what they may not see"
+    );
+
+    for page in [
+        "/ui/users".to_owned(),
+        "/ui/users?q=v".to_owned(),
+        format!("/ui/users/{victim}"),
+        format!("/ui/users/{victim}/confirm/disable"),
+    ] {
+        w.open(&page).await;
+        assert_eq!(w.status, StatusCode::FORBIDDEN, "{page}");
+        w.sees("Not allowed");
+    }
+    let admin = role_id(&app, "Admin").await;
+    for action in [
+        format!("/ui/users/{victim}/disable"),
+        format!("/ui/users/{victim}/enable"),
+        format!("/ui/users/{victim}/sign-out"),
+        format!("/ui/users/{victim}/password-reset"),
+        format!("/ui/users/{victim}/roles/{admin}/add"),
+        format!("/ui/users/{victim}/roles/{admin}/remove"),
+    ] {
+        let res = app.request(Method::POST, &action, None).await;
+        assert_eq!(res.status(), StatusCode::FORBIDDEN, "{action}");
+        assert!(res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html"));
+    }
+    let roles = app
+        .scalar(&format!(
+            "SELECT COUNT(*) FROM user_roles WHERE user_id = {victim} AND role_id = {admin}"
+        ))
+        .await;
+    assert_eq!(roles, 0);
+
+    // Signed out, the pages ask to sign in and come back.
+    let mut anonymous = Walker::new(&app);
+    anonymous.open("/ui/users?q=x").await;
+    assert_eq!(anonymous.path, "/ui/login?next=%2Fui%2Fusers%3Fq%3Dx");
+}
+
+async fn bad_addresses_on_the_user_pages_are_pages_not_failures(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.verified_user("boss").await;
+    grant(&app, "boss", "Admin").await;
+    let me = id_of(&app, "boss").await;
+    let mut w = signed_in(&app, "boss").await;
+    let long = "a".repeat(101);
+    for (page, status) in [
+        ("/ui/users/abc".to_owned(), StatusCode::NOT_FOUND),
+        ("/ui/users/99999999".to_owned(), StatusCode::NOT_FOUND),
+        ("/ui/users/1e3".to_owned(), StatusCode::NOT_FOUND),
+        (
+            format!("/ui/users/{me}/confirm/explode"),
+            StatusCode::NOT_FOUND,
+        ),
+        ("/ui/users?page=0".to_owned(), StatusCode::BAD_REQUEST),
+        ("/ui/users?page=x".to_owned(), StatusCode::BAD_REQUEST),
+        (format!("/ui/users?q={long}"), StatusCode::BAD_REQUEST),
+    ] {
+        w.open(&page).await;
+        assert_eq!(w.status, status, "{page}");
+        w.sees("<!doctype html>");
+    }
+    // Past the last page is an empty page, not an error.
+    w.open("/ui/users?page=999").await;
+    assert_eq!(w.status, StatusCode::OK);
+    w.sees("Nobody matches.");
+    // Forms posted without their token are refused before anything changes.
+    let res = app
+        .request(Method::POST, &format!("/ui/users/{me}/sign-out"), None)
+        .await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    w.open(&format!("/ui/users/{me}")).await;
+    w.sees("This is you");
+}
