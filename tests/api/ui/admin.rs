@@ -3,6 +3,7 @@
 
 use reqwest::{Method, StatusCode};
 
+use super::browser::Browser;
 use super::forms::Walker;
 use crate::helpers::{Backend, TestApp, PASSWORD};
 use crate::on_both_databases;
@@ -237,4 +238,47 @@ async fn bad_addresses_on_the_user_pages_are_pages_not_failures(backend: Backend
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
     w.open(&format!("/ui/users/{me}")).await;
     w.sees("This is you");
+}
+
+/// The user pages in a real browser, photographed in both themes at both widths.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_user_pages_in_a_browser() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    for name in ["alice", "bob", "carol"] {
+        app.verified_user(name).await;
+    }
+    app.verified_user("boss").await;
+    grant(&app, "boss", "Admin").await;
+    let bob = id_of(&app, "bob").await;
+    let Some(b) = Browser::start(&app.url("/")).await else {
+        return;
+    };
+    b.open("/ui/login").await;
+    b.fill("Username or email", "boss").await;
+    b.fill("Password", PASSWORD).await;
+    b.click("Sign in").await;
+    b.at("/ui/").await;
+
+    b.click("Users").await;
+    b.at("/ui/users").await;
+    b.sees("4 users").await;
+    b.screenshots("admin-users").await;
+    b.fill("Search by username, email or name", "b").await;
+    b.click("Search").await;
+    b.at("/ui/users?q=b").await;
+    b.sees("2 users matching").await;
+    b.screenshots("admin-users-search").await;
+
+    b.click("bob").await;
+    b.at(&format!("/ui/users/{bob}")).await;
+    b.screenshots("admin-user").await;
+    b.click("Disable the account").await;
+    b.at(&format!("/ui/users/{bob}/confirm/disable")).await;
+    b.screenshots("admin-user-confirm").await;
+    b.click("Disable the account").await;
+    b.at(&format!("/ui/users/{bob}")).await;
+    b.sees("The account is disabled.").await;
+    b.screenshots("admin-user-disabled").await;
+    b.click("Enable the account").await;
+    b.sees("The account is enabled.").await;
 }
