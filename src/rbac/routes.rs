@@ -14,8 +14,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::service::{self, within_powers};
-use super::store::{self, Role};
-use super::{Permission, SUPER_ADMIN};
+use super::store;
+use super::Permission;
 use crate::app::AppState;
 use crate::auth::policy::Policy::Permission as Needs;
 use crate::auth::policy::{Policy, Routes};
@@ -24,7 +24,6 @@ use crate::error::AppError;
 use crate::http::query::page_param;
 use crate::http::{Json, Origin};
 use crate::logs::{record_change_in, Kind};
-use crate::text::label;
 
 const MANAGE_USERS: Policy = Needs(Permission::ManageUsers);
 const MANAGE_ADMIN: Policy = Needs(Permission::ManageAdmin);
@@ -124,19 +123,7 @@ async fn create_role(
     origin: Origin,
     Json(body): Json<NameBody>,
 ) -> Result<Response, AppError> {
-    let name = label("name", &body.name, 64)?;
-    let mut tx = state.db.begin().await?;
-    let id = store::create_role(&mut tx, &name).await?;
-    record_change_in(
-        &mut tx,
-        Kind::Admin,
-        &caller.user,
-        &origin,
-        format!("role {name:?} created"),
-        json!({ "action": "create_role", "target": { "role_id": id, "name": name }, "before": null, "after": { "name": name } }),
-    )
-    .await?;
-    tx.commit().await?;
+    let (id, name) = service::create_role(&state, &caller, &origin, &body.name).await?;
     Ok((
         StatusCode::CREATED,
         axum::Json(json!({ "success": true, "message": "New role created", "role": { "id": id, "name": name } })),
@@ -155,36 +142,7 @@ async fn delete_role(
     origin: Origin,
     Json(body): Json<RoleIdBody>,
 ) -> Result<Response, AppError> {
-    let mut tx = state.db.begin().await?;
-    let role = store::role_by_id(&mut tx, body.role_id)
-        .await?
-        .ok_or_else(|| AppError::not_found("Role not found"))?;
-    if role.builtin {
-        return Err(AppError::conflict("Built-in roles cannot be deleted"));
-    }
-    let permissions = store::role_permissions(&mut tx, &role).await?;
-    if !within_powers(&caller.access, &permissions, false) {
-        return Err(AppError::unauthorized_access());
-    }
-    let holders = store::role_holders(&mut tx, role.id).await?;
-    if holders > 0 {
-        // Deleting a role in use would silently strip its holders' access; that
-        // should be a deliberate act, one user at a time.
-        return Err(AppError::conflict(format!(
-            "The role is held by {holders} user(s); remove it from them first"
-        )));
-    }
-    store::delete_role(&mut tx, role.id).await?;
-    record_change_in(
-        &mut tx,
-        Kind::Admin,
-        &caller.user,
-        &origin,
-        format!("role {:?} deleted", role.name),
-        json!({ "action": "delete_role", "target": { "role_id": role.id, "name": role.name }, "before": { "permissions": permissions }, "after": null }),
-    )
-    .await?;
-    tx.commit().await?;
+    service::delete_role(&state, &caller, &origin, body.role_id).await?;
     Ok(ok("Role deleted successfully"))
 }
 
@@ -278,57 +236,21 @@ struct RolePermissionBody {
     role_name: String,
 }
 
-/// The role and permission a body names, after the escalation check.
-async fn role_and_permission(
-    state: &AppState,
-    caller: &CurrentUser,
-    body: &RolePermissionBody,
-) -> Result<(Role, store::PermissionRow), AppError> {
-    let permission = store::permission_by_name(&state.db, body.permission_name.trim())
-        .await?
-        .ok_or_else(|| AppError::not_found("Permission does not exist"))?;
-    let mut conn = state.db.pool().acquire().await?;
-    let role = store::role_by_name(&mut conn, body.role_name.trim())
-        .await?
-        .ok_or_else(|| AppError::not_found("Role does not exist"))?;
-    if !within_powers(
-        &caller.access,
-        std::slice::from_ref(&permission.name),
-        false,
-    ) {
-        return Err(AppError::unauthorized_access());
-    }
-    if role.name == SUPER_ADMIN {
-        return Err(AppError::conflict(
-            "Super Admin holds every permission; its permissions cannot be changed",
-        ));
-    }
-    Ok((role, permission))
-}
-
 async fn assign_permission(
     State(state): State<AppState>,
     caller: CurrentUser,
     origin: Origin,
     Json(body): Json<RolePermissionBody>,
 ) -> Result<Response, AppError> {
-    let (role, permission) = role_and_permission(&state, &caller, &body).await?;
-    let mut tx = state.db.begin().await?;
-    if store::link(&mut tx, role.id, permission.id).await? {
-        record_change_in(
-            &mut tx,
-            Kind::Admin,
-            &caller.user,
-            &origin,
-            format!(
-                "permission {:?} assigned to role {:?}",
-                permission.name, role.name
-            ),
-            json!({ "action": "assign_permission_to_role", "target": { "role": role.name, "permission": permission.name }, "before": { "assigned": false }, "after": { "assigned": true } }),
-        )
-        .await?;
-    }
-    tx.commit().await?;
+    service::set_role_permission(
+        &state,
+        &caller,
+        &origin,
+        &body.role_name,
+        &body.permission_name,
+        true,
+    )
+    .await?;
     Ok(ok("Permission assigned to role"))
 }
 
@@ -338,23 +260,15 @@ async fn revoke_permission(
     origin: Origin,
     Json(body): Json<RolePermissionBody>,
 ) -> Result<Response, AppError> {
-    let (role, permission) = role_and_permission(&state, &caller, &body).await?;
-    let mut tx = state.db.begin().await?;
-    if store::unlink(&mut tx, role.id, permission.id).await? {
-        record_change_in(
-            &mut tx,
-            Kind::Admin,
-            &caller.user,
-            &origin,
-            format!(
-                "permission {:?} revoked from role {:?}",
-                permission.name, role.name
-            ),
-            json!({ "action": "revoke_permission_from_role", "target": { "role": role.name, "permission": permission.name }, "before": { "assigned": true }, "after": { "assigned": false } }),
-        )
-        .await?;
-    }
-    tx.commit().await?;
+    service::set_role_permission(
+        &state,
+        &caller,
+        &origin,
+        &body.role_name,
+        &body.permission_name,
+        false,
+    )
+    .await?;
     Ok(ok("Permission revoked from role"))
 }
 

@@ -13,6 +13,7 @@ use crate::auth::Authenticated;
 use crate::error::AppError;
 use crate::http::Origin;
 use crate::logs::{record_change_in, Kind};
+use crate::text::label;
 
 /// Whether `caller` may hand out or take away something carrying `permissions`.
 pub fn within_powers(caller: &Access, permissions: &[String], is_super_admin_role: bool) -> bool {
@@ -185,6 +186,147 @@ pub async fn end_sessions(
         json!({ "action": "end_sessions", "target": { "user_id": user.id, "username": user.username } }),
     )
     .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Creates a role; returns its id and its name as stored.
+pub async fn create_role(
+    state: &AppState,
+    caller: &Authenticated,
+    origin: &Origin,
+    name: &str,
+) -> Result<(i64, String), AppError> {
+    let name = label("name", name, 64)?;
+    let mut tx = state.db.begin().await?;
+    let id = store::create_role(&mut tx, &name).await?;
+    record_change_in(
+        &mut tx,
+        Kind::Admin,
+        &caller.user,
+        origin,
+        format!("role {name:?} created"),
+        json!({ "action": "create_role", "target": { "role_id": id, "name": name }, "before": null, "after": { "name": name } }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok((id, name))
+}
+
+/// Deletes a role nobody holds, unless it is built in or carries a permission the
+/// caller lacks.
+pub async fn delete_role(
+    state: &AppState,
+    caller: &Authenticated,
+    origin: &Origin,
+    role_id: i64,
+) -> Result<(), AppError> {
+    let mut tx = state.db.begin().await?;
+    let role = store::role_by_id(&mut tx, role_id)
+        .await?
+        .ok_or_else(|| AppError::not_found("Role not found"))?;
+    if role.builtin {
+        return Err(AppError::conflict("Built-in roles cannot be deleted"));
+    }
+    let permissions = store::role_permissions(&mut tx, &role).await?;
+    if !within_powers(&caller.access, &permissions, false) {
+        return Err(AppError::unauthorized_access());
+    }
+    let holders = store::role_holders(&mut tx, role.id).await?;
+    if holders > 0 {
+        // Deleting a role in use would silently strip its holders' access; that
+        // should be a deliberate act, one user at a time.
+        return Err(AppError::conflict(format!(
+            "The role is held by {holders} user(s); remove it from them first"
+        )));
+    }
+    store::delete_role(&mut tx, role.id).await?;
+    record_change_in(
+        &mut tx,
+        Kind::Admin,
+        &caller.user,
+        origin,
+        format!("role {:?} deleted", role.name),
+        json!({ "action": "delete_role", "target": { "role_id": role.id, "name": role.name }, "before": { "permissions": permissions }, "after": null }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The role and permission named, after the escalation check.
+async fn role_and_permission(
+    state: &AppState,
+    caller: &Authenticated,
+    role_name: &str,
+    permission_name: &str,
+) -> Result<(Role, store::PermissionRow), AppError> {
+    let permission = store::permission_by_name(&state.db, permission_name.trim())
+        .await?
+        .ok_or_else(|| AppError::not_found("Permission does not exist"))?;
+    let mut conn = state.db.pool().acquire().await?;
+    let role = store::role_by_name(&mut conn, role_name.trim())
+        .await?
+        .ok_or_else(|| AppError::not_found("Role does not exist"))?;
+    if !within_powers(
+        &caller.access,
+        std::slice::from_ref(&permission.name),
+        false,
+    ) {
+        return Err(AppError::unauthorized_access());
+    }
+    if role.name == SUPER_ADMIN {
+        return Err(AppError::conflict(
+            "Super Admin holds every permission; its permissions cannot be changed",
+        ));
+    }
+    Ok((role, permission))
+}
+
+/// Grants a permission to a role, or withdraws it, recording a change if there was one.
+pub async fn set_role_permission(
+    state: &AppState,
+    caller: &Authenticated,
+    origin: &Origin,
+    role_name: &str,
+    permission_name: &str,
+    grant: bool,
+) -> Result<(), AppError> {
+    let (role, permission) = role_and_permission(state, caller, role_name, permission_name).await?;
+    let mut tx = state.db.begin().await?;
+    let changed = if grant {
+        store::link(&mut tx, role.id, permission.id).await?
+    } else {
+        store::unlink(&mut tx, role.id, permission.id).await?
+    };
+    if changed {
+        let (message, action) = if grant {
+            (
+                format!(
+                    "permission {:?} assigned to role {:?}",
+                    permission.name, role.name
+                ),
+                "assign_permission_to_role",
+            )
+        } else {
+            (
+                format!(
+                    "permission {:?} revoked from role {:?}",
+                    permission.name, role.name
+                ),
+                "revoke_permission_from_role",
+            )
+        };
+        record_change_in(
+            &mut tx,
+            Kind::Admin,
+            &caller.user,
+            origin,
+            message,
+            json!({ "action": action, "target": { "role": role.name, "permission": permission.name }, "before": { "assigned": !grant }, "after": { "assigned": grant } }),
+        )
+        .await?;
+    }
     tx.commit().await?;
     Ok(())
 }
