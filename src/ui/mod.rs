@@ -16,6 +16,7 @@ mod account;
 mod assets;
 mod me;
 mod page;
+mod roles;
 mod users;
 
 use std::sync::Arc;
@@ -56,6 +57,7 @@ pub fn routes() -> Routes {
         .merge(account::routes())
         .merge(me::routes())
         .merge(users::routes())
+        .merge(roles::routes())
 }
 
 /// Where the stylesheet is served, under its content-hashed name.

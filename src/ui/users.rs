@@ -53,7 +53,7 @@ pub fn routes() -> Routes {
 }
 
 /// Pages behind a permission always have a session; the policy answered otherwise.
-fn caller(ctx: &Ctx) -> Result<&Authenticated, AppError> {
+pub(super) fn caller(ctx: &Ctx) -> Result<&Authenticated, AppError> {
     ctx.auth.as_deref().ok_or_else(AppError::login_required)
 }
 
@@ -186,26 +186,26 @@ async fn user_page(ctx: Ctx, Path(id): Path<String>) -> PageResult {
     Ok(ctx.render(StatusCode::OK, page.render()?))
 }
 
-/// Answers an action with the user's page and a flash: the service's reason when it
+/// Answers an action with the page at `to` and a flash: the service's reason when it
 /// refused, so the administrator sees why. Failures of ours stay 500 pages.
-fn outcome(ctx: &Ctx, id: i64, result: Result<(), AppError>, done: &str) -> PageResult {
+pub(super) fn outcome(ctx: &Ctx, to: &str, result: Result<(), AppError>, done: &str) -> PageResult {
     match result {
-        Ok(()) => Ok(ctx.redirect(&user_url(id), Some((true, done)))),
+        Ok(()) => Ok(ctx.redirect(to, Some((true, done)))),
         Err(e @ (AppError::Internal(_) | AppError::Unavailable(_))) => Err(e.into()),
         Err(AppError::Forbidden(..)) => Ok(ctx.redirect(
-            &user_url(id),
+            to,
             Some((
                 false,
                 "Refused: you can only change users and roles whose permissions you hold \
                  yourself, and only a Super Admin can give or take Super Admin.",
             )),
         )),
-        Err(e) => Ok(ctx.redirect(&user_url(id), Some((false, &format!("Refused: {e}"))))),
+        Err(e) => Ok(ctx.redirect(to, Some((false, &format!("Refused: {e}"))))),
     }
 }
 
 #[derive(Deserialize)]
-struct Confirmed {}
+pub(super) struct Confirmed {}
 
 fn role_id(raw: &str) -> Result<i64, AppError> {
     raw.parse().map_err(|_| AppError::not_found("No such role"))
@@ -219,7 +219,7 @@ async fn assign_role(
     let auth = caller(&ctx)?;
     let id = user_id(&id)?;
     let result = service::assign_role(&ctx.state, auth, &ctx.origin, id, role_id(&role)?).await;
-    outcome(&ctx, id, result, "The role is given.")
+    outcome(&ctx, &user_url(id), result, "The role is given.")
 }
 
 async fn remove_role(
@@ -230,7 +230,7 @@ async fn remove_role(
     let auth = caller(&ctx)?;
     let id = user_id(&id)?;
     let result = service::remove_role(&ctx.state, auth, &ctx.origin, id, role_id(&role)?).await;
-    outcome(&ctx, id, result, "The role is taken away.")
+    outcome(&ctx, &user_url(id), result, "The role is taken away.")
 }
 
 /// What a confirmation page asks before the action.
@@ -283,21 +283,26 @@ async fn disable(ctx: Ctx, Path(id): Path<String>, Form(_): Form<Confirmed>) -> 
     let auth = caller(&ctx)?;
     let id = user_id(&id)?;
     let result = service::set_disabled(&ctx.state, auth, &ctx.origin, id, true).await;
-    outcome(&ctx, id, result, "The account is disabled.")
+    outcome(&ctx, &user_url(id), result, "The account is disabled.")
 }
 
 async fn enable(ctx: Ctx, Path(id): Path<String>, Form(_): Form<Confirmed>) -> PageResult {
     let auth = caller(&ctx)?;
     let id = user_id(&id)?;
     let result = service::set_disabled(&ctx.state, auth, &ctx.origin, id, false).await;
-    outcome(&ctx, id, result, "The account is enabled.")
+    outcome(&ctx, &user_url(id), result, "The account is enabled.")
 }
 
 async fn sign_out(ctx: Ctx, Path(id): Path<String>, Form(_): Form<Confirmed>) -> PageResult {
     let auth = caller(&ctx)?;
     let id = user_id(&id)?;
     let result = service::end_sessions(&ctx.state, auth, &ctx.origin, id).await;
-    outcome(&ctx, id, result, "They are signed out everywhere.")
+    outcome(
+        &ctx,
+        &user_url(id),
+        result,
+        "They are signed out everywhere.",
+    )
 }
 
 async fn password_reset(ctx: Ctx, Path(id): Path<String>, Form(_): Form<Confirmed>) -> PageResult {
@@ -305,7 +310,7 @@ async fn password_reset(ctx: Ctx, Path(id): Path<String>, Form(_): Form<Confirme
     let result = recovery::request_reset(&ctx.state, &ctx.origin, &user.email).await;
     outcome(
         &ctx,
-        user.id,
+        &user_url(user.id),
         result,
         "A password reset link is on its way to them.",
     )

@@ -12,6 +12,7 @@ on_both_databases!(
     an_administrator_manages_users_without_javascript,
     a_plain_user_gets_403_pages,
     bad_addresses_on_the_user_pages_are_pages_not_failures,
+    a_super_admin_manages_roles_and_permissions_without_javascript,
 );
 
 async fn id_of(app: &TestApp, username: &str) -> i64 {
@@ -24,6 +25,19 @@ async fn id_of(app: &TestApp, username: &str) -> i64 {
 async fn role_id(app: &TestApp, name: &str) -> i64 {
     app.scalar(&format!("SELECT id FROM roles WHERE name = '{name}'"))
         .await
+}
+
+async fn permission_id(app: &TestApp, name: &str) -> i64 {
+    app.scalar(&format!("SELECT id FROM permissions WHERE name = '{name}'"))
+        .await
+}
+
+async fn linked(app: &TestApp, role: i64, permission: i64) -> bool {
+    app.scalar(&format!(
+        "SELECT COUNT(*) FROM role_permissions WHERE role_id = {role} AND permission_id = {permission}"
+    ))
+    .await
+        == 1
 }
 
 async fn grant(app: &TestApp, username: &str, role: &str) {
@@ -240,6 +254,105 @@ async fn bad_addresses_on_the_user_pages_are_pages_not_failures(backend: Backend
     w.sees("This is you");
 }
 
+async fn a_super_admin_manages_roles_and_permissions_without_javascript(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.verified_user("root").await;
+    grant(&app, "root", "Super Admin").await;
+    app.verified_user("keeper").await;
+    app.verified_user("boss").await;
+    grant(&app, "boss", "Admin").await;
+    let mut w = signed_in(&app, "root").await;
+
+    w.follow("Roles").await;
+    assert_eq!(w.path, "/ui/roles");
+    w.sees("built-in");
+    w.submit("/ui/roles", &[("name", "Editors")]).await;
+    w.sees("The role is created.");
+    w.submit("/ui/roles", &[("name", "   ")]).await;
+    w.sees("Refused: ");
+    let editors = role_id(&app, "Editors").await;
+    let manage_users = permission_id(&app, "manage_users").await;
+    let grant_path = format!("/ui/roles/{editors}/permissions/{manage_users}/grant");
+    w.submit(&grant_path, &[]).await;
+    w.sees("Editors now has manage_users.");
+    assert!(linked(&app, editors, manage_users).await);
+    w.submit(
+        &format!("/ui/roles/{editors}/permissions/{manage_users}/withdraw"),
+        &[],
+    )
+    .await;
+    w.sees("Editors no longer has manage_users.");
+    assert!(!linked(&app, editors, manage_users).await);
+    // Super Admin has every permission: its row has nothing to change.
+    let super_admin = role_id(&app, "Super Admin").await;
+    assert!(!w
+        .html
+        .contains(&format!("/ui/roles/{super_admin}/permissions/")));
+
+    // Built-in roles and roles in use stay, with the reason.
+    let admin = role_id(&app, "Admin").await;
+    w.open(&format!("/ui/roles/{admin}/delete")).await;
+    w.sees("Delete the role Admin?");
+    w.submit(&format!("/ui/roles/{admin}/delete"), &[]).await;
+    w.sees("Refused: Built-in roles cannot be deleted");
+
+    // A keeper holds manage_admin but not access_logs: granting it is refused.
+    w.submit("/ui/roles", &[("name", "Keepers")]).await;
+    let keepers = role_id(&app, "Keepers").await;
+    let manage_admin = permission_id(&app, "manage_admin").await;
+    w.submit(
+        &format!("/ui/roles/{keepers}/permissions/{manage_admin}/grant"),
+        &[],
+    )
+    .await;
+    grant(&app, "keeper", "Keepers").await;
+    w.open(&format!("/ui/roles/{keepers}/delete")).await;
+    w.submit(&format!("/ui/roles/{keepers}/delete"), &[]).await;
+    w.sees("Refused: The role is held by 1 user(s)");
+
+    let mut k = signed_in(&app, "keeper").await;
+    k.follow("Roles").await;
+    let access_logs = permission_id(&app, "access_logs").await;
+    k.submit(
+        &format!("/ui/roles/{editors}/permissions/{access_logs}/grant"),
+        &[],
+    )
+    .await;
+    k.sees("Refused: you can only change users and roles whose permissions you hold");
+    assert!(!linked(&app, editors, access_logs).await);
+
+    w.open(&format!("/ui/roles/{editors}/delete")).await;
+    w.follow("Cancel").await;
+    assert_eq!(w.path, "/ui/roles");
+    w.open(&format!("/ui/roles/{editors}/delete")).await;
+    w.submit(&format!("/ui/roles/{editors}/delete"), &[]).await;
+    w.sees("The role is deleted.");
+    assert!(!w.html.contains(">Editors<"));
+
+    // An Admin manages users, not roles.
+    let mut b = signed_in(&app, "boss").await;
+    assert!(!b.html.contains("href=\"/ui/roles\""));
+    for page in [
+        "/ui/roles".to_owned(),
+        format!("/ui/roles/{keepers}/delete"),
+    ] {
+        b.open(&page).await;
+        assert_eq!(b.status, StatusCode::FORBIDDEN, "{page}");
+        b.sees("Not allowed");
+    }
+    let res = app
+        .request(Method::POST, &format!("/ui/roles/{keepers}/delete"), None)
+        .await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    for page in [
+        "/ui/roles/x/delete".to_owned(),
+        "/ui/roles/999999/delete".to_owned(),
+    ] {
+        w.open(&page).await;
+        assert_eq!(w.status, StatusCode::NOT_FOUND, "{page}");
+    }
+}
+
 /// The user pages in a real browser, photographed in both themes at both widths.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_user_pages_in_a_browser() {
@@ -281,4 +394,11 @@ async fn the_user_pages_in_a_browser() {
     b.screenshots("admin-user-disabled").await;
     b.click("Enable the account").await;
     b.sees("The account is enabled.").await;
+
+    // Roles read fresh on every request: as a Super Admin, the roles page.
+    grant(&app, "boss", "Super Admin").await;
+    b.open("/ui/roles").await;
+    b.click("Roles").await;
+    b.at("/ui/roles").await;
+    b.screenshots("admin-roles").await;
 }
