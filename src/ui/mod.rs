@@ -14,6 +14,7 @@
 
 mod account;
 mod assets;
+mod logs;
 mod me;
 mod page;
 mod roles;
@@ -58,6 +59,7 @@ pub fn routes() -> Routes {
         .merge(me::routes())
         .merge(users::routes())
         .merge(roles::routes())
+        .merge(logs::routes())
 }
 
 /// Where the stylesheet is served, under its content-hashed name.

@@ -13,6 +13,7 @@ on_both_databases!(
     a_plain_user_gets_403_pages,
     bad_addresses_on_the_user_pages_are_pages_not_failures,
     a_super_admin_manages_roles_and_permissions_without_javascript,
+    the_activity_log_page_filters_and_pages_without_javascript,
 );
 
 async fn id_of(app: &TestApp, username: &str) -> i64 {
@@ -353,6 +354,88 @@ async fn a_super_admin_manages_roles_and_permissions_without_javascript(backend:
     }
 }
 
+async fn the_activity_log_page_filters_and_pages_without_javascript(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.verified_user("olga").await;
+    app.verified_user("boss").await;
+    grant(&app, "boss", "Admin").await;
+    let olga = id_of(&app, "olga").await;
+    // Sixty entries of Olga's, enough for a second page, and one with a marker.
+    for i in 0..60 {
+        sqlx::query(
+            "INSERT INTO activity_logs (created_at, level, kind, message, user_id, user_email) \
+             VALUES ($1, $2, 'auth', $3, $4, 'olga@example.com')",
+        )
+        .bind(1_790_000_000_i64 + i)
+        .bind(if i == 7 { "WARNING" } else { "INFO" })
+        .bind(format!("entry number {i}"))
+        .bind(olga)
+        .execute(app.state.db.pool())
+        .await
+        .unwrap();
+    }
+
+    // Olga sees only her own, with no export and no user filter.
+    let mut o = signed_in(&app, "olga").await;
+    o.follow("Activity log").await;
+    assert_eq!(o.path, "/ui/logs");
+    o.sees("of your own");
+    o.sees("entry number 59");
+    assert!(!o.html.contains("boss@example.com"));
+    assert!(!o.html.contains("Download as CSV"));
+    assert!(
+        !o.html.contains("entry number 9<"),
+        "the first page holds the newest 50"
+    );
+    o.follow("Older entries").await;
+    assert!(o.path.contains("before_id="), "{}", o.path);
+    o.sees("entry number 9<");
+    o.sees("showing older ones");
+    o.follow("Newest").await;
+    o.sees("entry number 59");
+
+    // An Admin (access_logs) filters everybody's; the filters stay in the address.
+    let mut w = signed_in(&app, "boss").await;
+    w.follow("Activity log").await;
+    w.sees("Download as CSV");
+    w.open(
+        "/ui/logs?user=olga%40example.com&level=warning&q=NUMBER&since=2026-01-01T00:00:00Z&until=",
+    )
+    .await;
+    assert_eq!(w.status, StatusCode::OK);
+    w.sees("1 entry");
+    w.sees("entry number 7");
+    w.sees("value=\"olga@example.com\"");
+    w.sees("/logs/export.csv?user=olga%40example.com&#38;level=warning&#38;q=NUMBER");
+
+    // The link downloads exactly that view (the app's client is the Admin's).
+    let csv = app
+        .get("/logs/export.csv?user=olga%40example.com&level=warning&q=NUMBER&since=2026-01-01T00:00:00Z&until=")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(csv.lines().count(), 2, "{csv}");
+    assert!(csv.contains("entry number 7"), "{csv}");
+
+    for bad in [
+        "/ui/logs?level=LOUD",
+        "/ui/logs?since=yesterday",
+        "/ui/logs?before_id=abc",
+    ] {
+        w.open(bad).await;
+        assert_eq!(w.status, StatusCode::BAD_REQUEST, "{bad}");
+        w.sees("<!doctype html>");
+    }
+    let long = "x".repeat(201);
+    w.open(&format!("/ui/logs?q={long}")).await;
+    assert_eq!(w.status, StatusCode::BAD_REQUEST);
+
+    let mut anonymous = Walker::new(&app);
+    anonymous.open("/ui/logs?level=INFO").await;
+    assert_eq!(anonymous.path, "/ui/login?next=%2Fui%2Flogs%3Flevel%3DINFO");
+}
+
 /// The user pages in a real browser, photographed in both themes at both widths.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_user_pages_in_a_browser() {
@@ -401,4 +484,7 @@ async fn the_user_pages_in_a_browser() {
     b.click("Roles").await;
     b.at("/ui/roles").await;
     b.screenshots("admin-roles").await;
+    b.click("Activity log").await;
+    b.at("/ui/logs").await;
+    b.screenshots("admin-logs").await;
 }

@@ -26,7 +26,12 @@ fn attr(tag: &str, name: &str) -> Option<String> {
     let needle = format!(" {name}=\"");
     let start = tag.find(&needle)? + needle.len();
     let end = tag[start..].find('"')? + start;
-    Some(tag[start..end].replace("&amp;", "&").replace("&#x2f;", "/"))
+    Some(
+        tag[start..end]
+            .replace("&amp;", "&")
+            .replace("&#38;", "&")
+            .replace("&#x2f;", "/"),
+    )
 }
 
 fn forms(html: &str) -> Vec<HtmlForm> {
