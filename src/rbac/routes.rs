@@ -315,7 +315,8 @@ async fn users_details(
     if q.is_some_and(|q| q.chars().count() > 100) {
         return Err(AppError::invalid("q must be at most 100 characters"));
     }
-    let (users, total) = store::list_users(&state.db, q, page, per_page).await?;
+    let (users, total) =
+        store::list_users(&state.db, q, store::UserOrder::Joined, page, per_page).await?;
     let users: Vec<Value> = users
         .iter()
         .map(|u| {

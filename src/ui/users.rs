@@ -18,7 +18,8 @@ use crate::auth::policy::{Policy, Routes};
 use crate::auth::{session, Authenticated};
 use crate::error::AppError;
 use crate::http::query::page_param;
-use crate::rbac::{service, store, Access, Permission};
+use crate::rbac::store::{self, UserOrder};
+use crate::rbac::{service, Access, Permission};
 
 const MANAGE_USERS: Policy = Needs(Permission::ManageUsers);
 const PER_PAGE: i64 = 25;
@@ -75,7 +76,21 @@ fn user_url(id: i64) -> String {
 #[derive(Deserialize)]
 struct ListQuery {
     q: Option<String>,
+    sort: Option<String>,
     page: Option<String>,
+}
+
+/// The orders offered, by their name in the address.
+const SORTS: [(&str, &str, UserOrder); 3] = [
+    ("joined", "Joined", UserOrder::Joined),
+    ("username", "Username", UserOrder::Username),
+    ("email", "Email", UserOrder::Email),
+];
+
+struct SortLink {
+    label: &'static str,
+    href: String,
+    current: bool,
 }
 
 #[derive(Template)]
@@ -83,6 +98,8 @@ struct ListQuery {
 struct ListPage {
     shell: Shell,
     q: String,
+    sorts: Vec<SortLink>,
+    current_sort: String,
     users: Vec<User>,
     total: i64,
     page: i64,
@@ -91,11 +108,12 @@ struct ListPage {
     next: Option<String>,
 }
 
-fn list_url(q: &str, page: i64) -> String {
+fn list_url(q: &str, sort: &str, page: i64) -> String {
     let mut params = Vec::new();
     if !q.is_empty() {
         params.push(("q", q.to_owned()));
     }
+    params.push(("sort", sort.to_owned()));
     params.push(("page", page.to_string()));
     format!(
         "/ui/users?{}",
@@ -109,18 +127,32 @@ async fn list_page(ctx: Ctx, Query(query): Query<ListQuery>) -> PageResult {
     if q.chars().count() > 100 {
         return Err(AppError::invalid("The search must be at most 100 characters").into());
     }
+    let sort = query.sort.as_deref().unwrap_or("joined");
+    let (_, _, order) = SORTS
+        .iter()
+        .find(|(name, _, _)| *name == sort)
+        .ok_or_else(|| AppError::invalid("sort must be joined, username or email"))?;
     let filter = Some(q).filter(|q| !q.is_empty());
-    let (users, total) = store::list_users(&ctx.state.db, filter, page, PER_PAGE).await?;
+    let (users, total) = store::list_users(&ctx.state.db, filter, *order, page, PER_PAGE).await?;
     let pages = ((total + PER_PAGE - 1) / PER_PAGE).max(1);
     let list = ListPage {
         shell: Shell::new(&ctx, "Users"),
         q: q.to_owned(),
+        sorts: SORTS
+            .iter()
+            .map(|(name, label, _)| SortLink {
+                label,
+                href: list_url(q, name, 1),
+                current: *name == sort,
+            })
+            .collect(),
+        current_sort: sort.to_owned(),
         users,
         total,
         page,
         pages,
-        prev: (page > 1).then(|| list_url(q, page - 1)),
-        next: (page < pages).then(|| list_url(q, page + 1)),
+        prev: (page > 1).then(|| list_url(q, sort, page - 1)),
+        next: (page < pages).then(|| list_url(q, sort, page + 1)),
     };
     Ok(ctx.render(StatusCode::OK, list.render()?))
 }

@@ -76,6 +76,7 @@ async fn an_administrator_manages_users_without_javascript(backend: Backend) {
     w.follow("Users").await;
     assert_eq!(w.path, "/ui/users");
     w.sees("3 users");
+    w.sees("Sort by");
     w.sees("alice@example.com");
     w.sees("bob@example.com");
 
@@ -85,6 +86,19 @@ async fn an_administrator_manages_users_without_javascript(backend: Backend) {
     w.sees("alice@example.com");
     assert!(!w.html.contains("bob@example.com"));
     w.sees("value=\"ALI\"");
+
+    // Sorting is a link that keeps the search; the default is the order of joining.
+    app.signup("aaron").await;
+    let at = |html: &str, name: &str| html.find(&format!(">{name}</a>")).unwrap();
+    w.open("/ui/users?q=A").await;
+    assert!(at(&w.html, "alice") < at(&w.html, "aaron"));
+    w.follow("Username").await;
+    assert_eq!(w.path, "/ui/users?q=A&sort=username&page=1");
+    assert!(at(&w.html, "aaron") < at(&w.html, "alice"));
+    w.sees("name=\"sort\" value=\"username\"");
+    w.open("/ui/users?sort=password").await;
+    assert_eq!(w.status, StatusCode::BAD_REQUEST);
+    w.open("/ui/users?q=ALI").await;
 
     w.follow("alice").await;
     assert_eq!(w.path, format!("/ui/users/{alice}"));
