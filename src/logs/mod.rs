@@ -12,7 +12,7 @@ pub mod writer;
 
 use serde_json::Value;
 
-pub use routes::routes;
+pub use routes::{filter, routes, LogQuery};
 pub use writer::ActivityLog;
 
 use crate::accounts::User;

@@ -16,7 +16,7 @@ use super::store::{self, Filter, LogRow};
 use crate::app::AppState;
 use crate::auth::policy::Policy::{LoggedIn, Permission as Needs};
 use crate::auth::policy::Routes;
-use crate::auth::CurrentUser;
+use crate::auth::{Authenticated, CurrentUser};
 use crate::error::AppError;
 use crate::http::query::{before_id, page_param};
 use crate::rbac::Permission;
@@ -29,16 +29,17 @@ pub fn routes() -> Routes {
     )
 }
 
+/// The listing's query, which the web UI's log page reads too.
 #[derive(Deserialize)]
-struct LogQuery {
+pub struct LogQuery {
     page: Option<String>,
     per_page: Option<String>,
-    before_id: Option<String>,
-    level: Option<String>,
-    user: Option<String>,
-    since: Option<String>,
-    until: Option<String>,
-    q: Option<String>,
+    pub before_id: Option<String>,
+    pub level: Option<String>,
+    pub user: Option<String>,
+    pub since: Option<String>,
+    pub until: Option<String>,
+    pub q: Option<String>,
 }
 
 fn nonempty(v: &Option<String>) -> Option<&str> {
@@ -62,7 +63,7 @@ fn instant(name: &str, value: Option<&str>) -> Result<Option<i64>, AppError> {
 
 /// The filter a caller asked for, narrowed to their own entries unless they hold
 /// `access_logs`.
-fn filter(caller: &CurrentUser, query: &LogQuery) -> Result<Filter, AppError> {
+pub fn filter(caller: &Authenticated, query: &LogQuery) -> Result<Filter, AppError> {
     let level = match nonempty(&query.level).map(str::to_ascii_uppercase) {
         None => None,
         Some(l) if ["INFO", "WARNING", "ERROR"].contains(&l.as_str()) => Some(l),

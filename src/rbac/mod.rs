@@ -4,6 +4,7 @@
 //! including ones created later, so it is checked by name rather than by links.
 
 mod routes;
+pub mod service;
 pub mod store;
 
 use std::collections::BTreeSet;

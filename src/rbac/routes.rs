@@ -13,20 +13,18 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::store::{self, Role};
-use super::{Access, Permission, SUPER_ADMIN};
-use crate::accounts::store::find_by_id;
-use crate::accounts::User;
+use super::service::{self, within_powers};
+use super::store;
+use super::Permission;
 use crate::app::AppState;
 use crate::auth::cache::Scope;
 use crate::auth::policy::Policy::Permission as Needs;
 use crate::auth::policy::{Policy, Routes};
-use crate::auth::{session, CurrentUser};
+use crate::auth::CurrentUser;
 use crate::error::AppError;
 use crate::http::query::page_param;
 use crate::http::{Json, Origin};
 use crate::logs::{record_change_in, Kind};
-use crate::text::label;
 
 const MANAGE_USERS: Policy = Needs(Permission::ManageUsers);
 const MANAGE_ADMIN: Policy = Needs(Permission::ManageAdmin);
@@ -95,15 +93,6 @@ fn ok(message: impl Into<String>) -> Response {
     axum::Json(json!({ "success": true, "message": message.into() })).into_response()
 }
 
-/// Whether `caller` may hand out or take away something carrying `permissions`.
-fn within_powers(caller: &Access, permissions: &[String], is_super_admin_role: bool) -> bool {
-    caller.super_admin
-        || (!is_super_admin_role
-            && permissions
-                .iter()
-                .all(|p| caller.permissions.contains(p.as_str())))
-}
-
 async fn list_roles(State(state): State<AppState>) -> Result<Response, AppError> {
     let roles: Vec<Value> = store::roles_with_permissions(&state.db)
         .await?
@@ -135,20 +124,7 @@ async fn create_role(
     origin: Origin,
     Json(body): Json<NameBody>,
 ) -> Result<Response, AppError> {
-    let name = label("name", &body.name, 64)?;
-    let mut tx = state.db.begin().await?;
-    let id = store::create_role(&mut tx, &name).await?;
-    record_change_in(
-        &mut tx,
-        Kind::Admin,
-        &caller.user,
-        &origin,
-        format!("role {name:?} created"),
-        json!({ "action": "create_role", "target": { "role_id": id, "name": name }, "before": null, "after": { "name": name } }),
-    )
-    .await?;
-    tx.commit().await?;
-    state.sessions.invalidate(Scope::All);
+    let (id, name) = service::create_role(&state, &caller, &origin, &body.name).await?;
     Ok((
         StatusCode::CREATED,
         axum::Json(json!({ "success": true, "message": "New role created", "role": { "id": id, "name": name } })),
@@ -167,37 +143,7 @@ async fn delete_role(
     origin: Origin,
     Json(body): Json<RoleIdBody>,
 ) -> Result<Response, AppError> {
-    let mut tx = state.db.begin().await?;
-    let role = store::role_by_id(&mut tx, body.role_id)
-        .await?
-        .ok_or_else(|| AppError::not_found("Role not found"))?;
-    if role.builtin {
-        return Err(AppError::conflict("Built-in roles cannot be deleted"));
-    }
-    let permissions = store::role_permissions(&mut tx, &role).await?;
-    if !within_powers(&caller.access, &permissions, false) {
-        return Err(AppError::unauthorized_access());
-    }
-    let holders = store::role_holders(&mut tx, role.id).await?;
-    if holders > 0 {
-        // Deleting a role in use would silently strip its holders' access; that
-        // should be a deliberate act, one user at a time.
-        return Err(AppError::conflict(format!(
-            "The role is held by {holders} user(s); remove it from them first"
-        )));
-    }
-    store::delete_role(&mut tx, role.id).await?;
-    record_change_in(
-        &mut tx,
-        Kind::Admin,
-        &caller.user,
-        &origin,
-        format!("role {:?} deleted", role.name),
-        json!({ "action": "delete_role", "target": { "role_id": role.id, "name": role.name }, "before": { "permissions": permissions }, "after": null }),
-    )
-    .await?;
-    tx.commit().await?;
-    state.sessions.invalidate(Scope::All);
+    service::delete_role(&state, &caller, &origin, body.role_id).await?;
     Ok(ok("Role deleted successfully"))
 }
 
@@ -293,58 +239,21 @@ struct RolePermissionBody {
     role_name: String,
 }
 
-/// The role and permission a body names, after the escalation check.
-async fn role_and_permission(
-    state: &AppState,
-    caller: &CurrentUser,
-    body: &RolePermissionBody,
-) -> Result<(Role, store::PermissionRow), AppError> {
-    let permission = store::permission_by_name(&state.db, body.permission_name.trim())
-        .await?
-        .ok_or_else(|| AppError::not_found("Permission does not exist"))?;
-    let mut conn = state.db.pool().acquire().await?;
-    let role = store::role_by_name(&mut conn, body.role_name.trim())
-        .await?
-        .ok_or_else(|| AppError::not_found("Role does not exist"))?;
-    if !within_powers(
-        &caller.access,
-        std::slice::from_ref(&permission.name),
-        false,
-    ) {
-        return Err(AppError::unauthorized_access());
-    }
-    if role.name == SUPER_ADMIN {
-        return Err(AppError::conflict(
-            "Super Admin holds every permission; its permissions cannot be changed",
-        ));
-    }
-    Ok((role, permission))
-}
-
 async fn assign_permission(
     State(state): State<AppState>,
     caller: CurrentUser,
     origin: Origin,
     Json(body): Json<RolePermissionBody>,
 ) -> Result<Response, AppError> {
-    let (role, permission) = role_and_permission(&state, &caller, &body).await?;
-    let mut tx = state.db.begin().await?;
-    if store::link(&mut tx, role.id, permission.id).await? {
-        record_change_in(
-            &mut tx,
-            Kind::Admin,
-            &caller.user,
-            &origin,
-            format!(
-                "permission {:?} assigned to role {:?}",
-                permission.name, role.name
-            ),
-            json!({ "action": "assign_permission_to_role", "target": { "role": role.name, "permission": permission.name }, "before": { "assigned": false }, "after": { "assigned": true } }),
-        )
-        .await?;
-    }
-    tx.commit().await?;
-    state.sessions.invalidate(Scope::All);
+    service::set_role_permission(
+        &state,
+        &caller,
+        &origin,
+        &body.role_name,
+        &body.permission_name,
+        true,
+    )
+    .await?;
     Ok(ok("Permission assigned to role"))
 }
 
@@ -354,24 +263,15 @@ async fn revoke_permission(
     origin: Origin,
     Json(body): Json<RolePermissionBody>,
 ) -> Result<Response, AppError> {
-    let (role, permission) = role_and_permission(&state, &caller, &body).await?;
-    let mut tx = state.db.begin().await?;
-    if store::unlink(&mut tx, role.id, permission.id).await? {
-        record_change_in(
-            &mut tx,
-            Kind::Admin,
-            &caller.user,
-            &origin,
-            format!(
-                "permission {:?} revoked from role {:?}",
-                permission.name, role.name
-            ),
-            json!({ "action": "revoke_permission_from_role", "target": { "role": role.name, "permission": permission.name }, "before": { "assigned": true }, "after": { "assigned": false } }),
-        )
-        .await?;
-    }
-    tx.commit().await?;
-    state.sessions.invalidate(Scope::All);
+    service::set_role_permission(
+        &state,
+        &caller,
+        &origin,
+        &body.role_name,
+        &body.permission_name,
+        false,
+    )
+    .await?;
     Ok(ok("Permission revoked from role"))
 }
 
@@ -381,48 +281,13 @@ struct UserRoleBody {
     role_id: i64,
 }
 
-/// The user and role a body names, once the caller is known to hold every permission
-/// the role carries (only a Super Admin may give or take Super Admin).
-async fn user_and_role(
-    conn: &mut sqlx::AnyConnection,
-    caller: &CurrentUser,
-    body: &UserRoleBody,
-) -> Result<(User, Role), AppError> {
-    let user = find_by_id(&mut *conn, body.user_id)
-        .await?
-        .ok_or_else(|| AppError::not_found("User not found"))?;
-    let role = store::role_by_id(&mut *conn, body.role_id)
-        .await?
-        .ok_or_else(|| AppError::not_found("Role not found"))?;
-    let permissions = store::role_permissions(conn, &role).await?;
-    if !within_powers(&caller.access, &permissions, role.name == SUPER_ADMIN) {
-        return Err(AppError::unauthorized_access());
-    }
-    Ok((user, role))
-}
-
 async fn assign_role(
     State(state): State<AppState>,
     caller: CurrentUser,
     origin: Origin,
     Json(body): Json<UserRoleBody>,
 ) -> Result<Response, AppError> {
-    let mut tx = state.db.begin().await?;
-    let (user, role) = user_and_role(&mut tx, &caller, &body).await?;
-    let added = store::add_user_role(&mut tx, user.id, role.id).await?;
-    if added {
-        record_change_in(
-            &mut tx,
-            Kind::Admin,
-            &caller.user,
-            &origin,
-            format!("role {:?} given to user {}", role.name, user.id),
-            json!({ "action": "assign_role_to_user", "target": { "user_id": user.id, "username": user.username, "role": role.name }, "before": { "has_role": false }, "after": { "has_role": true } }),
-        )
-        .await?;
-    }
-    tx.commit().await?;
-    state.sessions.invalidate(Scope::User(user.id));
+    service::assign_role(&state, &caller, &origin, body.user_id, body.role_id).await?;
     Ok(ok("Role assigned to user"))
 }
 
@@ -432,28 +297,7 @@ async fn remove_role(
     origin: Origin,
     Json(body): Json<UserRoleBody>,
 ) -> Result<Response, AppError> {
-    let mut tx = state.db.begin().await?;
-    store::lock_super_admins(&mut tx).await?;
-    let (user, role) = user_and_role(&mut tx, &caller, &body).await?;
-    let removed = store::remove_user_role(&mut tx, user.id, role.id).await?;
-    if role.name == SUPER_ADMIN && store::active_super_admins(&mut tx).await? == 0 {
-        return Err(AppError::conflict(
-            "The last Super Admin cannot lose that role",
-        ));
-    }
-    if removed {
-        record_change_in(
-            &mut tx,
-            Kind::Admin,
-            &caller.user,
-            &origin,
-            format!("role {:?} taken from user {}", role.name, user.id),
-            json!({ "action": "remove_role_from_user", "target": { "user_id": user.id, "username": user.username, "role": role.name }, "before": { "has_role": true }, "after": { "has_role": false } }),
-        )
-        .await?;
-    }
-    tx.commit().await?;
-    state.sessions.invalidate(Scope::User(user.id));
+    service::remove_role(&state, &caller, &origin, body.user_id, body.role_id).await?;
     Ok(ok("Role removed from user"))
 }
 
@@ -474,7 +318,8 @@ async fn users_details(
     if q.is_some_and(|q| q.chars().count() > 100) {
         return Err(AppError::invalid("q must be at most 100 characters"));
     }
-    let (users, total) = store::list_users(&state.db, q, page, per_page).await?;
+    let (users, total) =
+        store::list_users(&state.db, q, store::UserOrder::Joined, page, per_page).await?;
     let users: Vec<Value> = users
         .iter()
         .map(|u| {
@@ -533,51 +378,10 @@ async fn set_status(
     let id: i64 = id
         .parse()
         .map_err(|_| AppError::invalid("The user id must be an integer"))?;
-    if id == caller.user.id {
-        return Err(AppError::conflict(
-            "You cannot change your own account status",
-        ));
-    }
-    let mut tx = state.db.begin().await?;
-    store::lock_super_admins(&mut tx).await?;
-    let user = find_by_id(&mut *tx, id)
-        .await?
-        .ok_or_else(|| AppError::not_found("User not found"))?;
-    let target = Access::load(state.db.pool(), user.id).await?;
-    let target_permissions: Vec<String> = target.permissions.iter().cloned().collect();
-    if !within_powers(&caller.access, &target_permissions, target.super_admin) {
-        return Err(AppError::unauthorized_access());
-    }
-    store::set_disabled(&mut tx, user.id, disable).await?;
-    if disable {
-        if target.super_admin && store::active_super_admins(&mut tx).await? == 0 {
-            return Err(AppError::conflict(
-                "The last Super Admin cannot be disabled",
-            ));
-        }
-        session::revoke_all_for_user(&mut *tx, user.id, None).await?;
-    }
-    let (verb, message) = if disable {
-        ("disable_user", "User disabled")
+    service::set_disabled(&state, &caller, &origin, id, disable).await?;
+    Ok(ok(if disable {
+        "User disabled"
     } else {
-        ("enable_user", "User enabled")
-    };
-    if user.disabled != disable {
-        record_change_in(
-            &mut tx,
-            Kind::Admin,
-            &caller.user,
-            &origin,
-            format!(
-                "user {} {}",
-                user.id,
-                if disable { "disabled" } else { "enabled" }
-            ),
-            json!({ "action": verb, "target": { "user_id": user.id, "username": user.username }, "before": { "disabled": user.disabled }, "after": { "disabled": disable } }),
-        )
-        .await?;
-    }
-    tx.commit().await?;
-    state.sessions.invalidate(Scope::User(user.id));
-    Ok(ok(message))
+        "User enabled"
+    }))
 }

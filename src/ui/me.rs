@@ -175,7 +175,7 @@ async fn security_page(ctx: Ctx) -> PageResult {
 }
 
 /// `2026-11-30 14:05 UTC`.
-fn when(at: i64) -> String {
+pub(super) fn when(at: i64) -> String {
     let iso = crate::db::iso8601(at);
     match (iso.get(..10), iso.get(11..16)) {
         (Some(day), Some(time)) => format!("{day} {time} UTC"),
@@ -184,7 +184,7 @@ fn when(at: i64) -> String {
 }
 
 /// A readable name for a user agent: the browser and the system it runs on.
-fn device_name(user_agent: Option<&str>) -> String {
+pub(super) fn device_name(user_agent: Option<&str>) -> String {
     let Some(ua) = user_agent.filter(|ua| !ua.is_empty()) else {
         return "Unknown device".to_owned();
     };

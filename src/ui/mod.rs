@@ -14,8 +14,11 @@
 
 mod account;
 mod assets;
+mod logs;
 mod me;
 mod page;
+mod roles;
+mod users;
 
 use std::sync::Arc;
 
@@ -54,6 +57,9 @@ pub fn routes() -> Routes {
         .get("/ui/theme/{mode}", Public, theme)
         .merge(account::routes())
         .merge(me::routes())
+        .merge(users::routes())
+        .merge(roles::routes())
+        .merge(logs::routes())
 }
 
 /// Where the stylesheet is served, under its content-hashed name.

@@ -26,7 +26,12 @@ fn attr(tag: &str, name: &str) -> Option<String> {
     let needle = format!(" {name}=\"");
     let start = tag.find(&needle)? + needle.len();
     let end = tag[start..].find('"')? + start;
-    Some(tag[start..end].replace("&amp;", "&").replace("&#x2f;", "/"))
+    Some(
+        tag[start..end]
+            .replace("&amp;", "&")
+            .replace("&#38;", "&")
+            .replace("&#x2f;", "/"),
+    )
 }
 
 fn forms(html: &str) -> Vec<HtmlForm> {
@@ -64,16 +69,16 @@ fn link(html: &str, text: &str) -> String {
 }
 
 /// A browser without JavaScript: a cookie jar, links and forms.
-struct Walker {
+pub(super) struct Walker {
     client: reqwest::Client,
     base: String,
-    status: StatusCode,
-    path: String,
-    html: String,
+    pub(super) status: StatusCode,
+    pub(super) path: String,
+    pub(super) html: String,
 }
 
 impl Walker {
-    fn new(app: &TestApp) -> Self {
+    pub(super) fn new(app: &TestApp) -> Self {
         Walker {
             client: new_client(),
             base: app.url(""),
@@ -102,7 +107,7 @@ impl Walker {
         self.html = res.text().await.unwrap();
     }
 
-    async fn open(&mut self, url: &str) {
+    pub(super) async fn open(&mut self, url: &str) {
         let url = if url.starts_with("http") {
             url.to_owned()
         } else {
@@ -118,13 +123,13 @@ impl Walker {
         self.land(res).await;
     }
 
-    async fn follow(&mut self, text: &str) {
+    pub(super) async fn follow(&mut self, text: &str) {
         let href = link(&self.html, text);
         self.open(&href).await;
     }
 
     /// Submits the form posting to `action` with its own values, `values` typed in.
-    async fn submit(&mut self, action: &str, values: &[(&str, &str)]) {
+    pub(super) async fn submit(&mut self, action: &str, values: &[(&str, &str)]) {
         let form = forms(&self.html)
             .into_iter()
             .find(|f| f.action == action)
@@ -147,7 +152,7 @@ impl Walker {
         self.land(res).await;
     }
 
-    fn sees(&self, text: &str) {
+    pub(super) fn sees(&self, text: &str) {
         assert!(
             self.html.contains(text),
             "{text:?} not on {} ({}):\n{}",

@@ -1,6 +1,7 @@
 //! The web UI's tests: a real Chromium driven through chromedriver, and plain HTTP
 //! walks that prove every form works without JavaScript.
 
+mod admin;
 mod browser;
 mod forms;
 mod journey;
