@@ -7,10 +7,7 @@ use super::User;
 use crate::app::AppState;
 use crate::auth::password::Verdict;
 use crate::error::AppError;
-use crate::mail;
 
-/// Lifetime of a verification link, the same as the one signup sends.
-pub const VERIFY_TOKEN_TTL_SECS: i64 = 3600;
 /// At most one fresh verification link per account in this many seconds, however
 /// often its owner tries to sign in.
 pub const REVERIFY_INTERVAL_SECS: i64 = 600;
@@ -49,21 +46,8 @@ async fn send_if_due(state: &AppState, user: &User) -> Result<bool, AppError> {
     if last.is_some_and(|at| crate::db::now() - at < REVERIFY_INTERVAL_SECS) {
         return Ok(false);
     }
-    let token = store::issue_token(
-        &mut tx,
-        user.id,
-        TokenPurpose::VerifyEmail,
-        VERIFY_TOKEN_TTL_SECS,
-    )
-    .await?;
-    let link = state.config.verify_url_template.replace("{token}", &token);
-    let message =
-        mail::verify_email(&user.email, &user.first_name, &link).map_err(AppError::internal)?;
-    state
-        .mailer
-        .enqueue(&mut tx, &message)
-        .await
-        .map_err(AppError::internal)?;
+    super::service::queue_verification(state, &mut tx, user.id, &user.email, &user.first_name)
+        .await?;
     tx.commit().await?;
     state.mailer.wake();
     Ok(true)

@@ -19,7 +19,8 @@ use crate::text::label;
 use crate::throttle::{self, device, Attempt};
 use crate::{db, mail, twofa};
 
-use login_extras::VERIFY_TOKEN_TTL_SECS;
+/// Lifetime of a verification link.
+const VERIFY_TOKEN_TTL_SECS: i64 = 3600;
 
 /// How long after login a session may change its own email or password without
 /// giving the current password again.
@@ -64,23 +65,13 @@ pub async fn signup(state: &AppState, body: &NewAccount<'_>) -> Result<i64, AppE
     )
     .await?;
     rbac::grant_role(&mut *tx, user_id, rbac::USER).await?;
-    let token = store::issue_token(
-        &mut tx,
-        user_id,
-        TokenPurpose::VerifyEmail,
-        VERIFY_TOKEN_TTL_SECS,
-    )
-    .await?;
-    let link = state.config.verify_url_template.replace("{token}", &token);
     let welcome = mail::welcome(&email, &first_name, &username).map_err(AppError::internal)?;
-    let verify = mail::verify_email(&email, &first_name, &link).map_err(AppError::internal)?;
-    for message in [&welcome, &verify] {
-        state
-            .mailer
-            .enqueue(&mut tx, message)
-            .await
-            .map_err(AppError::internal)?;
-    }
+    state
+        .mailer
+        .enqueue(&mut tx, &welcome)
+        .await
+        .map_err(AppError::internal)?;
+    queue_verification(state, &mut tx, user_id, &email, &first_name).await?;
     tx.commit().await?;
     state.mailer.wake();
     tracing::info!(user_id, "account created");
@@ -324,24 +315,36 @@ pub async fn resend_verification(
         return Ok(());
     }
     let mut tx = state.db.begin().await?;
+    queue_verification(state, &mut tx, user.id, &user.email, &user.first_name).await?;
+    tx.commit().await?;
+    state.mailer.wake();
+    Ok(())
+}
+
+/// Issues a verification link for the account and queues the mail carrying it, in the
+/// caller's transaction: signup, the "send a new link" page and a sign-in by an
+/// unverified account all send it this one way.
+pub(super) async fn queue_verification(
+    state: &AppState,
+    conn: &mut sqlx::AnyConnection,
+    user_id: i64,
+    email: &str,
+    first_name: &str,
+) -> Result<(), AppError> {
     let token = store::issue_token(
-        &mut tx,
-        user.id,
+        conn,
+        user_id,
         TokenPurpose::VerifyEmail,
         VERIFY_TOKEN_TTL_SECS,
     )
     .await?;
     let link = state.config.verify_url_template.replace("{token}", &token);
-    let verify =
-        mail::verify_email(&user.email, &user.first_name, &link).map_err(AppError::internal)?;
+    let message = mail::verify_email(email, first_name, &link).map_err(AppError::internal)?;
     state
         .mailer
-        .enqueue(&mut tx, &verify)
+        .enqueue(conn, &message)
         .await
-        .map_err(AppError::internal)?;
-    tx.commit().await?;
-    state.mailer.wake();
-    Ok(())
+        .map_err(AppError::internal)
 }
 
 /// Ends the caller's session.
