@@ -34,6 +34,7 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+use secrecy::ExposeSecret;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -241,7 +242,7 @@ impl Server {
             ("SESSION_CACHE", "on".to_owned()),
         ]);
         let config = Config::from_vars(&vars).expect("the benchmark's configuration");
-        let db = Db::connect(&config.database_url)
+        let db = Db::connect(config.database_url.expose_secret())
             .await
             .expect("a migrated database");
         let state = AppState::new(config, db).expect("the application state");
@@ -269,7 +270,13 @@ impl Server {
             Ok(Err(e)) => eprintln!("the server panicked: {e}"),
             Err(_) => eprintln!("the server did not stop within 20 s"),
         }
-        if let Some((base, schema)) = self.state.config.database_url.split_once(SCHEMA_OPTION) {
+        if let Some((base, schema)) = self
+            .state
+            .config
+            .database_url
+            .expose_secret()
+            .split_once(SCHEMA_OPTION)
+        {
             let mut conn = sqlx::PgConnection::connect(base.trim_end_matches(['?', '&']))
                 .await
                 .expect("a connection to drop the benchmark's schema");

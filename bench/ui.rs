@@ -9,6 +9,7 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+use secrecy::ExposeSecret;
 use std::time::Instant;
 
 use axum::body::Body;
@@ -53,7 +54,9 @@ async fn run(requests: u64) {
         ("MAIL_BACKEND", "file".to_owned()),
     ]);
     let config = Config::from_vars(&vars).unwrap();
-    let db = Db::connect(&config.database_url).await.unwrap();
+    let db = Db::connect(config.database_url.expose_secret())
+        .await
+        .unwrap();
     let hasher = PasswordHasher::new(1).unwrap();
     let admin = gatehouse::accounts::create_admin(
         &db,

@@ -1,6 +1,7 @@
 //! The application: its state, its routes and their layers, and the server's life
 //! from start to graceful shutdown.
 
+use secrecy::ExposeSecret;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -237,7 +238,7 @@ pub async fn serve(
         (state.config.session_cache && state.db.backend() == Backend::Postgres).then(|| {
             tokio::spawn(auth::cache::listen(
                 state.sessions.clone(),
-                state.config.database_url.clone(),
+                state.config.database_url.expose_secret().to_owned(),
                 stop_rx.clone(),
             ))
         });

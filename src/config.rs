@@ -6,13 +6,13 @@
 //! environment after this module has run.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ipnet::IpNet;
 use rand::RngCore;
+use secrecy::{SecretSlice, SecretString};
 
 /// Where Gatehouse runs; decides the defaults of several settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,13 +36,13 @@ pub enum MailBackend {
 }
 
 /// The outgoing mail settings.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct MailConfig {
     pub backend: MailBackend,
     pub server: Option<String>,
     pub port: Option<u16>,
     pub username: Option<String>,
-    pub password: Option<String>,
+    pub password: Option<SecretString>,
     pub use_tls: bool,
     pub use_ssl: bool,
     pub sender: String,
@@ -54,46 +54,17 @@ pub struct MailConfig {
     pub retry_max: Duration,
 }
 
-impl fmt::Debug for MailConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MailConfig")
-            .field("backend", &self.backend)
-            .field("server", &self.server)
-            .field("port", &self.port)
-            .field("username", &self.username)
-            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
-            .field("use_tls", &self.use_tls)
-            .field("use_ssl", &self.use_ssl)
-            .field("sender", &self.sender)
-            .finish()
-    }
-}
-
 /// The Stripe settings; present only when a secret key is configured, and billing is
 /// off (its routes answer 503) without them.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct StripeConfig {
     /// `STRIPE_PRIVATE_KEY` (alias `STRIPE_SECRET_KEY`).
-    pub secret_key: String,
+    pub secret_key: SecretString,
     pub public_key: Option<String>,
     /// Verifies `Stripe-Signature`; without it the webhook answers 503.
-    pub webhook_secret: Option<String>,
+    pub webhook_secret: Option<SecretString>,
     /// Where the Stripe API is, without a trailing slash.
     pub api_base: String,
-}
-
-impl fmt::Debug for StripeConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StripeConfig")
-            .field("secret_key", &"<redacted>")
-            .field("public_key", &self.public_key)
-            .field(
-                "webhook_secret",
-                &self.webhook_secret.as_ref().map(|_| "<redacted>"),
-            )
-            .field("api_base", &self.api_base)
-            .finish()
-    }
 }
 
 /// The password rules applied at signup, reset and change.
@@ -101,38 +72,6 @@ impl fmt::Debug for StripeConfig {
 pub struct PasswordPolicy {
     pub min_length: usize,
     pub max_length: usize,
-}
-
-/// The key material every secret-derived value (CSRF, encryption keys) starts from.
-#[derive(Clone)]
-pub struct SecretKey(Vec<u8>);
-
-impl SecretKey {
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-impl fmt::Debug for SecretKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SecretKey(<redacted>)")
-    }
-}
-
-/// A Redis URL, which may carry a password: never shown in debug output.
-#[derive(Clone)]
-pub struct RedisUrl(String);
-
-impl RedisUrl {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for RedisUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("RedisUrl(<redacted>)")
-    }
 }
 
 #[derive(Debug, Clone)]
@@ -147,9 +86,10 @@ pub struct Config {
     pub checkout_cancel_url: Option<String>,
     pub verify_url_template: String,
     pub reset_url_template: String,
-    pub database_url: String,
+    /// May carry the database's password.
+    pub database_url: SecretString,
     pub data_dir: PathBuf,
-    pub secret_key: SecretKey,
+    pub secret_key: SecretSlice<u8>,
     pub session_lifetime: Duration,
     pub session_idle_timeout: Duration,
     pub session_cookie_secure: bool,
@@ -178,7 +118,7 @@ pub struct Config {
     /// Activity older than this many days is deleted; `None` keeps everything.
     pub log_retention_days: Option<u32>,
     /// Where the brute-force throttle keeps its counts; the database when unset.
-    pub redis_url: Option<RedisUrl>,
+    pub redis_url: Option<SecretString>,
     /// Prefix of every Redis key Gatehouse writes.
     pub redis_key_prefix: String,
     /// Billing; `None` when no Stripe secret key is set.
@@ -336,13 +276,13 @@ impl Config {
                         "expected a sqlite://… or postgres://… URL",
                     ));
                 }
-                url.to_owned()
+                SecretString::from(url)
             }
-            None => format!("sqlite://{}", data_dir.join("gatehouse.db").display()),
+            None => format!("sqlite://{}", data_dir.join("gatehouse.db").display()).into(),
         };
 
         let secret_key = match vars.get("SECRET_KEY") {
-            Some(key) if key.len() >= 32 => SecretKey(key.as_bytes().to_vec()),
+            Some(key) if key.len() >= 32 => SecretSlice::from(key.as_bytes().to_vec()),
             Some(_) => return Err(bad("SECRET_KEY", "must be at least 32 bytes long")),
             None if production => {
                 return Err(bad(
@@ -350,8 +290,8 @@ impl Config {
                     "is required in production (at least 32 random bytes)",
                 ))
             }
-            None if environment == Environment::Testing => SecretKey(random_bytes(32)),
-            None => SecretKey(
+            None if environment == Environment::Testing => SecretSlice::from(random_bytes(32)),
+            None => SecretSlice::from(
                 development_secret(&data_dir.join("secret.key"))
                     .map_err(|e| bad("SECRET_KEY", format!("cannot keep data/secret.key: {e}")))?,
             ),
@@ -501,7 +441,7 @@ impl Config {
         };
         let redis_url = match vars.get("REDIS_URL") {
             Some(url) if url.starts_with("redis://") || url.starts_with("unix://") => {
-                Some(RedisUrl(url.to_owned()))
+                Some(SecretString::from(url))
             }
             Some(_) => return Err(bad("REDIS_URL", "expected a redis://… URL")),
             None => None,
@@ -589,9 +529,9 @@ impl Config {
             return Ok(None);
         };
         Ok(Some(StripeConfig {
-            secret_key: secret_key.to_owned(),
+            secret_key: SecretString::from(secret_key),
             public_key: vars.get("STRIPE_PUBLIC_KEY").map(str::to_owned),
-            webhook_secret: vars.get("STRIPE_WEBHOOK_SECRET").map(str::to_owned),
+            webhook_secret: vars.get("STRIPE_WEBHOOK_SECRET").map(SecretString::from),
             api_base,
         }))
     }
@@ -658,7 +598,7 @@ impl Config {
             server,
             port,
             username: vars.get("MAIL_USERNAME").map(str::to_owned),
-            password: vars.get("MAIL_PASSWORD").map(str::to_owned),
+            password: vars.get("MAIL_PASSWORD").map(SecretString::from),
             use_tls,
             use_ssl,
             sender,
@@ -697,6 +637,7 @@ fn development_secret(path: &Path) -> std::io::Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use secrecy::ExposeSecret;
 
     fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let mut all = vec![("APP_ENV", "testing")];
@@ -723,7 +664,7 @@ mod tests {
         assert_eq!(c.cors_allowed_origins, vec!["http://localhost:3000"]);
         assert_eq!(c.mail.backend, MailBackend::File);
         assert!(c.require_email_verification);
-        assert_eq!(c.database_url, "sqlite://data/gatehouse.db");
+        assert_eq!(c.database_url.expose_secret(), "sqlite://data/gatehouse.db");
     }
 
     #[test]
@@ -797,6 +738,21 @@ mod tests {
     }
 
     #[test]
+    fn secrets_stay_out_of_debug_output() {
+        let c = config(&[
+            ("SECRET_KEY", "k3y-material-that-is-long-enough-to-use"),
+            ("DATABASE_URL", "postgres://app:pg-pass@db/gatehouse"),
+            ("REDIS_URL", "redis://:redis-pass@cache:6379"),
+            ("MAIL_PASSWORD", "mail-pass"),
+        ])
+        .unwrap();
+        let debug = format!("{c:?}");
+        for secret in ["k3y-material", "pg-pass", "redis-pass", "mail-pass"] {
+            assert!(!debug.contains(secret), "{secret} in {debug}");
+        }
+    }
+
+    #[test]
     fn stripe_is_off_without_a_key_and_keeps_its_secrets_out_of_debug() {
         assert!(config(&[]).unwrap().stripe.is_none());
         let c = config(&[
@@ -806,7 +762,7 @@ mod tests {
         ])
         .unwrap();
         let stripe = c.stripe.as_ref().unwrap();
-        assert_eq!(stripe.secret_key, "sk_test_secret");
+        assert_eq!(stripe.secret_key.expose_secret(), "sk_test_secret");
         assert_eq!(stripe.api_base, "http://127.0.0.1:9999");
         let debug = format!("{c:?}");
         assert!(!debug.contains("sk_test_secret") && !debug.contains("whsec_hidden"));
@@ -815,7 +771,7 @@ mod tests {
             ("STRIPE_SECRET_KEY", "sk_b"),
         ])
         .unwrap();
-        assert_eq!(c.stripe.unwrap().secret_key, "sk_a");
+        assert_eq!(c.stripe.unwrap().secret_key.expose_secret(), "sk_a");
         assert_eq!(
             config(&[("STRIPE_PRIVATE_KEY", "sk_a")])
                 .unwrap()

@@ -1,6 +1,7 @@
 //! The `gatehouse` command: parse the command line, load the configuration, and call
 //! into the library.
 
+use secrecy::ExposeSecret;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -98,7 +99,7 @@ fn main() -> ExitCode {
 }
 
 async fn run(command: Command, config: Config) -> anyhow::Result<()> {
-    let db = Db::connect(&config.database_url).await?;
+    let db = Db::connect(config.database_url.expose_secret()).await?;
     match command {
         Command::Migrate => {
             println!("migrations and built-in data are up to date");
@@ -138,7 +139,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 server_utc_offset,
                 progress: std::io::stderr().is_terminal(),
             };
-            let done = import::run(&db, config.secret_key.as_bytes(), &options).await?;
+            let done = import::run(&db, config.secret_key.expose_secret(), &options).await?;
             print!("{}", done.render(Some(20)));
             if !dry_run {
                 std::fs::write(&report, done.render(None)).map_err(|e| {
@@ -168,7 +169,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             tracing::info!(
                 addr = %config.bind_addr,
                 environment = ?config.environment,
-                database = db_kind(&config.database_url),
+                database = db_kind(config.database_url.expose_secret()),
                 "gatehouse listening"
             );
             let state = AppState::new(config, db)?;

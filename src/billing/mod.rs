@@ -22,6 +22,7 @@ mod subscriptions;
 mod views;
 pub mod webhook;
 
+use secrecy::{ExposeSecret, SecretSlice, SecretString};
 use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
@@ -52,17 +53,24 @@ pub fn from_config(config: &Config) -> Option<Arc<Billing>> {
 /// What the billing routes work with: the Stripe client and the webhook secret.
 pub struct Billing {
     pub stripe: StripeClient,
-    webhook_secret: Option<String>,
+    webhook_secret: Option<SecretString>,
     /// Install-specific salt for idempotency keys derived from stable inputs.
     key_salt: String,
 }
 
 impl Billing {
-    fn new(config: &StripeConfig, secret: &crate::config::SecretKey) -> anyhow::Result<Self> {
+    /// The webhook endpoint's signing secret, if one is configured.
+    pub fn webhook_secret(&self) -> Option<&str> {
+        self.webhook_secret
+            .as_ref()
+            .map(ExposeSecret::expose_secret)
+    }
+
+    fn new(config: &StripeConfig, secret: &SecretSlice<u8>) -> anyhow::Result<Self> {
         use sha2::Digest as _;
         let mut salt = sha2::Sha256::new();
         salt.update(b"gatehouse-billing-idempotency:");
-        salt.update(secret.as_bytes());
+        salt.update(secret.expose_secret());
         Ok(Self {
             stripe: StripeClient::new(&config.api_base, &config.secret_key)?,
             webhook_secret: config.webhook_secret.clone(),

@@ -13,6 +13,7 @@
 //! and panics on a bad URL. These routes use a dozen endpoints; a hundred lines over
 //! reqwest cover them and keep the requests visible.
 
+use secrecy::{ExposeSecret, SecretString};
 use std::time::Duration;
 
 use axum::http::StatusCode;
@@ -26,19 +27,11 @@ use crate::error::AppError;
 /// version instead, so the readers of both accept the older and newer shapes.
 const STRIPE_VERSION: &str = "2024-06-20";
 
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct StripeClient {
     http: reqwest::Client,
     base: String,
-    secret_key: String,
-}
-
-impl std::fmt::Debug for StripeClient {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StripeClient")
-            .field("base", &self.base)
-            .finish_non_exhaustive()
-    }
+    secret_key: SecretString,
 }
 
 /// Why a call to Stripe failed.
@@ -276,7 +269,7 @@ struct ErrorObject {
 }
 
 impl StripeClient {
-    pub fn new(base: &str, secret_key: &str) -> anyhow::Result<Self> {
+    pub fn new(base: &str, secret_key: &SecretString) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             // Below the request timeout, so a slow Stripe is answered as such.
@@ -286,7 +279,7 @@ impl StripeClient {
         Ok(Self {
             http,
             base: base.trim_end_matches('/').to_owned(),
-            secret_key: secret_key.to_owned(),
+            secret_key: secret_key.clone(),
         })
     }
 
@@ -307,7 +300,7 @@ impl StripeClient {
             let mut req = self
                 .http
                 .request(method.clone(), &url)
-                .bearer_auth(&self.secret_key)
+                .bearer_auth(self.secret_key.expose_secret())
                 .header("Stripe-Version", STRIPE_VERSION);
             if method == Method::GET {
                 if !body.is_empty() {

@@ -128,7 +128,7 @@ pub async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, AppError> {
-    let Some(secret) = billing.webhook_secret.as_deref() else {
+    let Some(secret) = billing.webhook_secret() else {
         return Err(AppError::Other {
             status: StatusCode::SERVICE_UNAVAILABLE,
             code: "billing_not_configured",

@@ -6,6 +6,7 @@
 //! delivery is at least once, never zero times; each message's `Message-ID` comes from
 //! its outbox row, so a receiver can drop the copy a retry sends.
 
+use secrecy::ExposeSecret;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -73,7 +74,10 @@ impl Transport {
                     builder = builder.port(port);
                 }
                 if let (Some(user), Some(password)) = (&config.username, &config.password) {
-                    builder = builder.credentials(Credentials::new(user.clone(), password.clone()));
+                    builder = builder.credentials(Credentials::new(
+                        user.clone(),
+                        password.expose_secret().to_owned(),
+                    ));
                 }
                 Self::Smtp(builder.timeout(Some(Duration::from_secs(20))).build())
             }

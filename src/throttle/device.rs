@@ -8,6 +8,7 @@
 //! any second factor are still needed.
 
 use axum::http::{HeaderMap, HeaderValue};
+use secrecy::ExposeSecret;
 use subtle::ConstantTimeEq;
 
 use crate::accounts::User;
@@ -20,7 +21,7 @@ pub const DEVICE_COOKIE: &str = "gh_device";
 const LIFETIME_SECS: i64 = 180 * 86_400;
 
 fn mac(config: &Config, user: &User, issued_at: i64) -> String {
-    let key = keys::derive(config.secret_key.as_bytes(), keys::KNOWN_DEVICE);
+    let key = keys::derive(config.secret_key.expose_secret(), keys::KNOWN_DEVICE);
     let message = format!("{}:{}:{}", user.id, issued_at, user.password_changed_at);
     keys::hmac_sha256_hex(&key, message.as_bytes())
 }

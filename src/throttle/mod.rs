@@ -20,6 +20,7 @@ pub mod device;
 mod redis_store;
 mod store;
 
+use secrecy::ExposeSecret;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -168,7 +169,7 @@ impl Throttle {
     pub fn new(db: &Db, config: &Config) -> anyhow::Result<Self> {
         let inner = match &config.redis_url {
             Some(url) => Inner::Redis(Box::new(
-                redis_store::RedisStore::new(url.as_str(), &config.redis_key_prefix)
+                redis_store::RedisStore::new(url.expose_secret(), &config.redis_key_prefix)
                     .map_err(|e| anyhow::anyhow!("REDIS_URL: {e}"))?,
             )),
             None => Inner::Db(db.clone()),

@@ -15,6 +15,7 @@ pub mod sealed;
 pub mod store;
 pub mod totp;
 
+use secrecy::ExposeSecret;
 use serde_json::json;
 
 pub use routes::routes;
@@ -59,7 +60,7 @@ impl Proof {
 /// authenticator. An active secret keeps working until this one is confirmed.
 pub async fn begin_enrollment(state: &AppState, user: &User) -> Result<Enrollment, AppError> {
     let secret = totp::new_secret();
-    let sealed = sealed::seal(state.config.secret_key.as_bytes(), user.id, &secret)?;
+    let sealed = sealed::seal(state.config.secret_key.expose_secret(), user.id, &secret)?;
     store::set_pending(&state.db, user.id, &sealed).await?;
     let uri = otpauth_uri(
         &state.config.totp_issuer,
@@ -82,7 +83,7 @@ pub async fn pending_or_new_enrollment(
     let Some(pending) = pending else {
         return begin_enrollment(state, user).await;
     };
-    let secret = sealed::open(state.config.secret_key.as_bytes(), user.id, &pending)?;
+    let secret = sealed::open(state.config.secret_key.expose_secret(), user.id, &pending)?;
     let uri = otpauth_uri(
         &state.config.totp_issuer,
         &user.email,
@@ -181,7 +182,11 @@ async fn use_totp(state: &AppState, user_id: i64, code: &str) -> Result<bool, Ap
     let Some(sealed_secret) = row.secret_enc else {
         return Ok(false);
     };
-    let secret = sealed::open(state.config.secret_key.as_bytes(), user_id, &sealed_secret)?;
+    let secret = sealed::open(
+        state.config.secret_key.expose_secret(),
+        user_id,
+        &sealed_secret,
+    )?;
     match totp::verify(&secret, code, db::now(), row.last_step) {
         Some(step) => Ok(store::claim_step(state.db.pool(), user_id, step).await?),
         None => Ok(false),
@@ -193,7 +198,7 @@ async fn use_recovery_code(
     user_id: i64,
     normalized: &str,
 ) -> Result<bool, AppError> {
-    let hash = recovery_hash(state.config.secret_key.as_bytes(), user_id, normalized);
+    let hash = recovery_hash(state.config.secret_key.expose_secret(), user_id, normalized);
     Ok(store::consume_recovery_code(state.db.pool(), user_id, &hash).await?)
 }
 
@@ -208,7 +213,7 @@ pub async fn verify_login_token(
         if use_totp(state, user.id, &token).await? {
             return Ok(Some(Proof::Totp));
         }
-        let hash = email_code_hash(state.config.secret_key.as_bytes(), user.id, &token);
+        let hash = email_code_hash(state.config.secret_key.expose_secret(), user.id, &token);
         if store::consume_email_code(&state.db, user.id, &hash).await? {
             return Ok(Some(Proof::EmailedCode));
         }
@@ -229,7 +234,7 @@ pub async fn send_login_code(state: &AppState, user: &User) -> Result<bool, AppE
         return Ok(false);
     }
     let code = format!("{:06}", rand::rngs::OsRng.gen_range(0..1_000_000u32));
-    let hash = email_code_hash(state.config.secret_key.as_bytes(), user.id, &code);
+    let hash = email_code_hash(state.config.secret_key.expose_secret(), user.id, &code);
     store::insert_email_code(&mut tx, user.id, &hash).await?;
     let email = emails::login_code(&user.email, &user.first_name, &code)?;
     state
@@ -374,12 +379,12 @@ pub async fn enable(
     let Some(pending) = row.pending_enc else {
         return Ok(None);
     };
-    let secret = sealed::open(state.config.secret_key.as_bytes(), user.id, &pending)?;
+    let secret = sealed::open(state.config.secret_key.expose_secret(), user.id, &pending)?;
     // No earlier step bars the way: no code of this secret has been accepted yet.
     let Some(step) = totp::verify(&secret, &code, db::now(), i64::MIN) else {
         return Ok(None);
     };
-    let (codes, hashes) = new_recovery_codes(state.config.secret_key.as_bytes(), user.id);
+    let (codes, hashes) = new_recovery_codes(state.config.secret_key.expose_secret(), user.id);
     let mut tx = state.db.begin().await?;
     if !store::activate(&mut tx, user.id, &pending, step, &hashes).await? {
         return Ok(None);
@@ -410,13 +415,13 @@ pub async fn disable(
     };
     let mut tx = state.db.begin().await?;
     let proven = if totp::looks_like_code(&token) {
-        let secret = sealed::open(state.config.secret_key.as_bytes(), user.id, &active)?;
+        let secret = sealed::open(state.config.secret_key.expose_secret(), user.id, &active)?;
         match totp::verify(&secret, &token, db::now(), row.last_step) {
             Some(step) => store::claim_step(&mut *tx, user.id, step).await?,
             None => false,
         }
     } else if looks_like_recovery_code(&token) {
-        let hash = recovery_hash(state.config.secret_key.as_bytes(), user.id, &token);
+        let hash = recovery_hash(state.config.secret_key.expose_secret(), user.id, &token);
         store::consume_recovery_code(&mut *tx, user.id, &hash).await?
     } else {
         false

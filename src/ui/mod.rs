@@ -20,6 +20,7 @@ mod page;
 mod roles;
 mod users;
 
+use secrecy::ExposeSecret;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -131,7 +132,7 @@ impl IntoResponse for PageError {
 pub type PageResult = Result<Response, PageError>;
 
 fn ui_key(state: &AppState) -> [u8; 32] {
-    keys::derive(state.config.secret_key.as_bytes(), UI_KEY)
+    keys::derive(state.config.secret_key.expose_secret(), UI_KEY)
 }
 
 /// `value.mac`, the MAC over the purpose and the value.

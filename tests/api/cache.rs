@@ -4,6 +4,7 @@
 
 use gatehouse::auth::session::token_hash;
 use reqwest::{Method, Response, StatusCode};
+use secrecy::ExposeSecret;
 use serde_json::json;
 use sqlx::Connection;
 use std::time::Duration;
@@ -25,7 +26,7 @@ async fn pair(backend: Backend) -> (TestApp, TestApp) {
     let b = TestApp::spawn_with(
         backend,
         &[
-            ("DATABASE_URL", a.state.config.database_url.as_str()),
+            ("DATABASE_URL", a.state.config.database_url.expose_secret()),
             ("SESSION_CACHE", "on"),
         ],
     )
@@ -297,6 +298,7 @@ async fn the_cache_is_bypassed_while_the_listener_is_down(backend: Backend) {
                 .state
                 .config
                 .database_url
+                .expose_secret()
                 .split("search_path%3D")
                 .nth(1)
                 .unwrap()

@@ -2,6 +2,7 @@
 //! (a SQLite file, or a schema of its own in the PostgreSQL of `TEST_DATABASE_URL`),
 //! and a cookie-keeping HTTP client that behaves like the Next.js client.
 
+use secrecy::ExposeSecret;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -164,7 +165,9 @@ impl TestApp {
         .collect();
         pairs.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let config = Config::from_vars(&Vars::from_pairs(pairs)).unwrap();
-        let db = Db::connect(&config.database_url).await.unwrap();
+        let db = Db::connect(config.database_url.expose_secret())
+            .await
+            .unwrap();
         let state = AppState::new(config, db).unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(app::serve(state.clone(), listener, async {

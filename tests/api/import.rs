@@ -2,6 +2,7 @@
 //! (shared/spec/seed-schema.md), with Werkzeug hashes made here by the same scrypt
 //! parameters, imported on both databases; old users then sign in through the server.
 
+use secrecy::ExposeSecret;
 use std::path::{Path, PathBuf};
 
 use gatehouse::import::{self, Options};
@@ -195,7 +196,7 @@ async fn import_takes_over_an_old_deployment(backend: Backend) {
     let old = old_database(app.dir.path()).await;
     let before = std::fs::read(&old).unwrap();
     let db = &app.state.db;
-    let key = app.state.config.secret_key.as_bytes();
+    let key = app.state.config.secret_key.expose_secret();
 
     let dry = import::run(db, key, &options(&old, true)).await.unwrap();
     assert_eq!(
@@ -349,7 +350,7 @@ async fn an_unverified_account_with_the_right_password_gets_a_fresh_link(backend
     let old = old_database(app.dir.path()).await;
     import::run(
         &app.state.db,
-        app.state.config.secret_key.as_bytes(),
+        app.state.config.secret_key.expose_secret(),
         &options(&old, false),
     )
     .await
@@ -383,7 +384,7 @@ async fn a_missing_file_is_an_error_not_a_new_database(backend: Backend) {
     let missing = app.dir.path().join("nothing-here.db");
     let err = import::run(
         &app.state.db,
-        app.state.config.secret_key.as_bytes(),
+        app.state.config.secret_key.expose_secret(),
         &options(&missing, true),
     )
     .await

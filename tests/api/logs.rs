@@ -1,6 +1,7 @@
 //! The activity log: what is recorded, who sees what, filters, export, deep pages,
 //! metrics, and nothing lost on a clean shutdown.
 
+use secrecy::ExposeSecret;
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -35,7 +36,7 @@ async fn wait_for_entries(app: &TestApp, condition: &str, n: i64) {
 
 async fn logs_record_access_and_auth_events_with_visibility_rules(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let url = app.state.config.database_url.clone();
+    let url = app.state.config.database_url.expose_secret().to_owned();
     let admin = TestApp::spawn_with(backend, &[("DATABASE_URL", url.as_str())]).await;
     admin.verified_user("auditor").await;
     let id = app
@@ -253,7 +254,7 @@ async fn deep_pages_of_a_large_log(backend: Backend) {
 
 async fn nothing_is_lost_on_a_clean_shutdown(backend: Backend) {
     let mut app = TestApp::spawn(backend).await;
-    let url = app.state.config.database_url.clone();
+    let url = app.state.config.database_url.expose_secret().to_owned();
     for _ in 0..50 {
         app.get("/check_auth_status").await;
     }

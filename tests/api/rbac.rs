@@ -2,6 +2,7 @@
 //! permission boundary, the escalation rules and the route table's policies.
 
 use reqwest::{Method, StatusCode};
+use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 
 use crate::helpers::{expect_error, json, new_client, Backend, TestApp, PASSWORD};
@@ -394,7 +395,10 @@ async fn no_escalation_for_a_user_manager(backend: Backend) {
     .await;
     let manager_app = TestApp::spawn_with(
         backend,
-        &[("DATABASE_URL", app.state.config.database_url.as_str())],
+        &[(
+            "DATABASE_URL",
+            app.state.config.database_url.expose_secret(),
+        )],
     )
     .await;
     manager_app.verified_user("manager").await;
@@ -518,7 +522,10 @@ async fn role_changes_apply_on_the_next_request(backend: Backend) {
     // The subject logs in on a second instance sharing the database.
     let subject = TestApp::spawn_with(
         backend,
-        &[("DATABASE_URL", app.state.config.database_url.as_str())],
+        &[(
+            "DATABASE_URL",
+            app.state.config.database_url.expose_secret(),
+        )],
     )
     .await;
     subject.verified_user("subject").await;
@@ -545,7 +552,10 @@ async fn disable_and_enable_users(backend: Backend) {
     grant(&app, "root", "Super Admin").await;
     let target = TestApp::spawn_with(
         backend,
-        &[("DATABASE_URL", app.state.config.database_url.as_str())],
+        &[(
+            "DATABASE_URL",
+            app.state.config.database_url.expose_secret(),
+        )],
     )
     .await;
     target.verified_user("tim").await;

@@ -1,6 +1,7 @@
 //! The HTTP foundation: service routes, the error model, request ids, CORS, session
 //! expiry and revocation across instances.
 
+use secrecy::ExposeSecret;
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
@@ -290,7 +291,7 @@ async fn sessions_expire_absolutely_and_when_idle(backend: Backend) {
 
 async fn revocation_reaches_every_instance_at_once(backend: Backend) {
     let a = TestApp::spawn(backend).await;
-    let url = a.state.config.database_url.clone();
+    let url = a.state.config.database_url.expose_secret().to_owned();
     let b = TestApp::spawn_with(backend, &[("DATABASE_URL", url.as_str())]).await;
     a.verified_user("sam").await;
     let cookie = format!("session={}", a.session_cookie().unwrap());

@@ -4,6 +4,7 @@
 //! burst of concurrent guesses is counted before it is judged, and the answers never
 //! tell which email and which username belong to one account.
 
+use secrecy::ExposeSecret;
 use std::time::Duration;
 
 use rand::Rng;
@@ -312,7 +313,10 @@ async fn instances_share_the_count(backend: Backend) {
     first.verified_user("nina").await;
     let second = TestApp::spawn_with(
         backend,
-        &[("DATABASE_URL", first.state.config.database_url.as_str())],
+        &[(
+            "DATABASE_URL",
+            first.state.config.database_url.expose_secret(),
+        )],
     )
     .await;
     hammer(&first, "nina").await;
@@ -359,7 +363,7 @@ async fn the_redis_backend_throttles_and_is_shared() {
     ];
     let first = TestApp::spawn_with(Backend::Sqlite, &vars).await;
     first.verified_user("olav").await;
-    let database_url = first.state.config.database_url.clone();
+    let database_url = first.state.config.database_url.expose_secret().to_owned();
     let mut second_vars = vars.to_vec();
     second_vars.push(("DATABASE_URL", database_url.as_str()));
     let second = TestApp::spawn_with(Backend::Sqlite, &second_vars).await;
