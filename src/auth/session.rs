@@ -6,6 +6,7 @@
 //! [`super::cache`]) and from the database otherwise, so that revocation and expiry
 //! take effect at once on every instance sharing the database.
 
+use cookie::{Cookie, CookieBuilder, SameSite};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -278,43 +279,42 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 pub fn set_cookies(config: &Config, session: &NewSession) -> [HeaderValue; 2] {
     let max_age = secs(config.session_lifetime);
     [
-        cookie_header(SESSION_COOKIE, &session.token, max_age, true, "Lax", config),
-        cookie_header(
-            CSRF_COOKIE,
-            &session.csrf_token,
-            max_age,
-            false,
-            "Strict",
-            config,
-        ),
+        session_cookie(config, &session.token, max_age),
+        csrf_cookie(config, &session.csrf_token, max_age),
     ]
 }
 
 /// The `Set-Cookie` headers that remove both cookies.
 pub fn clear_cookies(config: &Config) -> [HeaderValue; 2] {
-    [
-        cookie_header(SESSION_COOKIE, "", 0, true, "Lax", config),
-        cookie_header(CSRF_COOKIE, "", 0, false, "Strict", config),
-    ]
+    [session_cookie(config, "", 0), csrf_cookie(config, "", 0)]
 }
 
-fn cookie_header(
-    name: &str,
-    value: &str,
-    max_age: i64,
-    http_only: bool,
-    same_site: &str,
-    config: &Config,
-) -> HeaderValue {
-    let mut cookie = format!("{name}={value}; Path=/; Max-Age={max_age}; SameSite={same_site}");
-    if http_only {
-        cookie.push_str("; HttpOnly");
-    }
-    if config.session_cookie_secure {
-        cookie.push_str("; Secure");
-    }
-    // Names and values are our own base64url tokens, always valid header text.
-    HeaderValue::from_str(&cookie).unwrap_or_else(|_| HeaderValue::from_static(""))
+/// The session token: never readable by scripts, sent on top-level navigation.
+fn session_cookie(config: &Config, token: &str, max_age: i64) -> HeaderValue {
+    let cookie = Cookie::build((SESSION_COOKIE, token))
+        .path("/")
+        .max_age(cookie::time::Duration::seconds(max_age))
+        .same_site(SameSite::Lax)
+        .http_only(true);
+    set_cookie(config, cookie)
+}
+
+/// The CSRF token: the front end's script reads it to echo it in `X-CSRFToken`.
+fn csrf_cookie(config: &Config, token: &str, max_age: i64) -> HeaderValue {
+    let cookie = Cookie::build((CSRF_COOKIE, token))
+        .path("/")
+        .max_age(cookie::time::Duration::seconds(max_age))
+        .same_site(SameSite::Strict)
+        .http_only(false);
+    set_cookie(config, cookie)
+}
+
+/// A `Set-Cookie` header for one of Gatehouse's cookies, `Secure` when the
+/// configuration says the service is reached over HTTPS.
+pub fn set_cookie(config: &Config, cookie: CookieBuilder<'_>) -> HeaderValue {
+    let cookie = cookie.secure(config.session_cookie_secure).build();
+    // Names and values are our own tokens, digits and hex: always valid header text.
+    HeaderValue::from_str(&cookie.to_string()).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 pub fn secs(d: Duration) -> i64 {

@@ -8,6 +8,7 @@
 //! any second factor are still needed.
 
 use axum::http::{HeaderMap, HeaderValue};
+use cookie::{Cookie, SameSite};
 use secrecy::ExposeSecret;
 use subtle::ConstantTimeEq;
 
@@ -29,16 +30,13 @@ fn mac(config: &Config, user: &User, issued_at: i64) -> String {
 /// The `Set-Cookie` header that marks this browser as known for `user`.
 pub fn issue(config: &Config, user: &User) -> HeaderValue {
     let issued_at = db::now();
-    let mut cookie = format!(
-        "{DEVICE_COOKIE}={}.{issued_at}.{}; Path=/login; Max-Age={LIFETIME_SECS}; SameSite=Lax; HttpOnly",
-        user.id,
-        mac(config, user, issued_at)
-    );
-    if config.session_cookie_secure {
-        cookie.push_str("; Secure");
-    }
-    // Digits, dots and hex only: always valid header text.
-    HeaderValue::from_str(&cookie).unwrap_or_else(|_| HeaderValue::from_static(""))
+    let value = format!("{}.{issued_at}.{}", user.id, mac(config, user, issued_at));
+    let cookie = Cookie::build((DEVICE_COOKIE, value))
+        .path("/login")
+        .max_age(cookie::time::Duration::seconds(LIFETIME_SECS))
+        .same_site(SameSite::Lax)
+        .http_only(true);
+    session::set_cookie(config, cookie)
 }
 
 /// Whether the request carries a live known-device cookie for `user`.

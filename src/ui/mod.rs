@@ -20,6 +20,7 @@ mod page;
 mod roles;
 mod users;
 
+use cookie::{Cookie, SameSite};
 use secrecy::ExposeSecret;
 use std::sync::Arc;
 
@@ -148,6 +149,7 @@ fn unsign(state: &AppState, purpose: &str, signed: &str) -> Option<String> {
     bool::from(mac.as_bytes().ct_eq(expected.as_bytes())).then(|| value.to_owned())
 }
 
+/// One of the web UI's own cookies: for the server only, sent on top-level navigation.
 fn cookie_header(
     state: &AppState,
     name: &str,
@@ -155,13 +157,12 @@ fn cookie_header(
     max_age: i64,
     path: &str,
 ) -> HeaderValue {
-    let mut cookie =
-        format!("{name}={value}; Path={path}; Max-Age={max_age}; SameSite=Lax; HttpOnly");
-    if state.config.session_cookie_secure {
-        cookie.push_str("; Secure");
-    }
-    // Values are our own hex, base64url and digits: always valid header text.
-    HeaderValue::from_str(&cookie).unwrap_or_else(|_| HeaderValue::from_static(""))
+    let cookie = Cookie::build((name, value))
+        .path(path)
+        .max_age(cookie::time::Duration::seconds(max_age))
+        .same_site(SameSite::Lax)
+        .http_only(true);
+    session::set_cookie(&state.config, cookie)
 }
 
 /// The light/dark choice; `System` follows `prefers-color-scheme`.
