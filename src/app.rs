@@ -101,7 +101,7 @@ pub fn routes() -> Routes {
 pub fn router(state: AppState) -> Router {
     // Listed innermost first: a request passes them bottom to top.
     routes()
-        .into_router()
+        .into_router(&state)
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -408,4 +408,47 @@ pub async fn shutdown_signal() {
         _ = terminate => {},
     }
     tracing::info!("shutdown requested");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::policy::Refusal;
+
+    #[test]
+    fn csrf_exemptions_are_exactly_the_contracts() {
+        let mut exempt: Vec<String> = routes()
+            .specs()
+            .iter()
+            .filter(|s| s.refusal == Refusal::Json && !s.csrf_header && s.method != Method::GET)
+            .map(|s| format!("{} {}", s.method, s.path))
+            .collect();
+        exempt.sort();
+        assert_eq!(
+            exempt,
+            [
+                "POST /forgot_password",
+                "POST /login",
+                "POST /logout",
+                "POST /reset_password/{token}",
+                "POST /signup",
+                "POST /stripe/webhook",
+            ]
+        );
+    }
+
+    #[test]
+    fn every_billing_route_and_no_other_api_route_needs_billing() {
+        for spec in routes()
+            .specs()
+            .iter()
+            .filter(|s| s.refusal == Refusal::Json)
+        {
+            let billing = billing::routes()
+                .specs()
+                .iter()
+                .any(|b| b.method == spec.method && b.path == spec.path);
+            assert_eq!(spec.needs_billing, billing, "{} {}", spec.method, spec.path);
+        }
+    }
 }

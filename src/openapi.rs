@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
+use axum::http::Method;
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
 
@@ -24,21 +25,37 @@ fn operation(spec: &RouteSpec) -> Value {
         "400".into(),
         error_response("Invalid input; the message names the field"),
     );
+    let unsafe_method = !matches!(spec.method, Method::GET | Method::HEAD | Method::OPTIONS);
+    // A session riding an unsafe method must echo its CSRF token in a header.
+    let session = if unsafe_method && spec.csrf_header {
+        responses.insert(
+            "403".into(),
+            error_response("CSRF token missing or wrong, or lacks the permission"),
+        );
+        json!([{ "session": [], "csrf": [] }])
+    } else {
+        json!([{ "session": [] }])
+    };
     let (security, policy) = match spec.policy {
         Policy::Public => (json!([]), "public".to_owned()),
         Policy::LoggedIn => {
             responses.insert("401".into(), error_response("Not logged in"));
-            (json!([{ "session": [] }]), "logged in".to_owned())
+            (session, "logged in".to_owned())
         }
         Policy::Permission(p) => {
             responses.insert("401".into(), error_response("Not logged in"));
-            responses.insert("403".into(), error_response("Lacks the permission"));
-            (
-                json!([{ "session": [] }]),
-                format!("permission {}", p.name()),
-            )
+            responses
+                .entry("403")
+                .or_insert_with(|| error_response("Lacks the permission"));
+            (session, format!("permission {}", p.name()))
         }
     };
+    if spec.needs_billing {
+        responses.insert(
+            "503".into(),
+            error_response("Billing is not configured on this server"),
+        );
+    }
     let parameters: Vec<Value> = spec
         .path
         .split('/')
@@ -80,7 +97,8 @@ pub fn document(specs: &[RouteSpec]) -> Value {
         "paths": paths,
         "components": {
             "securitySchemes": {
-                "session": { "type": "apiKey", "in": "cookie", "name": "session" }
+                "session": { "type": "apiKey", "in": "cookie", "name": "session" },
+                "csrf": { "type": "apiKey", "in": "header", "name": "X-CSRFToken" }
             },
             "schemas": {
                 "Error": {

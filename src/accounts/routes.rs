@@ -18,17 +18,25 @@ use crate::http::{Json, LoginBody, Origin};
 
 pub fn routes() -> Routes {
     Routes::new()
-        .post("/signup", Public, signup)
+        .post("/signup", Public.without_csrf(), signup)
         .get("/verify_email/{token}", Public, verify_email)
-        .post("/login", Public, login)
+        .post("/login", Public.without_csrf(), login)
         .get("/check_auth_status", Public, check_auth_status)
         .get("/logout", LoggedIn, logout)
-        .post("/logout", LoggedIn, logout)
+        .post("/logout", LoggedIn.without_csrf(), logout)
         .get("/current_user_details", LoggedIn, current_user_details)
         .post("/update_profile", LoggedIn, update_profile)
         .get("/csrf_token", LoggedIn, csrf_token)
-        .post("/forgot_password", Public, recovery::forgot_password)
-        .post("/reset_password/{token}", Public, recovery::reset_password)
+        .post(
+            "/forgot_password",
+            Public.without_csrf(),
+            recovery::forgot_password,
+        )
+        .post(
+            "/reset_password/{token}",
+            Public.without_csrf(),
+            recovery::reset_password,
+        )
         .get("/sessions", LoggedIn, sessions::list)
         .delete("/sessions/{id}", LoggedIn, sessions::revoke)
         .post("/sessions/revoke_others", LoggedIn, sessions::revoke_others)

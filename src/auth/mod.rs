@@ -1,10 +1,10 @@
 //! Who is calling: sessions, CSRF, password hashing and the extractors that guard
 //! routes.
 //!
-//! [`authenticate`] runs before every route: it resolves the session cookie once and
-//! enforces CSRF for state-changing requests that ride on it. Who may call a route is
-//! declared with the route, in the table of [`policy`]; handlers take [`CurrentUser`]
-//! for the caller's identity.
+//! [`authenticate`] runs before every route: it resolves the session cookie once. Who
+//! may call a route, and whether an unsafe request riding on the session must carry
+//! the CSRF header, is declared with the route, in the table of [`policy`]; handlers
+//! take [`CurrentUser`] for the caller's identity.
 
 pub mod cache;
 pub mod password;
@@ -15,29 +15,16 @@ use std::sync::Arc;
 
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use subtle::ConstantTimeEq;
 
 use crate::app::AppState;
 use crate::error::AppError;
 pub use session::Authenticated;
 
-pub const CSRF_FAILED: &str = "CSRF token validation failed";
-pub const CSRF_HEADER: &str = "x-csrftoken";
+pub use policy::{CSRF_FAILED, CSRF_HEADER};
 
-/// Routes that a session cookie may reach with an unsafe method and no CSRF header:
-/// they either create the session or act on a secret carried in the request itself.
-fn csrf_exempt(path: &str) -> bool {
-    matches!(
-        path,
-        "/signup" | "/login" | "/logout" | "/forgot_password" | "/stripe/webhook"
-    ) || path.starts_with("/reset_password/")
-        || path.starts_with("/verify_email/")
-}
-
-/// Resolves the session cookie and checks CSRF; see the module documentation.
+/// Resolves the session cookie; see the module documentation.
 pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     // Monitoring answers whoever asks and must not depend on the session store: a
     // cookie sent to them during an outage would otherwise turn them into 503s.
@@ -52,19 +39,6 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         Err(e) => return AppError::from(e).into_response(),
     };
     if let Some(auth) = auth {
-        let unsafe_method = !matches!(
-            *req.method(),
-            Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
-        );
-        // The web UI's forms carry the token in a field, which `ui::Form` checks
-        // before any handler reads the form.
-        if unsafe_method
-            && !csrf_exempt(req.uri().path())
-            && !crate::ui::is_page(req.uri().path())
-            && !csrf_matches(req.headers(), &auth.session.csrf_token)
-        {
-            return AppError::Forbidden("csrf_failed", CSRF_FAILED).into_response();
-        }
         req.extensions_mut().insert(Arc::clone(&auth));
         let mut response = next.run(req).await;
         // The request log names the caller.
@@ -72,13 +46,6 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         return response;
     }
     next.run(req).await
-}
-
-fn csrf_matches(headers: &HeaderMap, expected: &str) -> bool {
-    headers
-        .get(CSRF_HEADER)
-        .map(|sent| bool::from(sent.as_bytes().ct_eq(expected.as_bytes())))
-        .unwrap_or(false)
 }
 
 /// A logged-in user; a route taking it answers 401 to anyone else.
@@ -117,28 +84,5 @@ impl<S: Send + Sync> FromRequestParts<S> for MaybeUser {
         Ok(MaybeUser(
             parts.extensions.get::<Arc<Authenticated>>().cloned(),
         ))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn csrf_exemptions_are_exactly_the_contracts() {
-        for path in [
-            "/signup",
-            "/login",
-            "/logout",
-            "/forgot_password",
-            "/reset_password/abc",
-            "/verify_email/abc",
-            "/stripe/webhook",
-        ] {
-            assert!(csrf_exempt(path), "{path}");
-        }
-        for path in ["/update_profile", "/signup/x", "/loginx", "/boards"] {
-            assert!(!csrf_exempt(path), "{path}");
-        }
     }
 }

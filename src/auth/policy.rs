@@ -7,22 +7,28 @@
 //!
 //! How a refusal is answered is an attribute of the entry too ([`Refusal`]): the JSON
 //! routes answer the contract's 401/403, the web UI's pages send a browser to sign in
-//! or show an HTML 403 page.
+//! or show an HTML 403 page. So are the two other things a route may ask of a request
+//! ([`Access`]): whether an unsafe method riding on the session cookie must carry the
+//! `X-CSRFToken` header (every JSON route, unless declared
+//! [`without_csrf`](Policy::without_csrf)), and whether it needs billing configured
+//! ([`needs_billing`](Policy::needs_billing): 503 `billing_not_configured` without it).
 
 use std::collections::BTreeMap;
 
 use axum::extract::Request;
 use axum::handler::Handler;
-use axum::http::Method;
+use axum::http::{HeaderMap, Method};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter};
 use axum::Router;
+use subtle::ConstantTimeEq;
 
 use super::Authenticated;
 use crate::app::AppState;
 use crate::error::AppError;
 use crate::rbac::Permission;
+use crate::{billing, ui};
 
 /// What a caller needs to reach a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +52,65 @@ impl Policy {
             (Self::Permission(_), Some(_)) => Err(AppError::unauthorized_access()),
         }
     }
+
+    /// For routes that create the session or act on a secret carried in the request
+    /// itself (a signed webhook, an emailed token): no `X-CSRFToken` header needed.
+    pub const fn without_csrf(self) -> Access {
+        Access::from_policy(self).without_csrf()
+    }
+
+    /// For routes that need billing configured.
+    pub const fn needs_billing(self) -> Access {
+        Access::from_policy(self).needs_billing()
+    }
+}
+
+/// A route's policy with what else it asks of a request; see the module documentation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Access {
+    pub policy: Policy,
+    pub csrf_header: bool,
+    pub needs_billing: bool,
+}
+
+impl Access {
+    const fn from_policy(policy: Policy) -> Self {
+        Self {
+            policy,
+            csrf_header: true,
+            needs_billing: false,
+        }
+    }
+
+    pub const fn without_csrf(self) -> Self {
+        Self {
+            csrf_header: false,
+            ..self
+        }
+    }
+
+    pub const fn needs_billing(self) -> Self {
+        Self {
+            needs_billing: true,
+            ..self
+        }
+    }
+}
+
+impl From<Policy> for Access {
+    fn from(policy: Policy) -> Self {
+        Self::from_policy(policy)
+    }
+}
+
+pub const CSRF_FAILED: &str = "CSRF token validation failed";
+pub const CSRF_HEADER: &str = "x-csrftoken";
+
+fn csrf_matches(headers: &HeaderMap, expected: &str) -> bool {
+    headers
+        .get(CSRF_HEADER)
+        .map(|sent| bool::from(sent.as_bytes().ct_eq(expected.as_bytes())))
+        .unwrap_or(false)
 }
 
 /// How a route answers a caller its policy refuses.
@@ -57,12 +122,41 @@ pub enum Refusal {
     Page,
 }
 
-async fn enforce(policy: Policy, refusal: Refusal, req: Request, next: Next) -> Response {
+/// What the route table knows of the running service when it builds the router.
+#[derive(Debug, Clone, Copy)]
+struct Service {
+    billing: bool,
+}
+
+/// The checks of one entry, before its handler: CSRF (the web UI's forms carry their
+/// token in a field that `ui::Form` checks), then the policy, then billing.
+fn check(spec: &RouteSpec, service: Service, req: &Request) -> Result<(), AppError> {
     let auth = req.extensions().get::<std::sync::Arc<Authenticated>>();
-    match (policy.check(auth.map(AsRef::as_ref)), refusal) {
+    let unsafe_method = !matches!(
+        *req.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+    );
+    if let Some(auth) = auth {
+        if unsafe_method
+            && spec.csrf_header
+            && spec.refusal == Refusal::Json
+            && !csrf_matches(req.headers(), &auth.session.csrf_token)
+        {
+            return Err(AppError::Forbidden("csrf_failed", CSRF_FAILED));
+        }
+    }
+    spec.policy.check(auth.map(AsRef::as_ref))?;
+    if spec.needs_billing && !service.billing {
+        return Err(billing::not_configured());
+    }
+    Ok(())
+}
+
+async fn enforce(spec: &RouteSpec, service: Service, req: Request, next: Next) -> Response {
+    match (check(spec, service, &req), spec.refusal) {
         (Ok(()), _) => next.run(req).await,
         (Err(e), Refusal::Json) => e.into_response(),
-        (Err(e), Refusal::Page) => crate::ui::refuse(e, req.uri()),
+        (Err(e), Refusal::Page) => ui::refuse(e, req.uri()),
     }
 }
 
@@ -73,11 +167,16 @@ pub struct RouteSpec {
     pub path: String,
     pub policy: Policy,
     pub refusal: Refusal,
+    /// An unsafe method with a session needs the `X-CSRFToken` header.
+    pub csrf_header: bool,
+    /// Answered 503 `billing_not_configured` when billing is off.
+    pub needs_billing: bool,
 }
 
-/// The route table; see the module documentation.
+/// The route table; see the module documentation. Handlers are kept unguarded until
+/// [`Routes::into_router`], which knows the running service.
 pub struct Routes {
-    paths: BTreeMap<String, MethodRouter<AppState>>,
+    entries: Vec<(RouteSpec, MethodRouter<AppState>)>,
     specs: Vec<RouteSpec>,
     /// How the routes added to this table refuse.
     refusal: Refusal,
@@ -93,7 +192,7 @@ impl Routes {
     /// A table of JSON routes.
     pub fn new() -> Self {
         Self {
-            paths: BTreeMap::new(),
+            entries: Vec::new(),
             specs: Vec::new(),
             refusal: Refusal::Json,
         }
@@ -112,71 +211,67 @@ impl Routes {
         method: Method,
         filter: MethodFilter,
         path: impl Into<String>,
-        policy: Policy,
+        access: impl Into<Access>,
         handler: H,
     ) -> Self
     where
         H: Handler<T, AppState>,
         T: 'static,
     {
-        let refusal = self.refusal;
-        let guarded = axum::routing::on(filter, handler).route_layer(middleware::from_fn(
-            move |req: Request, next: Next| enforce(policy, refusal, req, next),
-        ));
-        let path = path.into();
-        let entry = self.paths.remove(&path).unwrap_or_default();
-        self.paths.insert(path.clone(), entry.merge(guarded));
-        self.specs.push(RouteSpec {
+        let access = access.into();
+        let spec = RouteSpec {
             method,
-            path,
-            policy,
-            refusal,
-        });
+            path: path.into(),
+            policy: access.policy,
+            refusal: self.refusal,
+            csrf_header: access.csrf_header,
+            needs_billing: access.needs_billing,
+        };
+        self.specs.push(spec.clone());
+        self.entries
+            .push((spec, axum::routing::on(filter, handler)));
         self
     }
 
     pub fn get<H: Handler<T, AppState>, T: 'static>(
         self,
         path: impl Into<String>,
-        policy: Policy,
+        access: impl Into<Access>,
         handler: H,
     ) -> Self {
-        self.add(Method::GET, MethodFilter::GET, path, policy, handler)
+        self.add(Method::GET, MethodFilter::GET, path, access, handler)
     }
 
     pub fn post<H: Handler<T, AppState>, T: 'static>(
         self,
         path: impl Into<String>,
-        policy: Policy,
+        access: impl Into<Access>,
         handler: H,
     ) -> Self {
-        self.add(Method::POST, MethodFilter::POST, path, policy, handler)
+        self.add(Method::POST, MethodFilter::POST, path, access, handler)
     }
 
     pub fn put<H: Handler<T, AppState>, T: 'static>(
         self,
         path: impl Into<String>,
-        policy: Policy,
+        access: impl Into<Access>,
         handler: H,
     ) -> Self {
-        self.add(Method::PUT, MethodFilter::PUT, path, policy, handler)
+        self.add(Method::PUT, MethodFilter::PUT, path, access, handler)
     }
 
     pub fn delete<H: Handler<T, AppState>, T: 'static>(
         self,
         path: impl Into<String>,
-        policy: Policy,
+        access: impl Into<Access>,
         handler: H,
     ) -> Self {
-        self.add(Method::DELETE, MethodFilter::DELETE, path, policy, handler)
+        self.add(Method::DELETE, MethodFilter::DELETE, path, access, handler)
     }
 
     /// Joins another capability's table to this one.
     pub fn merge(mut self, other: Routes) -> Self {
-        for (path, router) in other.paths {
-            let entry = self.paths.remove(&path).unwrap_or_default();
-            self.paths.insert(path, entry.merge(router));
-        }
+        self.entries.extend(other.entries);
         self.specs.extend(other.specs);
         self
     }
@@ -185,8 +280,23 @@ impl Routes {
         &self.specs
     }
 
-    pub fn into_router(self) -> Router<AppState> {
-        self.paths
+    /// The router, each handler behind its entry's checks.
+    pub fn into_router(self, state: &AppState) -> Router<AppState> {
+        let service = Service {
+            billing: state.billing.is_some(),
+        };
+        let mut paths: BTreeMap<String, MethodRouter<AppState>> = BTreeMap::new();
+        for (spec, handler) in self.entries {
+            let path = spec.path.clone();
+            let spec = std::sync::Arc::new(spec);
+            let guarded = handler.route_layer(middleware::from_fn(move |req, next| {
+                let spec = std::sync::Arc::clone(&spec);
+                async move { enforce(&spec, service, req, next).await }
+            }));
+            let entry = paths.remove(&path).unwrap_or_default();
+            paths.insert(path, entry.merge(guarded));
+        }
+        paths
             .into_iter()
             .fold(Router::new(), |router, (path, methods)| {
                 router.route(&path, methods)

@@ -117,8 +117,9 @@ pub fn not_configured() -> AppError {
     }
 }
 
-/// The billing capability of a request; 503 `billing_not_configured` when billing is
-/// off. Handlers take it first, so that answer comes before any other.
+/// The billing capability of a request: the handlers' way to the Stripe client. Their
+/// routes are declared as needing billing, so the route table has already answered 503
+/// `billing_not_configured` when billing is off; this extractor answers the same.
 pub struct Stripe(pub Arc<Billing>);
 
 impl std::ops::Deref for Stripe {
