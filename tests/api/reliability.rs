@@ -529,9 +529,27 @@ fn binary(dir: &std::path::Path, database_url: &str, port: u16) -> std::process:
     cmd
 }
 
+/// A running server process, killed (SIGKILL) when dropped, so that a failing
+/// assertion does not leave it running.
+struct Server(std::process::Child);
+
+impl Server {
+    /// SIGKILL, as a power cut would end it, and wait for it to be gone.
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// Starts `serve` and waits (bounded) until it answers.
-async fn start_server(dir: &std::path::Path, database_url: &str, port: u16) -> std::process::Child {
-    let mut child = binary(dir, database_url, port).spawn().unwrap();
+async fn start_server(dir: &std::path::Path, database_url: &str, port: u16) -> Server {
+    let mut server = Server(binary(dir, database_url, port).spawn().unwrap());
     let url = format!("http://127.0.0.1:{port}/healthz");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let mut up = false;
@@ -543,11 +561,10 @@ async fn start_server(dir: &std::path::Path, database_url: &str, port: u16) -> s
         }
     }
     if !up {
-        let _ = child.kill();
-        let _ = child.wait();
+        server.kill();
         panic!("the server did not come up");
     }
-    child
+    server
 }
 
 /// A logged-in client of the real server; returns it with its CSRF token.
@@ -671,8 +688,7 @@ async fn a_sigkill_under_write_load_loses_no_acknowledged_write(backend: Backend
         .await
         .expect("the load got going")
         .unwrap();
-    server.kill().unwrap();
-    server.wait().unwrap();
+    server.kill();
     for writer in writers {
         writer.await.unwrap();
     }
@@ -728,8 +744,7 @@ async fn a_sigkill_under_write_load_loses_no_acknowledged_write(backend: Backend
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
-    server.kill().unwrap();
-    server.wait().unwrap();
+    server.kill();
     db.close().await;
     if let Some(schema) = schema {
         let mut conn = sqlx::PgConnection::connect(&postgres_url().unwrap())
