@@ -100,7 +100,7 @@ pub fn routes() -> Routes {
 /// The routes with the layers they all share.
 pub fn router(state: AppState) -> Router {
     // Listed innermost first: a request passes them bottom to top.
-    routes()
+    let router = routes()
         .into_router(&state)
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
@@ -116,11 +116,8 @@ pub fn router(state: AppState) -> Router {
             state.config.request_timeout,
         ))
         .layer(cors(&state.config))
-        .layer(middleware::from_fn(http::json_errors))
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            http::security_headers,
-        ))
+        .layer(middleware::from_fn(http::json_errors));
+    http::security_headers(router, &state.config)
         .layer(middleware::from_fn_with_state(state.clone(), http::observe))
         .with_state(state)
 }

@@ -14,12 +14,15 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use axum::Router;
 use ipnet::IpNet;
 use rand::RngCore;
+use tower_http::set_header::SetResponseHeaderLayer;
 use tracing::Instrument;
 
 use crate::app::AppState;
 use crate::auth::Authenticated;
+use crate::config::Config;
 use crate::error::{error_body, AppError, ErrorCode, ErrorReport};
 use crate::logs::{Kind, Level, LogEntry};
 use extract::has_control_characters;
@@ -385,44 +388,44 @@ fn percent_decoded(path: &str) -> String {
 const PAGE_CSP: &str = "default-src 'none'; style-src 'self'; script-src 'self'; \
     img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
-/// Headers every answer carries: nothing here is meant to be framed, sniffed, cached
-/// or to leak a referrer, and in production browsers are told to use HTTPS only. HTML
-/// pages get the web UI's policy; a route that needs otherwise (the web UI's static
-/// files, cached for a year) sets its own header, which is kept.
-pub async fn security_headers(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let mut response = next.run(req).await;
+/// The web UI's policy for an HTML answer.
+fn page_csp(response: &Response) -> Option<HeaderValue> {
     let is_html = response
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/html"));
-    let headers = response.headers_mut();
-    if is_html {
-        headers.insert(
+    is_html.then_some(HeaderValue::from_static(PAGE_CSP))
+}
+
+/// Headers every answer carries: nothing here is meant to be framed, sniffed, cached
+/// or to leak a referrer, and in production browsers are told to use HTTPS only. HTML
+/// pages get the web UI's policy; a route that needs otherwise (the web UI's static
+/// files, cached for a year) sets its own header, which is kept. Listed innermost
+/// first, like the router's other layers.
+pub fn security_headers(router: Router<AppState>, config: &Config) -> Router<AppState> {
+    let fixed =
+        |name, value| SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value));
+    let hsts = config.is_production().then_some(HeaderValue::from_static(
+        "max-age=63072000; includeSubDomains",
+    ));
+    router
+        .layer(SetResponseHeaderLayer::overriding(
             header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(PAGE_CSP),
-        );
-    }
-    let mut set = |name: header::HeaderName, value: &'static str| {
-        if !headers.contains_key(&name) {
-            headers.insert(name, HeaderValue::from_static(value));
-        }
-    };
-    set(header::X_CONTENT_TYPE_OPTIONS, "nosniff");
-    set(header::X_FRAME_OPTIONS, "DENY");
-    set(header::REFERRER_POLICY, "no-referrer");
-    set(
-        header::CONTENT_SECURITY_POLICY,
-        "default-src 'none'; frame-ancestors 'none'",
-    );
-    set(header::CACHE_CONTROL, "no-store");
-    if state.config.is_production() {
-        set(
+            page_csp as fn(&Response) -> Option<HeaderValue>,
+        ))
+        .layer(fixed(
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; frame-ancestors 'none'",
+        ))
+        .layer(fixed(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .layer(fixed(header::X_FRAME_OPTIONS, "DENY"))
+        .layer(fixed(header::REFERRER_POLICY, "no-referrer"))
+        .layer(fixed(header::CACHE_CONTROL, "no-store"))
+        .layer(SetResponseHeaderLayer::if_not_present(
             header::STRICT_TRANSPORT_SECURITY,
-            "max-age=63072000; includeSubDomains",
-        );
-    }
-    response
+            hsts,
+        ))
 }
 
 /// Merges runs of slashes in the path (`//boards//1` is `/boards/1`), as the old client
