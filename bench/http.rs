@@ -34,7 +34,6 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use secrecy::ExposeSecret;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -50,6 +49,7 @@ use hdrhistogram::Histogram;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
+use secrecy::ExposeSecret;
 use sqlx::Connection as _;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Runtime;

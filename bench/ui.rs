@@ -9,7 +9,6 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use secrecy::ExposeSecret;
 use std::time::Instant;
 
 use axum::body::Body;
@@ -21,6 +20,7 @@ use gatehouse::db::Db;
 use gatehouse::http::Origin;
 use hdrhistogram::Histogram;
 use http_body_util::BodyExt;
+use secrecy::ExposeSecret;
 use tower::ServiceExt;
 
 const PASSWORD: &str = "Granite-Violin-42-Lantern";

@@ -1,7 +1,6 @@
 //! The application: its state, its routes and their layers, and the server's life
 //! from start to graceful shutdown.
 
-use secrecy::ExposeSecret;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -14,13 +13,16 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::{middleware, Router};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use secrecy::ExposeSecret;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
+use tower::util::MapRequestLayer;
 use tower::{ServiceBuilder, ServiceExt};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 
 use crate::auth::cache::SessionCache;
@@ -99,6 +101,7 @@ pub fn routes() -> Routes {
 
 /// The routes with the layers they all share.
 pub fn router(state: AppState) -> Router {
+    let request_id_header = HeaderName::from_static(http::REQUEST_ID_HEADER);
     // Listed innermost first: a request passes them bottom to top.
     let router = routes()
         .into_router(&state)
@@ -119,6 +122,12 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn(http::json_errors));
     http::security_headers(router, &state.config)
         .layer(middleware::from_fn_with_state(state.clone(), http::observe))
+        .layer(PropagateRequestIdLayer::new(request_id_header.clone()))
+        .layer(SetRequestIdLayer::new(
+            request_id_header,
+            http::NewRequestId,
+        ))
+        .layer(MapRequestLayer::new(http::drop_unsafe_request_id))
         .with_state(state)
 }
 

@@ -1,12 +1,12 @@
 //! The `gatehouse` command: parse the command line, load the configuration, and call
 //! into the library.
 
-use secrecy::ExposeSecret;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use secrecy::ExposeSecret;
 use time::UtcOffset;
 
 use gatehouse::app::{self, AppState};

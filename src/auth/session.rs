@@ -6,11 +6,11 @@
 //! [`super::cache`]) and from the database otherwise, so that revocation and expiry
 //! take effect at once on every instance sharing the database.
 
-use cookie::{Cookie, CookieBuilder, SameSite};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::{header, HeaderMap, HeaderValue};
+use cookie::{Cookie, CookieBuilder, SameSite};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 

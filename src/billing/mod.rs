@@ -22,12 +22,12 @@ mod subscriptions;
 mod views;
 pub mod webhook;
 
-use secrecy::{ExposeSecret, SecretSlice, SecretString};
 use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
+use secrecy::{ExposeSecret, SecretSlice, SecretString};
 
 use crate::app::AppState;
 use crate::config::{Config, StripeConfig};

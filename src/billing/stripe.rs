@@ -13,11 +13,11 @@
 //! and panics on a bad URL. These routes use a dozen endpoints; a hundred lines over
 //! reqwest cover them and keep the requests visible.
 
-use secrecy::{ExposeSecret, SecretString};
 use std::time::Duration;
 
 use axum::http::StatusCode;
 use reqwest::Method;
+use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 

@@ -17,6 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use ipnet::IpNet;
 use rand::RngCore;
+use tower_http::request_id::{MakeRequestId, RequestId};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tracing::Instrument;
 
@@ -29,10 +30,6 @@ use extract::has_control_characters;
 pub use extract::{Json, LoginBody};
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
-
-/// The id of the request being served; also in every log line of it and in 500 bodies.
-#[derive(Debug, Clone)]
-pub struct RequestId(pub String);
 
 /// The caller's address, proxies accounted for (see [`client_ip`]).
 #[derive(Debug, Clone, Copy)]
@@ -71,22 +68,51 @@ pub fn truncate(s: &str, max_chars: usize) -> &str {
     }
 }
 
-/// Accepts the caller's `X-Request-Id` only when it is short plain text, so that a
-/// hostile value cannot forge log lines.
-fn sane_request_id(headers: &HeaderMap) -> Option<String> {
-    let value = headers.get(REQUEST_ID_HEADER)?.to_str().ok()?;
-    let ok = !value.is_empty()
+/// Whether the caller's `X-Request-Id` is short plain text, which a log line can carry
+/// without a hostile value forging others.
+fn is_sane_request_id(value: &HeaderValue) -> bool {
+    let value = value.as_bytes();
+    !value.is_empty()
         && value.len() <= 64
         && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    ok.then(|| value.to_owned())
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
-fn new_request_id() -> String {
-    let mut bytes = [0u8; 12];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    hex::encode(bytes)
+/// Drops a caller's request id that is not [sane](is_sane_request_id), so that
+/// [`NewRequestId`] gives the request one of ours.
+pub fn drop_unsafe_request_id(mut req: Request) -> Request {
+    if req
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .is_some_and(|v| !is_sane_request_id(v))
+    {
+        req.headers_mut().remove(REQUEST_ID_HEADER);
+    }
+    req
+}
+
+/// A new request id: 96 random bits in hex.
+#[derive(Debug, Clone, Copy)]
+pub struct NewRequestId;
+
+impl MakeRequestId for NewRequestId {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        let mut bytes = [0u8; 12];
+        rand::rngs::OsRng.fill_bytes(&mut bytes);
+        HeaderValue::from_str(&hex::encode(bytes))
+            .ok()
+            .map(RequestId::new)
+    }
+}
+
+/// The request id set by [`NewRequestId`]'s layer (or the caller's sane one).
+fn request_id(req: &Request) -> String {
+    req.extensions()
+        .get::<RequestId>()
+        .and_then(|id| id.header_value().to_str().ok())
+        .unwrap_or("-")
+        .to_owned()
 }
 
 /// The socket peer, or, when the peer is a trusted proxy, the right-most
@@ -115,10 +141,10 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr
 /// Probes that would drown the activity log in noise.
 const UNLOGGED_ROUTES: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
 
-/// Gives the request its id and client address, logs it once finished, and logs the
-/// cause of any 5xx once, with the id that the 500 body shows the caller.
+/// Gives the request its client address, logs it once finished, and logs the cause of
+/// any 5xx once, with the request id that the 500 body shows the caller.
 pub async fn observe(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let request_id = sane_request_id(req.headers()).unwrap_or_else(new_request_id);
+    let request_id = request_id(&req);
     let peer = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
@@ -138,7 +164,6 @@ pub async fn observe(State(state): State<AppState>, mut req: Request, next: Next
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .map(|ua| truncate(ua, 512).to_owned());
-    req.extensions_mut().insert(RequestId(request_id.clone()));
     req.extensions_mut().insert(ClientIp(ip));
 
     let span =
@@ -179,9 +204,6 @@ pub async fn observe(State(state): State<AppState>, mut req: Request, next: Next
                 response.headers_mut().insert(name, value.clone());
             }
         }
-    }
-    if let Ok(value) = HeaderValue::from_str(&request_id) {
-        response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
     let elapsed = started.elapsed();
     tracing::info!(
@@ -479,13 +501,19 @@ mod tests {
 
     #[test]
     fn request_ids_from_callers_must_be_plain() {
-        let mut h = HeaderMap::new();
-        h.insert(REQUEST_ID_HEADER, "abc-123".parse().unwrap());
-        assert_eq!(sane_request_id(&h).as_deref(), Some("abc-123"));
-        h.insert(REQUEST_ID_HEADER, "a b\"c".parse().unwrap());
-        assert_eq!(sane_request_id(&h), None);
-        h.insert(REQUEST_ID_HEADER, "x".repeat(65).parse().unwrap());
-        assert_eq!(sane_request_id(&h), None);
+        let kept = |sent: &str| {
+            let req = Request::builder()
+                .header(REQUEST_ID_HEADER, sent)
+                .body(Body::empty())
+                .unwrap();
+            drop_unsafe_request_id(req)
+                .headers()
+                .get(REQUEST_ID_HEADER)
+                .is_some()
+        };
+        assert!(kept("abc-123"));
+        assert!(!kept("a b\"c"));
+        assert!(!kept(&"x".repeat(65)));
     }
 
     #[test]

@@ -6,13 +6,13 @@
 //! delivery is at least once, never zero times; each message's `Message-ID` comes from
 //! its outbox row, so a receiver can drop the copy a retry sends.
 
-use secrecy::ExposeSecret;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use secrecy::ExposeSecret;
 use sqlx::Row;
 use tokio::sync::watch;
 

@@ -20,10 +20,10 @@ pub mod device;
 mod redis_store;
 mod store;
 
-use secrecy::ExposeSecret;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use secrecy::ExposeSecret;
 use serde_json::json;
 
 use crate::accounts::User;

@@ -20,8 +20,6 @@ mod page;
 mod roles;
 mod users;
 
-use cookie::{Cookie, SameSite};
-use secrecy::ExposeSecret;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -29,6 +27,8 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Redirect, Response};
+use cookie::{Cookie, SameSite};
+use secrecy::ExposeSecret;
 use serde::de::DeserializeOwned;
 use subtle::ConstantTimeEq;
 

@@ -2,7 +2,6 @@
 //! (a SQLite file, or a schema of its own in the PostgreSQL of `TEST_DATABASE_URL`),
 //! and a cookie-keeping HTTP client that behaves like the Next.js client.
 
-use secrecy::ExposeSecret;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -13,6 +12,7 @@ use gatehouse::config::{Config, Vars};
 use gatehouse::db::Db;
 use rand::Rng;
 use reqwest::{Method, Response, StatusCode};
+use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 use sqlx::Connection;
 use tokio::sync::oneshot;

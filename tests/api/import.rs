@@ -2,11 +2,11 @@
 //! (shared/spec/seed-schema.md), with Werkzeug hashes made here by the same scrypt
 //! parameters, imported on both databases; old users then sign in through the server.
 
-use secrecy::ExposeSecret;
 use std::path::{Path, PathBuf};
 
 use gatehouse::import::{self, Options};
 use reqwest::StatusCode;
+use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Connection};

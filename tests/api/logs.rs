@@ -1,10 +1,10 @@
 //! The activity log: what is recorded, who sees what, filters, export, deep pages,
 //! metrics, and nothing lost on a clean shutdown.
 
-use secrecy::ExposeSecret;
 use std::time::Duration;
 
 use reqwest::StatusCode;
+use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 
 use crate::helpers::{expect_error, json, Backend, TestApp, PASSWORD};

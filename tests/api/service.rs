@@ -1,10 +1,10 @@
 //! The HTTP foundation: service routes, the error model, request ids, CORS, session
 //! expiry and revocation across instances.
 
-use secrecy::ExposeSecret;
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
+use secrecy::ExposeSecret;
 use serde_json::json;
 
 use crate::helpers::{expect_error, json, new_client, Backend, TestApp, PASSWORD};

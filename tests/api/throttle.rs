@@ -4,11 +4,11 @@
 //! burst of concurrent guesses is counted before it is judged, and the answers never
 //! tell which email and which username belong to one account.
 
-use secrecy::ExposeSecret;
 use std::time::Duration;
 
 use rand::Rng;
 use reqwest::StatusCode;
+use secrecy::ExposeSecret;
 use serde_json::json;
 
 use crate::helpers::{expect_error, new_client, Backend, TestApp, PASSWORD};
