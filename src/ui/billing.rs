@@ -9,6 +9,7 @@
 //! read by the same `billing::input::Body` rules, so the limits, the Stripe calls and
 //! the activity log entries are the API's. With billing off every page says so.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use askama::Template;
@@ -241,41 +242,58 @@ pub struct SubscriptionLine {
     live: bool,
 }
 
+/// What a subscription's price is, in words: "Pro · $9.99 per month". Each price is
+/// read once per page, however many subscriptions share it.
+async fn plan_names(
+    ctx: &Ctx,
+    rows: &[(Subscription, Option<String>)],
+) -> Result<HashMap<String, String>, AppError> {
+    let mut names = HashMap::new();
+    for id in rows.iter().filter_map(|(s, _)| s.stripe_price_id.as_ref()) {
+        if names.contains_key(id) {
+            continue;
+        }
+        let name = match store::find_price(&ctx.state.db, &Ref::Stripe(id.clone())).await? {
+            Some(p) => {
+                let product = store::find_product(&ctx.state.db, &Ref::Local(p.product_id))
+                    .await?
+                    .map(|product| product.name)
+                    .unwrap_or_default();
+                format!(
+                    "{product} · {} {}",
+                    amount::format(p.unit_amount, &p.currency),
+                    cadence(&p)
+                )
+            }
+            None => id.clone(),
+        };
+        names.insert(id.clone(), name);
+    }
+    Ok(names)
+}
+
 async fn subscription_lines(
     ctx: &Ctx,
     rows: Vec<(Subscription, Option<String>)>,
 ) -> Result<Vec<SubscriptionLine>, AppError> {
-    let mut lines = Vec::with_capacity(rows.len());
-    for (s, user) in rows {
-        let plan = match &s.stripe_price_id {
-            Some(id) => match store::find_price(&ctx.state.db, &Ref::Stripe(id.clone())).await? {
-                Some(p) => {
-                    let name = store::find_product(&ctx.state.db, &Ref::Local(p.product_id))
-                        .await?
-                        .map(|product| product.name)
-                        .unwrap_or_default();
-                    format!(
-                        "{name} · {} {}",
-                        amount::format(p.unit_amount, &p.currency),
-                        cadence(&p)
-                    )
-                }
-                None => id.clone(),
-            },
-            None => "not known yet".to_owned(),
-        };
-        lines.push(SubscriptionLine {
+    let names = plan_names(ctx, &rows).await?;
+    Ok(rows
+        .into_iter()
+        .map(|(s, user)| SubscriptionLine {
             id: s.id,
             live: s.is_live(),
+            plan: s
+                .stripe_price_id
+                .as_ref()
+                .and_then(|id| names.get(id).cloned())
+                .unwrap_or_else(|| "not known yet".to_owned()),
             stripe_id: s.stripe_subscription_id,
             user: user.unwrap_or_default(),
-            plan,
             status: s.status,
             period_end: s.current_period_end.map(when).unwrap_or_default(),
             ends: s.cancel_at_period_end,
-        });
-    }
-    Ok(lines)
+        })
+        .collect())
 }
 
 /// A product with its plans, for the plans page.
@@ -458,15 +476,22 @@ async fn confirm_cancel(ctx: Ctx, Path(id): Path<String>) -> PageResult {
     let end = s
         .current_period_end
         .map_or_else(|| "the end of the paid period".to_owned(), when);
+    let back = back_from_subscription(&ctx, &s);
+    let action = format!("/ui/billing/subscriptions/{}/cancel", s.id);
+    let plan = subscription_lines(&ctx, vec![(s, None)])
+        .await?
+        .pop()
+        .map(|line| line.plan)
+        .unwrap_or_default();
     let page = ConfirmPage {
         shell: Shell::new(&ctx, "Cancel this subscription?"),
         explain: format!(
-            "Subscription {} stays active until {end}, then ends; nothing more is charged.",
-            s.stripe_subscription_id
+            "The subscription to {plan} stays active until {end}, then ends; nothing \
+             more is charged."
         ),
-        action: format!("/ui/billing/subscriptions/{}/cancel", s.id),
+        action,
         button: "Cancel at period end",
-        back: back_from_subscription(&ctx, &s),
+        back,
     };
     Ok(ctx.render(StatusCode::OK, page.render()?))
 }

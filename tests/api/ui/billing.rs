@@ -217,9 +217,15 @@ async fn a_buyer_subscribes_and_cancels_without_javascript(backend: Backend) {
 
     // Stripe sends the browser back; the paid session is recorded once, however
     // often the page is loaded.
-    fake.pay(&session, 999);
     let back = &success[success.find("/ui/billing/success").unwrap()..]
         .replace("{CHECKOUT_SESSION_ID}", &session);
+    // Before Stripe says it is paid, the page says so and records nothing.
+    w.open(back).await;
+    assert_eq!(w.status, StatusCode::OK);
+    w.sees("Your payment is not confirmed yet");
+    let orders = app.scalar("SELECT COUNT(*) FROM billing_orders").await;
+    assert_eq!(orders, 0);
+    fake.pay(&session, 999);
     w.open(back).await;
     assert_eq!(w.status, StatusCode::OK);
     w.sees("Your payment was received");
@@ -264,7 +270,7 @@ async fn a_buyer_subscribes_and_cancels_without_javascript(backend: Backend) {
         .await;
     assert_eq!(w.path, format!("/ui/billing/subscriptions/{local}/cancel"));
     w.sees("Cancel this subscription?");
-    w.sees("2030-03-17");
+    w.sees("The subscription to Pro · $9.99 per month stays active until 2030-03-17");
     // Another user may not see or cancel it.
     eve.open(&w.path).await;
     assert_eq!(eve.status, StatusCode::FORBIDDEN);
@@ -512,6 +518,28 @@ async fn a_manager_runs_billing_without_javascript(backend: Backend) {
     w.open("/ui/billing/subscriptions?user=nobody@example.com")
         .await;
     w.sees("No user is nobody@example.com.");
+
+    // 25 a page, the filters kept in the pages' links.
+    for i in 0..25 {
+        deliver(
+            &app,
+            &format!("evt_many_{i}"),
+            "customer.subscription.created",
+            subscription(&format!("sub_many_{i}"), "cus_a", plan, "active", bob),
+        )
+        .await;
+    }
+    w.open("/ui/billing/subscriptions?status=active").await;
+    w.sees("26 subscriptions, page 1 of 2.");
+    assert_eq!(w.html.matches("<code>sub_").count(), 25);
+    w.follow("Next page").await;
+    assert_eq!(
+        w.path,
+        "/ui/billing/subscriptions?status=active&user=&page=2"
+    );
+    w.sees("page 2 of 2.");
+    assert_eq!(w.html.matches("<code>sub_").count(), 1);
+    w.sees("sub_a");
 
     // The webhook events, with what was done with each.
     w.follow("Webhook events").await;
