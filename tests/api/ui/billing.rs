@@ -185,6 +185,14 @@ async fn a_buyer_subscribes_and_cancels_without_javascript(backend: Backend) {
     w.sees("once");
     w.sees("You have no subscriptions.");
     assert!(!w.html.contains("Webhook events"), "no management tabs");
+    // The page with its stylesheet and script stays under the 60 KB budget.
+    let mut weight = w.html.len();
+    for asset in w.html.split("\"/ui/static/").skip(1) {
+        let path = format!("/ui/static/{}", asset.split('"').next().unwrap());
+        let res = new_client().get(app.url(&path)).send().await.unwrap();
+        weight += res.bytes().await.unwrap().len();
+    }
+    assert!(weight < 60 * 1024, "the plans page weighs {weight} bytes");
 
     // Subscribing sends the browser to Stripe's checkout page, opened for bob.
     let monthly_id = monthly["price_id"].as_str().unwrap();
@@ -293,6 +301,14 @@ async fn a_buyer_subscribes_and_cancels_without_javascript(backend: Backend) {
     w.open("/ui/billing/cancel").await;
     w.sees("Nothing was bought");
 
+    // A card Stripe declines comes back as the reason, on the plans page.
+    fake.fail_next(402, "card_error", "Your card was declined");
+    w.open("/ui/billing").await;
+    w.submit("/ui/billing/checkout", &[("price_id", monthly_id)])
+        .await;
+    assert_eq!(w.path, "/ui/billing");
+    w.sees("Refused: Stripe refused the request: Your card was declined");
+
     // A price archived meanwhile is refused with the rule's reason.
     app.login("mona", PASSWORD).await;
     let res = app
@@ -336,6 +352,21 @@ async fn a_manager_runs_billing_without_javascript(backend: Backend) {
     assert_eq!(w.status, StatusCode::BAD_REQUEST);
     w.sees("id=\"f-name-error\">Name must not be empty");
     w.sees("value=\"x\"");
+    // Stripe refusing is said above the form, the values kept, nothing stored.
+    fake.fail_next(
+        400,
+        "invalid_request_error",
+        "Products are paused on this account",
+    );
+    w.submit(
+        "/ui/billing/products",
+        &[("name", "Team"), ("description", "For teams")],
+    )
+    .await;
+    assert_eq!(w.status, StatusCode::BAD_REQUEST);
+    w.sees("role=\"alert\">Stripe refused the request: Products are paused on this account");
+    w.sees("value=\"For teams\"");
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM billing_products").await, 0);
     w.submit(
         "/ui/billing/products",
         &[("name", "Team"), ("description", "For teams")],
