@@ -190,8 +190,14 @@ fn plain_message(error: AppError) -> AppError {
 fn outcome<T>(ctx: &Ctx, to: &str, result: Result<T, AppError>, done: &str) -> PageResult {
     match result {
         Ok(_) => Ok(ctx.redirect(to, Some((true, done)))),
-        Err(e @ (AppError::Internal(_) | AppError::Unavailable(_))) => Err(e.into()),
-        Err(e) => Ok(ctx.redirect(to, Some((false, &format!("Refused: {}", plain_message(e)))))),
+        Err(e) => refusal(ctx, to, e),
+    }
+}
+
+fn refusal(ctx: &Ctx, to: &str, error: AppError) -> PageResult {
+    match error {
+        e @ (AppError::Internal(_) | AppError::Unavailable(_)) => Err(e.into()),
+        e => Ok(ctx.redirect(to, Some((false, &format!("Refused: {}", plain_message(e)))))),
     }
 }
 
@@ -373,7 +379,7 @@ async fn start_checkout(ctx: Ctx, Form(form): Form<CheckoutForm>) -> PageResult 
     .await
     {
         Ok(started) => Ok(ctx.redirect(&started.checkout_url, None)),
-        Err(e) => outcome::<()>(&ctx, HOME, Err(e), ""),
+        Err(e) => refusal(&ctx, HOME, e),
     }
 }
 
@@ -391,7 +397,8 @@ struct SessionQuery {
 }
 
 /// Where Stripe sends the browser after paying: the session is confirmed with Stripe
-/// and recorded as `/checkout-success` records it. Only the buyer's own session.
+/// and recorded as `/checkout-success` records it. Only the buyer's own session, which
+/// is checked before Stripe is asked anything.
 async fn success_page(ctx: Ctx, Query(query): Query<SessionQuery>) -> PageResult {
     let Some(billing) = configured(&ctx) else {
         return off(&ctx);
