@@ -388,6 +388,8 @@ async fn start_checkout(ctx: Ctx, Form(form): Form<CheckoutForm>) -> PageResult 
 struct LandingPage {
     shell: Shell,
     paid: bool,
+    /// A recurring price was bought: the subscription follows from Stripe.
+    subscription: bool,
     cancelled: bool,
 }
 
@@ -419,12 +421,13 @@ async fn success_page(ctx: Ctx, Query(query): Query<SessionQuery>) -> PageResult
     let theirs = store::find_checkout(&mut conn, &session_id)
         .await
         .map_err(AppError::from)?
-        .is_some_and(|c| c.user_id == me);
+        .filter(|c| c.user_id == me)
+        .ok_or_else(|| AppError::not_found("Checkout session not found"))?;
     drop(conn);
-    if !theirs {
-        return Err(AppError::not_found("Checkout session not found").into());
-    }
     let (_, paid) = checkout::confirm(&billing, &ctx.state, &session_id).await?;
+    let subscription = store::find_price(&ctx.state.db, &Ref::Local(theirs.price_id))
+        .await?
+        .is_some_and(|p| p.recurring_interval.is_some());
     let page = LandingPage {
         shell: Shell::new(
             &ctx,
@@ -435,6 +438,7 @@ async fn success_page(ctx: Ctx, Query(query): Query<SessionQuery>) -> PageResult
             },
         ),
         paid,
+        subscription,
         cancelled: false,
     };
     Ok(ctx.render(StatusCode::OK, page.render()?))
@@ -448,6 +452,7 @@ async fn cancel_page(ctx: Ctx) -> PageResult {
     let page = LandingPage {
         shell: Shell::new(&ctx, "Checkout cancelled"),
         paid: false,
+        subscription: false,
         cancelled: true,
     };
     Ok(ctx.render(StatusCode::OK, page.render()?))

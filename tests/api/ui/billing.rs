@@ -237,6 +237,7 @@ async fn a_buyer_subscribes_and_cancels_without_javascript(backend: Backend) {
     w.open(back).await;
     assert_eq!(w.status, StatusCode::OK);
     w.sees("Your payment was received");
+    w.sees("the subscription appears in your list as soon as Stripe confirms it");
     w.open(back).await;
     w.sees("Your payment was received");
     let orders = app
@@ -300,6 +301,22 @@ async fn a_buyer_subscribes_and_cancels_without_javascript(backend: Backend) {
     // The cancel landing page changes nothing.
     w.open("/ui/billing/cancel").await;
     w.sees("Nothing was bought");
+
+    // A one-time purchase goes the same way, in payment mode.
+    w.open("/ui/billing").await;
+    let once_id = once["price_id"].as_str().unwrap();
+    w.submit("/ui/billing/checkout", &[("price_id", once_id)])
+        .await;
+    let session = w.path.rsplit('/').next().unwrap().to_owned();
+    assert_eq!(
+        fake.last("POST", "/v1/checkout/sessions").get("mode"),
+        Some("payment")
+    );
+    fake.pay(&session, 123_450);
+    w.open(&format!("/ui/billing/success?session_id={session}"))
+        .await;
+    w.sees("Your purchase is recorded.");
+    assert!(!w.html.contains("subscription appears"));
 
     // A card Stripe declines comes back as the reason, on the plans page.
     fake.fail_next(402, "card_error", "Your card was declined");
