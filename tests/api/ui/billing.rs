@@ -596,6 +596,37 @@ async fn a_manager_runs_billing_without_javascript(backend: Backend) {
     w.sees("evt_b");
     w.sees(">applied<");
     w.sees(">ignored<");
+    // 50 a page, older ones by keyset; an event from before outcomes were recorded
+    // says so.
+    for i in 0..50 {
+        sqlx::query(
+            "INSERT INTO billing_events (event_id, type, stripe_created, received_at) \
+             VALUES ($1, 'invoice.paid', 1700000000, 1700000000)",
+        )
+        .bind(format!("evt_old_{i:02}"))
+        .execute(app.state.db.pool())
+        .await
+        .unwrap();
+    }
+    w.open("/ui/billing/events").await;
+    assert_eq!(w.html.matches("<code>evt_").count(), 50);
+    w.sees("evt_old_49");
+    w.sees("evt_old_00");
+    w.sees("not recorded");
+    assert!(
+        !w.html.contains("evt_a<"),
+        "the oldest are on the next page"
+    );
+    w.follow("Older events").await;
+    assert!(
+        w.path.starts_with("/ui/billing/events?before_id="),
+        "{}",
+        w.path
+    );
+    assert_eq!(w.html.matches("<code>evt_").count(), 28);
+    w.sees("evt_a<");
+    w.sees(">applied<");
+    assert!(!w.html.contains("evt_old_"));
     fake.assert_clean();
 }
 
