@@ -777,7 +777,8 @@ async fn bad_input_on_the_billing_pages_answers_4xx_pages(backend: Backend) {
     w.submit(&prices, &[("unit_amount", "5"), ("interval", "fortnight")])
         .await;
     assert_eq!(w.status, StatusCode::BAD_REQUEST);
-    w.sees("Interval must be one of day, week, month, year");
+    w.sees("id=\"f-interval-error\">Interval must be one of day, week, month, year");
+    w.sees("aria-describedby=\"f-interval-error f-interval-hint\" aria-invalid=\"true\"");
     w.submit(
         &prices,
         &[("unit_amount", "5"), ("nickname", &"n".repeat(251))],
