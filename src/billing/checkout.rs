@@ -11,7 +11,7 @@ use super::input::Body;
 use super::service;
 use super::stripe::Form;
 use super::views::CheckoutStarted;
-use super::{client_key, store, Stripe};
+use super::{client_key, store, Billing, Stripe};
 use crate::app::AppState;
 use crate::auth::CurrentUser;
 use crate::error::AppError;
@@ -19,18 +19,27 @@ use crate::http::Origin;
 
 const QUANTITY_MAX: i64 = 100;
 
-/// `{price_id, user_id?, quantity?, mode?}` → `{checkout_url}`. The buyer is the
-/// session's user; `user_id` naming someone else is honoured only for
+/// Where Stripe sends the browser back to after a checkout: the JSON routes' pages,
+/// or the web UI's.
+pub struct ReturnTo {
+    /// With `{CHECKOUT_SESSION_ID}`, which Stripe fills in.
+    pub success_url: String,
+    pub cancel_url: String,
+}
+
+/// Opens a Stripe Checkout session for `{price_id, user_id?, quantity?, mode?}`. The
+/// buyer is the session's user; `user_id` naming someone else is honoured only for
 /// `manage_billing`. The mode follows the price (one-time: `payment`, recurring:
 /// `subscription`); a `mode` that contradicts it is refused.
-pub async fn create_checkout_session(
-    billing: Stripe,
-    State(state): State<AppState>,
-    caller: CurrentUser,
-    origin: Origin,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, AppError> {
+pub async fn start(
+    billing: &Billing,
+    state: &AppState,
+    caller: &CurrentUser,
+    origin: &Origin,
+    client_key: Option<&str>,
+    body: &Body,
+    return_to: &ReturnTo,
+) -> Result<CheckoutStarted, AppError> {
     let price_id = body.required_stripe_id("price_id")?;
     let quantity = body.int("quantity")?.unwrap_or(1);
     if !(1..=QUANTITY_MAX).contains(&quantity) {
@@ -39,8 +48,8 @@ pub async fn create_checkout_session(
         )));
     }
     let asked_mode = body.optional_line("mode", 20)?;
-    let user = service::acting_user(&state, &caller, &body).await?;
-    let price = service::live_price(&state, &price_id).await?;
+    let user = service::acting_user(state, caller, body).await?;
+    let price = service::live_price(state, &price_id).await?;
     let mode = if price.recurring_interval.is_some() {
         "subscription"
     } else {
@@ -51,26 +60,22 @@ pub async fn create_checkout_session(
             "`mode` must be {mode} for this price"
         )));
     }
-    let public = &state.config.public_url;
-    let customer = service::customer_for(&billing, &state, &user).await?;
+    let customer = service::customer_for(billing, state, &user).await?;
     let mut form = Form::new()
         .set("mode", mode)
         .set("customer", &customer)
         .set("client_reference_id", user.id)
         .set("line_items[0][price]", &price.stripe_price_id)
         .set("line_items[0][quantity]", quantity)
-        .set(
-            "success_url",
-            format!("{public}/checkout-success?session_id={{CHECKOUT_SESSION_ID}}"),
-        )
-        .set("cancel_url", format!("{public}/checkout-cancel"))
+        .set("success_url", &return_to.success_url)
+        .set("cancel_url", &return_to.cancel_url)
         .set("metadata[user_id]", user.id)
         .set("metadata[price_id]", &price.stripe_price_id)
         .set("metadata[quantity]", quantity);
     if mode == "subscription" {
         form = form.set("subscription_data[metadata][user_id]", user.id);
     }
-    let key = billing.idempotency_key("checkout", user.id, client_key(&headers));
+    let key = billing.idempotency_key("checkout", user.id, client_key);
     let session = billing.stripe.create_checkout_session(&form, &key).await?;
     let url = session.url.clone().ok_or_else(|| {
         AppError::internal(anyhow::anyhow!(
@@ -80,31 +85,73 @@ pub async fn create_checkout_session(
     })?;
     store::insert_checkout(&state.db, &session, user.id, price.id, mode).await?;
     service::record(
-        &state,
-        &caller,
-        &origin,
+        state,
+        caller,
+        origin,
         "checkout started",
         json!({
             "action": "create_checkout_session", "session_id": session.id,
             "user_id": user.id, "price_id": price.stripe_price_id, "mode": mode,
         }),
     );
-    Ok(axum::Json(CheckoutStarted {
+    Ok(CheckoutStarted {
         checkout_url: url,
         session_id: session.id,
     })
-    .into_response())
+}
+
+/// `{price_id, user_id?, quantity?, mode?}` → `{checkout_url}`; see [`start`].
+pub async fn create_checkout_session(
+    billing: Stripe,
+    State(state): State<AppState>,
+    caller: CurrentUser,
+    origin: Origin,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, AppError> {
+    let public = &state.config.public_url;
+    let return_to = ReturnTo {
+        success_url: format!("{public}/checkout-success?session_id={{CHECKOUT_SESSION_ID}}"),
+        cancel_url: format!("{public}/checkout-cancel"),
+    };
+    let started = start(
+        &billing,
+        &state,
+        &caller,
+        &origin,
+        client_key(&headers),
+        &body,
+        &return_to,
+    )
+    .await?;
+    Ok(axum::Json(started).into_response())
 }
 
 fn see_other(url: &str) -> Response {
     (StatusCode::SEE_OTHER, [(header::LOCATION, url.to_owned())]).into_response()
 }
 
-/// Where Stripe sends the browser after paying. It asks Stripe about the session
-/// (never trusting the URL) and, when paid, records it exactly as the webhook does,
-/// once per session however often the page is loaded **(fixed: the old page added an
-/// order on every load)**. Then it redirects to `CHECKOUT_SUCCESS_URL`, or answers
-/// JSON without the session's details when none is set.
+/// A checkout session opened here, once the browser is back from Stripe: Stripe is
+/// asked about it (the address is never trusted) and, when paid, it is recorded
+/// exactly as the webhook records it, once per session however often the page is
+/// loaded **(fixed: the old page added an order on every load)**. Returns whose
+/// session it is and whether it is paid; 404 for a session not opened here.
+pub async fn confirm(
+    billing: &Billing,
+    state: &AppState,
+    session_id: &str,
+) -> Result<(store::Checkout, bool), AppError> {
+    let mut conn = state.db.pool().acquire().await?;
+    let known = store::find_checkout(&mut conn, session_id).await?;
+    drop(conn);
+    let known = known.ok_or_else(|| AppError::not_found("Checkout session not found"))?;
+    let paid = service::record_paid_session(billing, state, session_id).await?;
+    Ok((known, paid))
+}
+
+/// Where Stripe sends the browser after paying; see [`confirm`]. Then it redirects
+/// to `CHECKOUT_SUCCESS_URL`, or answers JSON without the session's details when none
+/// is set.
 pub async fn checkout_success(
     billing: Stripe,
     State(state): State<AppState>,
@@ -113,13 +160,7 @@ pub async fn checkout_success(
     let session_id = body
         .stripe_id("session_id")?
         .ok_or_else(|| AppError::invalid("No session ID found in the request"))?;
-    let mut conn = state.db.pool().acquire().await?;
-    let known = store::find_checkout(&mut conn, &session_id).await?;
-    drop(conn);
-    if known.is_none() {
-        return Err(AppError::not_found("Checkout session not found"));
-    }
-    let paid = service::record_paid_session(&billing, &state, &session_id).await?;
+    let (_, paid) = confirm(&billing, &state, &session_id).await?;
     if let Some(url) = &state.config.checkout_success_url {
         return Ok(see_other(
             &url.replace("{CHECKOUT_SESSION_ID}", &session_id),

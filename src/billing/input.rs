@@ -185,14 +185,30 @@ impl Body {
         }
     }
 
-    /// An amount in major units (`19.99` or `"19.99"`) as integer minor units, exactly.
-    pub fn money(&self, field: &str) -> Result<Option<i64>, AppError> {
+    /// An amount in the major units of `currency` (`19.99` or `"19.99"`) as integer
+    /// minor units, exactly.
+    pub fn money_in(&self, field: &str, currency: &str) -> Result<Option<i64>, AppError> {
         match self.get(field) {
             None => Ok(None),
-            Some(value) => amount::parse_dollars(field, value)
+            Some(value) => amount::parse_amount(field, value, currency)
                 .map(Some)
                 .map_err(AppError::Invalid),
         }
+    }
+
+    /// Sets one parameter, as a JSON body would carry it.
+    pub fn set(&mut self, field: &str, value: Value) {
+        self.0.insert(field.to_owned(), value);
+    }
+
+    /// The parameters of a web form, as text, as the JSON routes would read them.
+    pub fn from_fields<'a>(fields: impl IntoIterator<Item = (&'a str, &'a str)>) -> Body {
+        Body(
+            fields
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), Value::String(v.to_owned())))
+                .collect(),
+        )
     }
 
     /// Stripe metadata: an object of at most 50 keys whose values are strings or
@@ -323,8 +339,8 @@ mod tests {
         assert!(b.optional_line("multi", 10).is_err());
         assert!(b.text("ctl", 10).is_err());
         assert!(b.text("p", 3).is_err());
-        assert_eq!(b.money("cents").unwrap(), Some(1999));
-        assert_eq!(b.money("tiny").unwrap(), Some(29));
-        assert_eq!(b.money("max").unwrap(), Some(99_999_999));
+        assert_eq!(b.money_in("cents", "usd").unwrap(), Some(1999));
+        assert_eq!(b.money_in("tiny", "usd").unwrap(), Some(29));
+        assert_eq!(b.money_in("max", "usd").unwrap(), Some(99_999_999));
     }
 }

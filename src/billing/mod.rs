@@ -10,15 +10,15 @@
 //! as in the old service, and are integer cents everywhere inside ([`amount`]).
 
 pub mod amount;
-mod checkout;
-mod input;
-mod prices;
-mod products;
+pub(crate) mod checkout;
+pub(crate) mod input;
+pub(crate) mod prices;
+pub(crate) mod products;
 mod routes;
-mod service;
+pub(crate) mod service;
 pub mod store;
 pub mod stripe;
-mod subscriptions;
+pub(crate) mod subscriptions;
 mod views;
 pub mod webhook;
 

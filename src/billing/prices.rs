@@ -12,7 +12,7 @@ use super::input::Body;
 use super::service::{self, is_manager, PRICE_NOT_FOUND, PRODUCT_NOT_FOUND};
 use super::stripe::Form;
 use super::views::{self, Message, PriceView};
-use super::{amount, client_key, store, Ref, Stripe};
+use super::{amount, client_key, store, Billing, Ref, Stripe};
 use crate::app::AppState;
 use crate::auth::CurrentUser;
 use crate::error::AppError;
@@ -46,15 +46,15 @@ fn recurring_interval(body: &Body) -> Result<Option<String>, AppError> {
 /// The Stripe parameters of a new price, from a create or an edit body. Only
 /// `per_unit` billing is offered (tiers need a UI the old client never had).
 fn price_form(body: &Body, product: &str, recurring: Option<&String>) -> Result<Form, AppError> {
-    let cents = body
-        .money("unit_amount")?
-        .ok_or_else(|| AppError::invalid("Missing field `unit_amount`"))?;
     let currency = amount::currency(
         &body
             .text("currency", 3)?
             .ok_or_else(|| AppError::invalid("Missing field `currency`"))?,
     )
     .map_err(AppError::Invalid)?;
+    let cents = body
+        .money_in("unit_amount", &currency)?
+        .ok_or_else(|| AppError::invalid("Missing field `unit_amount`"))?;
     if let Some(scheme) = body.optional_line("billing_scheme", 20)? {
         if scheme != "per_unit" {
             return Err(AppError::invalid("`billing_scheme` must be per_unit"));
@@ -81,21 +81,23 @@ fn found(price: Option<store::Price>) -> Result<store::Price, AppError> {
     price.ok_or_else(|| AppError::not_found(PRICE_NOT_FOUND))
 }
 
-pub async fn create_price(
-    billing: Stripe,
-    State(state): State<AppState>,
-    caller: CurrentUser,
-    origin: Origin,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, AppError> {
+/// Creates a price of the product `product_id` at Stripe and mirrors it: the rules of
+/// `/create-price` and of the web UI's product page.
+pub async fn create(
+    billing: &Billing,
+    state: &AppState,
+    caller: &CurrentUser,
+    origin: &Origin,
+    client_key: Option<&str>,
+    body: &Body,
+) -> Result<store::Price, AppError> {
     let product_id = body.required_stripe_id("product_id")?;
-    let recurring = recurring_interval(&body)?;
+    let recurring = recurring_interval(body)?;
     let product = store::find_product(&state.db, &Ref::Stripe(product_id))
         .await?
         .ok_or_else(|| AppError::not_found(PRODUCT_NOT_FOUND))?;
-    let form = price_form(&body, &product.stripe_product_id, recurring.as_ref())?;
-    let key = billing.idempotency_key("price", caller.user.id, client_key(&headers));
+    let form = price_form(body, &product.stripe_product_id, recurring.as_ref())?;
+    let key = billing.idempotency_key("price", caller.user.id, client_key);
     let created = billing.stripe.create_price(&form, &key).await?;
     if created.product != product.stripe_product_id {
         return Err(AppError::internal(anyhow::anyhow!(
@@ -105,9 +107,9 @@ pub async fn create_price(
     }
     let price = store::upsert_price(&state.db, product.id, &created).await?;
     service::record(
-        &state,
-        &caller,
-        &origin,
+        state,
+        caller,
+        origin,
         "price created",
         json!({
             "action": "create_price", "price_id": price.stripe_price_id,
@@ -115,6 +117,26 @@ pub async fn create_price(
             "currency": price.currency,
         }),
     );
+    Ok(price)
+}
+
+pub async fn create_price(
+    billing: Stripe,
+    State(state): State<AppState>,
+    caller: CurrentUser,
+    origin: Origin,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, AppError> {
+    let price = create(
+        &billing,
+        &state,
+        &caller,
+        &origin,
+        client_key(&headers),
+        &body,
+    )
+    .await?;
     Ok((StatusCode::CREATED, axum::Json(PriceView::from(&price))).into_response())
 }
 
@@ -122,23 +144,23 @@ pub async fn create_price(
 /// first and only then deactivates the old one **(fixed: the old service deactivated
 /// first, losing the price when creation failed)**. The local row keeps its `id` and
 /// takes the new `price_id`; the product stays the stored one, whatever the body says.
-pub async fn edit_price(
-    billing: Stripe,
-    State(state): State<AppState>,
-    caller: CurrentUser,
-    origin: Origin,
-    body: Body,
-) -> Result<Response, AppError> {
+pub async fn replace(
+    billing: &Billing,
+    state: &AppState,
+    caller: &CurrentUser,
+    origin: &Origin,
+    body: &Body,
+) -> Result<store::Price, AppError> {
     let id = body.required_stripe_id("price_id")?;
     let before = found(store::find_price(&state.db, &Ref::Stripe(id)).await?)?;
     let recurring = match body.text("type", 20)?.as_deref() {
         Some("recurring") => Some(
-            recurring_interval(&body)?
+            recurring_interval(body)?
                 .ok_or_else(|| AppError::invalid("`interval` is required for a recurring price"))?,
         ),
         _ => None,
     };
-    let form = price_form(&body, &before.stripe_product_id, recurring.as_ref())?;
+    let form = price_form(body, &before.stripe_product_id, recurring.as_ref())?;
     let key = billing.idempotency_key("price-replace", caller.user.id, None);
     let created = billing.stripe.create_price(&form, &key).await?;
     let key = billing.idempotency_key("price-retire", caller.user.id, None);
@@ -152,26 +174,37 @@ pub async fn edit_price(
         .await?;
     let price = store::replace_price(&state.db, before.id, &created).await?;
     service::record(
-        &state,
-        &caller,
-        &origin,
+        state,
+        caller,
+        origin,
         "price replaced",
         json!({
             "action": "edit_price", "id": price.id,
             "before": PriceView::from(&before), "after": PriceView::from(&price),
         }),
     );
-    Ok(axum::Json(PriceView::from(&price)).into_response())
+    Ok(price)
 }
 
-/// Stripe never deletes a price; deleting one archives it there and here.
-pub async fn delete_price(
+pub async fn edit_price(
     billing: Stripe,
     State(state): State<AppState>,
     caller: CurrentUser,
     origin: Origin,
     body: Body,
 ) -> Result<Response, AppError> {
+    let price = replace(&billing, &state, &caller, &origin, &body).await?;
+    Ok(axum::Json(PriceView::from(&price)).into_response())
+}
+
+/// Stripe never deletes a price; deleting one archives it there and here.
+pub async fn archive(
+    billing: &Billing,
+    state: &AppState,
+    caller: &CurrentUser,
+    origin: &Origin,
+    body: &Body,
+) -> Result<store::Price, AppError> {
     let id = body.required_stripe_id("price_id")?;
     let before = found(store::find_price(&state.db, &Ref::Stripe(id)).await?)?;
     let key = billing.idempotency_key("price-delete", caller.user.id, None);
@@ -185,12 +218,23 @@ pub async fn delete_price(
         .await?;
     let price = store::upsert_price(&state.db, before.product_id, &updated).await?;
     service::record(
-        &state,
-        &caller,
-        &origin,
+        state,
+        caller,
+        origin,
         "price archived",
         json!({ "action": "delete_price", "price_id": price.stripe_price_id }),
     );
+    Ok(price)
+}
+
+pub async fn delete_price(
+    billing: Stripe,
+    State(state): State<AppState>,
+    caller: CurrentUser,
+    origin: Origin,
+    body: Body,
+) -> Result<Response, AppError> {
+    archive(&billing, &state, &caller, &origin, &body).await?;
     Ok(axum::Json(Message {
         message: "Price deleted successfully",
     })

@@ -10,7 +10,7 @@ use super::input::Body;
 use super::service::{self, is_manager, PRODUCT_NOT_FOUND};
 use super::stripe::Form;
 use super::views::{self, Message, ProductView};
-use super::{client_key, store, Ref, Stripe};
+use super::{client_key, store, Billing, Ref, Stripe};
 use crate::app::AppState;
 use crate::auth::CurrentUser;
 use crate::error::AppError;
@@ -59,6 +59,36 @@ fn found(product: Option<store::Product>) -> Result<store::Product, AppError> {
     product.ok_or_else(|| AppError::not_found(PRODUCT_NOT_FOUND))
 }
 
+/// Creates a product at Stripe and mirrors it: the rules of `/create-product` and of
+/// the web UI's products page.
+pub async fn create(
+    billing: &Billing,
+    state: &AppState,
+    caller: &CurrentUser,
+    origin: &Origin,
+    client_key: Option<&str>,
+    body: &Body,
+) -> Result<store::Product, AppError> {
+    let name = body.required_line("name", NAME_MAX)?;
+    let description = body
+        .text("description", DESCRIPTION_MAX)?
+        .filter(|d| !d.is_empty());
+    let form = product_form(body, "metadata")?
+        .set("name", &name)
+        .set_opt("description", description);
+    let key = billing.idempotency_key("product", caller.user.id, client_key);
+    let created = billing.stripe.create_product(&form, &key).await?;
+    let product = store::upsert_product(&state.db, &created).await?;
+    service::record(
+        state,
+        caller,
+        origin,
+        "product created",
+        json!({ "action": "create_product", "product_id": product.stripe_product_id, "name": product.name }),
+    );
+    Ok(product)
+}
+
 pub async fn create_product(
     billing: Stripe,
     State(state): State<AppState>,
@@ -67,40 +97,33 @@ pub async fn create_product(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, AppError> {
-    let name = body.required_line("name", NAME_MAX)?;
-    let description = body
-        .text("description", DESCRIPTION_MAX)?
-        .filter(|d| !d.is_empty());
-    let form = product_form(&body, "metadata")?
-        .set("name", &name)
-        .set_opt("description", description);
-    let key = billing.idempotency_key("product", caller.user.id, client_key(&headers));
-    let created = billing.stripe.create_product(&form, &key).await?;
-    let product = store::upsert_product(&state.db, &created).await?;
-    service::record(
+    let product = create(
+        &billing,
         &state,
         &caller,
         &origin,
-        "product created",
-        json!({ "action": "create_product", "product_id": product.stripe_product_id, "name": product.name }),
-    );
+        client_key(&headers),
+        &body,
+    )
+    .await?;
     Ok((StatusCode::CREATED, axum::Json(ProductView::from(&product))).into_response())
 }
 
-/// The old client sends back the whole product it was shown, with its edits.
-pub async fn edit_product(
-    billing: Stripe,
-    State(state): State<AppState>,
-    caller: CurrentUser,
-    origin: Origin,
-    body: Body,
-) -> Result<Response, AppError> {
+/// Changes the product `product_id` at Stripe and mirrors it. The old client sends
+/// back the whole product it was shown, with its edits; the web UI sends its fields.
+pub async fn edit(
+    billing: &Billing,
+    state: &AppState,
+    caller: &CurrentUser,
+    origin: &Origin,
+    body: &Body,
+) -> Result<store::Product, AppError> {
     let id = body.required_stripe_id("product_id")?;
     let before = found(store::find_product(&state.db, &Ref::Stripe(id)).await?)?;
     let name = body.required_line("name", NAME_MAX)?;
     // An empty description clears it, which is how Stripe unsets a field.
     let description = body.text("description", DESCRIPTION_MAX)?;
-    let form = product_form(&body, "product_metadata")?
+    let form = product_form(body, "product_metadata")?
         .set("name", &name)
         .set_opt("description", description);
     let key = billing.idempotency_key("product-edit", caller.user.id, None);
@@ -110,28 +133,39 @@ pub async fn edit_product(
         .await?;
     let product = store::upsert_product(&state.db, &updated).await?;
     service::record(
-        &state,
-        &caller,
-        &origin,
+        state,
+        caller,
+        origin,
         "product updated",
         json!({
             "action": "edit_product", "product_id": product.stripe_product_id,
             "before": ProductView::from(&before), "after": ProductView::from(&product),
         }),
     );
-    Ok(axum::Json(ProductView::from(&product)).into_response())
+    Ok(product)
 }
 
-/// Archives the product (Stripe refuses to delete one with prices, and the old
-/// client's delete would have failed locally anyway): it leaves the lists of
-/// non-managers and can no longer be bought.
-pub async fn delete_product(
+pub async fn edit_product(
     billing: Stripe,
     State(state): State<AppState>,
     caller: CurrentUser,
     origin: Origin,
     body: Body,
 ) -> Result<Response, AppError> {
+    let product = edit(&billing, &state, &caller, &origin, &body).await?;
+    Ok(axum::Json(ProductView::from(&product)).into_response())
+}
+
+/// Archives the product `product_id` (Stripe refuses to delete one with prices, and
+/// the old client's delete would have failed locally anyway): it leaves the lists of
+/// non-managers and can no longer be bought.
+pub async fn archive(
+    billing: &Billing,
+    state: &AppState,
+    caller: &CurrentUser,
+    origin: &Origin,
+    body: &Body,
+) -> Result<store::Product, AppError> {
     let id = body.required_stripe_id("product_id")?;
     let before = found(store::find_product(&state.db, &Ref::Stripe(id)).await?)?;
     let key = billing.idempotency_key("product-archive", caller.user.id, None);
@@ -145,12 +179,23 @@ pub async fn delete_product(
         .await?;
     let product = store::upsert_product(&state.db, &updated).await?;
     service::record(
-        &state,
-        &caller,
-        &origin,
+        state,
+        caller,
+        origin,
         "product archived",
         json!({ "action": "delete_product", "product_id": product.stripe_product_id }),
     );
+    Ok(product)
+}
+
+pub async fn delete_product(
+    billing: Stripe,
+    State(state): State<AppState>,
+    caller: CurrentUser,
+    origin: Origin,
+    body: Body,
+) -> Result<Response, AppError> {
+    archive(&billing, &state, &caller, &origin, &body).await?;
     Ok(axum::Json(Message {
         message: "Product deleted successfully",
     })

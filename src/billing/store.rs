@@ -632,3 +632,104 @@ pub async fn claim_event(
     .await?;
     Ok(id.is_some())
 }
+
+/// What the webhook did with the event, written in the transaction that claimed it.
+pub async fn set_event_outcome(
+    conn: &mut AnyConnection,
+    event_id: &str,
+    outcome: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE billing_events SET outcome = $1 WHERE event_id = $2")
+        .bind(outcome)
+        .bind(event_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// A processed webhook event, as the events page lists it.
+#[derive(Debug, Clone)]
+pub struct EventRow {
+    pub id: i64,
+    pub event_id: String,
+    pub kind: String,
+    pub stripe_created: i64,
+    pub received_at: i64,
+    /// `None` for events processed before outcomes were recorded.
+    pub outcome: Option<String>,
+}
+
+/// Processed events, newest first, with an id below `before_id`; at most `limit`.
+pub async fn list_events(db: &Db, before_id: i64, limit: i64) -> Result<Vec<EventRow>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT id, event_id, type, stripe_created, received_at, outcome FROM billing_events \
+         WHERE id < $1 ORDER BY id DESC LIMIT $2",
+    )
+    .bind(before_id)
+    .bind(limit)
+    .fetch_all(db.pool())
+    .await?;
+    let event = |row: &AnyRow| -> Result<EventRow, sqlx::Error> {
+        Ok(EventRow {
+            id: row.try_get(0)?,
+            event_id: row.try_get(1)?,
+            kind: row.try_get(2)?,
+            stripe_created: row.try_get(3)?,
+            received_at: row.try_get(4)?,
+            outcome: row.try_get(5)?,
+        })
+    };
+    Ok(rows.iter().map(event).collect::<Result<_, _>>()?)
+}
+
+/// A subscription with its owner's email, as the subscriptions page lists it.
+#[derive(Debug, Clone)]
+pub struct SubscriptionRow {
+    pub subscription: Subscription,
+    pub user_email: Option<String>,
+}
+
+/// Subscriptions, newest first, optionally of one status and of one user, one page
+/// of `limit` after `offset`; and how many match in all.
+pub async fn filter_subscriptions(
+    db: &Db,
+    status: Option<&str>,
+    user_id: Option<i64>,
+    offset: i64,
+    limit: i64,
+) -> Result<(Vec<SubscriptionRow>, i64), StoreError> {
+    let filter =
+        "s.deleted_at IS NULL AND ($1 = 0 OR s.status = $2) AND ($3 = 0 OR s.user_id = $4)";
+    let total: i64 = sqlx::query_scalar(&format!(
+        "SELECT COUNT(*) FROM billing_subscriptions s WHERE {filter}"
+    ))
+    .bind(i64::from(status.is_some()))
+    .bind(status.unwrap_or(""))
+    .bind(i64::from(user_id.is_some()))
+    .bind(user_id.unwrap_or(0))
+    .fetch_one(db.pool())
+    .await?;
+    let select = SUBSCRIPTION_SELECT.replacen(
+        " FROM billing_subscriptions s",
+        ", u.email FROM billing_subscriptions s LEFT JOIN users u ON u.id = s.user_id",
+        1,
+    );
+    let rows = sqlx::query(&format!(
+        "{select} WHERE {filter} ORDER BY s.id DESC LIMIT $5 OFFSET $6"
+    ))
+    .bind(i64::from(status.is_some()))
+    .bind(status.unwrap_or(""))
+    .bind(i64::from(user_id.is_some()))
+    .bind(user_id.unwrap_or(0))
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(db.pool())
+    .await?;
+    let row = |row: &AnyRow| -> Result<SubscriptionRow, sqlx::Error> {
+        Ok(SubscriptionRow {
+            subscription: subscription(row)?,
+            user_email: row.try_get(16)?,
+        })
+    };
+    Ok((rows.iter().map(row).collect::<Result<_, _>>()?, total))
+}

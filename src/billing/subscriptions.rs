@@ -134,8 +134,9 @@ pub async fn update_subscription(
 }
 
 /// Sets or clears `cancel_at_period_end` (Stripe's own notion, where the old service
-/// invented local statuses).
-async fn set_period_end_cancel(
+/// invented local statuses). The caller checked `before` is theirs to change
+/// ([`service::own_subscription`]).
+pub async fn set_period_end_cancel(
     billing: &Billing,
     state: &AppState,
     caller: &CurrentUser,

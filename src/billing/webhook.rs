@@ -161,6 +161,7 @@ pub async fn receive(
         .into_response());
     }
     let outcome = apply(&mut tx, &event).await?;
+    store::set_event_outcome(&mut tx, &event.id, outcome.describe()).await?;
     tx.commit().await?;
     tracing::info!(event_id = %event.id, kind = %event.kind, outcome = outcome.describe(), "Stripe event processed");
     if let Outcome::OrderCreated { order_id, user_id } = outcome {

@@ -14,6 +14,7 @@
 
 mod account;
 mod assets;
+mod billing;
 mod logs;
 mod me;
 mod page;
@@ -62,6 +63,7 @@ pub fn routes() -> Routes {
         .merge(users::routes())
         .merge(roles::routes())
         .merge(logs::routes())
+        .merge(billing::routes())
 }
 
 /// Where the stylesheet is served, under its content-hashed name.

@@ -60,6 +60,15 @@ const NAV: &[Nav] = &[
     },
 ];
 
+/// Billing's entry, shown only when billing is configured.
+const BILLING_NAV: &[Nav] = &[Nav {
+    label: "Billing",
+    href: "/ui/billing",
+    icon: ICON_CARD,
+    needs: None,
+}];
+
+const ICON_CARD: &str = r#"<svg class="icon" viewBox="0 0 24 24" aria-hidden="true"><rect x="2.5" y="5" width="19" height="14" rx="2"/><path d="M2.5 10h19M6 15h4"/></svg>"#;
 const ICON_HOME: &str = r#"<svg class="icon" viewBox="0 0 24 24" aria-hidden="true"><path d="M3 11l9-7 9 7v9a1 1 0 0 1-1 1h-5v-6H9v6H4a1 1 0 0 1-1-1z"/></svg>"#;
 const ICON_USER: &str = r#"<svg class="icon" viewBox="0 0 24 24" aria-hidden="true"><circle cx="12" cy="8" r="4"/><path d="M4 21c0-4 4-6 8-6s8 2 8 6"/></svg>"#;
 const ICON_USERS: &str = r#"<svg class="icon" viewBox="0 0 24 24" aria-hidden="true"><circle cx="9" cy="8" r="3.5"/><path d="M2 20c0-3.5 3-5.5 7-5.5s7 2 7 5.5"/><path d="M16 4.5a3.5 3.5 0 0 1 0 7M18 14.5c2.5.5 4 2.5 4 5.5"/></svg>"#;
@@ -113,9 +122,15 @@ impl Shell {
                 username: auth.user.username.clone(),
             }
         });
+        let billing: &[Nav] = if ctx.state.billing.is_some() {
+            BILLING_NAV
+        } else {
+            &[]
+        };
         let nav = match &ctx.auth {
             Some(auth) => NAV
                 .iter()
+                .chain(billing)
                 .filter(|n| n.needs.is_none_or(|p| auth.access.has(p)))
                 .map(|n| NavItem {
                     label: n.label,

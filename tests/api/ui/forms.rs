@@ -40,14 +40,41 @@ fn forms(html: &str) -> Vec<HtmlForm> {
         .map(|chunk| {
             let body = chunk.split("</form>").next().unwrap();
             let open = &body[..body.find('>').unwrap()];
-            let fields = body
+            // Radio buttons and checkboxes are sent only when checked.
+            let mut fields: Vec<(String, String)> = body
                 .split("<input")
                 .skip(1)
                 .filter_map(|input| {
                     let tag = &input[..input.find('>').unwrap()];
+                    let kind = attr(tag, "type").unwrap_or_default();
+                    if (kind == "radio" || kind == "checkbox") && !tag.contains(" checked") {
+                        return None;
+                    }
                     Some((attr(tag, "name")?, attr(tag, "value").unwrap_or_default()))
                 })
                 .collect();
+            // A select sends its selected option, or else its first.
+            for select in body.split("<select").skip(1) {
+                let tag = &select[..select.find('>').unwrap()];
+                let Some(name) = attr(tag, "name") else {
+                    continue;
+                };
+                let options: Vec<&str> = select
+                    .split("</select>")
+                    .next()
+                    .unwrap()
+                    .split("<option")
+                    .skip(1)
+                    .map(|o| &o[..o.find('>').unwrap()])
+                    .collect();
+                let chosen = options
+                    .iter()
+                    .find(|o| o.contains(" selected"))
+                    .or(options.first());
+                if let Some(option) = chosen {
+                    fields.push((name, attr(option, "value").unwrap_or_default()));
+                }
+            }
             HtmlForm {
                 action: attr(open, "action").unwrap(),
                 fields,
@@ -91,6 +118,14 @@ impl Walker {
     async fn land(&mut self, mut res: reqwest::Response) {
         while res.status() == StatusCode::SEE_OTHER {
             let to = res.headers()["location"].to_str().unwrap().to_owned();
+            // A redirect to another host (Stripe's checkout page) is where a browser
+            // would leave this site: the walker stops there, the address in `path`.
+            if to.starts_with("https://") || to.starts_with("http://") {
+                self.status = res.status();
+                self.path = to;
+                self.html = String::new();
+                return;
+            }
             res = self
                 .client
                 .get(format!("{}{to}", self.base))

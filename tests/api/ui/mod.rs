@@ -2,6 +2,7 @@
 //! walks that prove every form works without JavaScript.
 
 mod admin;
+mod billing;
 mod browser;
 mod forms;
 mod journey;
