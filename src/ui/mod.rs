@@ -14,6 +14,8 @@
 
 mod account;
 mod assets;
+mod chart;
+mod dashboard;
 mod logs;
 mod me;
 mod page;
@@ -52,7 +54,7 @@ const UI_KEY: &str = "gatehouse/v1/web-ui-cookies";
 
 pub fn routes() -> Routes {
     Routes::pages()
-        .get("/ui/", LoggedIn, me::dashboard)
+        .get("/ui/", LoggedIn, dashboard::dashboard)
         .get("/ui/static/{file}", Public, assets::serve)
         .get("/ui/theme/{mode}", Public, theme)
         .merge(account::routes())

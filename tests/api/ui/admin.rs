@@ -16,7 +16,7 @@ on_both_databases!(
     the_activity_log_page_filters_and_pages_without_javascript,
 );
 
-async fn id_of(app: &TestApp, username: &str) -> i64 {
+pub(super) async fn id_of(app: &TestApp, username: &str) -> i64 {
     app.scalar(&format!(
         "SELECT id FROM users WHERE username = '{username}'"
     ))
@@ -41,14 +41,14 @@ async fn linked(app: &TestApp, role: i64, permission: i64) -> bool {
         == 1
 }
 
-async fn grant(app: &TestApp, username: &str, role: &str) {
+pub(super) async fn grant(app: &TestApp, username: &str, role: &str) {
     let id = id_of(app, username).await;
     gatehouse::rbac::grant_role(app.state.db.pool(), id, role)
         .await
         .unwrap();
 }
 
-async fn signed_in(app: &TestApp, username: &str) -> Walker {
+pub(super) async fn signed_in(app: &TestApp, username: &str) -> Walker {
     let mut w = Walker::new(app);
     w.open("/ui/login").await;
     w.submit(

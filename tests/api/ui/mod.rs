@@ -3,6 +3,7 @@
 
 mod admin;
 mod browser;
+mod dashboard;
 mod forms;
 mod journey;
 
