@@ -5,7 +5,8 @@
 use reqwest::StatusCode;
 
 use super::admin::{grant, id_of, signed_in};
-use crate::helpers::{Backend, TestApp};
+use super::browser::Browser;
+use crate::helpers::{Backend, TestApp, PASSWORD};
 use crate::on_both_databases;
 
 on_both_databases!(
@@ -189,4 +190,45 @@ async fn an_auditor_sees_the_service_in_figures_and_charts(backend: Backend) {
     a.open("/ui/").await;
     assert!(!a.html.contains("The service, last 30 days"));
     assert!(!a.html.contains("203.0.113.7"));
+}
+
+/// The dashboard with its charts in a real browser, photographed in both themes at
+/// 1440 and 360 px.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_in_a_browser() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    app.verified_user("boss").await;
+    grant(&app, "boss", "Admin").await;
+    // A month of traffic: a weekly rhythm of sign-ins, a burst of failures.
+    for days_ago in 0..30 {
+        for _ in 0..(3 + (days_ago * 7) % 11) {
+            auth_event(&app, days_ago, "INFO", "login ok", "192.0.2.1").await;
+        }
+    }
+    for (days_ago, n, ip) in [
+        (3, 14, "203.0.113.7"),
+        (4, 6, "198.51.100.2"),
+        (12, 2, "192.0.2.50"),
+    ] {
+        for _ in 0..n {
+            auth_event(&app, days_ago, "WARNING", "login failed", ip).await;
+        }
+    }
+    let Some(b) = Browser::start(&app.url("/")).await else {
+        return;
+    };
+    b.open("/ui/login").await;
+    b.fill("Username or email", "boss").await;
+    b.fill("Password", PASSWORD).await;
+    b.click("Sign in").await;
+    b.at("/ui/").await;
+    b.sees("The service, last 30 days").await;
+    assert!(b.shows("svg.chart rect.bar").await, "bars are drawn");
+    assert!(b.shows("svg.chart rect.bar-danger").await);
+    assert!(!b.overflows_at(1440).await);
+    assert!(!b.overflows_at(360).await, "the dashboard fits at 360 px");
+    b.screenshots("dashboard").await;
+    b.click("203.0.113.7").await;
+    b.at("/ui/logs?kind=auth").await;
+    b.sees("14 entries").await;
 }
