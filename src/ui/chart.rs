@@ -10,7 +10,7 @@
 /// The view box; the SVG scales to its container's width.
 pub const WIDTH: i64 = 720;
 pub const HEIGHT: i64 = 200;
-const LEFT: i64 = 56;
+const LEFT: i64 = 64;
 const RIGHT: i64 = 8;
 const TOP: i64 = 12;
 const BOTTOM: i64 = 24;
@@ -49,7 +49,7 @@ pub struct BarChart {
     /// Unique on the page: the SVG's title and description are found by it.
     pub id: &'static str,
     pub title: String,
-    /// A sentence saying what the bars show, and the total.
+    /// What the bars count and their total, as a sentence.
     pub summary: String,
     /// `bar-danger` for failures; the colour is the stylesheet's.
     pub tone: &'static str,
@@ -136,7 +136,7 @@ impl BarChart {
         BarChart {
             id,
             title: title.into(),
-            summary: format!("{total} {what} in all."),
+            summary: format!("{what}: {total}."),
             tone,
             bars: placed,
             ticks,
@@ -198,9 +198,9 @@ mod tests {
 
     #[test]
     fn bars_are_scaled_to_the_plot_and_stand_on_the_baseline() {
-        let chart = BarChart::new("c", "Sign-ins", "sign-ins", "", bars(&[0, 5, 10, 1]));
+        let chart = BarChart::new("c", "Sign-ins", "Sign-ins", "", bars(&[0, 5, 10, 1]));
         let plot = HEIGHT - TOP - BOTTOM;
-        assert_eq!(chart.summary, "16 sign-ins in all.");
+        assert_eq!(chart.summary, "Sign-ins: 16.");
         let heights: Vec<i64> = chart.bars.iter().map(|b| b.height).collect();
         assert_eq!(heights, vec![0, plot / 2, plot, (plot + 5) / 10]);
         for b in &chart.bars {
@@ -239,11 +239,11 @@ mod tests {
 
     #[test]
     fn no_data_draws_an_empty_chart_with_a_scale() {
-        let chart = BarChart::new("c", "Nothing", "events", "", Vec::new());
+        let chart = BarChart::new("c", "Nothing", "Events", "", Vec::new());
         assert!(chart.bars.is_empty());
         let svg = Svg { chart: &chart }.render().unwrap();
         assert!(svg.contains("<svg"), "{svg}");
-        assert!(svg.contains("0 events in all."), "{svg}");
+        assert!(svg.contains("Events: 0."), "{svg}");
         assert!(!svg.contains("<rect"), "{svg}");
         // All zeros: bars of no height, nothing to click.
         let chart = BarChart::new("c", "Zeros", "events", "", bars(&[0, 0]));

@@ -422,6 +422,21 @@ async fn the_activity_log_page_filters_and_pages_without_javascript(backend: Bac
     w.sees("1 entry");
     w.sees("entry number 7");
     w.sees("value=\"olga@example.com\"");
+    // Times show in the form's datetime-local fields, in UTC.
+    w.sees("name=\"since\" type=\"datetime-local\" step=\"1\" value=\"2026-01-01T00:00:00\"");
+    // What those fields send, with the kind filter: Olga's entries are `auth`.
+    // Her entries are a second apart from 2026-09-21T14:13:20Z.
+    w.open("/ui/logs?user=olga%40example.com&kind=auth&since=2026-09-21T14:13&until=2026-09-21T14:13:30")
+        .await;
+    assert_eq!(w.status, StatusCode::OK);
+    w.sees("11 entries");
+    w.sees("<option value=\"auth\" selected>");
+    w.open("/ui/logs?user=olga%40example.com&kind=admin").await;
+    w.sees("0 entries");
+    w.open(
+        "/ui/logs?user=olga%40example.com&level=warning&q=NUMBER&since=2026-01-01T00:00:00Z&until=",
+    )
+    .await;
     w.sees("/logs/export.csv?user=olga%40example.com&#38;level=warning&#38;q=NUMBER");
 
     // The link downloads exactly that view (the app's client is the Admin's).
@@ -819,6 +834,8 @@ async fn the_user_pages_in_a_browser() {
     );
     assert!(!b.overflows_at(360).await, "and at 360 px");
     b.screenshots("admin-roles").await;
+    b.screenshots_at("admin-roles-matrix", Some(".matrix-wrap"))
+        .await;
     // Deleting a permission asks in a dialog.
     let refunds = permission_id(&app, "billing:refunds").await;
     b.press_at(&format!(

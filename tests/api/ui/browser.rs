@@ -191,6 +191,17 @@ impl Browser {
         el.click().await.unwrap();
     }
 
+    /// Scrolls the element matching `css` to the top of the window.
+    pub async fn scroll_to(&self, css: &str) {
+        self.client
+            .execute(
+                "document.querySelector(arguments[0]).scrollIntoView();",
+                vec![json!(css)],
+            )
+            .await
+            .unwrap();
+    }
+
     /// Whether an element matching `css` is displayed.
     pub async fn shows(&self, css: &str) -> bool {
         match self.client.find(Locator::Css(css)).await {
@@ -248,6 +259,12 @@ impl Browser {
     /// Saves the page as it is now in both themes, at desktop and phone widths, under
     /// `target/ui-screenshots/`.
     pub async fn screenshots(&self, name: &str) {
+        self.screenshots_at(name, None).await;
+    }
+
+    /// [`Browser::screenshots`] with the element matching `css`, when given, scrolled
+    /// to the top at each width.
+    pub async fn screenshots_at(&self, name: &str, css: Option<&str>) {
         let dir = screenshot_dir();
         std::fs::create_dir_all(&dir).unwrap();
         let original: String = self
@@ -268,6 +285,9 @@ impl Browser {
                 .unwrap();
             for (width, height) in [(1440, 900), (360, 780)] {
                 self.client.set_window_size(width, height).await.unwrap();
+                if let Some(css) = css {
+                    self.scroll_to(css).await;
+                }
                 let png = self.client.screenshot().await.unwrap();
                 std::fs::write(dir.join(format!("{name}-{theme}-{width}.png")), png).unwrap();
             }

@@ -56,7 +56,7 @@ async fn everyone_sees_their_own_sign_ins_and_devices(backend: Backend) {
     app.state.activity.drain().await;
     w.open("/ui/").await;
     assert_eq!(w.status, StatusCode::OK);
-    w.sees("Your recent sign-ins");
+    w.sees("Your recent activity");
     w.sees("login ok");
     w.sees("<span class=\"badge badge-warn\">login failed</span>");
     w.sees("<strong class=\"num\">1</strong> failed attempt</a> on your account");
@@ -78,7 +78,7 @@ async fn everyone_sees_their_own_sign_ins_and_devices(backend: Backend) {
     w.sees("<option value=\"auth\" selected>");
 
     w.open("/ui/").await;
-    w.follow("All your sign-in events").await;
+    w.follow("All your sign-in and account events").await;
     assert_eq!(w.path, "/ui/logs?kind=auth");
     assert!(
         !w.html.contains("data-label=\"Kind\">access"),
@@ -147,7 +147,7 @@ async fn an_auditor_sees_the_service_in_figures_and_charts(backend: Backend) {
         w.sees(&format!("<summary>{title} as a table</summary>"));
     }
     w.sees("aria-labelledby=\"chart-failures-title chart-failures-desc\"");
-    w.sees("4 failed sign-ins in the last 30 days in all.");
+    w.sees("Failed sign-ins in the last 30 days: 4.");
     assert!(
         !w.html.contains("style="),
         "no inline styles: the CSP forbids them"
@@ -228,6 +228,10 @@ async fn the_dashboard_in_a_browser() {
     assert!(!b.overflows_at(1440).await);
     assert!(!b.overflows_at(360).await, "the dashboard fits at 360 px");
     b.screenshots("dashboard").await;
+    b.screenshots_at("dashboard-charts", Some(".section-title"))
+        .await;
+    b.screenshots_at("dashboard-failing", Some("#failing"))
+        .await;
     b.click("203.0.113.7").await;
     b.at("/ui/logs?kind=auth").await;
     b.sees("14 entries").await;
