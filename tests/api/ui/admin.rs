@@ -848,4 +848,10 @@ async fn the_user_pages_in_a_browser() {
     b.click("Activity log").await;
     b.at("/ui/logs").await;
     b.screenshots("admin-logs").await;
+    // The administrative changes alone, each with its before and after.
+    b.open("/ui/logs?kind=admin").await;
+    b.sees("delete permission").await;
+    assert!(b.shows("table.diff del").await);
+    b.screenshots_at("admin-logs-changes", Some("table.stack tbody"))
+        .await;
 }
