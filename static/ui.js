@@ -19,10 +19,43 @@ document.addEventListener("DOMContentLoaded", function () {
       });
     });
   });
-  // Ask before destructive actions.
+  // Ask before destructive actions, in a dialog. Where a link to a confirmation page
+  // (data-confirm-link) stands for the form, as it must without this script, the
+  // form takes its place.
+  var dialog = null;
+  function confirmDialog() {
+    if (dialog) return dialog;
+    dialog = document.createElement("dialog");
+    dialog.className = "confirm-dialog";
+    dialog.setAttribute("aria-labelledby", "confirm-title");
+    dialog.setAttribute("aria-describedby", "confirm-detail");
+    dialog.innerHTML = '<h2 id="confirm-title"></h2><p id="confirm-detail"></p>' +
+      '<div class="actions"><button type="button" class="button danger" data-yes></button>' +
+      '<button type="button" class="button secondary" data-no autofocus>Cancel</button></div>';
+    dialog.querySelector("[data-no]").addEventListener("click", function () { dialog.close(); });
+    document.body.appendChild(dialog);
+    return dialog;
+  }
   document.querySelectorAll("form[data-confirm]").forEach(function (form) {
+    var link = form.previousElementSibling;
+    if (form.hidden && link && link.hasAttribute("data-confirm-link")) {
+      link.hidden = true;
+      form.hidden = false;
+    }
     form.addEventListener("submit", function (e) {
-      if (!window.confirm(form.getAttribute("data-confirm"))) e.preventDefault();
+      e.preventDefault();
+      if (typeof HTMLDialogElement !== "function") {
+        if (window.confirm(form.dataset.confirm)) form.submit();
+        return;
+      }
+      var d = confirmDialog();
+      d.querySelector("h2").textContent = form.dataset.confirm;
+      d.querySelector("p").textContent = form.dataset.confirmDetail || "";
+      var yes = d.querySelector("[data-yes]");
+      yes.textContent = form.dataset.confirmButton || "Confirm";
+      yes.onclick = function () { d.close(); yes.disabled = true; form.submit(); };
+      yes.disabled = false;
+      d.showModal();
     });
   });
   document.querySelectorAll("[data-print]").forEach(function (b) {

@@ -75,6 +75,11 @@ pub async fn signup(state: &AppState, body: &NewAccount<'_>) -> Result<i64, AppE
     tx.commit().await?;
     state.mailer.wake();
     tracing::info!(user_id, "account created");
+    // What the dashboard's count of new accounts links to.
+    let mut entry = LogEntry::auth(Level::Info, "account created");
+    entry.user_id = Some(user_id);
+    entry.user_email = Some(email.clone());
+    state.activity.record(entry);
     Ok(user_id)
 }
 

@@ -429,3 +429,50 @@ pub async fn taken_names(db: &Db) -> Result<Vec<(i64, String, String)>, sqlx::Er
         .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
         .collect()
 }
+
+/// Accounts created each UTC day since `since`, as (day number since the epoch,
+/// count), oldest first; days without any are left out. A range of `users_created`.
+pub async fn created_per_day(db: &Db, since: i64) -> Result<Vec<(i64, i64)>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT created_at / 86400 AS day, COUNT(*) FROM users WHERE created_at >= $1 \
+         GROUP BY created_at / 86400 ORDER BY day",
+    )
+    .bind(since)
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect()
+}
+
+/// Service-wide account figures for the dashboard.
+pub struct AccountFigures {
+    pub accounts: i64,
+    pub twofa_on: i64,
+    pub live_sessions: i64,
+}
+
+/// How many accounts there are, how many have two-factor on (the partial index
+/// `users_twofa`), and how many sessions still work (a range of `sessions_live`).
+pub async fn figures(db: &Db, idle_secs: i64) -> Result<AccountFigures, sqlx::Error> {
+    let now = db::now();
+    let accounts: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
+        .fetch_one(db.pool())
+        .await?;
+    let twofa_on: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE twofa_enabled = 1")
+        .fetch_one(db.pool())
+        .await?;
+    let live_sessions: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM sessions WHERE revoked_at IS NULL AND last_seen_at > $1 \
+         AND expires_at > $2",
+    )
+    .bind(now - idle_secs)
+    .bind(now)
+    .fetch_one(db.pool())
+    .await?;
+    Ok(AccountFigures {
+        accounts,
+        twofa_on,
+        live_sessions,
+    })
+}

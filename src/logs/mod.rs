@@ -12,7 +12,7 @@ pub mod writer;
 
 use serde_json::Value;
 
-pub use routes::{filter, routes, LogQuery};
+pub use routes::{filter, instant, routes, LogQuery};
 pub use writer::ActivityLog;
 
 use crate::accounts::User;
@@ -45,6 +45,12 @@ pub enum Kind {
 }
 
 impl Kind {
+    pub const ALL: [Kind; 4] = [Self::Access, Self::Auth, Self::Admin, Self::Change];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Access => "access",

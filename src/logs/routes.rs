@@ -13,6 +13,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::store::{self, Filter, LogRow};
+use super::Kind;
 use crate::app::AppState;
 use crate::auth::policy::Policy::{LoggedIn, Permission as Needs};
 use crate::auth::policy::Routes;
@@ -40,6 +41,8 @@ pub struct LogQuery {
     pub since: Option<String>,
     pub until: Option<String>,
     pub q: Option<String>,
+    pub kind: Option<String>,
+    pub ip: Option<String>,
 }
 
 fn nonempty(v: &Option<String>) -> Option<&str> {
@@ -47,12 +50,19 @@ fn nonempty(v: &Option<String>) -> Option<&str> {
 }
 
 /// A point in time given as ISO 8601 or as Unix seconds.
-fn instant(name: &str, value: Option<&str>) -> Result<Option<i64>, AppError> {
+pub fn instant(name: &str, value: Option<&str>) -> Result<Option<i64>, AppError> {
     let Some(value) = value else { return Ok(None) };
     if let Ok(secs) = value.parse::<i64>() {
         return Ok(Some(secs));
     }
-    time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc3339)
+    // A form's `datetime-local` field sends `2026-01-31T12:00` (seconds optional) with
+    // no zone: read as UTC, the zone every time on the pages is shown in.
+    let zoned = match value.len() {
+        16 if value.as_bytes().get(10) == Some(&b'T') => format!("{value}:00Z"),
+        19 if value.as_bytes().get(10) == Some(&b'T') => format!("{value}Z"),
+        _ => value.to_owned(),
+    };
+    time::OffsetDateTime::parse(&zoned, &time::format_description::well_known::Rfc3339)
         .map(|t| Some(t.unix_timestamp()))
         .map_err(|_| {
             AppError::invalid(format!(
@@ -77,6 +87,17 @@ pub fn filter(caller: &Authenticated, query: &LogQuery) -> Result<Filter, AppErr
     if user.as_deref().is_some_and(|u| u.len() > 254) {
         return Err(AppError::invalid("user must be at most 254 characters"));
     }
+    let kind = match nonempty(&query.kind).map(str::to_ascii_lowercase) {
+        None => None,
+        Some(k) => Some(
+            Kind::parse(&k)
+                .ok_or_else(|| AppError::invalid("kind must be access, auth, admin or change"))?,
+        ),
+    };
+    let ip = nonempty(&query.ip).map(str::to_owned);
+    if ip.as_deref().is_some_and(|ip| ip.len() > 64) {
+        return Err(AppError::invalid("ip must be at most 64 characters"));
+    }
     let own_only = !caller.access.has(Permission::AccessLogs);
     Ok(Filter {
         only_user_id: own_only.then_some(caller.user.id),
@@ -85,6 +106,8 @@ pub fn filter(caller: &Authenticated, query: &LogQuery) -> Result<Filter, AppErr
         since: instant("since", nonempty(&query.since))?,
         until: instant("until", nonempty(&query.until))?,
         q,
+        kind,
+        ip,
     })
 }
 
@@ -223,6 +246,24 @@ async fn export_csv(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_are_iso_8601_or_a_forms_local_time_read_as_utc() {
+        let at = |v: &str| instant("since", Some(v)).ok().flatten();
+        assert_eq!(at("2026-01-31T12:00:00Z"), Some(1_769_860_800));
+        assert_eq!(at("2026-01-31T13:00:00+01:00"), Some(1_769_860_800));
+        assert_eq!(at("2026-01-31T12:00"), Some(1_769_860_800));
+        assert_eq!(at("2026-01-31T12:00:30"), Some(1_769_860_830));
+        assert_eq!(at("1769860800"), Some(1_769_860_800));
+        for bad in [
+            "2026-01-31",
+            "yesterday",
+            "2026-01-31 12:00",
+            "2026-13-31T12:00",
+        ] {
+            assert!(instant("since", Some(bad)).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn csv_fields_are_quoted_and_formulas_defused() {

@@ -3,6 +3,7 @@
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
+use super::Kind;
 use crate::db::{self, Db};
 
 /// Which entries a reader asked for.
@@ -17,6 +18,10 @@ pub struct Filter {
     pub until: Option<i64>,
     /// A case-insensitive substring of the message.
     pub q: Option<String>,
+    /// One kind of entry (access, auth, admin, change).
+    pub kind: Option<Kind>,
+    /// The client address, exactly.
+    pub ip: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -33,10 +38,12 @@ pub struct LogRow {
     pub path: Option<String>,
     pub status: Option<i64>,
     pub duration_ms: Option<i64>,
+    /// JSON: for changes, the target and the before and after.
+    pub details: Option<String>,
 }
 
 const COLUMNS: &str = "id, created_at, level, kind, message, user_email, client_ip, \
-                       user_agent, method, path, status, duration_ms";
+                       user_agent, method, path, status, duration_ms, details";
 
 enum Arg {
     Int(i64),
@@ -66,6 +73,14 @@ impl Where {
         }
         if let Some(level) = &filter.level {
             w.push("level = ?", Arg::Text(level.clone()));
+        }
+        if let Some(kind) = filter.kind {
+            // A literal from our own enum, not an argument: the partial index of
+            // authentication events (migration 0013) is chosen only for a literal.
+            w.conditions.push(format!("kind = '{}'", kind.as_str()));
+        }
+        if let Some(ip) = &filter.ip {
+            w.push("client_ip = ?", Arg::Text(ip.clone()));
         }
         if let Some(since) = filter.since {
             w.push("created_at >= ?", Arg::Int(since));
@@ -130,6 +145,7 @@ fn row(r: &AnyRow) -> Result<LogRow, sqlx::Error> {
         path: r.try_get(9)?,
         status: r.try_get(10)?,
         duration_ms: r.try_get(11)?,
+        details: r.try_get(12)?,
     })
 }
 
@@ -180,6 +196,60 @@ pub async fn page_before(
     );
     let rows = w.bind(sqlx::query(&sql)).fetch_all(db.pool()).await?;
     rows.iter().map(row).collect()
+}
+
+/// The messages of the authentication events the dashboard counts.
+pub const SIGN_IN: &[&str] = &["login ok"];
+pub const FAILED_SIGN_IN: &[&str] = &["login failed", "login failed: invalid 2FA token"];
+
+/// A message list as SQL: our own constants, never input.
+fn messages_sql(messages: &[&str]) -> String {
+    messages
+        .iter()
+        .map(|m| format!("'{}'", m.replace('\'', "''")))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// How many authentication events with one of `messages` each UTC day since `since`
+/// holds, as (day number since the epoch, count), oldest first; days without any are
+/// left out. One range scan of the partial index `activity_logs_auth` per message.
+pub async fn auth_events_per_day(
+    db: &Db,
+    messages: &[&str],
+    since: i64,
+) -> Result<Vec<(i64, i64)>, sqlx::Error> {
+    let sql = format!(
+        "SELECT created_at / 86400 AS day, COUNT(*) FROM activity_logs \
+         WHERE kind = 'auth' AND message IN ({}) AND created_at >= $1 \
+         GROUP BY created_at / 86400 ORDER BY day",
+        messages_sql(messages)
+    );
+    let rows = sqlx::query(&sql).bind(since).fetch_all(db.pool()).await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect()
+}
+
+/// The addresses with the most authentication events with one of `messages` since
+/// `since`, most first, at most `limit`; read from the index `activity_logs_auth`.
+pub async fn top_addresses(
+    db: &Db,
+    messages: &[&str],
+    since: i64,
+    limit: i64,
+) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    let sql = format!(
+        "SELECT client_ip, COUNT(*) AS n FROM activity_logs \
+         WHERE kind = 'auth' AND message IN ({}) AND created_at >= $1 \
+         AND client_ip IS NOT NULL \
+         GROUP BY client_ip ORDER BY n DESC, client_ip LIMIT {limit}",
+        messages_sql(messages)
+    );
+    let rows = sqlx::query(&sql).bind(since).fetch_all(db.pool()).await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect()
 }
 
 /// Deletes entries older than `days`, a bounded batch at a time so that pruning a

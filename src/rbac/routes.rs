@@ -13,18 +13,16 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::service::{self, within_powers};
+use super::service;
 use super::store;
 use super::Permission;
 use crate::app::AppState;
-use crate::auth::cache::Scope;
 use crate::auth::policy::Policy::Permission as Needs;
 use crate::auth::policy::{Policy, Routes};
 use crate::auth::CurrentUser;
 use crate::error::AppError;
 use crate::http::query::page_param;
 use crate::http::{Json, Origin};
-use crate::logs::{record_change_in, Kind};
 
 const MANAGE_USERS: Policy = Needs(Permission::ManageUsers);
 const MANAGE_ADMIN: Policy = Needs(Permission::ManageAdmin);
@@ -147,41 +145,13 @@ async fn delete_role(
     Ok(ok("Role deleted successfully"))
 }
 
-/// Permission names are identifiers: letters, digits and `_ . : -`.
-fn valid_permission_name(value: &str) -> Result<String, AppError> {
-    let value = value.trim();
-    let ok = (1..=64).contains(&value.len())
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'));
-    if !ok {
-        return Err(AppError::invalid(
-            "name must be 1 to 64 of letters, digits, '_', '.', ':' and '-'",
-        ));
-    }
-    Ok(value.to_owned())
-}
-
 async fn create_permission(
     State(state): State<AppState>,
     caller: CurrentUser,
     origin: Origin,
     Json(body): Json<NameBody>,
 ) -> Result<Response, AppError> {
-    let name = valid_permission_name(&body.name)?;
-    let mut tx = state.db.begin().await?;
-    let id = store::create_permission(&mut tx, &name).await?;
-    record_change_in(
-        &mut tx,
-        Kind::Admin,
-        &caller.user,
-        &origin,
-        format!("permission {name:?} created"),
-        json!({ "action": "create_permission", "target": { "permission_id": id, "name": name }, "before": null, "after": { "name": name } }),
-    )
-    .await?;
-    tx.commit().await?;
-    state.sessions.invalidate(Scope::All);
+    let (id, name) = service::create_permission(&state, &caller, &origin, &body.name).await?;
     Ok((
         StatusCode::CREATED,
         axum::Json(json!({
@@ -204,32 +174,7 @@ async fn delete_permission(
     origin: Origin,
     Json(body): Json<PermissionIdBody>,
 ) -> Result<Response, AppError> {
-    let permission = store::permission_by_id(&state.db, body.permission_id)
-        .await?
-        .ok_or_else(|| AppError::not_found("Permission not found"))?;
-    if permission.builtin {
-        return Err(AppError::conflict("Built-in permissions cannot be deleted"));
-    }
-    if !within_powers(
-        &caller.access,
-        std::slice::from_ref(&permission.name),
-        false,
-    ) {
-        return Err(AppError::unauthorized_access());
-    }
-    let mut tx = state.db.begin().await?;
-    store::delete_permission(&mut tx, permission.id).await?;
-    record_change_in(
-        &mut tx,
-        Kind::Admin,
-        &caller.user,
-        &origin,
-        format!("permission {:?} deleted", permission.name),
-        json!({ "action": "delete_permission", "target": { "permission_id": permission.id, "name": permission.name }, "before": { "name": permission.name }, "after": null }),
-    )
-    .await?;
-    tx.commit().await?;
-    state.sessions.invalidate(Scope::All);
+    service::delete_permission(&state, &caller, &origin, body.permission_id).await?;
     Ok(ok("Permission deleted successfully"))
 }
 

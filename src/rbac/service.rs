@@ -5,7 +5,7 @@ use serde_json::json;
 
 use super::store::{self, Role};
 use super::{Access, SUPER_ADMIN};
-use crate::accounts::store::find_by_id;
+use crate::accounts::store::{find_by_id, revoke_own_session};
 use crate::accounts::User;
 use crate::app::AppState;
 use crate::auth::cache::Scope;
@@ -13,7 +13,7 @@ use crate::auth::session;
 use crate::auth::Authenticated;
 use crate::error::AppError;
 use crate::http::Origin;
-use crate::logs::{record_change_in, Kind};
+use crate::logs::{record_change_in, Kind, LogEntry};
 use crate::text::label;
 
 /// Whether `caller` may hand out or take away something carrying `permissions`.
@@ -336,5 +336,197 @@ pub async fn set_role_permission(
     }
     tx.commit().await?;
     state.sessions.invalidate(Scope::All);
+    Ok(())
+}
+
+/// Renames a role that is not built in and carries only permissions the caller holds.
+pub async fn rename_role(
+    state: &AppState,
+    caller: &Authenticated,
+    origin: &Origin,
+    role_id: i64,
+    name: &str,
+) -> Result<String, AppError> {
+    let name = label("name", name, 64)?;
+    let mut tx = state.db.begin().await?;
+    let role = store::role_by_id(&mut tx, role_id)
+        .await?
+        .ok_or_else(|| AppError::not_found("Role not found"))?;
+    if role.builtin {
+        return Err(AppError::conflict("Built-in roles cannot be renamed"));
+    }
+    let permissions = store::role_permissions(&mut tx, &role).await?;
+    if !within_powers(&caller.access, &permissions, false) {
+        return Err(AppError::unauthorized_access());
+    }
+    if role.name == name {
+        return Ok(name);
+    }
+    store::rename_role(&mut tx, role.id, &name).await?;
+    record_change_in(
+        &mut tx,
+        Kind::Admin,
+        &caller.user,
+        origin,
+        format!("role {:?} renamed to {name:?}", role.name),
+        json!({ "action": "rename_role", "target": { "role_id": role.id }, "before": { "name": role.name }, "after": { "name": name } }),
+    )
+    .await?;
+    tx.commit().await?;
+    state.sessions.invalidate(Scope::All);
+    Ok(name)
+}
+
+/// Permission names are identifiers: letters, digits and `_ . : -`.
+pub fn valid_permission_name(value: &str) -> Result<String, AppError> {
+    let value = value.trim();
+    let ok = (1..=64).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'));
+    if !ok {
+        return Err(AppError::invalid(
+            "name must be 1 to 64 of letters, digits, '_', '.', ':' and '-'",
+        ));
+    }
+    Ok(value.to_owned())
+}
+
+/// Creates a permission (held at once by Super Admin only); returns its id and name.
+pub async fn create_permission(
+    state: &AppState,
+    caller: &Authenticated,
+    origin: &Origin,
+    name: &str,
+) -> Result<(i64, String), AppError> {
+    let name = valid_permission_name(name)?;
+    let mut tx = state.db.begin().await?;
+    let id = store::create_permission(&mut tx, &name).await?;
+    record_change_in(
+        &mut tx,
+        Kind::Admin,
+        &caller.user,
+        origin,
+        format!("permission {name:?} created"),
+        json!({ "action": "create_permission", "target": { "permission_id": id, "name": name }, "before": null, "after": { "name": name } }),
+    )
+    .await?;
+    tx.commit().await?;
+    state.sessions.invalidate(Scope::All);
+    Ok((id, name))
+}
+
+/// The permission, once it is known not to be built in and to be held by the caller:
+/// routes name built-in permissions in code, and nobody changes what they lack.
+async fn own_custom_permission(
+    state: &AppState,
+    caller: &Authenticated,
+    permission_id: i64,
+    verb: &str,
+) -> Result<store::PermissionRow, AppError> {
+    let permission = store::permission_by_id(&state.db, permission_id)
+        .await?
+        .ok_or_else(|| AppError::not_found("Permission not found"))?;
+    if permission.builtin {
+        return Err(AppError::conflict(format!(
+            "Built-in permissions cannot be {verb}"
+        )));
+    }
+    if !within_powers(
+        &caller.access,
+        std::slice::from_ref(&permission.name),
+        false,
+    ) {
+        return Err(AppError::unauthorized_access());
+    }
+    Ok(permission)
+}
+
+/// Renames a permission that is not built in and that the caller holds.
+pub async fn rename_permission(
+    state: &AppState,
+    caller: &Authenticated,
+    origin: &Origin,
+    permission_id: i64,
+    name: &str,
+) -> Result<String, AppError> {
+    let name = valid_permission_name(name)?;
+    let permission = own_custom_permission(state, caller, permission_id, "renamed").await?;
+    if permission.name == name {
+        return Ok(name);
+    }
+    let mut tx = state.db.begin().await?;
+    store::rename_permission(&mut tx, permission.id, &name).await?;
+    record_change_in(
+        &mut tx,
+        Kind::Admin,
+        &caller.user,
+        origin,
+        format!("permission {:?} renamed to {name:?}", permission.name),
+        json!({ "action": "rename_permission", "target": { "permission_id": permission.id }, "before": { "name": permission.name }, "after": { "name": name } }),
+    )
+    .await?;
+    tx.commit().await?;
+    state.sessions.invalidate(Scope::All);
+    Ok(name)
+}
+
+/// Deletes a permission that is not built in and that the caller holds; the roles
+/// carrying it lose it.
+pub async fn delete_permission(
+    state: &AppState,
+    caller: &Authenticated,
+    origin: &Origin,
+    permission_id: i64,
+) -> Result<(), AppError> {
+    let permission = own_custom_permission(state, caller, permission_id, "deleted").await?;
+    let mut tx = state.db.begin().await?;
+    store::delete_permission(&mut tx, permission.id).await?;
+    record_change_in(
+        &mut tx,
+        Kind::Admin,
+        &caller.user,
+        origin,
+        format!("permission {:?} deleted", permission.name),
+        json!({ "action": "delete_permission", "target": { "permission_id": permission.id, "name": permission.name }, "before": { "name": permission.name }, "after": null }),
+    )
+    .await?;
+    tx.commit().await?;
+    state.sessions.invalidate(Scope::All);
+    Ok(())
+}
+
+/// Ends one live session of another user, within the caller's powers, as the
+/// owner's own revoke does (the same store query), and empties the session cache
+/// for that user on every instance.
+pub async fn revoke_user_session(
+    state: &AppState,
+    caller: &Authenticated,
+    origin: &Origin,
+    user_id: i64,
+    session_id: i64,
+) -> Result<(), AppError> {
+    let mut conn = state.db.pool().acquire().await?;
+    let user = find_by_id(&mut *conn, user_id)
+        .await?
+        .ok_or_else(|| AppError::not_found("User not found"))?;
+    drop(conn);
+    let target = Access::load(state.db.pool(), user.id).await?;
+    let target_permissions: Vec<String> = target.permissions.iter().cloned().collect();
+    if !within_powers(&caller.access, &target_permissions, target.super_admin) {
+        return Err(AppError::unauthorized_access());
+    }
+    if !revoke_own_session(&state.db, user.id, session_id).await? {
+        return Err(AppError::not_found("Session not found"));
+    }
+    state.sessions.invalidate(Scope::User(user.id));
+    state.activity.record(
+        LogEntry::admin(
+            format!("session {session_id} of user {} ended", user.id),
+            json!({ "action": "end_session", "target": { "user_id": user.id, "username": user.username, "session_id": session_id }, "before": { "live": true }, "after": { "live": false } }),
+        )
+        .user(&caller.user)
+        .origin(origin),
+    );
     Ok(())
 }

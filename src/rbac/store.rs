@@ -154,6 +154,42 @@ pub async fn role_holders(conn: &mut Conn, role_id: i64) -> Result<i64, AppError
     )
 }
 
+/// How many users hold each role, in one grouped query (of the `user_roles_role`
+/// index); roles nobody holds are missing.
+pub async fn member_counts(db: &Db) -> Result<Vec<(i64, i64)>, AppError> {
+    let rows = sqlx::query("SELECT role_id, COUNT(*) FROM user_roles GROUP BY role_id")
+        .fetch_all(db.pool())
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect::<Result<_, sqlx::Error>>()?)
+}
+
+pub async fn rename_role(conn: &mut Conn, role_id: i64, name: &str) -> Result<(), AppError> {
+    sqlx::query("UPDATE roles SET name = $1 WHERE id = $2")
+        .bind(name)
+        .bind(role_id)
+        .execute(conn)
+        .await
+        .on_unique(&[("roles_name_key", "Role already exists")])?;
+    Ok(())
+}
+
+pub async fn rename_permission(
+    conn: &mut Conn,
+    permission_id: i64,
+    name: &str,
+) -> Result<(), AppError> {
+    sqlx::query("UPDATE permissions SET name = $1 WHERE id = $2")
+        .bind(name)
+        .bind(permission_id)
+        .execute(conn)
+        .await
+        .on_unique(&[("permissions_name_key", "Permission already exists")])?;
+    Ok(())
+}
+
 pub async fn delete_role(conn: &mut Conn, role_id: i64) -> Result<(), AppError> {
     sqlx::query("DELETE FROM roles WHERE id = $1")
         .bind(role_id)

@@ -1,4 +1,4 @@
-//! The signed-in person's own pages: the dashboard, the profile and security (2FA,
+//! The signed-in person's own pages: the profile and security (2FA,
 //! recovery codes, sessions).
 
 use askama::Template;
@@ -35,25 +35,6 @@ pub fn routes() -> Routes {
 /// Pages behind `LoggedIn` always have a session; the policy answered otherwise.
 fn caller(ctx: &Ctx) -> Result<&Authenticated, AppError> {
     ctx.auth.as_deref().ok_or_else(AppError::login_required)
-}
-
-#[derive(Template)]
-#[template(path = "ui/dashboard.html")]
-struct DashboardPage<'a> {
-    shell: Shell,
-    auth: &'a Authenticated,
-    sessions: usize,
-}
-
-pub(super) async fn dashboard(ctx: Ctx) -> PageResult {
-    let auth = caller(&ctx)?;
-    let sessions = service::sessions(&ctx.state, auth).await?.len();
-    let page = DashboardPage {
-        shell: Shell::new(&ctx, "Dashboard"),
-        auth,
-        sessions,
-    };
-    Ok(ctx.render(StatusCode::OK, page.render()?))
 }
 
 #[derive(Template)]

@@ -15,6 +15,8 @@
 mod account;
 mod assets;
 mod billing;
+mod chart;
+mod dashboard;
 mod logs;
 mod me;
 mod page;
@@ -55,7 +57,7 @@ const UI_KEY: &str = "gatehouse/v1/web-ui-cookies";
 
 pub fn routes() -> Routes {
     Routes::pages()
-        .get("/ui/", LoggedIn, me::dashboard)
+        .get("/ui/", LoggedIn, dashboard::dashboard)
         .get("/ui/static/{file}", Public, assets::serve)
         .get("/ui/theme/{mode}", Public, theme)
         .merge(account::routes())

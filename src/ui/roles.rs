@@ -1,9 +1,10 @@
 //! The roles and permissions page (`manage_admin`): roles with their members' count,
-//! the roles × permissions matrix, and creating and deleting roles. Every change goes
-//! through `rbac::service`, the JSON routes' rules: nobody grants what they do not
-//! hold, built-in roles stay, Super Admin's permissions are all of them.
+//! the roles × permissions matrix, and creating, renaming and deleting roles and
+//! permissions. Every change goes through `rbac::service`, the JSON routes' rules:
+//! nobody grants or changes what they do not hold, built-in roles and permissions
+//! stay as they are, Super Admin's permissions are all of them.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use askama::Template;
 use axum::extract::Path;
@@ -33,6 +34,23 @@ pub fn routes() -> Routes {
         )
         .get("/ui/roles/{role_id}/delete", MANAGE_ADMIN, confirm_delete)
         .post("/ui/roles/{role_id}/delete", MANAGE_ADMIN, delete_role)
+        .post("/ui/roles/{role_id}/rename", MANAGE_ADMIN, rename_role)
+        .post("/ui/permissions", MANAGE_ADMIN, create_permission)
+        .post(
+            "/ui/permissions/{permission_id}/rename",
+            MANAGE_ADMIN,
+            rename_permission,
+        )
+        .get(
+            "/ui/permissions/{permission_id}/delete",
+            MANAGE_ADMIN,
+            confirm_delete_permission,
+        )
+        .post(
+            "/ui/permissions/{permission_id}/delete",
+            MANAGE_ADMIN,
+            delete_permission,
+        )
 }
 
 struct RoleRow {
@@ -48,28 +66,34 @@ struct Cell {
     granted: bool,
 }
 
+/// A permission as a column of the matrix and a row of the permissions list.
+struct Column {
+    row: store::PermissionRow,
+    /// The name with a break opportunity after each `_`, so headers wrap.
+    heading: String,
+    /// How many roles carry it (Super Admin always does).
+    roles: usize,
+}
+
 #[derive(Template)]
 #[template(path = "ui/roles.html")]
 struct RolesPage {
     shell: Shell,
-    permissions: Vec<store::PermissionRow>,
+    permissions: Vec<Column>,
     rows: Vec<RoleRow>,
     super_admin: &'static str,
 }
 
 async fn roles_page(ctx: Ctx) -> PageResult {
     let permissions = store::permissions(&ctx.state.db).await?;
-    let mut conn = ctx
-        .state
-        .db
-        .pool()
-        .acquire()
-        .await
-        .map_err(AppError::from)?;
+    let members: HashMap<i64, i64> = store::member_counts(&ctx.state.db)
+        .await?
+        .into_iter()
+        .collect();
     let mut rows = Vec::new();
     for (role, held) in store::roles_with_permissions(&ctx.state.db).await? {
         let held: BTreeSet<String> = held.into_iter().collect();
-        let members = store::role_holders(&mut conn, role.id).await?;
+        let members = members.get(&role.id).copied().unwrap_or(0);
         let cells = permissions
             .iter()
             .map(|p| Cell {
@@ -84,6 +108,18 @@ async fn roles_page(ctx: Ctx) -> PageResult {
             cells,
         });
     }
+    let permissions = permissions
+        .into_iter()
+        .enumerate()
+        .map(|(i, row)| Column {
+            heading: row.name.replace('_', "_\u{200b}"),
+            roles: rows
+                .iter()
+                .filter(|r| r.cells.get(i).is_some_and(|c| c.granted))
+                .count(),
+            row,
+        })
+        .collect();
     let page = RolesPage {
         shell: Shell::new(&ctx, "Roles and permissions"),
         permissions,
@@ -175,4 +211,75 @@ async fn delete_role(
     let role_id = id(&role_id, "role")?;
     let result = service::delete_role(&ctx.state, auth, &ctx.origin, role_id).await;
     outcome(&ctx, ROLES, result, "The role is deleted.")
+}
+
+async fn rename_role(
+    ctx: Ctx,
+    Path(role_id): Path<String>,
+    Form(form): Form<NameForm>,
+) -> PageResult {
+    let auth = caller(&ctx)?;
+    let role_id = id(&role_id, "role")?;
+    let result = service::rename_role(&ctx.state, auth, &ctx.origin, role_id, &form.name).await;
+    match result {
+        Ok(name) => outcome(&ctx, ROLES, Ok(()), &format!("The role is now {name}.")),
+        Err(e) => outcome(&ctx, ROLES, Err(e), ""),
+    }
+}
+
+async fn create_permission(ctx: Ctx, Form(form): Form<NameForm>) -> PageResult {
+    let auth = caller(&ctx)?;
+    let result = service::create_permission(&ctx.state, auth, &ctx.origin, &form.name)
+        .await
+        .map(|_| ());
+    outcome(&ctx, ROLES, result, "The permission is created.")
+}
+
+async fn rename_permission(
+    ctx: Ctx,
+    Path(permission_id): Path<String>,
+    Form(form): Form<NameForm>,
+) -> PageResult {
+    let auth = caller(&ctx)?;
+    let permission_id = id(&permission_id, "permission")?;
+    let result =
+        service::rename_permission(&ctx.state, auth, &ctx.origin, permission_id, &form.name).await;
+    match result {
+        Ok(name) => outcome(
+            &ctx,
+            ROLES,
+            Ok(()),
+            &format!("The permission is now {name}."),
+        ),
+        Err(e) => outcome(&ctx, ROLES, Err(e), ""),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "ui/permission_delete.html")]
+struct ConfirmPermissionPage {
+    shell: Shell,
+    permission: store::PermissionRow,
+}
+
+async fn confirm_delete_permission(ctx: Ctx, Path(permission_id): Path<String>) -> PageResult {
+    let permission = store::permission_by_id(&ctx.state.db, id(&permission_id, "permission")?)
+        .await?
+        .ok_or_else(|| AppError::not_found("No such permission"))?;
+    let page = ConfirmPermissionPage {
+        shell: Shell::new(&ctx, "Delete this permission?"),
+        permission,
+    };
+    Ok(ctx.render(StatusCode::OK, page.render()?))
+}
+
+async fn delete_permission(
+    ctx: Ctx,
+    Path(permission_id): Path<String>,
+    Form(_): Form<Confirmed>,
+) -> PageResult {
+    let auth = caller(&ctx)?;
+    let permission_id = id(&permission_id, "permission")?;
+    let result = service::delete_permission(&ctx.state, auth, &ctx.origin, permission_id).await;
+    outcome(&ctx, ROLES, result, "The permission is deleted.")
 }

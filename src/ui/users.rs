@@ -47,6 +47,11 @@ pub fn routes() -> Routes {
         .post("/ui/users/{id}/enable", MANAGE_USERS, enable)
         .post("/ui/users/{id}/sign-out", MANAGE_USERS, sign_out)
         .post(
+            "/ui/users/{id}/sessions/{session_id}/end",
+            MANAGE_USERS,
+            end_session,
+        )
+        .post(
             "/ui/users/{id}/password-reset",
             MANAGE_USERS,
             password_reset,
@@ -159,6 +164,7 @@ async fn list_page(ctx: Ctx, Query(query): Query<ListQuery>) -> PageResult {
 
 /// A session as the user's page lists it.
 struct SessionRow {
+    id: i64,
     device: String,
     address: String,
     last_used: String,
@@ -202,6 +208,7 @@ async fn user_page(ctx: Ctx, Path(id): Path<String>) -> PageResult {
         .map_err(AppError::from)?
         .into_iter()
         .map(|s| SessionRow {
+            id: s.id,
             device: device_name(s.user_agent.as_deref()),
             address: s.ip.unwrap_or_else(|| "unknown".to_owned()),
             last_used: when(s.last_seen_at),
@@ -346,4 +353,20 @@ async fn password_reset(ctx: Ctx, Path(id): Path<String>, Form(_): Form<Confirme
         result,
         "A password reset link is on its way to them.",
     )
+}
+
+/// Ends one session of the user, through the rule and the store query the owner's own
+/// revoke uses; their next request with it is refused on every instance.
+async fn end_session(
+    ctx: Ctx,
+    Path((id, session_id)): Path<(String, String)>,
+    Form(_): Form<Confirmed>,
+) -> PageResult {
+    let auth = caller(&ctx)?;
+    let id = user_id(&id)?;
+    let session_id: i64 = session_id
+        .parse()
+        .map_err(|_| AppError::not_found("No such session"))?;
+    let result = service::revoke_user_session(&ctx.state, auth, &ctx.origin, id, session_id).await;
+    outcome(&ctx, &user_url(id), result, "That session is signed out.")
 }

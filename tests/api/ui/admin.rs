@@ -14,9 +14,11 @@ on_both_databases!(
     bad_addresses_on_the_user_pages_are_pages_not_failures,
     a_super_admin_manages_roles_and_permissions_without_javascript,
     the_activity_log_page_filters_and_pages_without_javascript,
+    roles_and_permissions_are_renamed_created_and_deleted_without_javascript,
+    an_administrator_ends_one_session_of_a_user,
 );
 
-async fn id_of(app: &TestApp, username: &str) -> i64 {
+pub(super) async fn id_of(app: &TestApp, username: &str) -> i64 {
     app.scalar(&format!(
         "SELECT id FROM users WHERE username = '{username}'"
     ))
@@ -41,14 +43,14 @@ async fn linked(app: &TestApp, role: i64, permission: i64) -> bool {
         == 1
 }
 
-async fn grant(app: &TestApp, username: &str, role: &str) {
+pub(super) async fn grant(app: &TestApp, username: &str, role: &str) {
     let id = id_of(app, username).await;
     gatehouse::rbac::grant_role(app.state.db.pool(), id, role)
         .await
         .unwrap();
 }
 
-async fn signed_in(app: &TestApp, username: &str) -> Walker {
+pub(super) async fn signed_in(app: &TestApp, username: &str) -> Walker {
     let mut w = Walker::new(app);
     w.open("/ui/login").await;
     w.submit(
@@ -420,6 +422,21 @@ async fn the_activity_log_page_filters_and_pages_without_javascript(backend: Bac
     w.sees("1 entry");
     w.sees("entry number 7");
     w.sees("value=\"olga@example.com\"");
+    // Times show in the form's datetime-local fields, in UTC.
+    w.sees("name=\"since\" type=\"datetime-local\" step=\"1\" value=\"2026-01-01T00:00:00\"");
+    // What those fields send, with the kind filter: Olga's entries are `auth`.
+    // Her entries are a second apart from 2026-09-21T14:13:20Z.
+    w.open("/ui/logs?user=olga%40example.com&kind=auth&since=2026-09-21T14:13&until=2026-09-21T14:13:30")
+        .await;
+    assert_eq!(w.status, StatusCode::OK);
+    w.sees("11 entries");
+    w.sees("<option value=\"auth\" selected>");
+    w.open("/ui/logs?user=olga%40example.com&kind=admin").await;
+    w.sees("0 entries");
+    w.open(
+        "/ui/logs?user=olga%40example.com&level=warning&q=NUMBER&since=2026-01-01T00:00:00Z&until=",
+    )
+    .await;
     w.sees("/logs/export.csv?user=olga%40example.com&#38;level=warning&#38;q=NUMBER");
 
     // The link downloads exactly that view (the app's client is the Admin's).
@@ -448,6 +465,292 @@ async fn the_activity_log_page_filters_and_pages_without_javascript(backend: Bac
     let mut anonymous = Walker::new(&app);
     anonymous.open("/ui/logs?level=INFO").await;
     assert_eq!(anonymous.path, "/ui/login?next=%2Fui%2Flogs%3Flevel%3DINFO");
+}
+
+async fn roles_and_permissions_are_renamed_created_and_deleted_without_javascript(
+    backend: Backend,
+) {
+    let app = TestApp::spawn(backend).await;
+    app.verified_user("root").await;
+    grant(&app, "root", "Super Admin").await;
+    app.verified_user("keeper").await;
+    app.verified_user("boss").await;
+    grant(&app, "boss", "Admin").await;
+    let mut w = signed_in(&app, "root").await;
+    w.open("/ui/roles").await;
+    // Members are counted (in one grouped query): boss holds Admin, root Super Admin,
+    // and every signup holds User.
+    let admin = role_id(&app, "Admin").await;
+    w.sees(&format!("action=\"/ui/roles/{admin}/permissions/"));
+    assert!(w.html.contains("Admin <span class=\"badge\">built-in</span></td>\n        <td data-label=\"Members\" class=\"num num-cell\">1</td>"), "{}", w.html);
+    assert!(w.html.contains("User <span class=\"badge\">built-in</span></td>\n        <td data-label=\"Members\" class=\"num num-cell\">3</td>"));
+    // Built-in roles and permissions offer no rename and no delete.
+    assert!(!w.html.contains(&format!("/ui/roles/{admin}/rename")));
+    let manage_users = permission_id(&app, "manage_users").await;
+    assert!(!w
+        .html
+        .contains(&format!("/ui/permissions/{manage_users}/rename")));
+
+    // Rename a role of our own.
+    w.submit("/ui/roles", &[("name", "Editors")]).await;
+    let editors = role_id(&app, "Editors").await;
+    w.submit(
+        &format!("/ui/roles/{editors}/rename"),
+        &[("name", "  Writers ")],
+    )
+    .await;
+    assert_eq!(w.path, "/ui/roles");
+    w.sees("The role is now Writers.");
+    assert_eq!(role_id(&app, "Writers").await, editors);
+    w.submit(&format!("/ui/roles/{editors}/rename"), &[("name", "user")])
+        .await;
+    w.sees("Refused: Role already exists");
+    let long = "n".repeat(65);
+    w.submit(&format!("/ui/roles/{editors}/rename"), &[("name", &long)])
+        .await;
+    w.sees("Refused: name must be 1 to 64 characters");
+    // Built-in: refused by the rule, with its reason, even when posted by hand.
+    w.post(&format!("/ui/roles/{admin}/rename"), &[("name", "Boss")])
+        .await;
+    w.sees("Refused: Built-in roles cannot be renamed");
+    assert_eq!(role_id(&app, "Admin").await, admin);
+
+    // Permissions: create, rename, grant, delete.
+    w.submit("/ui/permissions", &[("name", "export_reports")])
+        .await;
+    w.sees("The permission is created.");
+    let export = permission_id(&app, "export_reports").await;
+    w.submit(
+        &format!("/ui/permissions/{export}/rename"),
+        &[("name", "export.reports")],
+    )
+    .await;
+    w.sees("The permission is now export.reports.");
+    w.submit(
+        &format!("/ui/permissions/{export}/rename"),
+        &[("name", "bad name!")],
+    )
+    .await;
+    w.sees("Refused: name must be 1 to 64 of letters");
+    w.submit("/ui/permissions", &[("name", "manage_USERS")])
+        .await;
+    w.sees("Refused: Permission already exists");
+    w.post(
+        &format!("/ui/permissions/{manage_users}/rename"),
+        &[("name", "manage_people")],
+    )
+    .await;
+    w.sees("Refused: Built-in permissions cannot be renamed");
+    w.open(&format!("/ui/permissions/{manage_users}/delete"))
+        .await;
+    w.submit(&format!("/ui/permissions/{manage_users}/delete"), &[])
+        .await;
+    w.sees("Refused: Built-in permissions cannot be deleted");
+    assert_eq!(permission_id(&app, "manage_users").await, manage_users);
+    w.submit(
+        &format!("/ui/roles/{editors}/permissions/{export}/grant"),
+        &[],
+    )
+    .await;
+    assert!(linked(&app, editors, export).await);
+
+    // A holder of manage_admin alone cannot rename or delete what they do not hold.
+    w.submit("/ui/roles", &[("name", "Keepers")]).await;
+    let keepers = role_id(&app, "Keepers").await;
+    let manage_admin = permission_id(&app, "manage_admin").await;
+    w.submit(
+        &format!("/ui/roles/{keepers}/permissions/{manage_admin}/grant"),
+        &[],
+    )
+    .await;
+    grant(&app, "keeper", "Keepers").await;
+    let mut k = signed_in(&app, "keeper").await;
+    k.open("/ui/roles").await;
+    k.submit(
+        &format!("/ui/permissions/{export}/rename"),
+        &[("name", "mine_now")],
+    )
+    .await;
+    k.sees("Refused: you can only change users and roles whose permissions you hold");
+    k.submit(&format!("/ui/roles/{editors}/rename"), &[("name", "Mine")])
+        .await;
+    k.sees("Refused: you can only change");
+    assert_eq!(permission_id(&app, "export.reports").await, export);
+
+    // Deleting asks first (the page without JavaScript), then the role loses it.
+    w.open("/ui/roles").await;
+    w.sees(&format!(
+        "href=\"/ui/permissions/{export}/delete\" data-confirm-link"
+    ));
+    w.open(&format!("/ui/permissions/{export}/delete")).await;
+    w.sees("Delete the permission export.reports?");
+    w.follow("Cancel").await;
+    assert_eq!(w.path, "/ui/roles");
+    w.open(&format!("/ui/permissions/{export}/delete")).await;
+    w.submit(&format!("/ui/permissions/{export}/delete"), &[])
+        .await;
+    w.sees("The permission is deleted.");
+    assert!(!linked(&app, editors, export).await);
+    assert!(!w.html.contains("export.reports"));
+
+    // Each change is in the log with its before and after.
+    w.open("/ui/logs?kind=admin&q=renamed").await;
+    w.sees("2 entries");
+    w.sees("role &#34;Editors&#34; renamed to &#34;Writers&#34;");
+    w.sees("<del>Editors</del>");
+    w.sees("<ins>Writers</ins>");
+
+    // Bad addresses and bodies are 4xx pages.
+    for (page, status) in [
+        ("/ui/permissions/x/delete".to_owned(), StatusCode::NOT_FOUND),
+        (
+            "/ui/permissions/99999999/delete".to_owned(),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "/ui/permissions/1e3/delete".to_owned(),
+            StatusCode::NOT_FOUND,
+        ),
+    ] {
+        w.open(&page).await;
+        assert_eq!(w.status, status, "{page}");
+        w.sees("<!doctype html>");
+    }
+    w.open("/ui/roles").await;
+    for (action, values, status) in [
+        (
+            "/ui/roles/abc/rename",
+            vec![("name", "X")],
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "/ui/permissions/abc/rename",
+            vec![("name", "x")],
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "/ui/permissions/99999999/rename",
+            vec![("name", "x")],
+            StatusCode::SEE_OTHER,
+        ),
+        ("/ui/permissions", vec![], StatusCode::BAD_REQUEST),
+    ] {
+        w.open("/ui/roles").await;
+        w.post(action, &values).await;
+        if status == StatusCode::SEE_OTHER {
+            w.sees("Refused: Permission not found");
+        } else {
+            assert_eq!(w.status, status, "{action}");
+            w.sees("<!doctype html>");
+        }
+    }
+    w.open("/ui/roles").await;
+    let huge = "x".repeat(2 * 1024 * 1024);
+    w.post("/ui/permissions", &[("name", &huge)]).await;
+    assert_eq!(w.status, StatusCode::PAYLOAD_TOO_LARGE);
+    w.sees("<!doctype html>");
+
+    // An Admin lacks manage_admin: 403 pages.
+    let mut b = signed_in(&app, "boss").await;
+    b.open(&format!("/ui/permissions/{manage_users}/delete"))
+        .await;
+    assert_eq!(b.status, StatusCode::FORBIDDEN);
+    b.sees("Not allowed");
+    for action in [
+        "/ui/permissions".to_owned(),
+        format!("/ui/permissions/{manage_users}/rename"),
+        format!("/ui/permissions/{manage_users}/delete"),
+        format!("/ui/roles/{keepers}/rename"),
+    ] {
+        b.open("/ui/").await;
+        b.post(&action, &[("name", "x")]).await;
+        assert_eq!(b.status, StatusCode::FORBIDDEN, "{action}");
+        b.sees("Not allowed");
+    }
+}
+
+async fn an_administrator_ends_one_session_of_a_user(backend: Backend) {
+    // With the session cache on: the revoke must empty it, or the session would live.
+    let app = TestApp::spawn_with(backend, &[("SESSION_CACHE", "on")]).await;
+    app.verified_user("alice").await;
+    app.verified_user("boss").await;
+    app.verified_user("plain").await;
+    grant(&app, "boss", "Admin").await;
+    let alice = id_of(&app, "alice").await;
+    let mut laptop = signed_in(&app, "alice").await;
+    let laptop_session = app
+        .scalar(&format!(
+            "SELECT MAX(id) FROM sessions WHERE user_id = {alice} AND revoked_at IS NULL"
+        ))
+        .await;
+    let mut phone = signed_in(&app, "alice").await;
+    laptop.open("/ui/profile").await;
+    assert_eq!(laptop.path, "/ui/profile", "cached and live");
+
+    let mut w = signed_in(&app, "boss").await;
+    w.open(&format!("/ui/users/{alice}")).await;
+    let end = format!("/ui/users/{alice}/sessions/{laptop_session}/end");
+    w.sees(&end);
+    assert_eq!(
+        w.html.matches("/sessions/").count(),
+        2,
+        "one button a session"
+    );
+    w.submit(&end, &[]).await;
+    assert_eq!(w.path, format!("/ui/users/{alice}"));
+    w.sees("That session is signed out.");
+    assert!(!w.html.contains(&end));
+    laptop.open("/ui/profile").await;
+    assert!(laptop.path.starts_with("/ui/login"), "{}", laptop.path);
+    phone.open("/ui/profile").await;
+    assert_eq!(phone.path, "/ui/profile", "the other session lives on");
+
+    // Twice, or someone else's session: not found, with the reason.
+    w.post(&end, &[]).await;
+    w.sees("Refused: Session not found");
+    let boss_session = app
+        .scalar("SELECT MAX(s.id) FROM sessions s JOIN users u ON u.id = s.user_id WHERE u.username = 'boss'")
+        .await;
+    w.post(
+        &format!("/ui/users/{alice}/sessions/{boss_session}/end"),
+        &[],
+    )
+    .await;
+    w.sees("Refused: Session not found");
+    w.open("/ui/").await;
+    assert_eq!(
+        w.path, "/ui/",
+        "the administrator's own session was not touched"
+    );
+    for bad in ["abc", "1e3", "-"] {
+        w.open(&format!("/ui/users/{alice}")).await;
+        w.post(&format!("/ui/users/{alice}/sessions/{bad}/end"), &[])
+            .await;
+        assert_eq!(w.status, StatusCode::NOT_FOUND, "{bad}");
+        w.sees("<!doctype html>");
+    }
+
+    // The log says who ended which session of whom.
+    app.state.activity.drain().await;
+    w.open("/ui/logs?kind=admin").await;
+    w.sees(&format!("session {laptop_session} of user {alice} ended"));
+    w.sees("boss@example.com</strong>: end session");
+    w.sees("<del>true</del>");
+    w.sees("<ins>false</ins>");
+    w.open("/ui/logs?kind=loud").await;
+    assert_eq!(w.status, StatusCode::BAD_REQUEST);
+    w.sees("kind must be access, auth, admin or change");
+
+    // A plain user may not.
+    let mut p = signed_in(&app, "plain").await;
+    p.post(
+        &format!("/ui/users/{alice}/sessions/{laptop_session}/end"),
+        &[],
+    )
+    .await;
+    assert_eq!(p.status, StatusCode::FORBIDDEN);
+    phone.open("/ui/profile").await;
+    assert_eq!(phone.path, "/ui/profile");
 }
 
 /// The user pages in a real browser, photographed in both themes at both widths.
@@ -482,8 +785,23 @@ async fn the_user_pages_in_a_browser() {
     b.click("bob").await;
     b.at(&format!("/ui/users/{bob}")).await;
     b.screenshots("admin-user").await;
-    b.click("Disable the account").await;
-    b.at(&format!("/ui/users/{bob}/confirm/disable")).await;
+    // With the script, the confirmation is a dialog on the page itself.
+    assert!(!b.shows("dialog[open]").await);
+    b.press("Disable the account").await;
+    assert!(b.shows("dialog[open]").await, "the dialog asks first");
+    b.sees("Disable the account of bob?").await;
+    b.screenshots("admin-user-dialog").await;
+    b.press("Cancel").await;
+    assert!(!b.shows("dialog[open]").await);
+    b.at(&format!("/ui/users/{bob}")).await;
+    b.press("Disable the account").await;
+    b.click("Yes, disable the account").await;
+    b.at(&format!("/ui/users/{bob}")).await;
+    b.sees("The account is disabled.").await;
+    b.click("Enable the account").await;
+    b.sees("The account is enabled.").await;
+    // The confirmation page, as a browser without the script reaches it.
+    b.open(&format!("/ui/users/{bob}/confirm/disable")).await;
     b.screenshots("admin-user-confirm").await;
     b.click("Disable the account").await;
     b.at(&format!("/ui/users/{bob}")).await;
@@ -494,11 +812,46 @@ async fn the_user_pages_in_a_browser() {
 
     // Roles read fresh on every request: as a Super Admin, the roles page.
     grant(&app, "boss", "Super Admin").await;
-    b.open("/ui/roles").await;
+    // Enough permissions for a wide matrix: it scrolls inside its card, never the page.
+    for name in [
+        "export_reports",
+        "import_accounts",
+        "audit.read",
+        "billing:refunds",
+    ] {
+        b.open("/ui/roles").await;
+        b.fill("New permission", name).await;
+        b.click("Create the permission").await;
+        b.sees("The permission is created.").await;
+    }
+    b.fill("New role", "Support Desk").await;
+    b.click("Create the role").await;
     b.click("Roles").await;
     b.at("/ui/roles").await;
+    assert!(
+        !b.overflows_at(1440).await,
+        "the roles page fits at 1440 px"
+    );
+    assert!(!b.overflows_at(360).await, "and at 360 px");
     b.screenshots("admin-roles").await;
+    b.screenshots_at("admin-roles-matrix", Some(".matrix-wrap"))
+        .await;
+    // Deleting a permission asks in a dialog.
+    let refunds = permission_id(&app, "billing:refunds").await;
+    b.press_at(&format!(
+        "form[action=\"/ui/permissions/{refunds}/delete\"] button"
+    ))
+    .await;
+    assert!(b.shows("dialog[open]").await);
+    b.click("Delete the permission").await;
+    b.sees("The permission is deleted.").await;
     b.click("Activity log").await;
     b.at("/ui/logs").await;
     b.screenshots("admin-logs").await;
+    // The administrative changes alone, each with its before and after.
+    b.open("/ui/logs?kind=admin").await;
+    b.sees("delete permission").await;
+    assert!(b.shows("table.diff del").await);
+    b.screenshots_at("admin-logs-changes", Some("table.stack tbody"))
+        .await;
 }

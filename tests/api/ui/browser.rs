@@ -173,6 +173,59 @@ impl Browser {
         panic!("nothing to click named {text:?} on {}", self.path().await);
     }
 
+    /// Clicks the displayed button named `text` that stays on the page (one that
+    /// opens a dialog, say).
+    pub async fn press(&self, text: &str) {
+        for el in self.client.find_all(Locator::Css("button")).await.unwrap() {
+            if el.text().await.unwrap().trim() == text && el.is_displayed().await.unwrap() {
+                el.click().await.unwrap();
+                return;
+            }
+        }
+        panic!("no button named {text:?} on {}", self.path().await);
+    }
+
+    /// Clicks the element matching `css` (a button whose name is in hidden text).
+    pub async fn press_at(&self, css: &str) {
+        let el = self.client.find(Locator::Css(css)).await.unwrap();
+        el.click().await.unwrap();
+    }
+
+    /// Scrolls the element matching `css` to the top of the window.
+    pub async fn scroll_to(&self, css: &str) {
+        self.client
+            .execute(
+                "document.querySelector(arguments[0]).scrollIntoView();",
+                vec![json!(css)],
+            )
+            .await
+            .unwrap();
+    }
+
+    /// Whether an element matching `css` is displayed.
+    pub async fn shows(&self, css: &str) -> bool {
+        match self.client.find(Locator::Css(css)).await {
+            Ok(el) => el.is_displayed().await.unwrap(),
+            Err(_) => false,
+        }
+    }
+
+    /// Whether the page, at `width` px, is wider than the window (a sideways scroll
+    /// of the whole page); the window goes back to 1440 px.
+    pub async fn overflows_at(&self, width: u32) -> bool {
+        self.client.set_window_size(width, 900).await.unwrap();
+        let wider = self
+            .client
+            .execute(
+                "return document.documentElement.scrollWidth > window.innerWidth;",
+                vec![],
+            )
+            .await
+            .unwrap();
+        self.client.set_window_size(1440, 900).await.unwrap();
+        wider == serde_json::Value::Bool(true)
+    }
+
     pub async fn text(&self) -> String {
         self.client
             .find(Locator::Css("body"))
@@ -206,6 +259,12 @@ impl Browser {
     /// Saves the page as it is now in both themes, at desktop and phone widths, under
     /// `target/ui-screenshots/`.
     pub async fn screenshots(&self, name: &str) {
+        self.screenshots_at(name, None).await;
+    }
+
+    /// [`Browser::screenshots`] with the element matching `css`, when given, scrolled
+    /// to the top at each width.
+    pub async fn screenshots_at(&self, name: &str, css: Option<&str>) {
         let dir = screenshot_dir();
         std::fs::create_dir_all(&dir).unwrap();
         let original: String = self
@@ -226,6 +285,9 @@ impl Browser {
                 .unwrap();
             for (width, height) in [(1440, 900), (360, 780)] {
                 self.client.set_window_size(width, height).await.unwrap();
+                if let Some(css) = css {
+                    self.scroll_to(css).await;
+                }
                 let png = self.client.screenshot().await.unwrap();
                 std::fs::write(dir.join(format!("{name}-{theme}-{width}.png")), png).unwrap();
             }

@@ -187,6 +187,31 @@ impl Walker {
         self.land(res).await;
     }
 
+    /// Posts `values` to `action` with this page's form token, as a hand-made or
+    /// tampered form would: for actions the page does not offer.
+    pub(super) async fn post(&mut self, action: &str, values: &[(&str, &str)]) {
+        let token = forms(&self.html)
+            .into_iter()
+            .flat_map(|f| f.fields)
+            .find(|(name, _)| name == "csrf_token")
+            .map(|(_, value)| value)
+            .unwrap_or_else(|| panic!("no form token on {}", self.path));
+        let mut fields = vec![("csrf_token".to_owned(), token)];
+        fields.extend(
+            values
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), (*v).to_owned())),
+        );
+        let res = self
+            .client
+            .post(format!("{}{action}", self.base))
+            .form(&fields)
+            .send()
+            .await
+            .unwrap();
+        self.land(res).await;
+    }
+
     pub(super) fn sees(&self, text: &str) {
         assert!(
             self.html.contains(text),

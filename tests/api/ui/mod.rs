@@ -4,6 +4,7 @@
 mod admin;
 mod billing;
 mod browser;
+mod dashboard;
 mod forms;
 mod journey;
 
