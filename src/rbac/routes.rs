@@ -318,8 +318,8 @@ async fn users_details(
     if q.is_some_and(|q| q.chars().count() > 100) {
         return Err(AppError::invalid("q must be at most 100 characters"));
     }
-    let users = store::list_users(&state.db, q, page, per_page).await?;
     let total = store::count_users(&state.db, q).await?;
+    let users = store::list_users(&state.db, q, !total.exact, page, per_page).await?;
     let users: Vec<Value> = users
         .iter()
         .map(|u| {

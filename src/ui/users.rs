@@ -157,8 +157,10 @@ async fn list_page(ctx: Ctx, Query(query): Query<ListQuery>) -> PageResult {
         .ok_or_else(|| AppError::invalid("sort must be joined, username or email"))?;
     let cursor = cursor(&query)?;
     let filter = Some(q).filter(|q| !q.is_empty());
-    let page = store::list_users_keyset(&ctx.state.db, filter, *order, &cursor, PER_PAGE).await?;
     let total = store::count_users(&ctx.state.db, filter).await?;
+    let dense = !total.exact;
+    let page =
+        store::list_users_keyset(&ctx.state.db, filter, dense, *order, &cursor, PER_PAGE).await?;
     let prev = page
         .users
         .first()
