@@ -4,6 +4,10 @@
 //! is fast for the pages a person looks at; deep reading uses the keyset cursor
 //! `before_id` (every answer carries `next_before_id`), which walks the primary key
 //! index and costs the same at row ten million as at row ten.
+//!
+//! Totals: `total` and `total_pages` are exact up to 10,000 matching entries and an
+//! estimate past that (`total_estimated: true`), so that a page view never counts the
+//! whole log; see `db::count`.
 
 use axum::body::Body;
 use axum::extract::{Query, State};
@@ -137,7 +141,7 @@ async fn list(
         Some(before) => store::page_before(&state.db, &filter, before, per_page).await?,
         None => store::page_at(&state.db, &filter, (page - 1) * per_page, per_page).await?,
     };
-    let total_pages = (total + per_page - 1) / per_page;
+    let total_pages = total.pages(per_page);
     let next_before_id = (rows.len() as i64 == per_page)
         .then(|| rows.last().map(|r| r.id))
         .flatten();
@@ -145,7 +149,8 @@ async fn list(
         "logs": rows.iter().map(entry_json).collect::<Vec<_>>(),
         "total_pages": total_pages,
         "current_page": if before_id.is_some() { Value::Null } else { json!(page) },
-        "total": total,
+        "total": total.value,
+        "total_estimated": !total.exact,
         "next_before_id": next_before_id,
     }))
     .into_response())

@@ -4,6 +4,7 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::Kind;
+use crate::db::count::Total;
 use crate::db::{self, Db};
 
 /// Which entries a reader asked for.
@@ -109,22 +110,26 @@ impl Where {
             .push(condition.replace('?', &format!("${}", self.args.len())));
     }
 
+    fn condition(&self) -> String {
+        self.conditions.join(" AND ")
+    }
+
     fn sql(&self) -> String {
         if self.conditions.is_empty() {
             String::new()
         } else {
-            format!("WHERE {}", self.conditions.join(" AND "))
+            format!("WHERE {}", self.condition())
         }
     }
 
     fn bind<'q>(
-        &'q self,
+        &self,
         mut query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
     ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
         for arg in &self.args {
             query = match arg {
                 Arg::Int(n) => query.bind(*n),
-                Arg::Text(s) => query.bind(s.as_str()),
+                Arg::Text(s) => query.bind(s.clone()),
             };
         }
         query
@@ -149,11 +154,16 @@ fn row(r: &AnyRow) -> Result<LogRow, sqlx::Error> {
     })
 }
 
-pub async fn count(db: &Db, filter: &Filter) -> Result<i64, sqlx::Error> {
+/// How many entries match: exact up to [`db::count::EXACT_UP_TO`], estimated past it
+/// (see `db::count` for how, and why the whole log is never counted).
+pub async fn count(db: &Db, filter: &Filter) -> Result<Total, sqlx::Error> {
     let w = Where::new(filter);
-    let sql = format!("SELECT COUNT(*) FROM activity_logs {}", w.sql());
-    let row = w.bind(sqlx::query(&sql)).fetch_one(db.pool()).await?;
-    row.try_get(0)
+    // Each filter's index leads with its column and ends with the id, so the
+    // sample's id range is a range of that index too: no hint is needed.
+    db::count::total(db, "activity_logs", "activity_logs", &w.condition(), &|q| {
+        w.bind(q)
+    })
+    .await
 }
 
 /// Entries at an offset, newest first. The offset is walked on an index holding only

@@ -170,14 +170,23 @@ fn backoff(config: &MailConfig, attempts: i64) -> Duration {
 async fn lease_next(db: &Db) -> Result<Option<Queued>, sqlx::Error> {
     let now = db::now();
     // The inner SELECT picks a candidate; the outer condition repeats the lease test
-    // so that two senders racing for one row cannot both win it.
-    let row = sqlx::query(
+    // so that two senders racing for one row cannot both win it. On PostgreSQL the
+    // candidate is also locked, skipping rows another sender is taking: without that,
+    // two instances draining together picked the same row, the loser's UPDATE matched
+    // nothing and its pass ended as if the outbox were empty, leaving the rest of a
+    // burst to the next poll. SQLite runs the statement under its one writer lock, so
+    // no two senders ever pick at once there.
+    let skip_locked = match db.backend() {
+        db::Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+        db::Backend::Sqlite => "",
+    };
+    let row = sqlx::query(&format!(
         "UPDATE mail_outbox SET locked_until = $2, attempts = attempts + 1 \
          WHERE id = (SELECT id FROM mail_outbox WHERE sent_at IS NULL AND next_attempt_at <= $1 \
-                     AND (locked_until IS NULL OR locked_until <= $1) ORDER BY id LIMIT 1) \
+                     AND (locked_until IS NULL OR locked_until <= $1) ORDER BY id LIMIT 1{skip_locked}) \
          AND (locked_until IS NULL OR locked_until <= $1) \
-         RETURNING id, recipient, subject, text_body, html_body, link, attempts, created_at",
-    )
+         RETURNING id, recipient, subject, text_body, html_body, link, attempts, created_at"
+    ))
     .bind(now)
     .bind(now + LEASE_SECS)
     .fetch_optional(db.pool())

@@ -263,8 +263,8 @@ async fn users_details(
     if q.is_some_and(|q| q.chars().count() > 100) {
         return Err(AppError::invalid("q must be at most 100 characters"));
     }
-    let (users, total) =
-        store::list_users(&state.db, q, store::UserOrder::Joined, page, per_page).await?;
+    let total = store::count_users(&state.db, q).await?;
+    let users = store::list_users(&state.db, q, !total.exact, page, per_page).await?;
     let users: Vec<Value> = users
         .iter()
         .map(|u| {
@@ -277,10 +277,14 @@ async fn users_details(
             })
         })
         .collect();
-    Ok(
-        axum::Json(json!({ "users": users, "total": total, "page": page, "per_page": per_page }))
-            .into_response(),
-    )
+    Ok(axum::Json(json!({
+        "users": users,
+        "total": total.value,
+        "total_estimated": !total.exact,
+        "page": page,
+        "per_page": per_page,
+    }))
+    .into_response())
 }
 
 /// The most profiles one answer carries; the paginated listing serves larger sets.

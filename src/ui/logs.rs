@@ -15,6 +15,7 @@ use super::users::caller;
 use super::{Ctx, PageResult};
 use crate::auth::policy::Policy::LoggedIn;
 use crate::auth::policy::Routes;
+use crate::db::count::Total;
 use crate::error::AppError;
 use crate::http::query::before_id;
 use crate::logs::store::{self, LogRow};
@@ -134,7 +135,7 @@ struct LogsPage {
     shell: Shell,
     query: LogQuery,
     everyone: bool,
-    total: i64,
+    total: Total,
     rows: Vec<Row>,
     /// This view's filters as a query string, for the next page and the export.
     filters: String,

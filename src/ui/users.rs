@@ -16,9 +16,9 @@ use crate::accounts::{recovery, User};
 use crate::auth::policy::Policy::Permission as Needs;
 use crate::auth::policy::{Policy, Routes};
 use crate::auth::{session, Authenticated};
+use crate::db::count::Total;
 use crate::error::AppError;
-use crate::http::query::page_param;
-use crate::rbac::store::{self, UserOrder};
+use crate::rbac::store::{self, UserCursor, UserOrder};
 use crate::rbac::{service, Access, Permission};
 
 const MANAGE_USERS: Policy = Needs(Permission::ManageUsers);
@@ -82,7 +82,8 @@ fn user_url(id: i64) -> String {
 struct ListQuery {
     q: Option<String>,
     sort: Option<String>,
-    page: Option<String>,
+    after: Option<String>,
+    before: Option<String>,
 }
 
 /// The orders offered, by their name in the address.
@@ -106,28 +107,50 @@ struct ListPage {
     sorts: Vec<SortLink>,
     current_sort: String,
     users: Vec<User>,
-    total: i64,
-    page: i64,
-    pages: i64,
+    total: Total,
     prev: Option<String>,
     next: Option<String>,
 }
 
-fn list_url(q: &str, sort: &str, page: i64) -> String {
+/// The list's address: the search, the order and where the page starts, so that a
+/// page can be kept, shared and reloaded.
+fn list_url(q: &str, sort: &str, from: Option<(&str, &str)>) -> String {
     let mut params = Vec::new();
     if !q.is_empty() {
-        params.push(("q", q.to_owned()));
+        params.push(("q", q));
     }
-    params.push(("sort", sort.to_owned()));
-    params.push(("page", page.to_string()));
+    params.push(("sort", sort));
+    if let Some(from) = from {
+        params.push(from);
+    }
     format!(
         "/ui/users?{}",
         serde_urlencoded::to_string(params).unwrap_or_default()
     )
 }
 
+/// The page's position in the address: a sort key, at most as long as the longest
+/// username or email.
+fn cursor(query: &ListQuery) -> Result<UserCursor, AppError> {
+    let nonempty = |v: &Option<String>| v.clone().filter(|v| !v.is_empty());
+    let cursor = match (nonempty(&query.after), nonempty(&query.before)) {
+        (None, None) => return Ok(UserCursor::First),
+        (Some(key), None) => UserCursor::After(key),
+        (None, Some(key)) => UserCursor::Before(key),
+        (Some(_), Some(_)) => return Err(AppError::invalid("Give after or before, not both")),
+    };
+    match &cursor {
+        UserCursor::After(key) | UserCursor::Before(key) if key.chars().count() > 254 => Err(
+            AppError::invalid("The page's position must be at most 254 characters"),
+        ),
+        _ => Ok(cursor),
+    }
+}
+
+/// The list pages by key (`after`/`before` a sort key), not by number, so the
+/// millionth user costs what the first does; the total is counted up to 10,000 and
+/// estimated past that (`db::count`).
 async fn list_page(ctx: Ctx, Query(query): Query<ListQuery>) -> PageResult {
-    let page = page_param("page", query.page.as_deref(), 1, 1_000_000)?;
     let q = query.q.as_deref().map(str::trim).unwrap_or_default();
     if q.chars().count() > 100 {
         return Err(AppError::invalid("The search must be at most 100 characters").into());
@@ -137,9 +160,22 @@ async fn list_page(ctx: Ctx, Query(query): Query<ListQuery>) -> PageResult {
         .iter()
         .find(|(name, _, _)| *name == sort)
         .ok_or_else(|| AppError::invalid("sort must be joined, username or email"))?;
+    let cursor = cursor(&query)?;
     let filter = Some(q).filter(|q| !q.is_empty());
-    let (users, total) = store::list_users(&ctx.state.db, filter, *order, page, PER_PAGE).await?;
-    let pages = ((total + PER_PAGE - 1) / PER_PAGE).max(1);
+    let total = store::count_users(&ctx.state.db, filter).await?;
+    let dense = !total.exact;
+    let page =
+        store::list_users_keyset(&ctx.state.db, filter, dense, *order, &cursor, PER_PAGE).await?;
+    let prev = page
+        .users
+        .first()
+        .filter(|_| page.more_before)
+        .map(|u| list_url(q, sort, Some(("before", &u.key))));
+    let next = page
+        .users
+        .last()
+        .filter(|_| page.more_after)
+        .map(|u| list_url(q, sort, Some(("after", &u.key))));
     let list = ListPage {
         shell: Shell::new(&ctx, "Users"),
         q: q.to_owned(),
@@ -147,17 +183,15 @@ async fn list_page(ctx: Ctx, Query(query): Query<ListQuery>) -> PageResult {
             .iter()
             .map(|(name, label, _)| SortLink {
                 label,
-                href: list_url(q, name, 1),
+                href: list_url(q, name, None),
                 current: *name == sort,
             })
             .collect(),
         current_sort: sort.to_owned(),
-        users,
+        users: page.users.into_iter().map(|u| u.user).collect(),
         total,
-        page,
-        pages,
-        prev: (page > 1).then(|| list_url(q, sort, page - 1)),
-        next: (page < pages).then(|| list_url(q, sort, page + 1)),
+        prev,
+        next,
     };
     Ok(ctx.render(StatusCode::OK, list.render()?))
 }

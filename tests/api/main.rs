@@ -11,6 +11,7 @@ mod billing;
 mod cache;
 mod cli;
 mod import;
+mod instances;
 mod kanban;
 mod logs;
 mod mail;

@@ -616,6 +616,7 @@ async fn user_listing_pages_and_searches(backend: Backend) {
     .unwrap();
     let page: Value = json(app.get("/admin/users/details?page=2&per_page=50").await).await;
     assert_eq!(page["total"], 121);
+    assert_eq!(page["total_estimated"], false);
     assert_eq!(page["page"], 2);
     assert_eq!(page["per_page"], 50);
     assert_eq!(page["users"].as_array().unwrap().len(), 50);

@@ -16,6 +16,7 @@ on_both_databases!(
     the_activity_log_page_filters_and_pages_without_javascript,
     roles_and_permissions_are_renamed_created_and_deleted_without_javascript,
     an_administrator_ends_one_session_of_a_user,
+    the_user_list_pages_by_key_in_every_order,
 );
 
 pub(super) async fn id_of(app: &TestApp, username: &str) -> i64 {
@@ -95,7 +96,7 @@ async fn an_administrator_manages_users_without_javascript(backend: Backend) {
     w.open("/ui/users?q=A").await;
     assert!(at(&w.html, "alice") < at(&w.html, "aaron"));
     w.follow("Username").await;
-    assert_eq!(w.path, "/ui/users?q=A&sort=username&page=1");
+    assert_eq!(w.path, "/ui/users?q=A&sort=username");
     assert!(at(&w.html, "aaron") < at(&w.html, "alice"));
     w.sees("name=\"sort\" value=\"username\"");
     w.open("/ui/users?sort=password").await;
@@ -250,8 +251,15 @@ async fn bad_addresses_on_the_user_pages_are_pages_not_failures(backend: Backend
             format!("/ui/users/{me}/confirm/explode"),
             StatusCode::NOT_FOUND,
         ),
-        ("/ui/users?page=0".to_owned(), StatusCode::BAD_REQUEST),
-        ("/ui/users?page=x".to_owned(), StatusCode::BAD_REQUEST),
+        ("/ui/users?after=x".to_owned(), StatusCode::BAD_REQUEST),
+        (
+            "/ui/users?after=1&before=9".to_owned(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            format!("/ui/users?sort=email&after={}", "a".repeat(255)),
+            StatusCode::BAD_REQUEST,
+        ),
         (format!("/ui/users?q={long}"), StatusCode::BAD_REQUEST),
     ] {
         w.open(&page).await;
@@ -259,7 +267,7 @@ async fn bad_addresses_on_the_user_pages_are_pages_not_failures(backend: Backend
         w.sees("<!doctype html>");
     }
     // Past the last page is an empty page, not an error.
-    w.open("/ui/users?page=999").await;
+    w.open("/ui/users?after=99999999").await;
     assert_eq!(w.status, StatusCode::OK);
     w.sees("Nobody matches.");
     // Forms posted without their token are refused before anything changes.
@@ -854,4 +862,67 @@ async fn the_user_pages_in_a_browser() {
     assert!(b.shows("table.diff del").await);
     b.screenshots_at("admin-logs-changes", Some("table.stack tbody"))
         .await;
+}
+
+/// Pages of the user list follow their sort key in the address, forwards and back,
+/// in each order, with and without a search.
+async fn the_user_list_pages_by_key_in_every_order(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.verified_user("boss").await;
+    grant(&app, "boss", "Admin").await;
+    // 60 more, straight into the table; their emails sort in the reverse order of
+    // their usernames.
+    sqlx::query(
+        "INSERT INTO users (username, email, first_name, last_name, password_hash, \
+         created_at, updated_at, password_changed_at) \
+         WITH RECURSIVE seq(n) AS (SELECT 10 UNION ALL SELECT n + 1 FROM seq WHERE n < 69) \
+         SELECT 'Pager' || n, 'm' || (99 - n) || '@corp.example', 'P', 'N', 'x', 0, 0, 0 \
+         FROM seq",
+    )
+    .execute(app.state.db.pool())
+    .await
+    .unwrap();
+    let mut w = signed_in(&app, "boss").await;
+    let names = |html: &str| -> Vec<String> {
+        html.split("\">Pager")
+            .skip(1)
+            .map(|rest| format!("Pager{}", &rest[..2]))
+            .collect()
+    };
+
+    for (sort, expected) in [
+        ("username", (10..70).collect::<Vec<i32>>()),
+        ("email", (10..70).rev().collect()),
+    ] {
+        w.open(&format!("/ui/users?q=pag&sort={sort}")).await;
+        w.sees("60 users matching");
+        let mut seen = names(&w.html);
+        assert!(!w.html.contains("rel=\"prev\""), "{sort}");
+        while w.html.contains("rel=\"next\"") {
+            w.follow("Next page").await;
+            assert!(w.path.contains("after="), "{}", w.path);
+            assert!(w.path.contains(&format!("sort={sort}")), "{}", w.path);
+            seen.extend(names(&w.html));
+        }
+        let expected: Vec<String> = expected.iter().map(|n| format!("Pager{n}")).collect();
+        assert_eq!(seen, expected, "{sort}");
+        // The last page is the third; back from it is the second, 25 names on.
+        w.follow("Previous page").await;
+        assert!(w.path.contains("before="), "{}", w.path);
+        assert_eq!(names(&w.html), expected[25..50].to_vec(), "{sort}");
+        w.follow("Previous page").await;
+        assert_eq!(names(&w.html), expected[..25].to_vec(), "{sort}");
+        assert!(!w.html.contains("rel=\"prev\""), "{sort}");
+    }
+
+    // The joined order pages by id; everyone is listed once.
+    w.open("/ui/users").await;
+    w.sees("61 users");
+    let mut pages = 1;
+    while w.html.contains("rel=\"next\"") {
+        w.follow("Next page").await;
+        pages += 1;
+    }
+    assert_eq!(pages, 3);
+    w.sees("Pager69");
 }
