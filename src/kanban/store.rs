@@ -7,8 +7,9 @@
 //! its column's id). Below, "place" means either.
 //!
 //! Every change to a board's columns or tickets runs in one transaction whose first
-//! statement is `UPDATE boards SET updated_at = … WHERE id = …` on the board it
-//! touches. That one statement is the lock, and it works on both backends:
+//! statement is `UPDATE boards SET updated_at = …, version = version + 1 WHERE id = …`
+//! on the board it touches. That one statement is the lock (and the bump of the version
+//! that live boards follow), and it works on both backends:
 //!
 //! - PostgreSQL takes the board row's lock and keeps it until commit, so writers of the
 //!   same board queue behind each other while other boards go on in parallel. At READ
@@ -153,11 +154,13 @@ impl Siblings {
 /// Locks the board (see the module documentation) and returns its name, or `None` when
 /// there is no such board.
 async fn lock_board(tx: &mut Tx, board_id: i64) -> Result<Option<String>, sqlx::Error> {
-    sqlx::query_scalar("UPDATE boards SET updated_at = $1 WHERE id = $2 RETURNING name")
-        .bind(db::now())
-        .bind(board_id)
-        .fetch_optional(&mut **tx)
-        .await
+    sqlx::query_scalar(
+        "UPDATE boards SET updated_at = $1, version = version + 1 WHERE id = $2 RETURNING name",
+    )
+    .bind(db::now())
+    .bind(board_id)
+    .fetch_optional(&mut **tx)
+    .await
 }
 
 /// Locks the board of a column and returns the board's id. A column never changes
@@ -165,7 +168,7 @@ async fn lock_board(tx: &mut Tx, board_id: i64) -> Result<Option<String>, sqlx::
 /// look the column (or their row in it) up again after this.
 async fn lock_board_of_column(tx: &mut Tx, column_id: i64) -> Result<Option<i64>, sqlx::Error> {
     sqlx::query_scalar(
-        "UPDATE boards SET updated_at = $1 \
+        "UPDATE boards SET updated_at = $1, version = version + 1 \
          WHERE id = (SELECT board_id FROM board_columns WHERE id = $2) RETURNING id",
     )
     .bind(db::now())
@@ -325,6 +328,34 @@ fn ticket_at(row: &AnyRow, at: usize) -> Result<Option<Ticket>, sqlx::Error> {
         column_id: row.try_get(at + 3)?,
         order: row.try_get(at + 4)?,
     }))
+}
+
+/// A board's version, which every change to it bumps; `None` when there is no such
+/// board (any more).
+pub async fn board_version(db: &Db, id: i64) -> Result<Option<i64>, AppError> {
+    Ok(
+        sqlx::query_scalar("SELECT version FROM boards WHERE id = $1")
+            .bind(id)
+            .fetch_optional(db.pool())
+            .await?,
+    )
+}
+
+/// The column a ticket of board `board_id` is in now; `None` when the ticket is not on
+/// that board.
+pub async fn ticket_column(
+    db: &Db,
+    board_id: i64,
+    ticket_id: i64,
+) -> Result<Option<i64>, AppError> {
+    Ok(sqlx::query_scalar(
+        "SELECT t.column_id FROM tickets t JOIN board_columns c ON c.id = t.column_id \
+         WHERE t.id = $1 AND c.board_id = $2",
+    )
+    .bind(ticket_id)
+    .bind(board_id)
+    .fetch_optional(db.pool())
+    .await?)
 }
 
 // ----- columns -----

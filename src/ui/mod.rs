@@ -14,6 +14,7 @@
 
 mod account;
 mod assets;
+mod boards;
 mod logs;
 mod me;
 mod page;
@@ -60,6 +61,7 @@ pub fn routes() -> Routes {
         .merge(users::routes())
         .merge(roles::routes())
         .merge(logs::routes())
+        .merge(boards::routes())
 }
 
 /// Where the stylesheet is served, under its content-hashed name.

@@ -1,0 +1,20 @@
+-- A board's version: bumped by every change to the board, its columns or its tickets
+-- (in the same statement that takes the board's lock, see src/kanban/store.rs), so the
+-- web UI's live boards can tell a client whether what it shows is current.
+ALTER TABLE boards ADD COLUMN version BIGINT NOT NULL DEFAULT 0;
+
+-- Every instance streams board changes to the browsers that show the board
+-- (src/kanban/events.rs). A trigger's NOTIFY belongs to the changing transaction, so it
+-- reaches every instance's listener exactly when the change commits, and never for a
+-- change that rolls back. Payload: the board's id.
+CREATE FUNCTION gatehouse_board_changed() RETURNS trigger AS $$
+BEGIN
+    PERFORM pg_notify('gatehouse_board', COALESCE(NEW.id, OLD.id)::text);
+    RETURN NULL;
+END;
+$$ LANGUAGE plpgsql;
+
+CREATE TRIGGER boards_notify_version AFTER UPDATE OF version ON boards
+    FOR EACH ROW EXECUTE FUNCTION gatehouse_board_changed();
+CREATE TRIGGER boards_notify_delete AFTER DELETE ON boards
+    FOR EACH ROW EXECUTE FUNCTION gatehouse_board_changed();
