@@ -397,17 +397,21 @@ async fn move_column(
     Form(form): Form<PlaceForm>,
 ) -> PageResult {
     let board = id(&board, "board")?;
-    let (current, _) = find_column(&ctx, board, &column).await?;
-    let to = match (form.step.as_deref(), form.position.as_deref()) {
-        (Some("left"), _) => Int((current.position - 1).max(0)),
-        (Some("right"), _) => Int(current.position + 1),
-        (Some(_), _) => return Err(AppError::invalid("step must be left or right").into()),
-        (None, Some(raw)) => place("position", raw)?,
-        (None, None) => return Err(AppError::invalid("position is required").into()),
-    };
-    let result =
-        service::update_column(&ctx.state, actor(&ctx)?, board, current.id, None, Some(to)).await;
-    let back = format!("{}#column-{}", board_url(board), current.id);
+    let column = id(&column, "column")?;
+    // Everything after the address is the move's outcome, which the script reads.
+    let result = async {
+        let (current, _) = find_column(&ctx, board, &column.to_string()).await?;
+        let to = match (form.step.as_deref(), form.position.as_deref()) {
+            (Some("left"), _) => Int((current.position - 1).max(0)),
+            (Some("right"), _) => Int(current.position + 1),
+            (Some(_), _) => return Err(AppError::invalid("step must be left or right")),
+            (None, Some(raw)) => place("position", raw)?,
+            (None, None) => return Err(AppError::invalid("position is required")),
+        };
+        service::update_column(&ctx.state, actor(&ctx)?, board, column, None, Some(to)).await
+    }
+    .await;
+    let back = format!("{}#column-{column}", board_url(board));
     outcome(&ctx, result, &back, "The column is moved.")
 }
 
@@ -561,43 +565,48 @@ async fn move_ticket(
     Form(form): Form<TicketMoveForm>,
 ) -> PageResult {
     let board = id(&board, "board")?;
-    let (ticket, full) = find_ticket(&ctx, board, &ticket).await?;
-    let (target, order) = match form.step.as_deref() {
-        Some(step) => stepped(&full, &ticket, step)?,
-        None => {
-            let target = form
-                .column
-                .as_deref()
-                .map(|raw| id(raw, "column"))
-                .transpose()?;
-            let order = form
-                .position
-                .as_deref()
-                .filter(|p| !p.trim().is_empty())
-                .map(|p| place("position", p))
-                .transpose()?;
-            (target, order)
+    let ticket = id(&ticket, "ticket")?;
+    // Everything after the address is the move's outcome, which the script reads.
+    let result = async {
+        let (ticket, full) = find_ticket(&ctx, board, &ticket.to_string()).await?;
+        let (target, order) = match form.step.as_deref() {
+            Some(step) => stepped(&full, &ticket, step)?,
+            None => {
+                let target = form
+                    .column
+                    .as_deref()
+                    .map(|raw| id(raw, "column"))
+                    .transpose()?;
+                let order = form
+                    .position
+                    .as_deref()
+                    .filter(|p| !p.trim().is_empty())
+                    .map(|p| place("position", p))
+                    .transpose()?;
+                (target, order)
+            }
+        };
+        if target.is_some_and(|t| !full.columns.iter().any(|c| c.id == t)) {
+            return Err(AppError::not_found("No such column"));
         }
-    };
-    if target.is_some_and(|t| !full.columns.iter().any(|c| c.id == t)) {
-        return Err(AppError::not_found("No such column").into());
+        let change = TicketChange {
+            title: None,
+            description: None,
+            target: target.map(|t| ("column", Int(t))),
+            // Without a place the ticket stays put in its own column.
+            order: order.or(Some(Int(ticket.order)).filter(|_| target.is_none())),
+        };
+        service::update_ticket(
+            &ctx.state,
+            actor(&ctx)?,
+            ticket.column_id,
+            ticket.id,
+            change,
+        )
+        .await
     }
-    let change = TicketChange {
-        title: None,
-        description: None,
-        target: target.map(|t| ("column", Int(t))),
-        // Without a place the ticket stays put in its own column: ask for one.
-        order: order.or(Some(Int(ticket.order)).filter(|_| target.is_none())),
-    };
-    let result = service::update_ticket(
-        &ctx.state,
-        actor(&ctx)?,
-        ticket.column_id,
-        ticket.id,
-        change,
-    )
     .await;
-    let to = format!("{}#ticket-{}", board_url(board), ticket.id);
+    let to = format!("{}#ticket-{ticket}", board_url(board));
     outcome(&ctx, result, &to, "The ticket is moved.")
 }
 

@@ -5,6 +5,7 @@ mod admin;
 mod browser;
 mod forms;
 mod journey;
+mod kanban;
 
 use crate::helpers::TestApp;
 
