@@ -673,7 +673,11 @@ impl Live {
                 }
                 Ok(None) => {
                     self.done = true;
-                    return Some((Ok(Event::default().event("deleted").data("")), self));
+                    // Browsers drop events without data: this one carries the id.
+                    let event = Event::default()
+                        .event("deleted")
+                        .data(self.board.to_string());
+                    return Some((Ok(event), self));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, board = self.board, "live board stream ends");

@@ -4,9 +4,12 @@
 
 use std::time::Duration;
 
+use fantoccini::key::Key;
+use fantoccini::Locator;
 use reqwest::StatusCode;
 use serde_json::json;
 
+use super::browser::Browser;
 use super::forms::Walker;
 use crate::helpers::{new_client, Backend, TestApp, PASSWORD};
 use crate::on_both_databases;
@@ -661,4 +664,233 @@ async fn live_events_reach_every_instance(backend: Backend) {
         .await
         .expect("the stream ends");
     assert!(!matches!(end, Ok(Some(_))));
+}
+
+/// Runs `script` in the browser until it returns `true`, up to a bound.
+async fn until(b: &Browser, script: &str, what: &str) {
+    for _ in 0..200 {
+        if b.client.execute(script, vec![]).await.unwrap() == json!(true) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!(
+        "{what}: not within 5 s on {}:\n{}",
+        b.path().await,
+        b.text().await
+    );
+}
+
+/// Waits, up to a bound, for `sql` to count `want`.
+async fn until_db(app: &TestApp, sql: &str, want: i64) {
+    for _ in 0..200 {
+        if app.scalar(sql).await == want {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(app.scalar(sql).await, want, "{sql}");
+}
+
+async fn browser_as(app: &TestApp, username: &str) -> Option<Browser> {
+    let b = Browser::start(&app.url("/")).await?;
+    b.open("/ui/login").await;
+    b.fill("Username or email", username).await;
+    b.fill("Password", PASSWORD).await;
+    b.click("Sign in").await;
+    b.at("/ui/").await;
+    Some(b)
+}
+
+/// Presses keys on the focused element, as a person at the keyboard.
+async fn keys(b: &Browser, css: &str, keys: &[char]) {
+    let el = b.client.find(Locator::Css(css)).await.unwrap();
+    b.client
+        .execute(
+            "document.querySelector(arguments[0]).focus();",
+            vec![json!(css)],
+        )
+        .await
+        .unwrap();
+    for key in keys {
+        el.send_keys(&key.to_string()).await.unwrap();
+    }
+}
+
+const DRAG: &str = r#"
+const card = document.querySelector(arguments[0]), over = document.querySelector(arguments[1]);
+const dt = new DataTransfer();
+card.dispatchEvent(new DragEvent("dragstart", {bubbles: true, dataTransfer: dt}));
+const r = over.getBoundingClientRect();
+over.dispatchEvent(new DragEvent("dragover", {bubbles: true, cancelable: true, dataTransfer: dt, clientX: r.left + 4, clientY: r.top + 1}));
+over.dispatchEvent(new DragEvent("drop", {bubbles: true, cancelable: true, dataTransfer: dt}));
+card.dispatchEvent(new DragEvent("dragend", {bubbles: true, dataTransfer: dt}));
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_browsers_on_one_board() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    user_with(&app, "boss", Some("Admin")).await;
+    user_with(&app, "rita", None).await;
+    let Some(b) = browser_as(&app, "boss").await else {
+        return;
+    };
+
+    // An editor makes a board with the forms.
+    b.click("Boards").await;
+    b.at("/ui/boards").await;
+    b.sees("There are no boards yet").await;
+    b.screenshots("boards-empty").await;
+    b.fill("New board", "Launch").await;
+    b.click("Create the board").await;
+    let board = id_of(&app, "boards", "name", "Launch").await;
+    let here = format!("/ui/boards/{board}");
+    b.at(&here).await;
+    b.sees("The board is created").await;
+    for name in ["To do", "Doing", "Done"] {
+        b.fill("New column", name).await;
+        b.click("Add the column").await;
+    }
+    let todo = id_of(&app, "board_columns", "name", "To do").await;
+    let done = id_of(&app, "board_columns", "name", "Done").await;
+    for (title, text) in [
+        ("Write the launch post", "Two paragraphs and a picture."),
+        ("Check the links", ""),
+        ("Tell the team", "In the Monday meeting."),
+    ] {
+        b.client
+            .find(Locator::Css(&format!("#column-{todo} summary")))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        b.fill("Title", title).await;
+        b.fill("Description", text).await;
+        b.click("Add the ticket").await;
+        b.sees(title).await;
+    }
+    let post = id_of(&app, "tickets", "title", "Write the launch post").await;
+    let links = id_of(&app, "tickets", "title", "Check the links").await;
+    b.screenshots("board").await;
+
+    // A reader has the same board open in a browser of her own.
+    let Some(r) = browser_as(&app, "rita").await else {
+        return;
+    };
+    r.open(&here).await;
+    r.sees("changing it needs the edit permission").await;
+    r.screenshots("board-read-only").await;
+    r.client
+        .execute("window.kept = true;", vec![])
+        .await
+        .unwrap();
+
+    // From the keyboard: Space picks up, arrows move, Space drops.
+    let right: char = Key::Right.into();
+    let down: char = Key::Down.into();
+    keys(&b, &format!("#ticket-{post}"), &[' ', right, right, ' ']).await;
+    until_db(
+        &app,
+        &format!("SELECT COUNT(*) FROM tickets WHERE id = {post} AND column_id = {done}"),
+        1,
+    )
+    .await;
+    // The other browser shows it without a reload.
+    until(
+        &r,
+        &format!("return !!document.querySelector('#column-{done} #ticket-{post}') && window.kept === true;"),
+        "the keyboard move shows in the other browser",
+    )
+    .await;
+    keys(&b, &format!("#ticket-{links}"), &[' ', down, ' ']).await;
+    until_db(
+        &app,
+        &format!("SELECT sort_order FROM tickets WHERE id = {links}"),
+        1,
+    )
+    .await;
+
+    // By drag and drop: the ticket back to the top of To do.
+    b.client
+        .execute(
+            DRAG,
+            vec![
+                json!(format!("#ticket-{post}")),
+                json!(format!("#column-{todo} .tickets")),
+            ],
+        )
+        .await
+        .unwrap();
+    until_db(
+        &app,
+        &format!(
+            "SELECT COUNT(*) FROM tickets WHERE id = {post} AND column_id = {todo} AND sort_order = 0"
+        ),
+        1,
+    )
+    .await;
+    until(
+        &r,
+        &format!("return document.querySelector('#column-{todo} .ticket').id === 'ticket-{post}' && window.kept === true;"),
+        "the drag shows in the other browser",
+    )
+    .await;
+    // A column by its heading.
+    b.client
+        .execute(
+            DRAG,
+            vec![
+                json!(format!("#column-{done} .column-head")),
+                json!(format!("#column-{todo}")),
+            ],
+        )
+        .await
+        .unwrap();
+    until_db(
+        &app,
+        &format!("SELECT position FROM board_columns WHERE id = {done}"),
+        0,
+    )
+    .await;
+    until(
+        &r,
+        &format!("return document.querySelector('.column').id === 'column-{done}';"),
+        "the column move shows in the other browser",
+    )
+    .await;
+
+    // Refused: the ticket went away while it was being moved; the move is undone
+    // with a message.
+    keys(&b, &format!("#ticket-{links}"), &[' ', right]).await;
+    gatehouse::kanban::store::delete_ticket(&app.state.db, todo, links)
+        .await
+        .unwrap();
+    keys(&b, &format!("#ticket-{links}"), &[' ']).await;
+    until(
+        &b,
+        "const e = document.getElementById('board-error'); return !!e && e.textContent.includes('The move was undone');",
+        "the refused move is rolled back with a message",
+    )
+    .await;
+    b.screenshots("board-refused").await;
+
+    // The other pages.
+    b.open(&format!("{here}/tickets/{post}")).await;
+    b.sees("Two paragraphs and a picture.").await;
+    b.screenshots("board-ticket").await;
+    b.open(&format!("{here}/columns/{todo}")).await;
+    b.screenshots("board-column").await;
+    b.open(&format!("{here}/delete")).await;
+    b.screenshots("board-delete").await;
+    b.click("Delete the board").await;
+    b.at("/ui/boards").await;
+    b.sees("The board is deleted").await;
+    // The reader is told.
+    until(
+        &r,
+        "const e = document.getElementById('board-error'); return !!e && e.textContent.includes('deleted');",
+        "the reader hears the board is gone",
+    )
+    .await;
 }
