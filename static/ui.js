@@ -98,7 +98,7 @@ function kanban() {
   }
   function sendTicket(card, origin) {
     var list = card.parentNode;
-    send(card, origin, base + "/tickets/" + card.dataset.ticket + "/move",
+    send(card, origin, base + "/tickets/" + card.id.slice(7) + "/move",
       { column: list.dataset.column, position: cards(list).indexOf(card) + 1 });
   }
   function sendColumn(column, origin) {

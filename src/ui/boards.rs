@@ -35,7 +35,7 @@ use crate::auth::policy::{Policy, Routes};
 use crate::error::AppError;
 use crate::kanban::service::{self, Actor, NewTicket, TicketChange};
 use crate::kanban::validate::Int;
-use crate::kanban::{store, Board, ColumnWithTickets, FullBoard, Ticket};
+use crate::kanban::{store, Board, Column, ColumnWithTickets, FullBoard, Ticket};
 use crate::rbac::Permission;
 
 const READ: Policy = Needs(Permission::ViewDashboard);
@@ -53,6 +53,7 @@ pub fn routes() -> Routes {
         .get("/ui/boards/{board}/live", READ, board_fragment)
         .get("/ui/boards/{board}/events", READ, board_events)
         .post("/ui/boards/{board}/rename", WRITE, rename_board)
+        .post("/ui/boards/{board}/step", WRITE, step)
         .get("/ui/boards/{board}/delete", WRITE, confirm_delete)
         .post("/ui/boards/{board}/delete", WRITE, delete_board)
         .post("/ui/boards/{board}/columns", WRITE, create_column)
@@ -391,6 +392,25 @@ async fn rename_column(
     outcome(&ctx, result, &to, "The column is renamed.")
 }
 
+/// Moves column `column` to the place `position` (counted from 1) or one `step`.
+async fn column_moved(
+    ctx: &Ctx,
+    board: i64,
+    column: i64,
+    position: Option<&str>,
+    step: Option<&str>,
+) -> Result<Column, AppError> {
+    let (current, _) = find_column(ctx, board, &column.to_string()).await?;
+    let to = match (step, position) {
+        (Some("left"), _) => Int((current.position - 1).max(0)),
+        (Some("right"), _) => Int(current.position + 1),
+        (Some(_), _) => return Err(AppError::invalid("step must be left or right")),
+        (None, Some(raw)) => place("position", raw)?,
+        (None, None) => return Err(AppError::invalid("position is required")),
+    };
+    service::update_column(&ctx.state, actor(ctx)?, board, column, None, Some(to)).await
+}
+
 async fn move_column(
     ctx: Ctx,
     Path((board, column)): Path<(String, String)>,
@@ -398,18 +418,13 @@ async fn move_column(
 ) -> PageResult {
     let board = id(&board, "board")?;
     let column = id(&column, "column")?;
-    // Everything after the address is the move's outcome, which the script reads.
-    let result = async {
-        let (current, _) = find_column(&ctx, board, &column.to_string()).await?;
-        let to = match (form.step.as_deref(), form.position.as_deref()) {
-            (Some("left"), _) => Int((current.position - 1).max(0)),
-            (Some("right"), _) => Int(current.position + 1),
-            (Some(_), _) => return Err(AppError::invalid("step must be left or right")),
-            (None, Some(raw)) => place("position", raw)?,
-            (None, None) => return Err(AppError::invalid("position is required")),
-        };
-        service::update_column(&ctx.state, actor(&ctx)?, board, column, None, Some(to)).await
-    }
+    let result = column_moved(
+        &ctx,
+        board,
+        column,
+        form.position.as_deref(),
+        form.step.as_deref(),
+    )
     .await;
     let back = format!("{}#column-{column}", board_url(board));
     outcome(&ctx, result, &back, "The column is moved.")
@@ -559,6 +574,44 @@ fn stepped(
     })
 }
 
+/// Moves ticket `ticket` by its move form or one `step`.
+async fn ticket_moved(
+    ctx: &Ctx,
+    board: i64,
+    ticket: i64,
+    form: &TicketMoveForm,
+) -> Result<Ticket, AppError> {
+    let (ticket, full) = find_ticket(ctx, board, &ticket.to_string()).await?;
+    let (target, order) = match form.step.as_deref() {
+        Some(step) => stepped(&full, &ticket, step)?,
+        None => {
+            let target = form
+                .column
+                .as_deref()
+                .map(|raw| id(raw, "column"))
+                .transpose()?;
+            let order = form
+                .position
+                .as_deref()
+                .filter(|p| !p.trim().is_empty())
+                .map(|p| place("position", p))
+                .transpose()?;
+            (target, order)
+        }
+    };
+    if target.is_some_and(|t| !full.columns.iter().any(|c| c.id == t)) {
+        return Err(AppError::not_found("No such column"));
+    }
+    let change = TicketChange {
+        title: None,
+        description: None,
+        target: target.map(|t| ("column", Int(t))),
+        // Without a place the ticket stays put in its own column.
+        order: order.or(Some(Int(ticket.order)).filter(|_| target.is_none())),
+    };
+    service::update_ticket(&ctx.state, actor(ctx)?, ticket.column_id, ticket.id, change).await
+}
+
 async fn move_ticket(
     ctx: Ctx,
     Path((board, ticket)): Path<(String, String)>,
@@ -566,48 +619,46 @@ async fn move_ticket(
 ) -> PageResult {
     let board = id(&board, "board")?;
     let ticket = id(&ticket, "ticket")?;
-    // Everything after the address is the move's outcome, which the script reads.
-    let result = async {
-        let (ticket, full) = find_ticket(&ctx, board, &ticket.to_string()).await?;
-        let (target, order) = match form.step.as_deref() {
-            Some(step) => stepped(&full, &ticket, step)?,
-            None => {
-                let target = form
-                    .column
-                    .as_deref()
-                    .map(|raw| id(raw, "column"))
-                    .transpose()?;
-                let order = form
-                    .position
-                    .as_deref()
-                    .filter(|p| !p.trim().is_empty())
-                    .map(|p| place("position", p))
-                    .transpose()?;
-                (target, order)
-            }
-        };
-        if target.is_some_and(|t| !full.columns.iter().any(|c| c.id == t)) {
-            return Err(AppError::not_found("No such column"));
-        }
-        let change = TicketChange {
-            title: None,
-            description: None,
-            target: target.map(|t| ("column", Int(t))),
-            // Without a place the ticket stays put in its own column.
-            order: order.or(Some(Int(ticket.order)).filter(|_| target.is_none())),
-        };
-        service::update_ticket(
-            &ctx.state,
-            actor(&ctx)?,
-            ticket.column_id,
-            ticket.id,
-            change,
-        )
-        .await
-    }
-    .await;
+    let result = ticket_moved(&ctx, board, ticket, &form).await;
     let to = format!("{}#ticket-{ticket}", board_url(board));
     outcome(&ctx, result, &to, "The ticket is moved.")
+}
+
+#[derive(Deserialize)]
+struct StepForm {
+    /// `ticket <id> up|down|left|right` or `column <id> left|right`: the arrow button
+    /// pressed, all of them buttons of the board's one `moves` form.
+    step: String,
+}
+
+async fn step(ctx: Ctx, Path(board): Path<String>, Form(form): Form<StepForm>) -> PageResult {
+    let board = id(&board, "board")?;
+    let mut parts = form.step.split(' ');
+    let (kind, raw, direction) = (parts.next(), parts.next(), parts.next());
+    let (Some(kind), Some(raw), Some(direction), None) = (kind, raw, direction, parts.next())
+    else {
+        return Err(AppError::invalid("The arrow button sent something else").into());
+    };
+    match kind {
+        "ticket" => {
+            let ticket = id(raw, "ticket")?;
+            let form = TicketMoveForm {
+                column: None,
+                position: None,
+                step: Some(direction.to_owned()),
+            };
+            let result = ticket_moved(&ctx, board, ticket, &form).await;
+            let to = format!("{}#ticket-{ticket}", board_url(board));
+            outcome(&ctx, result, &to, "The ticket is moved.")
+        }
+        "column" => {
+            let column = id(raw, "column")?;
+            let result = column_moved(&ctx, board, column, None, Some(direction)).await;
+            let to = format!("{}#column-{column}", board_url(board));
+            outcome(&ctx, result, &to, "The column is moved.")
+        }
+        _ => Err(AppError::invalid("The arrow button sent something else").into()),
+    }
 }
 
 async fn delete_ticket(

@@ -155,27 +155,47 @@ async fn an_editor_runs_a_board_without_javascript(backend: Backend) {
 
     // The arrow buttons on the cards.
     let ship = id_of(&app, "tickets", "title", "Ship").await;
-    w.press(&format!("{here}/tickets/{ship}/move"), "step", "up")
-        .await;
+    w.press(
+        &format!("{here}/step"),
+        "step",
+        &format!("ticket {ship} up"),
+    )
+    .await;
     assert_eq!(w.path, here);
-    w.press(&format!("{here}/tickets/{ship}/move"), "step", "right")
-        .await;
-    w.press(&format!("{here}/tickets/{ship}/move"), "step", "right")
-        .await;
+    w.press(
+        &format!("{here}/step"),
+        "step",
+        &format!("ticket {ship} right"),
+    )
+    .await;
+    w.press(
+        &format!("{here}/step"),
+        "step",
+        &format!("ticket {ship} right"),
+    )
+    .await;
     assert_eq!(
         layout(&app, board).await,
         ["To do: Test", "Doing: Write it", "Done: Ship"]
     );
-    w.press(&format!("{here}/tickets/{ship}/move"), "step", "left")
-        .await;
+    w.press(
+        &format!("{here}/step"),
+        "step",
+        &format!("ticket {ship} left"),
+    )
+    .await;
     assert_eq!(
         layout(&app, board).await,
         ["To do: Test", "Doing: Ship, Write it", "Done: "]
     );
 
     // Columns: arrows, the column page's rename and move, delete.
-    w.press(&format!("{here}/columns/{done}/move"), "step", "left")
-        .await;
+    w.press(
+        &format!("{here}/step"),
+        "step",
+        &format!("column {done} left"),
+    )
+    .await;
     w.sees("The column is moved");
     assert_eq!(
         layout(&app, board).await,
@@ -363,6 +383,9 @@ async fn bad_addresses_and_input_are_pages(backend: Backend) {
     let long = "x".repeat(101);
     let long_title = "t".repeat(201);
     let elsewhere_id = elsewhere.to_string();
+    let ticket_only = format!("ticket {ticket}");
+    let ticket_up = format!("ticket {ticket} up");
+    let column_up = format!("column {todo} up");
     let here = format!("/ui/boards/{board}");
     let refused: Vec<Refused> = vec![
         (
@@ -419,6 +442,26 @@ async fn bad_addresses_and_input_are_pages(backend: Backend) {
         (
             format!("{here}/tickets/{ticket}/move"),
             vec![("column", "x")],
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            format!("{here}/step"),
+            vec![("step", "ticket x up")],
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            format!("{here}/step"),
+            vec![("step", &ticket_only)],
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            format!("{here}/step"),
+            vec![("step", &column_up)],
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            format!("/ui/boards/{other}/step"),
+            vec![("step", &ticket_up)],
             StatusCode::NOT_FOUND,
         ),
         (
@@ -517,6 +560,39 @@ async fn the_script_gets_short_answers(backend: Backend) {
         .await;
     w.sees(&format!("data-version=\"{version}\""));
     assert!(!w.html.contains("<html"));
+
+    // A board of 3 columns and 24 tickets with their page's files, on first load,
+    // stays under the 60 KB budget; the CSP lets the script reach us only.
+    let res = new_client().get(app.url("/ui/login")).send().await.unwrap();
+    let csp = res.headers()["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("connect-src 'self'"), "{csp}");
+    for i in 0..24 {
+        let column = [todo, done, todo][i % 3];
+        gatehouse::kanban::store::create_ticket(
+            &app.state.db,
+            column,
+            None,
+            &format!("Ticket number {i} with a title of some length"),
+            "A description of about a hundred characters, as tickets have them, more or less, on a board.",
+            None,
+        )
+        .await
+        .unwrap();
+    }
+    w.open(&here).await;
+    let mut total = w.html.len();
+    let assets: Vec<String> = w
+        .html
+        .split("\"/ui/static/")
+        .skip(1)
+        .map(|rest| format!("/ui/static/{}", rest.split('"').next().unwrap()))
+        .collect();
+    assert_eq!(assets.len(), 2);
+    for path in assets {
+        w.open(&path).await;
+        total += w.html.len();
+    }
+    assert!(total < 60 * 1024, "the board weighs {total} bytes");
 }
 
 /// Reads a stream's events (`event` name and `data`) until `want` of them arrived.
