@@ -2,7 +2,7 @@
 //!
 //! Every change made through [`super::service`] is announced on this instance's
 //! broadcast channel at once. On PostgreSQL the trigger of migration
-//! `0011_board_version.sql` also NOTIFYs `gatehouse_board` when a change commits, from
+//! `0011_live_boards.sql` also NOTIFYs `gatehouse_board` when a change commits, from
 //! whichever instance (or SQL session) made it; the [`listen`] task of every instance
 //! passes those on to its own channel, so browsers connected to any instance hear of
 //! every change. An announcement only names the board: a stream then reads the board's

@@ -105,6 +105,38 @@ pub async fn delete_board(state: &AppState, by: Actor<'_>, id: i64) -> Result<Bo
     Ok(deleted.board)
 }
 
+/// Sets the description of a board, or of its column `column`: up to 10 000
+/// characters, the rules of a ticket's description.
+pub async fn describe(
+    state: &AppState,
+    by: Actor<'_>,
+    board: i64,
+    column: Option<i64>,
+    description: &str,
+) -> Result<(), AppError> {
+    let description = validate::description(description)?;
+    let before = store::describe(&state.db, board, column, &description).await?;
+    announce(state, board);
+    let (message, action) = match column {
+        None => (format!("board {board} described"), "describe_board"),
+        Some(id) => (
+            format!("column {id} of board {board} described"),
+            "describe_column",
+        ),
+    };
+    by.record(
+        state,
+        message,
+        json!({
+            "action": action,
+            "board_id": board,
+            "column_id": column,
+            "description_changed": before != description,
+        }),
+    );
+    Ok(())
+}
+
 // ----- columns -----
 
 fn column_json(column: &Column) -> Value {

@@ -341,6 +341,79 @@ pub async fn board_version(db: &Db, id: i64) -> Result<Option<i64>, AppError> {
     )
 }
 
+/// The descriptions of a board and of its columns (by column id), which only the web
+/// UI shows; `None` when there is no such board.
+pub async fn descriptions(
+    db: &Db,
+    board_id: i64,
+) -> Result<Option<(String, Vec<(i64, String)>)>, AppError> {
+    let rows = sqlx::query(
+        "SELECT b.description, c.id, c.description FROM boards b \
+         LEFT JOIN board_columns c ON c.board_id = b.id WHERE b.id = $1",
+    )
+    .bind(board_id)
+    .fetch_all(db.pool())
+    .await?;
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let board: String = first.try_get(0)?;
+    let mut columns = Vec::new();
+    for row in &rows {
+        if let Some(id) = row.try_get::<Option<i64>, _>(1)? {
+            columns.push((id, row.try_get::<Option<String>, _>(2)?.unwrap_or_default()));
+        }
+    }
+    Ok(Some((board, columns)))
+}
+
+/// Sets the description of a board, or of one of its columns when `column` is given;
+/// returns the description before.
+pub async fn describe(
+    db: &Db,
+    board_id: i64,
+    column: Option<i64>,
+    description: &str,
+) -> Result<String, AppError> {
+    let mut tx = db.begin().await?;
+    lock_board(&mut tx, board_id)
+        .await?
+        .ok_or_else(|| AppError::not_found(BOARD_NOT_FOUND))?;
+    let before: Option<String> = match column {
+        None => {
+            sqlx::query_scalar("SELECT description FROM boards WHERE id = $1")
+                .bind(board_id)
+                .fetch_optional(&mut *tx)
+                .await?
+        }
+        Some(id) => {
+            sqlx::query_scalar(
+                "SELECT description FROM board_columns WHERE id = $1 AND board_id = $2",
+            )
+            .bind(id)
+            .bind(board_id)
+            .fetch_optional(&mut *tx)
+            .await?
+        }
+    };
+    let before = before.ok_or_else(|| AppError::not_found(COLUMN_NOT_FOUND))?;
+    match column {
+        None => sqlx::query("UPDATE boards SET description = $1 WHERE id = $2")
+            .bind(description)
+            .bind(board_id),
+        Some(id) => {
+            sqlx::query("UPDATE board_columns SET description = $1, updated_at = $2 WHERE id = $3")
+                .bind(description)
+                .bind(db::now())
+                .bind(id)
+        }
+    }
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(before)
+}
+
 /// The column a ticket of board `board_id` is in now; `None` when the ticket is not on
 /// that board.
 pub async fn ticket_column(

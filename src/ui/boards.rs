@@ -54,6 +54,7 @@ pub fn routes() -> Routes {
         .get("/ui/boards/{board}/events", READ, board_events)
         .post("/ui/boards/{board}/rename", WRITE, rename_board)
         .post("/ui/boards/{board}/step", WRITE, step)
+        .post("/ui/boards/{board}/describe", WRITE, describe_board)
         .get("/ui/boards/{board}/delete", WRITE, confirm_delete)
         .post("/ui/boards/{board}/delete", WRITE, delete_board)
         .post("/ui/boards/{board}/columns", WRITE, create_column)
@@ -67,6 +68,11 @@ pub fn routes() -> Routes {
             "/ui/boards/{board}/columns/{column}/move",
             WRITE,
             move_column,
+        )
+        .post(
+            "/ui/boards/{board}/columns/{column}/describe",
+            WRITE,
+            describe_column,
         )
         .post(
             "/ui/boards/{board}/columns/{column}/delete",
@@ -201,6 +207,7 @@ async fn create_board(ctx: Ctx, Form(form): Form<NameForm>) -> PageResult {
 /// A column as the board shows it, with what its arrow buttons may do.
 struct ColumnView {
     column: ColumnWithTickets,
+    description: String,
     first: bool,
     last: bool,
 }
@@ -210,6 +217,7 @@ struct ColumnView {
 struct BoardView {
     id: i64,
     name: String,
+    description: String,
     version: i64,
     columns: Vec<ColumnView>,
     editable: bool,
@@ -217,17 +225,28 @@ struct BoardView {
 }
 
 impl BoardView {
-    fn new(ctx: &Ctx, version: i64, full: FullBoard) -> Self {
+    /// The board `raw` as its page shows it.
+    async fn load(ctx: &Ctx, raw: &str) -> Result<Self, AppError> {
+        let (version, full) = load_board(ctx, raw).await?;
+        let (description, mut described) = store::descriptions(&ctx.state.db, full.id)
+            .await?
+            .unwrap_or_default();
         let count = full.columns.len();
-        BoardView {
+        Ok(BoardView {
             id: full.id,
             name: full.name,
+            description,
             version,
             columns: full
                 .columns
                 .into_iter()
                 .enumerate()
                 .map(|(i, column)| ColumnView {
+                    description: described
+                        .iter_mut()
+                        .find(|(id, _)| *id == column.id)
+                        .map(|(_, d)| std::mem::take(d))
+                        .unwrap_or_default(),
                     column,
                     first: i == 0,
                     last: i + 1 == count,
@@ -235,7 +254,7 @@ impl BoardView {
                 .collect(),
             editable: can_edit(ctx),
             csrf: ctx.csrf_token(),
-        }
+        })
     }
 }
 
@@ -253,18 +272,17 @@ struct BoardFragment {
 }
 
 async fn board_page(ctx: Ctx, Path(raw): Path<String>) -> PageResult {
-    let (version, full) = load_board(&ctx, &raw).await?;
+    let view = BoardView::load(&ctx, &raw).await?;
     let page = BoardPage {
-        shell: Shell::new(&ctx, full.name.clone()),
-        view: BoardView::new(&ctx, version, full),
+        shell: Shell::new(&ctx, view.name.clone()),
+        view,
     };
     Ok(ctx.render(StatusCode::OK, page.render()?))
 }
 
 async fn board_fragment(ctx: Ctx, Path(raw): Path<String>) -> PageResult {
-    let (version, full) = load_board(&ctx, &raw).await?;
     let fragment = BoardFragment {
-        view: BoardView::new(&ctx, version, full),
+        view: BoardView::load(&ctx, &raw).await?,
     };
     Ok(ctx.render(StatusCode::OK, fragment.render()?))
 }
@@ -273,6 +291,45 @@ async fn rename_board(ctx: Ctx, Path(raw): Path<String>, Form(form): Form<NameFo
     let board = id(&raw, "board")?;
     let result = service::rename_board(&ctx.state, actor(&ctx)?, board, &form.name).await;
     outcome(&ctx, result, &board_url(board), "The board is renamed.")
+}
+
+#[derive(Deserialize)]
+struct DescriptionForm {
+    description: String,
+}
+
+async fn describe_board(
+    ctx: Ctx,
+    Path(raw): Path<String>,
+    Form(form): Form<DescriptionForm>,
+) -> PageResult {
+    let board = id(&raw, "board")?;
+    let result = service::describe(&ctx.state, actor(&ctx)?, board, None, &form.description).await;
+    outcome(
+        &ctx,
+        result,
+        &board_url(board),
+        "The board's description is saved.",
+    )
+}
+
+async fn describe_column(
+    ctx: Ctx,
+    Path((board, column)): Path<(String, String)>,
+    Form(form): Form<DescriptionForm>,
+) -> PageResult {
+    let board = id(&board, "board")?;
+    let column = id(&column, "column")?;
+    let result = service::describe(
+        &ctx.state,
+        actor(&ctx)?,
+        board,
+        Some(column),
+        &form.description,
+    )
+    .await;
+    let to = format!("{}#column-{column}", board_url(board));
+    outcome(&ctx, result, &to, "The column's description is saved.")
 }
 
 #[derive(Template)]
@@ -356,17 +413,27 @@ async fn find_column(
 struct ColumnPage {
     shell: Shell,
     board: i64,
+    board_name: String,
     column: ColumnWithTickets,
+    description: String,
     count: usize,
 }
 
 async fn column_page(ctx: Ctx, Path((board, column)): Path<(String, String)>) -> PageResult {
-    let board = id(&board, "board")?;
-    let (column, count) = find_column(&ctx, board, &column).await?;
+    let column = id(&column, "column")?;
+    let view = BoardView::load(&ctx, &board).await?;
+    let count = view.columns.len();
+    let shown = view
+        .columns
+        .into_iter()
+        .find(|c| c.column.id == column)
+        .ok_or_else(|| AppError::not_found("No such column"))?;
     let page = ColumnPage {
-        shell: Shell::new(&ctx, format!("Column {}", column.name)),
-        board,
-        column,
+        shell: Shell::new(&ctx, format!("Column {}", shown.column.name)),
+        board: view.id,
+        board_name: view.name,
+        column: shown.column,
+        description: shown.description,
         count,
     };
     Ok(ctx.render(StatusCode::OK, page.render()?))

@@ -120,11 +120,28 @@ async fn an_editor_runs_a_board_without_javascript(backend: Backend) {
         ["To do: Write, Test, Ship", "Doing: ", "Done: "]
     );
 
-    // Rename and describe.
+    // Rename and describe the board and a column.
     w.submit(&format!("{here}/rename"), &[("name", "Sprint 2")])
         .await;
     w.sees("The board is renamed");
     w.sees("Sprint 2");
+    w.submit(
+        &format!("{here}/describe"),
+        &[("description", "Two weeks & <b>one</b> goal")],
+    )
+    .await;
+    w.sees("The board&#39;s description is saved");
+    w.sees("Two weeks &#38; &#60;b&#62;one&#60;/b&#62; goal");
+    w.open(&format!("{here}/columns/{doing}")).await;
+    w.submit(
+        &format!("{here}/columns/{doing}/describe"),
+        &[("description", "At most three at a time")],
+    )
+    .await;
+    w.sees("The column&#39;s description is saved");
+    w.sees("<p class=\"column-text\">At most three at a time</p>");
+    assert_eq!(logged(&app, "describe_board", 1).await, 1);
+    assert_eq!(logged(&app, "describe_column", 1).await, 1);
     let write = id_of(&app, "tickets", "title", "Write").await;
     w.follow("Write").await;
     assert_eq!(w.path, format!("{here}/tickets/{write}"));
@@ -442,6 +459,16 @@ async fn bad_addresses_and_input_are_pages(backend: Backend) {
         (
             format!("{here}/tickets/{ticket}/move"),
             vec![("column", "x")],
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            format!("{here}/describe"),
+            vec![("description", "bell\u{7}")],
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            format!("{here}/columns/{elsewhere}/describe"),
+            vec![("description", "x")],
             StatusCode::NOT_FOUND,
         ),
         (
@@ -841,13 +868,31 @@ async fn two_browsers_on_one_board() {
             .click()
             .await
             .unwrap();
-        b.fill("Title", title).await;
-        b.fill("Description", text).await;
+        for (field, value) in [("title", title), ("description", text)] {
+            b.client
+                .find(Locator::Id(&format!("f-{field}-{todo}")))
+                .await
+                .unwrap()
+                .send_keys(value)
+                .await
+                .unwrap();
+        }
         b.click("Add the ticket").await;
         b.sees(title).await;
     }
     let post = id_of(&app, "tickets", "title", "Write the launch post").await;
     let links = id_of(&app, "tickets", "title", "Check the links").await;
+    b.client
+        .find(Locator::Css(".board-rename summary"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.fill("Description", "Everything for the launch on Friday.")
+        .await;
+    b.click("Save the description").await;
+    b.sees("Everything for the launch on Friday.").await;
     b.screenshots("board").await;
 
     // A reader has the same board open in a browser of her own.
