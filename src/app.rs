@@ -54,6 +54,8 @@ pub struct AppState {
     pub throttle: Throttle,
     /// Resolved sessions, trusted only while kept fresh; see [`auth::cache`].
     pub sessions: SessionCache,
+    /// Board changes for the live boards of the web UI; see [`kanban::events`].
+    pub boards: kanban::events::BoardEvents,
     /// The Stripe client; `None` when billing is not configured.
     pub billing: Option<Arc<billing::Billing>>,
     /// Set by [`serve`]: one state has one activity log writer.
@@ -76,6 +78,7 @@ impl AppState {
             metrics: Arc::new(Metrics::default()),
             throttle,
             sessions: SessionCache::default(),
+            boards: kanban::events::BoardEvents::default(),
             billing,
             served: Arc::new(AtomicBool::new(false)),
         })
@@ -248,6 +251,15 @@ pub async fn serve(
                 stop_rx.clone(),
             ))
         });
+    // On SQLite one instance's announcements are all there is; on PostgreSQL every
+    // instance hears every change through the board trigger's NOTIFY.
+    let board_task = (state.db.backend() == Backend::Postgres).then(|| {
+        tokio::spawn(kanban::events::listen(
+            state.boards.clone(),
+            state.config.database_url.clone(),
+            stop_rx.clone(),
+        ))
+    });
     let maintenance_task = tokio::spawn(maintenance(state.clone(), stop_rx));
 
     accept_until(&state, listener, shutdown).await;
@@ -266,6 +278,11 @@ pub async fn serve(
     if let Some(task) = cache_task {
         if let Err(e) = task.await {
             tracing::error!(error = %e, "session cache listener panicked");
+        }
+    }
+    if let Some(task) = board_task {
+        if let Err(e) = task.await {
+            tracing::error!(error = %e, "board listener panicked");
         }
     }
     if let Err(e) = maintenance_task.await {
@@ -345,6 +362,9 @@ async fn accept_until(
         });
     }
     drop(listener);
+    // Live board streams never finish on their own: end them, or every one of them
+    // would hold the shutdown for the whole grace period.
+    state.boards.close();
     let _ = closing_tx.send(true);
     let grace = state.config.shutdown_grace;
     let finished = tokio::time::timeout(grace, async {

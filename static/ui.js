@@ -66,4 +66,205 @@ document.addEventListener("DOMContentLoaded", function () {
     b.hidden = false;
     b.addEventListener("click", function () { b.parentElement.remove(); });
   });
+  if (document.getElementById("board")) kanban();
 });
+
+// Kanban boards: drag and drop and keyboard moves (posting the arrow buttons' form,
+// rolled back when refused), and the board kept current by the server's events.
+function kanban() {
+  var base = "/ui/boards/" + document.getElementById("board").dataset.board;
+  var status = document.getElementById("board-live");
+  var busy = 0, stale = false, drag = null, lifted = null;
+  function root() { return document.getElementById("board"); }
+  function editable() { return !!root().dataset.csrf; }
+  function say(text) { status.textContent = text; }
+  function problem(text) {
+    var p = document.getElementById("board-error");
+    if (!text) { if (p) p.remove(); return; }
+    if (!p) {
+      p = document.createElement("p");
+      p.id = "board-error";
+      p.className = "flash flash-error board-error";
+      p.setAttribute("role", "alert");
+      root().parentNode.insertBefore(p, root());
+    }
+    p.textContent = text;
+  }
+  function enhance() {
+    if (!editable()) return;
+    root().querySelectorAll(".ticket").forEach(function (t) {
+      t.draggable = true;
+      t.tabIndex = 0;
+      t.setAttribute("aria-describedby", "board-help");
+    });
+    root().querySelectorAll(".column-head").forEach(function (h) { h.draggable = true; });
+  }
+  function cards(list) { return Array.prototype.slice.call(list.querySelectorAll(":scope > .ticket")); }
+  function columns() { return Array.prototype.slice.call(root().querySelectorAll(".column[data-column]")); }
+  function name(el) { return el.querySelector("h2, h3").textContent.trim(); }
+  function where(card) {
+    var list = card.parentNode;
+    return name(card) + ": column " + name(list.closest(".column")) + ", place " +
+      (cards(list).indexOf(card) + 1) + " of " + cards(list).length + ".";
+  }
+  function post(url, fields) {
+    var body = new URLSearchParams(fields);
+    body.set("csrf_token", root().dataset.csrf);
+    return fetch(url, { method: "POST", body: body, headers: { Accept: "application/json" }, credentials: "same-origin" })
+      .then(function (r) {
+        if (r.status === 204) return;
+        return r.json().then(function (j) { throw new Error(j.message); },
+          function () { throw new Error("the server answered " + r.status + "."); });
+      });
+  }
+  // Sends a move already shown; puts the element back where it was if refused.
+  function send(el, origin, url, fields) {
+    if (el.parentNode === origin.parent && el.nextElementSibling === origin.next) return;
+    busy++;
+    post(url, fields).then(function () {
+      problem(null);
+    }, function (e) {
+      origin.parent.insertBefore(el, origin.next);
+      problem("The move was undone: " + e.message);
+      say("The move was undone.");
+    }).then(function () { busy--; stale = true; refresh(); });
+  }
+  function sendTicket(card, origin) {
+    var list = card.parentNode;
+    send(card, origin, base + "/tickets/" + card.id.slice(7) + "/move",
+      { column: list.dataset.column, position: cards(list).indexOf(card) + 1 });
+  }
+  function sendColumn(column, origin) {
+    send(column, origin, base + "/columns/" + column.dataset.column + "/move",
+      { position: columns().indexOf(column) + 1 });
+  }
+  function originOf(el) { return { parent: el.parentNode, next: el.nextElementSibling }; }
+
+  document.addEventListener("dragstart", function (e) {
+    if (!editable() || !e.target.closest) return;
+    var card = e.target.closest(".ticket"), head = e.target.closest(".column-head");
+    var el = card || (head && head.closest(".column"));
+    if (!el || !root().contains(el)) return;
+    drag = { el: el, ticket: !!card, origin: originOf(el), dropped: false };
+    e.dataTransfer.effectAllowed = "move";
+    e.dataTransfer.setData("text/plain", el.id);
+    el.classList.add("dragging");
+  });
+  document.addEventListener("dragover", function (e) {
+    if (!drag || !e.target.closest) return;
+    var column = e.target.closest(".column[data-column]");
+    if (!column) return;
+    e.preventDefault();
+    if (drag.ticket) {
+      var list = column.querySelector(".tickets");
+      var before = cards(list).filter(function (c) {
+        var r = c.getBoundingClientRect();
+        return c !== drag.el && e.clientY < r.top + r.height / 2;
+      })[0] || null;
+      if (drag.el.parentNode !== list || drag.el.nextElementSibling !== before) list.insertBefore(drag.el, before);
+    } else if (column !== drag.el) {
+      var r = column.getBoundingClientRect();
+      column.parentNode.insertBefore(drag.el, e.clientX < r.left + r.width / 2 ? column : column.nextElementSibling);
+    }
+  });
+  document.addEventListener("drop", function (e) {
+    if (!drag) return;
+    e.preventDefault();
+    drag.dropped = true;
+  });
+  document.addEventListener("dragend", function () {
+    if (!drag) return;
+    var d = drag;
+    drag = null;
+    d.el.classList.remove("dragging");
+    if (!d.dropped) d.origin.parent.insertBefore(d.el, d.origin.next);
+    else if (d.ticket) sendTicket(d.el, d.origin);
+    else sendColumn(d.el, d.origin);
+    refresh();
+  });
+
+  document.addEventListener("keydown", function (e) {
+    var card = e.target;
+    if (!editable() || !card.classList || !card.classList.contains("ticket")) return;
+    if (!lifted) {
+      if (e.key !== " ") return;
+      e.preventDefault();
+      lifted = { el: card, origin: originOf(card) };
+      card.classList.add("lifted");
+      say("Picked up " + where(card) + " Arrow keys move it, Space drops it, Escape puts it back.");
+      return;
+    }
+    if (lifted.el !== card) return;
+    var list = card.parentNode, at = cards(list).indexOf(card);
+    if (e.key === " " || e.key === "Escape") {
+      e.preventDefault();
+      var l = lifted;
+      lifted = null;
+      card.classList.remove("lifted");
+      if (e.key === "Escape") {
+        l.origin.parent.insertBefore(card, l.origin.next);
+        say("Move cancelled.");
+      } else {
+        say("Dropped. " + where(card));
+        sendTicket(card, l.origin);
+      }
+      card.focus();
+      refresh();
+      return;
+    }
+    var all = columns(), col = all.indexOf(list.closest(".column"));
+    if (e.key === "ArrowUp" && at > 0) list.insertBefore(card, cards(list)[at - 1]);
+    else if (e.key === "ArrowDown" && at < cards(list).length - 1) list.insertBefore(card, cards(list)[at + 1].nextElementSibling);
+    else if ((e.key === "ArrowLeft" && col > 0) || (e.key === "ArrowRight" && col < all.length - 1)) {
+      var to = all[col + (e.key === "ArrowLeft" ? -1 : 1)].querySelector(".tickets");
+      to.insertBefore(card, cards(to)[at] || null);
+    } else if (["ArrowUp", "ArrowDown", "ArrowLeft", "ArrowRight"].indexOf(e.key) < 0) return;
+    e.preventDefault();
+    card.focus();
+    say(where(card));
+  });
+
+  // Swaps in the server's board, keeping what the reader was typing and where.
+  function refresh() {
+    if (!stale) return;
+    if (busy || drag || lifted) return;
+    stale = false;
+    fetch(base + "/live", { credentials: "same-origin" }).then(function (r) {
+      if (r.status === 404) { problem("This board has been deleted."); return null; }
+      if (!r.ok) throw new Error(r.status);
+      return r.text();
+    }).then(function (html) {
+      if (html === null) return;
+      if (busy || drag || lifted) { stale = true; return; }
+      var t = document.createElement("template");
+      t.innerHTML = html.trim();
+      var fresh = t.content.firstElementChild, old = root();
+      var focus = document.activeElement, focusId = focus && old.contains(focus) ? focus.id : null;
+      old.querySelectorAll("form").forEach(function (f) {
+        var twin = fresh.querySelector('form[action="' + f.getAttribute("action") + '"]');
+        if (!twin) return;
+        var d = f.closest("details"), td = twin.closest("details");
+        if (d && td) td.open = d.open;
+        f.querySelectorAll("input[type=text], textarea").forEach(function (i) {
+          var ti = twin.querySelector('[name="' + i.name + '"]');
+          if (ti) ti.value = i.value;
+        });
+      });
+      old.replaceWith(fresh);
+      enhance();
+      var again = focusId && document.getElementById(focusId);
+      if (again) again.focus();
+    }).catch(function () { stale = true; });
+  }
+  enhance();
+  if (window.EventSource) {
+    var events = new EventSource(base + "/events");
+    events.addEventListener("version", function (e) {
+      if (e.data !== root().dataset.version) { stale = true; refresh(); }
+    });
+    events.addEventListener("deleted", function () {
+      events.close();
+      problem("This board has been deleted.");
+    });
+  }
+}

@@ -406,9 +406,11 @@ fn percent_decoded(path: &str) -> String {
 }
 
 /// What a web UI page may load: only our own styles, scripts and images (and the
-/// `data:` images of the QR code and icon), forms only to us, never framed.
+/// `data:` images of the QR code and icon), requests (the live boards' fetch and
+/// EventSource) and forms only to us, never framed.
 const PAGE_CSP: &str = "default-src 'none'; style-src 'self'; script-src 'self'; \
-    img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+    img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; \
+    base-uri 'none'";
 
 /// The web UI's policy for an HTML answer.
 fn page_csp(response: &Response) -> Option<HeaderValue> {

@@ -8,7 +8,9 @@
 //! the meaning the old client gives it. Reading needs `view_dashboard`, writing `edit`; every
 //! change goes to the activity log with its before and after.
 
+pub mod events;
 mod routes;
+pub mod service;
 pub mod store;
 pub mod validate;
 

@@ -1,27 +1,26 @@
 //! The kanban routes of the contract: the old service's method-multiplexed collection
 //! paths (the id of the row to change or delete travels in the body), and the whole
 //! board. Each method has its own handler and its own policy in the table below:
-//! reading needs `view_dashboard`, every change needs `edit`.
+//! reading needs `view_dashboard`, every change needs `edit`. The rules themselves
+//! are [`super::service`]'s, which the web UI calls too.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 
-use super::store::{self, TicketEdit};
-use super::validate::{self, Int, NAME_MAX, TITLE_MAX};
-use super::{Column, PlacedTicket, Ticket};
-use crate::accounts::User;
+use super::service::{self, Actor, NewTicket as Creation, TicketChange as Change};
+use super::store;
+use super::validate::Int;
+use super::PlacedTicket;
 use crate::app::AppState;
 use crate::auth::policy::Policy::Permission as Needs;
 use crate::auth::policy::{Policy, Routes};
 use crate::auth::CurrentUser;
 use crate::error::AppError;
 use crate::http::{Json, Origin};
-use crate::logs::{record_change, Kind};
 use crate::rbac::Permission;
-use crate::text::label;
 
 const READ: Policy = Needs(Permission::ViewDashboard);
 const WRITE: Policy = Needs(Permission::Edit);
@@ -61,16 +60,11 @@ fn created(id: i64) -> Response {
     (StatusCode::CREATED, axum::Json(json!({ "id": id }))).into_response()
 }
 
-/// Writes a change to the activity log: who (`user`), from where, what.
-fn record(state: &AppState, user: &User, origin: &Origin, message: String, details: Value) {
-    record_change(
-        &state.activity,
-        Kind::Change,
-        user,
+fn actor<'a>(user: &'a CurrentUser, origin: &'a Origin) -> Actor<'a> {
+    Actor {
+        user: &user.user,
         origin,
-        message,
-        details,
-    );
+    }
 }
 
 // ----- boards -----
@@ -102,20 +96,7 @@ async fn create_board(
     origin: Origin,
     Json(body): Json<NewBoard>,
 ) -> Result<Response, AppError> {
-    let name = label("name", &body.name, NAME_MAX)?;
-    let board = store::create_board(&state.db, &name).await?;
-    record(
-        &state,
-        &user.user,
-        &origin,
-        format!("board {} created", board.id),
-        json!({
-            "action": "create_board",
-            "board_id": board.id,
-            "before": null,
-            "after": { "name": board.name },
-        }),
-    );
+    let board = service::create_board(&state, actor(&user, &origin), &body.name).await?;
     Ok(created(board.id))
 }
 
@@ -125,21 +106,8 @@ async fn rename_board(
     origin: Origin,
     Json(body): Json<BoardRename>,
 ) -> Result<Response, AppError> {
-    let name = label("name", &body.name, NAME_MAX)?;
-    let (before, after) = store::rename_board(&state.db, body.id.0, &name).await?;
-    record(
-        &state,
-        &user.user,
-        &origin,
-        format!("board {} renamed", after.id),
-        json!({
-            "action": "rename_board",
-            "board_id": after.id,
-            "before": { "name": before.name },
-            "after": { "name": after.name },
-        }),
-    );
-    Ok(axum::Json(after).into_response())
+    let board = service::rename_board(&state, actor(&user, &origin), body.id.0, &body.name).await?;
+    Ok(axum::Json(board).into_response())
 }
 
 async fn delete_board(
@@ -148,26 +116,7 @@ async fn delete_board(
     origin: Origin,
     Json(body): Json<ById>,
 ) -> Result<Response, AppError> {
-    let deleted = store::delete_board(&state.db, body.id.0).await?;
-    record(
-        &state,
-        &user.user,
-        &origin,
-        format!(
-            "board {} deleted with {} columns and {} tickets",
-            deleted.board.id, deleted.columns, deleted.tickets
-        ),
-        json!({
-            "action": "delete_board",
-            "board_id": deleted.board.id,
-            "before": {
-                "name": deleted.board.name,
-                "columns": deleted.columns,
-                "tickets": deleted.tickets,
-            },
-            "after": null,
-        }),
-    );
+    service::delete_board(&state, actor(&user, &origin), body.id.0).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -197,10 +146,6 @@ struct ColumnChange {
     position: Option<Int>,
 }
 
-fn column_json(column: &Column) -> Value {
-    json!({ "name": column.name, "position": column.position })
-}
-
 async fn list_columns(
     State(state): State<AppState>,
     Path(raw): Path<String>,
@@ -217,25 +162,14 @@ async fn create_column(
     Json(body): Json<NewColumn>,
 ) -> Result<Response, AppError> {
     let board = board_id(&raw)?;
-    let name = label("name", &body.name, NAME_MAX)?;
-    let position = validate::rank("position", body.position)?;
-    let column = store::create_column(&state.db, board, &name, position).await?;
-    record(
+    let column = service::create_column(
         &state,
-        &user.user,
-        &origin,
-        format!(
-            "column {} created on board {board} at position {}",
-            column.id, column.position
-        ),
-        json!({
-            "action": "create_column",
-            "board_id": board,
-            "column_id": column.id,
-            "before": null,
-            "after": column_json(&column),
-        }),
-    );
+        actor(&user, &origin),
+        board,
+        &body.name,
+        body.position,
+    )
+    .await?;
     Ok(created(column.id))
 }
 
@@ -247,36 +181,16 @@ async fn update_column(
     Json(body): Json<ColumnChange>,
 ) -> Result<Response, AppError> {
     let board = board_id(&raw)?;
-    let name = body
-        .name
-        .as_deref()
-        .map(|n| label("name", n, NAME_MAX))
-        .transpose()?;
-    let position = validate::rank("position", body.position)?;
-    let (before, after) =
-        store::update_column(&state.db, board, body.id.0, name.as_deref(), position).await?;
-    let message = if before.position == after.position {
-        format!("column {} of board {board} updated", after.id)
-    } else {
-        format!(
-            "column {} of board {board} moved from position {} to {}",
-            after.id, before.position, after.position
-        )
-    };
-    record(
+    let column = service::update_column(
         &state,
-        &user.user,
-        &origin,
-        message,
-        json!({
-            "action": "update_column",
-            "board_id": board,
-            "column_id": after.id,
-            "before": column_json(&before),
-            "after": column_json(&after),
-        }),
-    );
-    Ok(axum::Json(after).into_response())
+        actor(&user, &origin),
+        board,
+        body.id.0,
+        body.name.as_deref(),
+        body.position,
+    )
+    .await?;
+    Ok(axum::Json(column).into_response())
 }
 
 async fn delete_column(
@@ -287,23 +201,7 @@ async fn delete_column(
     Json(body): Json<ById>,
 ) -> Result<Response, AppError> {
     let board = board_id(&raw)?;
-    let (column, tickets) = store::delete_column(&state.db, board, body.id.0).await?;
-    record(
-        &state,
-        &user.user,
-        &origin,
-        format!(
-            "column {} deleted from board {board} with {tickets} tickets",
-            column.id
-        ),
-        json!({
-            "action": "delete_column",
-            "board_id": board,
-            "column_id": column.id,
-            "before": { "name": column.name, "position": column.position, "tickets": tickets },
-            "after": null,
-        }),
-    );
+    service::delete_column(&state, actor(&user, &origin), board, body.id.0).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -339,16 +237,6 @@ struct TicketChange {
     order: Option<Int>,
 }
 
-/// Where a ticket is and what it is called; descriptions can be long, so the log
-/// only says whether one changed.
-fn ticket_json(ticket: &Ticket) -> Value {
-    json!({
-        "title": ticket.title,
-        "column_id": ticket.column_id,
-        "order": ticket.order,
-    })
-}
-
 async fn list_tickets(
     State(state): State<AppState>,
     Path(raw): Path<String>,
@@ -365,28 +253,13 @@ async fn create_ticket(
     Json(body): Json<NewTicket>,
 ) -> Result<Response, AppError> {
     let column = column_id(&raw)?;
-    let title = label("title", &body.title, TITLE_MAX)?;
-    let description = validate::description(body.description.as_deref().unwrap_or(""))?;
-    let order = validate::rank("order", body.order)?;
-    let target = validate::column("position", body.position)?;
-    let (board, ticket) =
-        store::create_ticket(&state.db, column, target, &title, &description, order).await?;
-    record(
-        &state,
-        &user.user,
-        &origin,
-        format!(
-            "ticket {} created in column {} at order {}",
-            ticket.id, ticket.column_id, ticket.order
-        ),
-        json!({
-            "action": "create_ticket",
-            "board_id": board,
-            "ticket_id": ticket.id,
-            "before": null,
-            "after": ticket_json(&ticket),
-        }),
-    );
+    let new = Creation {
+        title: &body.title,
+        description: body.description.as_deref(),
+        target: body.position.map(|p| ("position", p)),
+        order: body.order,
+    };
+    let (_, ticket) = service::create_ticket(&state, actor(&user, &origin), column, new).await?;
     Ok(created(ticket.id))
 }
 
@@ -398,48 +271,18 @@ async fn update_ticket(
     Json(body): Json<TicketChange>,
 ) -> Result<Response, AppError> {
     let column = column_id(&raw)?;
-    let edit = TicketEdit {
-        title: body
-            .title
-            .as_deref()
-            .map(|t| label("title", t, TITLE_MAX))
-            .transpose()?,
-        description: body
-            .description
-            .as_deref()
-            .map(validate::description)
-            .transpose()?,
-        order: validate::rank("order", body.order)?,
-        column_id: match body.column_id {
-            Some(_) => validate::column("column_id", body.column_id)?,
-            None => validate::column("position", body.position)?,
+    let change = Change {
+        title: body.title.as_deref(),
+        description: body.description.as_deref(),
+        target: match body.column_id {
+            Some(id) => Some(("column_id", id)),
+            None => body.position.map(|p| ("position", p)),
         },
+        order: body.order,
     };
-    let (board, before, after) = store::update_ticket(&state.db, column, body.id.0, &edit).await?;
-    let moved = (before.column_id, before.order) != (after.column_id, after.order);
-    let message = if moved {
-        format!(
-            "ticket {} moved from column {} order {} to column {} order {}",
-            after.id, before.column_id, before.order, after.column_id, after.order
-        )
-    } else {
-        format!("ticket {} updated", after.id)
-    };
-    record(
-        &state,
-        &user.user,
-        &origin,
-        message,
-        json!({
-            "action": if moved { "move_ticket" } else { "update_ticket" },
-            "board_id": board,
-            "ticket_id": after.id,
-            "before": ticket_json(&before),
-            "after": ticket_json(&after),
-            "description_changed": before.description != after.description,
-        }),
-    );
-    Ok(axum::Json(PlacedTicket(after)).into_response())
+    let ticket =
+        service::update_ticket(&state, actor(&user, &origin), column, body.id.0, change).await?;
+    Ok(axum::Json(PlacedTicket(ticket)).into_response())
 }
 
 async fn delete_ticket(
@@ -450,19 +293,6 @@ async fn delete_ticket(
     Json(body): Json<ById>,
 ) -> Result<Response, AppError> {
     let column = column_id(&raw)?;
-    let (board, ticket) = store::delete_ticket(&state.db, column, body.id.0).await?;
-    record(
-        &state,
-        &user.user,
-        &origin,
-        format!("ticket {} deleted from column {column}", ticket.id),
-        json!({
-            "action": "delete_ticket",
-            "board_id": board,
-            "ticket_id": ticket.id,
-            "before": ticket_json(&ticket),
-            "after": null,
-        }),
-    );
+    service::delete_ticket(&state, actor(&user, &origin), column, body.id.0).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -7,8 +7,9 @@
 //! its column's id). Below, "place" means either.
 //!
 //! Every change to a board's columns or tickets runs in one transaction whose first
-//! statement is `UPDATE boards SET updated_at = … WHERE id = …` on the board it
-//! touches. That one statement is the lock, and it works on both backends:
+//! statement is `UPDATE boards SET updated_at = …, version = version + 1 WHERE id = …`
+//! on the board it touches. That one statement is the lock (and the bump of the version
+//! that live boards follow), and it works on both backends:
 //!
 //! - PostgreSQL takes the board row's lock and keeps it until commit, so writers of the
 //!   same board queue behind each other while other boards go on in parallel. At READ
@@ -153,11 +154,13 @@ impl Siblings {
 /// Locks the board (see the module documentation) and returns its name, or `None` when
 /// there is no such board.
 async fn lock_board(tx: &mut Tx, board_id: i64) -> Result<Option<String>, sqlx::Error> {
-    sqlx::query_scalar("UPDATE boards SET updated_at = $1 WHERE id = $2 RETURNING name")
-        .bind(db::now())
-        .bind(board_id)
-        .fetch_optional(&mut **tx)
-        .await
+    sqlx::query_scalar(
+        "UPDATE boards SET updated_at = $1, version = version + 1 WHERE id = $2 RETURNING name",
+    )
+    .bind(db::now())
+    .bind(board_id)
+    .fetch_optional(&mut **tx)
+    .await
 }
 
 /// Locks the board of a column and returns the board's id. A column never changes
@@ -165,7 +168,7 @@ async fn lock_board(tx: &mut Tx, board_id: i64) -> Result<Option<String>, sqlx::
 /// look the column (or their row in it) up again after this.
 async fn lock_board_of_column(tx: &mut Tx, column_id: i64) -> Result<Option<i64>, sqlx::Error> {
     sqlx::query_scalar(
-        "UPDATE boards SET updated_at = $1 \
+        "UPDATE boards SET updated_at = $1, version = version + 1 \
          WHERE id = (SELECT board_id FROM board_columns WHERE id = $2) RETURNING id",
     )
     .bind(db::now())
@@ -325,6 +328,107 @@ fn ticket_at(row: &AnyRow, at: usize) -> Result<Option<Ticket>, sqlx::Error> {
         column_id: row.try_get(at + 3)?,
         order: row.try_get(at + 4)?,
     }))
+}
+
+/// A board's version, which every change to it bumps; `None` when there is no such
+/// board (any more).
+pub async fn board_version(db: &Db, id: i64) -> Result<Option<i64>, AppError> {
+    Ok(
+        sqlx::query_scalar("SELECT version FROM boards WHERE id = $1")
+            .bind(id)
+            .fetch_optional(db.pool())
+            .await?,
+    )
+}
+
+/// The descriptions of a board and of its columns (by column id), which only the web
+/// UI shows; `None` when there is no such board.
+pub async fn descriptions(
+    db: &Db,
+    board_id: i64,
+) -> Result<Option<(String, Vec<(i64, String)>)>, AppError> {
+    let rows = sqlx::query(
+        "SELECT b.description, c.id, c.description FROM boards b \
+         LEFT JOIN board_columns c ON c.board_id = b.id WHERE b.id = $1",
+    )
+    .bind(board_id)
+    .fetch_all(db.pool())
+    .await?;
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let board: String = first.try_get(0)?;
+    let mut columns = Vec::new();
+    for row in &rows {
+        if let Some(id) = row.try_get::<Option<i64>, _>(1)? {
+            columns.push((id, row.try_get::<Option<String>, _>(2)?.unwrap_or_default()));
+        }
+    }
+    Ok(Some((board, columns)))
+}
+
+/// Sets the description of a board, or of one of its columns when `column` is given;
+/// returns the description before.
+pub async fn describe(
+    db: &Db,
+    board_id: i64,
+    column: Option<i64>,
+    description: &str,
+) -> Result<String, AppError> {
+    let mut tx = db.begin().await?;
+    lock_board(&mut tx, board_id)
+        .await?
+        .ok_or_else(|| AppError::not_found(BOARD_NOT_FOUND))?;
+    let before: Option<String> = match column {
+        None => {
+            sqlx::query_scalar("SELECT description FROM boards WHERE id = $1")
+                .bind(board_id)
+                .fetch_optional(&mut *tx)
+                .await?
+        }
+        Some(id) => {
+            sqlx::query_scalar(
+                "SELECT description FROM board_columns WHERE id = $1 AND board_id = $2",
+            )
+            .bind(id)
+            .bind(board_id)
+            .fetch_optional(&mut *tx)
+            .await?
+        }
+    };
+    let before = before.ok_or_else(|| AppError::not_found(COLUMN_NOT_FOUND))?;
+    match column {
+        None => sqlx::query("UPDATE boards SET description = $1 WHERE id = $2")
+            .bind(description)
+            .bind(board_id),
+        Some(id) => {
+            sqlx::query("UPDATE board_columns SET description = $1, updated_at = $2 WHERE id = $3")
+                .bind(description)
+                .bind(db::now())
+                .bind(id)
+        }
+    }
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(before)
+}
+
+/// The column a ticket of board `board_id` is in now; `None` when the ticket is not on
+/// that board.
+pub async fn ticket_column(
+    db: &Db,
+    board_id: i64,
+    ticket_id: i64,
+) -> Result<Option<i64>, AppError> {
+    Ok(sqlx::query_scalar(
+        "SELECT t.column_id FROM tickets t JOIN board_columns c ON c.id = t.column_id \
+         WHERE t.id = $1 AND c.board_id = $2",
+    )
+    .bind(ticket_id)
+    .bind(board_id)
+    .fetch_optional(db.pool())
+    .await?)
 }
 
 // ----- columns -----

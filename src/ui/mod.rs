@@ -17,6 +17,7 @@ mod assets;
 mod billing;
 mod chart;
 mod dashboard;
+mod boards;
 mod logs;
 mod me;
 mod page;
@@ -66,6 +67,7 @@ pub fn routes() -> Routes {
         .merge(roles::routes())
         .merge(logs::routes())
         .merge(billing::routes())
+        .merge(boards::routes())
 }
 
 /// Where the stylesheet is served, under its content-hashed name.

@@ -41,6 +41,12 @@ const NAV: &[Nav] = &[
         needs: None,
     },
     Nav {
+        label: "Boards",
+        href: "/ui/boards",
+        icon: ICON_BOARD,
+        needs: Some(Permission::ViewDashboard),
+    },
+    Nav {
         label: "Users",
         href: "/ui/users",
         icon: ICON_USERS,
@@ -74,6 +80,7 @@ const ICON_USER: &str = r#"<svg class="icon" viewBox="0 0 24 24" aria-hidden="tr
 const ICON_USERS: &str = r#"<svg class="icon" viewBox="0 0 24 24" aria-hidden="true"><circle cx="9" cy="8" r="3.5"/><path d="M2 20c0-3.5 3-5.5 7-5.5s7 2 7 5.5"/><path d="M16 4.5a3.5 3.5 0 0 1 0 7M18 14.5c2.5.5 4 2.5 4 5.5"/></svg>"#;
 const ICON_SHIELD: &str = r#"<svg class="icon" viewBox="0 0 24 24" aria-hidden="true"><path d="M12 3l8 3v6c0 4.5-3.4 8-8 9-4.6-1-8-4.5-8-9V6z"/><path d="M9 12l2 2 4-4"/></svg>"#;
 const ICON_LIST: &str = r#"<svg class="icon" viewBox="0 0 24 24" aria-hidden="true"><path d="M9 6h11M9 12h11M9 18h11"/><circle cx="4.5" cy="6" r="1"/><circle cx="4.5" cy="12" r="1"/><circle cx="4.5" cy="18" r="1"/></svg>"#;
+const ICON_BOARD: &str = r#"<svg class="icon" viewBox="0 0 24 24" aria-hidden="true"><rect x="3" y="4" width="18" height="16" rx="2"/><path d="M9 4v16M15 4v16"/></svg>"#;
 const ICON_LOCK: &str = r#"<svg class="icon" viewBox="0 0 24 24" aria-hidden="true"><rect x="5" y="11" width="14" height="10" rx="2"/><path d="M8 11V7a4 4 0 0 1 8 0v4"/></svg>"#;
 
 pub struct NavItem {

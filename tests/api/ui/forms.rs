@@ -53,26 +53,25 @@ fn forms(html: &str) -> Vec<HtmlForm> {
                     Some((attr(tag, "name")?, attr(tag, "value").unwrap_or_default()))
                 })
                 .collect();
-            // A select sends its selected option, or else its first.
+            // A select sends its selected option (or its first); a textarea its text.
             for select in body.split("<select").skip(1) {
                 let tag = &select[..select.find('>').unwrap()];
-                let Some(name) = attr(tag, "name") else {
-                    continue;
-                };
-                let options: Vec<&str> = select
-                    .split("</select>")
-                    .next()
-                    .unwrap()
+                let options = &select[..select.find("</select>").unwrap()];
+                let chosen = options
                     .split("<option")
                     .skip(1)
-                    .map(|o| &o[..o.find('>').unwrap()])
-                    .collect();
-                let chosen = options
-                    .iter()
-                    .find(|o| o.contains(" selected"))
-                    .or(options.first());
-                if let Some(option) = chosen {
-                    fields.push((name, attr(option, "value").unwrap_or_default()));
+                    .find(|o| o[..o.find('>').unwrap()].contains(" selected"))
+                    .or_else(|| options.split("<option").nth(1));
+                if let (Some(name), Some(option)) = (attr(tag, "name"), chosen) {
+                    let value = attr(&option[..option.find('>').unwrap()], "value");
+                    fields.push((name, value.unwrap_or_default()));
+                }
+            }
+            for area in body.split("<textarea").skip(1) {
+                let open = area.find('>').unwrap();
+                let text = &area[open + 1..area.find("</textarea>").unwrap()];
+                if let Some(name) = attr(&area[..open], "name") {
+                    fields.push((name, text.replace("&amp;", "&").replace("&#38;", "&")));
                 }
             }
             HtmlForm {
@@ -187,25 +186,44 @@ impl Walker {
         self.land(res).await;
     }
 
-    /// Posts `values` to `action` with this page's form token, as a hand-made or
-    /// tampered form would: for actions the page does not offer.
-    pub(super) async fn post(&mut self, action: &str, values: &[(&str, &str)]) {
-        let token = forms(&self.html)
+    /// Submits the form posting to `action` by pressing its button `name`=`value`,
+    /// which a browser adds to the form's own fields.
+    pub(super) async fn press(&mut self, action: &str, name: &str, value: &str) {
+        let form = forms(&self.html)
             .into_iter()
-            .flat_map(|f| f.fields)
-            .find(|(name, _)| name == "csrf_token")
-            .map(|(_, value)| value)
-            .unwrap_or_else(|| panic!("no form token on {}", self.path));
-        let mut fields = vec![("csrf_token".to_owned(), token)];
-        fields.extend(
-            values
-                .iter()
-                .map(|(n, v)| ((*n).to_owned(), (*v).to_owned())),
+            .find(|f| f.action == action)
+            .unwrap_or_else(|| panic!("no form to {action} on {}:\n{}", self.path, self.html));
+        assert!(
+            self.html
+                .contains(&format!("name=\"{name}\" value=\"{value}\"")),
+            "no button {name}={value} on {}",
+            self.path
         );
+        let mut fields = form.fields;
+        fields.push((name.to_owned(), value.to_owned()));
         let res = self
             .client
             .post(format!("{}{action}", self.base))
             .form(&fields)
+            .send()
+            .await
+            .unwrap();
+        self.land(res).await;
+    }
+
+    /// Posts `fields` to `action` with the CSRF token of the page it is on, as a
+    /// script of the page would, asking for `accept`; lands where the answer leads.
+    pub(super) async fn post(&mut self, action: &str, fields: &[(&str, &str)], accept: &str) {
+        let marker = "name=\"csrf_token\" value=\"";
+        let start = self.html.find(marker).expect("a page with a form") + marker.len();
+        let token = self.html[start..start + self.html[start..].find('"').unwrap()].to_owned();
+        let mut body = vec![("csrf_token", token.as_str())];
+        body.extend_from_slice(fields);
+        let res = self
+            .client
+            .post(format!("{}{action}", self.base))
+            .header("accept", accept)
+            .form(&body)
             .send()
             .await
             .unwrap();

@@ -7,6 +7,7 @@ mod browser;
 mod dashboard;
 mod forms;
 mod journey;
+mod kanban;
 
 use crate::helpers::TestApp;
 
