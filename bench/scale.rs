@@ -29,6 +29,7 @@ use gatehouse::db::Db;
 use gatehouse::http::Origin;
 use hdrhistogram::Histogram;
 use http_body_util::BodyExt;
+use secrecy::ExposeSecret;
 use sqlx::Row;
 use tower::ServiceExt;
 
@@ -97,7 +98,9 @@ async fn run() {
     ]);
     let config = Config::from_vars(&vars).unwrap();
     let started = Instant::now();
-    let db = Db::connect(&config.database_url).await.unwrap();
+    let db = Db::connect(config.database_url.expose_secret())
+        .await
+        .unwrap();
     println!(
         "Gatehouse at scale: {:?}, opened (with any pending migration) in {:.1} s",
         db.backend(),

@@ -256,7 +256,7 @@ pub async fn serve(
     let board_task = (state.db.backend() == Backend::Postgres).then(|| {
         tokio::spawn(kanban::events::listen(
             state.boards.clone(),
-            state.config.database_url.clone(),
+            state.config.database_url.expose_secret().to_owned(),
             stop_rx.clone(),
         ))
     });

@@ -15,9 +15,9 @@
 mod account;
 mod assets;
 mod billing;
+mod boards;
 mod chart;
 mod dashboard;
-mod boards;
 mod logs;
 mod me;
 mod page;

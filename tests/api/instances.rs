@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 
 use reqwest::{Method, StatusCode};
+use secrecy::ExposeSecret;
 use serde_json::json;
 
 use crate::helpers::{expect_error, new_client, Backend, TestApp, PASSWORD};
@@ -21,7 +22,7 @@ on_both_databases!(
 
 /// A second instance on `a`'s database, with `vars` besides.
 async fn beside(a: &TestApp, backend: Backend, vars: &[(&str, &str)]) -> TestApp {
-    let mut all = vec![("DATABASE_URL", a.state.config.database_url.as_str())];
+    let mut all = vec![("DATABASE_URL", a.state.config.database_url.expose_secret())];
     all.extend_from_slice(vars);
     TestApp::spawn_with(backend, &all).await
 }

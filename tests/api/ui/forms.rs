@@ -211,9 +211,20 @@ impl Walker {
         self.land(res).await;
     }
 
+    /// Posts `fields` to `action` with the page's form token, as a hand-made or
+    /// tampered form would: for actions the page does not offer.
+    pub(super) async fn post(&mut self, action: &str, fields: &[(&str, &str)]) {
+        self.post_accepting(action, fields, "text/html").await;
+    }
+
     /// Posts `fields` to `action` with the CSRF token of the page it is on, as a
     /// script of the page would, asking for `accept`; lands where the answer leads.
-    pub(super) async fn post(&mut self, action: &str, fields: &[(&str, &str)], accept: &str) {
+    pub(super) async fn post_accepting(
+        &mut self,
+        action: &str,
+        fields: &[(&str, &str)],
+        accept: &str,
+    ) {
         let marker = "name=\"csrf_token\" value=\"";
         let start = self.html.find(marker).expect("a page with a form") + marker.len();
         let token = self.html[start..start + self.html[start..].find('"').unwrap()].to_owned();

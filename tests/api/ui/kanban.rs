@@ -7,6 +7,7 @@ use std::time::Duration;
 use fantoccini::key::Key;
 use fantoccini::Locator;
 use reqwest::StatusCode;
+use secrecy::ExposeSecret;
 use serde_json::json;
 
 use super::browser::Browser;
@@ -325,7 +326,7 @@ async fn a_reader_reads_and_is_refused_changes(backend: Backend) {
         (format!("/ui/boards/{board}/delete"), vec![]),
     ] {
         w.open(&format!("/ui/boards/{board}")).await;
-        w.post(&action, &fields, "text/html").await;
+        w.post(&action, &fields).await;
         assert_eq!(w.status, StatusCode::FORBIDDEN, "{action}");
         w.sees("Not allowed");
     }
@@ -499,7 +500,7 @@ async fn bad_addresses_and_input_are_pages(backend: Backend) {
     ];
     for (action, fields, status) in refused {
         w.open(&here).await;
-        w.post(&action, &fields, "text/html").await;
+        w.post(&action, &fields).await;
         assert_eq!(w.status, status, "{action} {fields:?}");
         w.sees("<!doctype html>");
     }
@@ -544,7 +545,7 @@ async fn the_script_gets_short_answers(backend: Backend) {
     let here = format!("/ui/boards/{board}");
     w.open(&here).await;
     let done_id = done.to_string();
-    w.post(
+    w.post_accepting(
         &format!("{here}/tickets/{ticket}/move"),
         &[("column", &done_id), ("position", "1")],
         "application/json",
@@ -554,7 +555,7 @@ async fn the_script_gets_short_answers(backend: Backend) {
     assert_eq!(layout(&app, board).await, ["To do: ", "Done: Write"]);
 
     w.open(&here).await;
-    w.post(
+    w.post_accepting(
         &format!("{here}/tickets/999/move"),
         &[("column", &done_id)],
         "application/json",
@@ -565,7 +566,7 @@ async fn the_script_gets_short_answers(backend: Backend) {
     assert_eq!(body["message"], "No such ticket");
 
     w.open(&here).await;
-    w.post(
+    w.post_accepting(
         &format!("{here}/columns/{todo}/move"),
         &[("position", "-3")],
         "application/json",
@@ -678,7 +679,10 @@ async fn live_events_reach_every_instance(backend: Backend) {
         Backend::Postgres => Some(
             TestApp::spawn_with(
                 backend,
-                &[("DATABASE_URL", writer.state.config.database_url.as_str())],
+                &[(
+                    "DATABASE_URL",
+                    writer.state.config.database_url.expose_secret(),
+                )],
             )
             .await,
         ),
