@@ -297,8 +297,14 @@ async fn metrics_count_requests_logins_and_queues(backend: Backend) {
         "{text}"
     );
     assert!(text.contains("gatehouse_logins_total{outcome=\"invalid_credentials\"} 1"));
-    assert!(text.contains("gatehouse_http_request_duration_seconds_bucket{route=\"/signup\",method=\"POST\",le=\"+Inf\"} 1"));
+    assert!(
+        text.contains(
+            "gatehouse_http_request_duration_seconds_bucket{le=\"+Inf\",route=\"/signup\",method=\"POST\"} 1"
+        ),
+        "{text}"
+    );
     assert!(text.contains("gatehouse_mail_outbox_depth "));
     assert!(text.contains("gatehouse_activity_log_queue_depth "));
     assert!(text.contains("gatehouse_activity_log_dropped_total 0"));
+    assert!(text.ends_with("# EOF\n"), "one OpenMetrics exposition");
 }
