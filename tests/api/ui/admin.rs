@@ -790,8 +790,11 @@ async fn the_user_pages_in_a_browser() {
     b.sees("2 users matching").await;
     b.screenshots("admin-users-search").await;
 
+    // Bob is signed in elsewhere: his page lists that session with its own button.
+    let _bobs = signed_in(&app, "bob").await;
     b.click("bob").await;
     b.at(&format!("/ui/users/{bob}")).await;
+    assert!(b.shows("form[action$=\"/end\"] button").await);
     b.screenshots("admin-user").await;
     // With the script, the confirmation is a dialog on the page itself.
     assert!(!b.shows("dialog[open]").await);
