@@ -13,7 +13,7 @@ pub const HEIGHT: i64 = 200;
 const LEFT: i64 = 64;
 const RIGHT: i64 = 8;
 const TOP: i64 = 12;
-const BOTTOM: i64 = 24;
+const BOTTOM: i64 = 34;
 /// At most this many labels under the bars, so they never overlap.
 const X_LABELS: usize = 6;
 
@@ -33,10 +33,14 @@ pub struct Placed {
     pub y: i64,
     pub width: i64,
     pub height: i64,
-    /// The centre, where its label goes.
-    pub mid: i64,
+    /// Where its label is anchored: the centre, or for the newest bar its right edge
+    /// (`anchor` "end"), so the label stays inside the view box.
+    pub label_x: i64,
+    pub anchor: &'static str,
     /// Whether its short label is drawn.
     pub labelled: bool,
+    /// Whether that label is one of those left out on narrow screens (every other).
+    pub minor: bool,
 }
 
 /// A horizontal grid line with its value at the left.
@@ -115,9 +119,11 @@ impl BarChart {
                     y: baseline - height,
                     width,
                     height,
-                    mid: x + width / 2,
+                    label_x: if i == last { x + width } else { x + width / 2 },
+                    anchor: if i == last { "end" } else { "middle" },
                     // Counted from the newest, so the last bar is always labelled.
                     labelled: (last - i) % every == 0,
+                    minor: (last - i) / every % 2 == 1,
                     bar,
                 }
             })
@@ -145,7 +151,7 @@ impl BarChart {
             left: LEFT,
             right_edge: WIDTH - RIGHT,
             baseline,
-            label_y: HEIGHT - 6,
+            label_y: HEIGHT - 4,
         }
     }
 }
@@ -207,6 +213,13 @@ mod tests {
             assert_eq!(b.y + b.height, chart.baseline);
             assert!(b.x >= LEFT && b.x + b.width <= WIDTH - RIGHT);
         }
+        // The newest label ends at its bar's right edge, inside the view box.
+        let newest = &chart.bars[3];
+        assert_eq!(
+            (newest.anchor, newest.label_x),
+            ("end", newest.x + newest.width)
+        );
+        assert_eq!(chart.bars[0].anchor, "middle");
         // Left to right in order, none overlapping.
         for pair in chart.bars.windows(2) {
             assert!(pair[0].x + pair[0].width < pair[1].x);
@@ -235,6 +248,14 @@ mod tests {
             .collect();
         assert!(labelled.len() <= X_LABELS, "{labelled:?}");
         assert_eq!(labelled.last(), Some(&29));
+        // On a phone every other label goes; the newest stays.
+        let major: Vec<usize> = labelled
+            .iter()
+            .copied()
+            .filter(|&i| !chart.bars[i].minor)
+            .collect();
+        assert!(major.len() * 2 >= labelled.len() - 1, "{major:?}");
+        assert_eq!(major.last(), Some(&29));
     }
 
     #[test]

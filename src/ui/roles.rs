@@ -82,9 +82,33 @@ struct RolesPage {
     permissions: Vec<Column>,
     rows: Vec<RoleRow>,
     super_admin: &'static str,
+    /// Why a form with a bad name was refused; the page answers 400 with it.
+    refused: Option<String>,
 }
 
 async fn roles_page(ctx: Ctx) -> PageResult {
+    render(&ctx, StatusCode::OK, None).await
+}
+
+/// Answers a change of the roles page: a name that breaks the rules re-renders the
+/// page as a 400 with the reason (what it is is in the form still on the page);
+/// everything else is [`outcome`]'s 303 with a flash.
+async fn answer(ctx: &Ctx, result: Result<String, AppError>) -> PageResult {
+    match result {
+        Ok(done) => outcome(ctx, ROLES, Ok(()), &done),
+        Err(AppError::Invalid(reason)) => {
+            render(
+                ctx,
+                StatusCode::BAD_REQUEST,
+                Some(format!("Refused: {reason}")),
+            )
+            .await
+        }
+        Err(e) => outcome(ctx, ROLES, Err(e), ""),
+    }
+}
+
+async fn render(ctx: &Ctx, status: StatusCode, refused: Option<String>) -> PageResult {
     let permissions = store::permissions(&ctx.state.db).await?;
     let members: HashMap<i64, i64> = store::member_counts(&ctx.state.db)
         .await?
@@ -121,12 +145,13 @@ async fn roles_page(ctx: Ctx) -> PageResult {
         })
         .collect();
     let page = RolesPage {
-        shell: Shell::new(&ctx, "Roles and permissions"),
+        shell: Shell::new(ctx, "Roles and permissions"),
         permissions,
         rows,
         super_admin: SUPER_ADMIN,
+        refused,
     };
-    Ok(ctx.render(StatusCode::OK, page.render()?))
+    Ok(ctx.render(status, page.render()?))
 }
 
 #[derive(Deserialize)]
@@ -138,8 +163,8 @@ async fn create_role(ctx: Ctx, Form(form): Form<NameForm>) -> PageResult {
     let auth = caller(&ctx)?;
     let result = service::create_role(&ctx.state, auth, &ctx.origin, &form.name)
         .await
-        .map(|_| ());
-    outcome(&ctx, ROLES, result, "The role is created.")
+        .map(|_| "The role is created.".to_owned());
+    answer(&ctx, result).await
 }
 
 fn id(raw: &str, what: &str) -> Result<i64, AppError> {
@@ -220,19 +245,18 @@ async fn rename_role(
 ) -> PageResult {
     let auth = caller(&ctx)?;
     let role_id = id(&role_id, "role")?;
-    let result = service::rename_role(&ctx.state, auth, &ctx.origin, role_id, &form.name).await;
-    match result {
-        Ok(name) => outcome(&ctx, ROLES, Ok(()), &format!("The role is now {name}.")),
-        Err(e) => outcome(&ctx, ROLES, Err(e), ""),
-    }
+    let result = service::rename_role(&ctx.state, auth, &ctx.origin, role_id, &form.name)
+        .await
+        .map(|name| format!("The role is now {name}."));
+    answer(&ctx, result).await
 }
 
 async fn create_permission(ctx: Ctx, Form(form): Form<NameForm>) -> PageResult {
     let auth = caller(&ctx)?;
     let result = service::create_permission(&ctx.state, auth, &ctx.origin, &form.name)
         .await
-        .map(|_| ());
-    outcome(&ctx, ROLES, result, "The permission is created.")
+        .map(|_| "The permission is created.".to_owned());
+    answer(&ctx, result).await
 }
 
 async fn rename_permission(
@@ -243,16 +267,10 @@ async fn rename_permission(
     let auth = caller(&ctx)?;
     let permission_id = id(&permission_id, "permission")?;
     let result =
-        service::rename_permission(&ctx.state, auth, &ctx.origin, permission_id, &form.name).await;
-    match result {
-        Ok(name) => outcome(
-            &ctx,
-            ROLES,
-            Ok(()),
-            &format!("The permission is now {name}."),
-        ),
-        Err(e) => outcome(&ctx, ROLES, Err(e), ""),
-    }
+        service::rename_permission(&ctx.state, auth, &ctx.origin, permission_id, &form.name)
+            .await
+            .map(|name| format!("The permission is now {name}."));
+    answer(&ctx, result).await
 }
 
 #[derive(Template)]

@@ -294,6 +294,7 @@ async fn a_super_admin_manages_roles_and_permissions_without_javascript(backend:
     w.submit("/ui/roles", &[("name", "Editors")]).await;
     w.sees("The role is created.");
     w.submit("/ui/roles", &[("name", "   ")]).await;
+    assert_eq!(w.status, StatusCode::BAD_REQUEST);
     w.sees("Refused: ");
     let editors = role_id(&app, "Editors").await;
     let manage_users = permission_id(&app, "manage_users").await;
@@ -516,7 +517,13 @@ async fn roles_and_permissions_are_renamed_created_and_deleted_without_javascrip
     let long = "n".repeat(65);
     w.submit(&format!("/ui/roles/{editors}/rename"), &[("name", &long)])
         .await;
-    w.sees("Refused: name must be 1 to 64 characters");
+    assert_eq!(
+        w.status,
+        StatusCode::BAD_REQUEST,
+        "a bad name is a 400 page"
+    );
+    w.sees("<p class=\"form-error\" role=\"alert\">Refused: name must be 1 to 64 characters");
+    assert_eq!(role_id(&app, "Writers").await, editors);
     // Built-in: refused by the rule, with its reason, even when posted by hand.
     w.post(&format!("/ui/roles/{admin}/rename"), &[("name", "Boss")])
         .await;
@@ -539,6 +546,7 @@ async fn roles_and_permissions_are_renamed_created_and_deleted_without_javascrip
         &[("name", "bad name!")],
     )
     .await;
+    assert_eq!(w.status, StatusCode::BAD_REQUEST);
     w.sees("Refused: name must be 1 to 64 of letters");
     w.submit("/ui/permissions", &[("name", "manage_USERS")])
         .await;
@@ -790,8 +798,11 @@ async fn the_user_pages_in_a_browser() {
     b.sees("2 users matching").await;
     b.screenshots("admin-users-search").await;
 
+    // Bob is signed in elsewhere: his page lists that session with its own button.
+    let _bobs = signed_in(&app, "bob").await;
     b.click("bob").await;
     b.at(&format!("/ui/users/{bob}")).await;
+    assert!(b.shows("form[action$=\"/end\"] button").await);
     b.screenshots("admin-user").await;
     // With the script, the confirmation is a dialog on the page itself.
     assert!(!b.shows("dialog[open]").await);
