@@ -80,6 +80,7 @@ function kanban() {
     return fetch(url, { method: "POST", body: body, headers: { Accept: "application/json" }, credentials: "same-origin" })
       .then(function (r) {
         if (r.status === 204) return;
+        if (r.redirected) throw new Error("you are no longer signed in; reload the page.");
         return r.json().then(function (j) { throw new Error(j.message); },
           function () { throw new Error("the server answered " + r.status + "."); });
       });

@@ -997,6 +997,9 @@ async fn two_browsers_on_one_board() {
     b.screenshots("board-refused").await;
 
     // The other pages.
+    b.open("/ui/boards").await;
+    b.sees("Launch").await;
+    b.screenshots("boards").await;
     b.open(&format!("{here}/tickets/{post}")).await;
     b.sees("Two paragraphs and a picture.").await;
     b.screenshots("board-ticket").await;
