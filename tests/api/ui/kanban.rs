@@ -981,6 +981,26 @@ async fn two_browsers_on_one_board() {
     )
     .await;
 
+    // A column from the keyboard, by its heading: Done back to the right end.
+    keys(
+        &b,
+        &format!("#column-{done} .column-head"),
+        &[' ', right, right, ' '],
+    )
+    .await;
+    until_db(
+        &app,
+        &format!("SELECT position FROM board_columns WHERE id = {done}"),
+        2,
+    )
+    .await;
+    until(
+        &r,
+        &format!("return document.querySelectorAll('.column')[2].id === 'column-{done}';"),
+        "the keyboard column move shows in the other browser",
+    )
+    .await;
+
     // Refused: the ticket went away while it was being moved; the move is undone
     // with a message.
     keys(&b, &format!("#ticket-{links}"), &[' ', right]).await;
