@@ -97,7 +97,11 @@ function kanban() {
       t.tabIndex = 0;
       t.setAttribute("aria-describedby", "board-help");
     });
-    root().querySelectorAll(".column-head").forEach(function (h) { h.draggable = true; });
+    root().querySelectorAll(".column-head").forEach(function (h) {
+      h.draggable = true;
+      h.tabIndex = 0;
+      h.setAttribute("aria-describedby", "board-help");
+    });
   }
   function cards(list) { return Array.prototype.slice.call(list.querySelectorAll(":scope > .ticket")); }
   function columns() { return Array.prototype.slice.call(root().querySelectorAll(".column[data-column]")); }
@@ -107,12 +111,16 @@ function kanban() {
     return name(card) + ": column " + name(list.closest(".column")) + ", place " +
       (cards(list).indexOf(card) + 1) + " of " + cards(list).length + ".";
   }
+  function columnAt(column) {
+    return "Column " + name(column) + ", place " + (columns().indexOf(column) + 1) + " of " + columns().length + ".";
+  }
   function post(url, fields) {
     var body = new URLSearchParams(fields);
     body.set("csrf_token", root().dataset.csrf);
     return fetch(url, { method: "POST", body: body, headers: { Accept: "application/json" }, credentials: "same-origin" })
       .then(function (r) {
         if (r.status === 204) return;
+        if (r.redirected) throw new Error("you are no longer signed in; reload the page.");
         return r.json().then(function (j) { throw new Error(j.message); },
           function () { throw new Error("the server answered " + r.status + "."); });
       });
@@ -183,45 +191,57 @@ function kanban() {
     refresh();
   });
 
+  // From the keyboard: Space picks a focused card (or column heading) up, the arrow
+  // keys move it, Space drops it, Escape puts it back.
   document.addEventListener("keydown", function (e) {
-    var card = e.target;
-    if (!editable() || !card.classList || !card.classList.contains("ticket")) return;
+    var t = e.target;
+    if (!editable() || !t.classList) return;
+    var card = t.classList.contains("ticket"), head = t.classList.contains("column-head");
+    if (!card && !head) return;
+    var el = card ? t : t.closest(".column");
     if (!lifted) {
       if (e.key !== " ") return;
       e.preventDefault();
-      lifted = { el: card, origin: originOf(card) };
-      card.classList.add("lifted");
-      say("Picked up " + where(card) + " Arrow keys move it, Space drops it, Escape puts it back.");
+      lifted = { el: el, origin: originOf(el) };
+      el.classList.add("lifted");
+      say("Picked up " + (card ? where(el) : columnAt(el)) + " Arrow keys move it, Space drops it, Escape puts it back.");
       return;
     }
-    if (lifted.el !== card) return;
-    var list = card.parentNode, at = cards(list).indexOf(card);
+    if (lifted.el !== el) return;
     if (e.key === " " || e.key === "Escape") {
       e.preventDefault();
       var l = lifted;
       lifted = null;
-      card.classList.remove("lifted");
+      el.classList.remove("lifted");
       if (e.key === "Escape") {
-        l.origin.parent.insertBefore(card, l.origin.next);
+        l.origin.parent.insertBefore(el, l.origin.next);
         say("Move cancelled.");
       } else {
-        say("Dropped. " + where(card));
-        sendTicket(card, l.origin);
+        say("Dropped. " + (card ? where(el) : columnAt(el)));
+        if (card) sendTicket(el, l.origin); else sendColumn(el, l.origin);
       }
-      card.focus();
+      t.focus();
       refresh();
       return;
     }
-    var all = columns(), col = all.indexOf(list.closest(".column"));
-    if (e.key === "ArrowUp" && at > 0) list.insertBefore(card, cards(list)[at - 1]);
-    else if (e.key === "ArrowDown" && at < cards(list).length - 1) list.insertBefore(card, cards(list)[at + 1].nextElementSibling);
-    else if ((e.key === "ArrowLeft" && col > 0) || (e.key === "ArrowRight" && col < all.length - 1)) {
-      var to = all[col + (e.key === "ArrowLeft" ? -1 : 1)].querySelector(".tickets");
-      to.insertBefore(card, cards(to)[at] || null);
-    } else if (["ArrowUp", "ArrowDown", "ArrowLeft", "ArrowRight"].indexOf(e.key) < 0) return;
+    var all = columns(), col = all.indexOf(el.closest(".column"));
+    var left = e.key === "ArrowLeft", right = e.key === "ArrowRight";
+    if (head) {
+      if (left && col > 0) el.parentNode.insertBefore(el, all[col - 1]);
+      else if (right && col < all.length - 1) el.parentNode.insertBefore(el, all[col + 1].nextElementSibling);
+      else if (!left && !right) return;
+    } else {
+      var list = el.parentNode, at = cards(list).indexOf(el);
+      if (e.key === "ArrowUp" && at > 0) list.insertBefore(el, cards(list)[at - 1]);
+      else if (e.key === "ArrowDown" && at < cards(list).length - 1) list.insertBefore(el, cards(list)[at + 1].nextElementSibling);
+      else if ((left && col > 0) || (right && col < all.length - 1)) {
+        var to = all[col + (left ? -1 : 1)].querySelector(".tickets");
+        to.insertBefore(el, cards(to)[at] || null);
+      } else if (["ArrowUp", "ArrowDown"].indexOf(e.key) < 0 && !left && !right) return;
+    }
     e.preventDefault();
-    card.focus();
-    say(where(card));
+    t.focus();
+    say(card ? where(el) : columnAt(el));
   });
 
   // Swaps in the server's board, keeping what the reader was typing and where.

@@ -7,6 +7,9 @@
 //! locks the board it touches. A ticket's `position` on the wire is its column's id,
 //! the meaning the old client gives it. Reading needs `view_dashboard`, writing `edit`; every
 //! change goes to the activity log with its before and after.
+//!
+//! The rules are [`service`]'s, which the JSON routes and the web UI's pages both call;
+//! [`events`] tells the web UI's live boards, on every instance, that a board changed.
 
 pub mod events;
 mod routes;

@@ -5,7 +5,8 @@
 //! Every change goes through `kanban::service`, the JSON routes' rules and activity log
 //! entries. Every form works without JavaScript (POST → 303 → the board with a flash,
 //! or a 4xx page for input the rules refuse); the arrow buttons on each card and column
-//! are plain forms too. With JavaScript, `static/ui.js` drags tickets and columns (or
+//! are buttons of the board's one `moves` form (one CSRF field for all of them keeps a
+//! big board's page small). With JavaScript, `static/ui.js` drags tickets and columns (or
 //! moves them from the keyboard) and posts the same move forms with
 //! `Accept: application/json`: those get 204 or a 4xx `{"message"}` to roll back with.
 //!

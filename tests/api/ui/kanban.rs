@@ -985,6 +985,26 @@ async fn two_browsers_on_one_board() {
     )
     .await;
 
+    // A column from the keyboard, by its heading: Done back to the right end.
+    keys(
+        &b,
+        &format!("#column-{done} .column-head"),
+        &[' ', right, right, ' '],
+    )
+    .await;
+    until_db(
+        &app,
+        &format!("SELECT position FROM board_columns WHERE id = {done}"),
+        2,
+    )
+    .await;
+    until(
+        &r,
+        &format!("return document.querySelectorAll('.column')[2].id === 'column-{done}';"),
+        "the keyboard column move shows in the other browser",
+    )
+    .await;
+
     // Refused: the ticket went away while it was being moved; the move is undone
     // with a message.
     keys(&b, &format!("#ticket-{links}"), &[' ', right]).await;
@@ -1001,6 +1021,9 @@ async fn two_browsers_on_one_board() {
     b.screenshots("board-refused").await;
 
     // The other pages.
+    b.open("/ui/boards").await;
+    b.sees("Launch").await;
+    b.screenshots("boards").await;
     b.open(&format!("{here}/tickets/{post}")).await;
     b.sees("Two paragraphs and a picture.").await;
     b.screenshots("board-ticket").await;
