@@ -157,9 +157,7 @@ pub async fn serve(State(state): State<AppState>) -> Result<Response, AppError> 
     let mut response = out.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static(
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        ),
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
     );
     Ok(response)
 }

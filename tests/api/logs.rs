@@ -223,8 +223,11 @@ async fn deep_pages_of_a_large_log(backend: Backend) {
     let errors: Value = json(app.get("/logs?level=ERROR").await).await;
     assert_eq!(errors["total"], 0);
     assert_eq!(errors["total_estimated"], false);
+    // The last page ends with the oldest entry. (Which entries share it with that one
+    // depends on whether the writer stored the sign-up's lines before the bulk insert.)
     let logs = page["logs"].as_array().unwrap();
-    assert!(logs.iter().any(|e| e["message"] == "generated 1"));
+    let oldest = app.scalar("SELECT MIN(id) FROM activity_logs").await;
+    assert_eq!(logs.last().unwrap()["id"], oldest);
 
     // Deep reading by keyset: from an id near the bottom, exactly the next rows.
     let anchor = app
