@@ -15,22 +15,17 @@
 //! A reconnected listener may have missed notifications, so it empties the cache first.
 
 use std::collections::HashMap;
-use std::str::FromStr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
-use sqlx::ConnectOptions;
 use tokio::sync::watch;
 
 use super::session::Authenticated;
+use crate::db;
 
 /// The channel the triggers notify on.
 const CHANNEL: &str = "gatehouse_cache";
 /// Past this many entries the cache starts over rather than grow without bound.
 const MAX_ENTRIES: usize = 200_000;
-/// How long the listener waits before connecting again after losing its connection.
-const RECONNECT_DELAY: Duration = Duration::from_secs(1);
 /// The start of the listener's `application_name`, which names its connection (and,
 /// by a random suffix, its instance) to operators.
 const LISTENER_NAME: &str = "gatehouse-cache-listener";
@@ -218,60 +213,26 @@ impl SessionCache {
     }
 }
 
-/// Listens for the triggers' notifications on PostgreSQL until `stop`, reconnecting
-/// whenever the connection is lost; see the module documentation.
-pub async fn listen(cache: SessionCache, database_url: String, mut stop: watch::Receiver<bool>) {
-    loop {
-        match connect(&database_url, cache.listener_name()).await {
-            Ok(mut listener) => {
-                cache.set_listening(true);
-                tracing::info!("session cache listener connected");
-                loop {
-                    tokio::select! {
-                        _ = stop.changed() => {
-                            cache.set_listening(false);
-                            return;
-                        }
-                        received = listener.try_recv() => match received {
-                            Ok(Some(notification)) => {
-                                match Scope::parse(notification.payload()) {
-                                    Some(scope) => cache.invalidate(scope),
-                                    // Not ours to read: stale is never safe, so drop all.
-                                    None => cache.invalidate(Scope::All),
-                                }
-                            }
-                            Ok(None) => break,
-                            Err(e) => {
-                                tracing::warn!(error = %e, "session cache listener failed");
-                                break;
-                            }
-                        },
-                    }
-                }
-                cache.set_listening(false);
-                tracing::warn!("session cache listener disconnected; cache bypassed");
-            }
-            Err(e) => tracing::warn!(error = %e, "session cache listener cannot connect"),
-        }
-        tokio::select! {
-            _ = stop.changed() => return,
-            _ = tokio::time::sleep(RECONNECT_DELAY) => {}
-        }
+impl db::listen::Subscriber for SessionCache {
+    fn connected(&self) {
+        self.set_listening(true);
+    }
+
+    fn notified(&self, payload: &str) {
+        // Not ours to read: stale is never safe, so drop all.
+        self.invalidate(Scope::parse(payload).unwrap_or(Scope::All));
+    }
+
+    fn disconnected(&self) {
+        self.set_listening(false);
     }
 }
 
-async fn connect(database_url: &str, name: &str) -> Result<PgListener, sqlx::Error> {
-    let options = PgConnectOptions::from_str(database_url)?
-        .application_name(name)
-        .disable_statement_logging();
-    let pool = PgPoolOptions::new()
-        .max_connections(1)
-        .connect_with(options)
-        .await?;
-    // The listener keeps the pool's one connection; the pool goes with the listener.
-    let mut listener = PgListener::connect_with(&pool).await?;
-    listener.listen(CHANNEL).await?;
-    Ok(listener)
+/// Listens for the triggers' notifications on PostgreSQL until `stop`, reconnecting
+/// whenever the connection is lost; see the module documentation.
+pub async fn listen(cache: SessionCache, database_url: String, stop: watch::Receiver<bool>) {
+    let name = cache.listener_name().to_owned();
+    db::listen::listen(&database_url, &name, CHANNEL, &cache, stop).await;
 }
 
 #[cfg(test)]

@@ -12,20 +12,16 @@
 //! When the listener (re)connects it may have missed notifications, so it announces
 //! [`Change::Any`]: every stream reads its board's version again.
 
-use std::str::FromStr;
 use std::sync::Arc;
-use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
-use sqlx::ConnectOptions;
 use tokio::sync::{broadcast, watch};
+
+use crate::db;
 
 /// The channel the trigger notifies on.
 const CHANNEL: &str = "gatehouse_board";
 /// How many announcements a slow stream may fall behind before it re-reads its board.
 const CAPACITY: usize = 1024;
-/// How long the listener waits before connecting again after losing its connection.
-const RECONNECT_DELAY: Duration = Duration::from_secs(1);
 const LISTENER_NAME: &str = "gatehouse-board-listener";
 
 /// What changed.
@@ -93,60 +89,29 @@ impl BoardEvents {
     }
 }
 
-/// Passes the trigger's notifications on to `events` until `stop`, reconnecting
-/// whenever the connection is lost; see the module documentation.
-pub async fn listen(events: BoardEvents, database_url: String, mut stop: watch::Receiver<bool>) {
-    let name = format!("{LISTENER_NAME}-{:08x}", rand::random::<u32>());
-    loop {
-        match connect(&database_url, &name).await {
-            Ok(mut listener) => {
-                events.announce(Change::Any);
-                tracing::info!("board listener connected");
-                loop {
-                    tokio::select! {
-                        _ = stop.changed() => return,
-                        received = listener.try_recv() => match received {
-                            Ok(Some(notification)) => {
-                                let change = notification
-                                    .payload()
-                                    .parse()
-                                    .map_or(Change::Any, Change::Board);
-                                events.announce(change);
-                            }
-                            Ok(None) => break,
-                            Err(e) => {
-                                tracing::warn!(error = %e, "board listener failed");
-                                break;
-                            }
-                        },
-                    }
-                }
-                tracing::warn!("board listener disconnected; reconnecting");
-            }
-            Err(e) => tracing::warn!(error = %e, "board listener cannot connect"),
-        }
-        tokio::select! {
-            _ = stop.changed() => return,
-            _ = tokio::time::sleep(RECONNECT_DELAY) => {}
-        }
+impl db::listen::Subscriber for BoardEvents {
+    fn connected(&self) {
+        self.announce(Change::Any);
     }
+
+    fn notified(&self, payload: &str) {
+        self.announce(payload.parse().map_or(Change::Any, Change::Board));
+    }
+
+    fn disconnected(&self) {}
 }
 
-async fn connect(database_url: &str, name: &str) -> Result<PgListener, sqlx::Error> {
-    let options = PgConnectOptions::from_str(database_url)?
-        .application_name(name)
-        .disable_statement_logging();
-    let pool = PgPoolOptions::new()
-        .max_connections(1)
-        .connect_with(options)
-        .await?;
-    let mut listener = PgListener::connect_with(&pool).await?;
-    listener.listen(CHANNEL).await?;
-    Ok(listener)
+/// Passes the trigger's notifications on to `events` until `stop`; see the module
+/// documentation.
+pub async fn listen(events: BoardEvents, database_url: String, stop: watch::Receiver<bool>) {
+    let name = format!("{LISTENER_NAME}-{:08x}", rand::random::<u32>());
+    db::listen::listen(&database_url, &name, CHANNEL, &events, stop).await;
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]

@@ -1,0 +1,80 @@
+//! A PostgreSQL `LISTEN` loop on a connection of its own, for the caches and streams
+//! that other instances' changes must reach. It reconnects whenever the connection is
+//! lost, and tells its [`Subscriber`] when it is and is not listening, so that what
+//! relies on the notifications can stop trusting itself meanwhile.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
+use sqlx::ConnectOptions;
+use tokio::sync::watch;
+
+/// How long to wait before connecting again.
+const RECONNECT_DELAY: Duration = Duration::from_secs(1);
+
+/// What a listener reports to its owner.
+pub trait Subscriber {
+    /// Listening (again): notifications sent before now may have been missed.
+    fn connected(&self);
+    /// One notification on the channel.
+    fn notified(&self, payload: &str);
+    /// No longer listening, until the next [`Subscriber::connected`].
+    fn disconnected(&self);
+}
+
+/// Listens on `channel` until `stop`, as `name` (its `application_name`, so that it
+/// can be told apart in `pg_stat_activity`).
+pub async fn listen(
+    database_url: &str,
+    name: &str,
+    channel: &str,
+    subscriber: &impl Subscriber,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        match connect(database_url, name, channel).await {
+            Ok(mut listener) => {
+                subscriber.connected();
+                tracing::info!(channel, "listener connected");
+                loop {
+                    tokio::select! {
+                        _ = stop.changed() => {
+                            subscriber.disconnected();
+                            return;
+                        }
+                        received = listener.try_recv() => match received {
+                            Ok(Some(notification)) => subscriber.notified(notification.payload()),
+                            Ok(None) => break,
+                            Err(e) => {
+                                tracing::warn!(channel, error = %e, "listener failed");
+                                break;
+                            }
+                        },
+                    }
+                }
+                subscriber.disconnected();
+                tracing::warn!(channel, "listener disconnected; reconnecting");
+            }
+            Err(e) => tracing::warn!(channel, error = %e, "listener cannot connect"),
+        }
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tokio::time::sleep(RECONNECT_DELAY) => {}
+        }
+    }
+}
+
+async fn connect(database_url: &str, name: &str, channel: &str) -> Result<PgListener, sqlx::Error> {
+    let options = PgConnectOptions::from_str(database_url)?
+        .application_name(name)
+        .disable_statement_logging();
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(options)
+        .await?;
+    // The listener keeps the pool's one connection; the pool goes with the listener.
+    let mut listener = PgListener::connect_with(&pool).await?;
+    listener.listen(channel).await?;
+    Ok(listener)
+}
