@@ -33,6 +33,7 @@ use super::{Ctx, Form, PageError, PageResult};
 use crate::app::AppState;
 use crate::auth::policy::Policy::Permission as Needs;
 use crate::auth::policy::{Policy, Routes};
+use crate::auth::session;
 use crate::error::AppError;
 use crate::kanban::service::{self, Actor, NewTicket, TicketChange};
 use crate::kanban::validate::Int;
@@ -745,10 +746,12 @@ async fn delete_ticket(
 
 // ----- the live stream -----
 
-/// One open stream: the board it follows and the version it last sent.
+/// One open stream: the board it follows, the session that opened it, and the version
+/// it last sent.
 struct Live {
     state: AppState,
     board: i64,
+    session_token: String,
     changes: tokio::sync::broadcast::Receiver<crate::kanban::events::Change>,
     sent: Option<i64>,
     /// Whether to read the version without waiting for an announcement (at first, and
@@ -779,6 +782,9 @@ impl Live {
                 }
             }
             self.read_now = false;
+            if !self.still_allowed().await {
+                return None;
+            }
             match store::board_version(&self.state.db, self.board).await {
                 Ok(Some(version)) if Some(version) == self.sent => {}
                 Ok(Some(version)) => {
@@ -807,11 +813,33 @@ impl Live {
     }
 }
 
+impl Live {
+    /// Whether the session that opened the stream may still read boards. Checked
+    /// before every event, so a sign-out, a revoked session or a withdrawn permission
+    /// ends the stream instead of telling it of the next change; the browser's
+    /// reconnection is then refused.
+    async fn still_allowed(&self) -> bool {
+        let state = &self.state;
+        let resolved = session::resolve(
+            &state.db,
+            &state.config,
+            &state.sessions,
+            &self.session_token,
+        )
+        .await;
+        matches!(resolved, Ok(Some(auth)) if READ.check(Some(&auth)).is_ok())
+    }
+}
+
 async fn board_events(
     ctx: Ctx,
     Path(raw): Path<String>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, PageError> {
     let board = id(&raw, "board")?;
+    // The route's policy has resolved this cookie already.
+    let session_token = session::cookie(&ctx.headers, session::SESSION_COOKIE)
+        .ok_or_else(AppError::login_required)?
+        .to_owned();
     // Subscribed before the first read, so no change can fall between the two.
     let changes = ctx.state.boards.subscribe();
     store::board_version(&ctx.state.db, board)
@@ -820,6 +848,7 @@ async fn board_events(
     let live = Live {
         state: ctx.state.clone(),
         board,
+        session_token,
         changes,
         sent: None,
         read_now: true,

@@ -21,6 +21,7 @@ on_both_databases!(
     bad_addresses_and_input_are_pages,
     the_script_gets_short_answers,
     live_events_reach_every_instance,
+    a_stream_ends_with_its_session,
 );
 
 async fn user_with(app: &TestApp, username: &str, role: Option<&str>) -> i64 {
@@ -669,6 +670,45 @@ async fn events(app: &TestApp, board: i64, cookie: &str) -> reqwest::Response {
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.headers()["content-type"], "text/event-stream");
     res
+}
+
+/// A signed-out session's stream is not told of the next change: it ends, and the
+/// browser's reconnection is refused.
+async fn a_stream_ends_with_its_session(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (board, _, done, _) = a_board(&app).await;
+    user_with(&app, "boss", Some("Admin")).await;
+    app.login("boss", PASSWORD).await;
+    let cookie = app.session_cookie().unwrap();
+    let mut stream = events(&app, board, &cookie).await;
+    let mut buffer = String::new();
+    read_events(&mut stream, &mut buffer, 1).await;
+
+    let res = app
+        .request(reqwest::Method::POST, "/logout", Some(json!({})))
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    app.login("boss", PASSWORD).await;
+    let res = app
+        .request(
+            reqwest::Method::PUT,
+            &format!("/boards/{board}/columns"),
+            Some(json!({ "id": done, "name": "Shipped" })),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let end = tokio::time::timeout(Duration::from_secs(10), stream.chunk())
+        .await
+        .expect("the stream ends");
+    assert!(matches!(end, Ok(None)), "{end:?} after {buffer:?}");
+
+    let again = new_client()
+        .get(app.url(&format!("/ui/boards/{board}/events")))
+        .header("cookie", format!("session={cookie}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::SEE_OTHER);
 }
 
 async fn live_events_reach_every_instance(backend: Backend) {
