@@ -189,6 +189,10 @@ async fn run() {
             "/admin/users/details?per_page=20&page=50000".into(),
         ),
         (
+            "JSON users, last page (after=)",
+            format!("/admin/users/details?per_page=20&after={deep_user}"),
+        ),
+        (
             "JSON users, prefix search",
             format!("/admin/users/details?q={}", enc(prefix)),
         ),
