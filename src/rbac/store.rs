@@ -390,7 +390,9 @@ pub async fn count_users(db: &Db, q: Option<&str>) -> Result<db::count::Total, A
         Some((low, high)) => query.bind(low.clone()).bind(high.clone()),
         None => query,
     };
-    Ok(db::count::total(db, "users", sample_from, &filter, bind).await?)
+    // 5,000 ids: a search is tested on each (four lower()s), 20,000 took 23 ms on
+    // PostgreSQL; more than 10,000 matches among a million users is a share of 1 %.
+    Ok(db::count::total(db, "users", sample_from, 5_000, &filter, bind).await?)
 }
 
 /// One page of users by offset (the JSON contract's `page`), optionally filtered by a

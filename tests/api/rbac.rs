@@ -624,6 +624,27 @@ async fn user_listing_pages_and_searches(backend: Backend) {
     for key in ["id", "first_name", "last_name", "username", "email"] {
         assert!(!first[key].is_null(), "{key}");
     }
+    // By key: from page 1's `next_after`, exactly page 2.
+    let one: Value = json(app.get("/admin/users/details?per_page=50").await).await;
+    let after = one["next_after"].as_i64().unwrap();
+    assert_eq!(after, one["users"][49]["id"].as_i64().unwrap());
+    let keyed: Value = json(
+        app.get(&format!("/admin/users/details?per_page=50&after={after}"))
+            .await,
+    )
+    .await;
+    assert_eq!(keyed["users"], page["users"]);
+    assert_eq!(keyed["page"], Value::Null);
+    let last: Value = json(
+        app.get(&format!(
+            "/admin/users/details?per_page=50&after={}",
+            keyed["next_after"]
+        ))
+        .await,
+    )
+    .await;
+    assert_eq!(last["users"].as_array().unwrap().len(), 21);
+    assert_eq!(last["next_after"], Value::Null);
     let found: Value = json(app.get("/users/details?q=MEMBER11").await).await;
     // member11 and member110..member119
     assert_eq!(found["total"], 11);
@@ -642,6 +663,11 @@ async fn user_listing_pages_and_searches(backend: Backend) {
     .await;
     expect_error(
         app.get("/users/details?page=x").await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    expect_error(
+        app.get("/users/details?after=x").await,
         StatusCode::BAD_REQUEST,
     )
     .await;
