@@ -20,8 +20,9 @@ pub const PASSWORD: &str = "Generated-Account-42-Password";
 const BATCH: i64 = 50_000;
 /// One account in this many is an Admin; the others hold the User role.
 const ADMIN_EVERY: i64 = 100;
-/// Log entries are spread over this many seconds before now.
-const LOG_SPAN: i64 = 365 * 86_400;
+/// Log entries are spread evenly over this many seconds before now: inside the default
+/// 90-day retention, so that a server started on the generated data keeps them.
+const LOG_SPAN: i64 = 60 * 86_400;
 
 /// Counts `$1..=$2` as `g(n)`; SQLite's default recursion limit does not apply to a
 /// recursive CTE.
@@ -68,7 +69,7 @@ pub async fn generate(db: &Db, users: i64, logs: i64) -> Result<(), SeedError> {
     let mut done = 0;
     while done < logs {
         let count = BATCH.min(logs - done);
-        insert_logs(db, user_ids, done + 1, done + count).await?;
+        insert_logs(db, user_ids, done + 1, done + count, logs).await?;
         done += count;
         progress.show(done);
     }
@@ -132,13 +133,14 @@ async fn insert_users(
     tx.commit().await
 }
 
-/// Entries `from..=to`, oldest first, each naming a generated account (or no one when
+/// Entries `from..=to` of `total`, oldest first, each naming a generated account (or no one when
 /// there is none) with a path, status and level that vary as in real traffic.
 async fn insert_logs(
     db: &Db,
     user_ids: Option<(i64, i64)>,
     from: i64,
     to: i64,
+    total: i64,
 ) -> Result<(), sqlx::Error> {
     let (first, last) = user_ids.unwrap_or((0, -1));
     let now = db::now();
@@ -146,7 +148,7 @@ async fn insert_logs(
     sqlx::query(&format!(
         "{COUNTER}INSERT INTO activity_logs (created_at, level, kind, message, user_id, \
          user_email, client_ip, user_agent, method, path, status, duration_ms, details) \
-         SELECT $3 - $4 + (n % $4), \
+         SELECT $3 - $4 + n * $4 / $7, \
          CASE WHEN n % 50 = 0 THEN 'ERROR' WHEN n % 10 = 0 THEN 'WARNING' ELSE 'INFO' END, \
          CASE WHEN n % 20 = 0 THEN 'auth' WHEN n % 97 = 0 THEN 'admin' ELSE 'access' END, \
          CASE WHEN n % 20 = 0 THEN 'login ok' ELSE 'GET /current_user_details' END, \
@@ -162,6 +164,7 @@ async fn insert_logs(
     .bind(LOG_SPAN)
     .bind(first)
     .bind(last)
+    .bind(total.max(1))
     .execute(&mut *tx)
     .await?;
     tx.commit().await

@@ -36,6 +36,16 @@ async fn generated_data_is_usable(backend: Backend) {
             .await,
         1_234
     );
+    // All inside the default retention of 90 days: a server started on them keeps them.
+    let retained_since = gatehouse::db::now() - 90 * 86_400;
+    assert_eq!(
+        app.scalar(&format!(
+            "SELECT COUNT(*) FROM activity_logs WHERE user_agent = 'generated' \
+             AND created_at < {retained_since}"
+        ))
+        .await,
+        0
+    );
     assert_eq!(
         app.scalar(
             "SELECT COUNT(*) FROM activity_logs WHERE user_agent = 'generated' AND user_id IS NULL"
