@@ -2,17 +2,20 @@
 //!
 //! Hashing is deliberately slow and memory-hungry (19 MiB per hash), so it runs on the
 //! blocking thread pool, never on the async workers, and a semaphore bounds how many
-//! hashes run at once: a flood of logins queues instead of exhausting memory.
+//! hashes run at once: a flood of logins queues instead of exhausting memory. The work
+//! memory of a finished hash is kept for the next one (at most one per permit) rather
+//! than freed: freed 19 MiB blocks stayed in the allocator's per-thread arenas, so a
+//! wave of logins left the process hundreds of MiB larger.
 //!
 //! Accounts imported from the old Flask service keep their Werkzeug hashes until their
 //! first successful sign-in (see [`legacy`]); they are verified here too, under
 //! the same semaphore, and reported as needing a rehash.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::{Output, ParamsString, PasswordHash, Salt, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use tokio::sync::Semaphore;
 use tracing::Span;
 
@@ -31,6 +34,9 @@ pub struct PasswordHasher {
 struct Inner {
     argon: Argon2<'static>,
     permits: Semaphore,
+    /// Work memory of finished hashes, for the next ones; never more than the permits.
+    memory: Mutex<Vec<Vec<Block>>>,
+    max_concurrent: usize,
     /// Verified against when the account does not exist, so that an unknown user
     /// costs the same time as a wrong password.
     dummy_hash: String,
@@ -40,15 +46,21 @@ impl PasswordHasher {
     pub fn new(max_concurrent: usize) -> Result<Self, argon2::password_hash::Error> {
         let params = Params::new(MEMORY_KIB, ITERATIONS, PARALLELISM, None)?;
         let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
-        let dummy_hash = argon
-            .hash_password(b"no such account", &SaltString::generate(&mut OsRng))?
-            .to_string();
+        let max_concurrent = max_concurrent.max(1);
+        let mut inner = Inner {
+            argon,
+            permits: Semaphore::new(max_concurrent),
+            memory: Mutex::new(Vec::with_capacity(max_concurrent)),
+            max_concurrent,
+            dummy_hash: String::new(),
+        };
+        inner.dummy_hash = inner.hash_phc(b"no such account")?;
+        // An idle server holds no work memory: the pool fills with the first logins.
+        if let Ok(pool) = inner.memory.get_mut() {
+            pool.clear();
+        }
         Ok(Self {
-            inner: Arc::new(Inner {
-                argon,
-                permits: Semaphore::new(max_concurrent.max(1)),
-                dummy_hash,
-            }),
+            inner: Arc::new(inner),
         })
     }
 
@@ -57,9 +69,7 @@ impl PasswordHasher {
         let password = password.to_owned();
         self.run(move |inner| {
             inner
-                .argon
-                .hash_password(password.as_bytes(), &SaltString::generate(&mut OsRng))
-                .map(|h| h.to_string())
+                .hash_phc(password.as_bytes())
                 .map_err(|e| AppError::internal(anyhow::anyhow!("argon2 hash: {e}")))
         })
         .await
@@ -121,12 +131,81 @@ impl PasswordHasher {
 }
 
 impl Inner {
+    /// A PHC string for `password` under our parameters and a new salt.
+    fn hash_phc(&self, password: &[u8]) -> argon2::password_hash::Result<String> {
+        let salt = SaltString::generate(&mut OsRng);
+        let len = self
+            .argon
+            .params()
+            .output_len()
+            .unwrap_or(Params::DEFAULT_OUTPUT_LEN);
+        let output = self.compute(&self.argon, password, salt.as_salt(), len)?;
+        let hash = PasswordHash {
+            algorithm: Algorithm::Argon2id.ident(),
+            version: Some(Version::V0x13.into()),
+            params: ParamsString::try_from(self.argon.params())?,
+            salt: Some(salt.as_salt()),
+            hash: Some(output),
+        };
+        Ok(hash.to_string())
+    }
+
+    /// Whether `password` gives the hash of `phc`, computed with the parameters it
+    /// names (older hashes may name other costs); compared in constant time.
     fn argon_matches(&self, password: &str, phc: &str) -> bool {
-        PasswordHash::new(phc).is_ok_and(|parsed| {
-            self.argon
-                .verify_password(password.as_bytes(), &parsed)
-                .is_ok()
-        })
+        let Ok(parsed) = PasswordHash::new(phc) else {
+            return false;
+        };
+        let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+            return false;
+        };
+        let argon = match (
+            Algorithm::try_from(parsed.algorithm),
+            parsed
+                .version
+                .map_or(Ok(Version::default()), Version::try_from),
+            Params::try_from(&parsed),
+        ) {
+            (Ok(algorithm), Ok(version), Ok(params)) => Argon2::new(algorithm, version, params),
+            _ => return false,
+        };
+        self.compute(&argon, password.as_bytes(), salt, expected.len())
+            .is_ok_and(|computed| computed == expected)
+    }
+
+    /// Argon2 of `password` and `salt` into `len` bytes, in work memory from the pool.
+    fn compute(
+        &self,
+        argon: &Argon2<'_>,
+        password: &[u8],
+        salt: Salt<'_>,
+        len: usize,
+    ) -> argon2::password_hash::Result<Output> {
+        let mut salt_bytes = [0u8; Salt::MAX_LENGTH];
+        let salt = salt.decode_b64(&mut salt_bytes)?;
+        let mut blocks = self.take_memory(argon.params().block_count());
+        let output = Output::init_with(len, |out| {
+            Ok(argon.hash_password_into_with_memory(password, salt, out, &mut blocks)?)
+        });
+        self.give_back(blocks);
+        output
+    }
+
+    fn take_memory(&self, blocks: usize) -> Vec<Block> {
+        let pooled = self.memory.lock().ok().and_then(|mut pool| {
+            let at = pool.iter().position(|m| m.len() == blocks)?;
+            Some(pool.swap_remove(at))
+        });
+        pooled.unwrap_or_else(|| vec![Block::default(); blocks])
+    }
+
+    /// Keeps `memory` for the next hash, unless as many are kept as may run at once.
+    fn give_back(&self, memory: Vec<Block>) {
+        if let Ok(mut pool) = self.memory.lock() {
+            if pool.len() < self.max_concurrent {
+                pool.push(memory);
+            }
+        }
     }
 }
 
@@ -305,6 +384,47 @@ mod tests {
         assert!(!hasher.verify("wrong", Some(&hash)).await.unwrap());
         assert!(!hasher.verify("no such account", None).await.unwrap());
         assert!(!hasher.verify("x", Some("not a phc string")).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn pooled_memory_gives_the_standard_hashes_and_stays_bounded() {
+        use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
+        let hasher = PasswordHasher::new(2).unwrap();
+        // Ours verifies with the crate's own API, and the crate's (other costs
+        // included) with ours.
+        let ours = hasher.hash("Correct-Horse-9").await.unwrap();
+        let stock = Argon2::default();
+        let parsed = PasswordHash::new(&ours).unwrap();
+        assert!(stock.verify_password(b"Correct-Horse-9", &parsed).is_ok());
+        let cheaper = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(8 * 1024, 3, 1, None).unwrap(),
+        );
+        let theirs = cheaper
+            .hash_password(b"Correct-Horse-9", &SaltString::generate(&mut OsRng))
+            .unwrap()
+            .to_string();
+        assert!(hasher
+            .verify("Correct-Horse-9", Some(&theirs))
+            .await
+            .unwrap());
+        assert!(!hasher
+            .verify("Correct-Horse-8", Some(&theirs))
+            .await
+            .unwrap());
+        // Many at once: the pool keeps at most one work memory per permit.
+        let checks: Vec<_> = (0..8)
+            .map(|_| {
+                let hasher = hasher.clone();
+                let ours = ours.clone();
+                tokio::spawn(async move { hasher.verify("Correct-Horse-9", Some(&ours)).await })
+            })
+            .collect();
+        for check in checks {
+            assert!(check.await.unwrap().unwrap());
+        }
+        assert!(hasher.inner.memory.lock().unwrap().len() <= 2);
     }
 
     /// The two hashes of the old service's reference database and Werkzeug's pbkdf2
