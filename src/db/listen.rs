@@ -1,7 +1,10 @@
 //! A PostgreSQL `LISTEN` loop on a connection of its own, for the caches and streams
 //! that other instances' changes must reach. It reconnects whenever the connection is
 //! lost, and tells its [`Subscriber`] when it is and is not listening, so that what
-//! relies on the notifications can stop trusting itself meanwhile.
+//! relies on the notifications can stop trusting itself meanwhile. A connection that
+//! has gone quiet is asked to answer every [`PING_EVERY`]: one that does not answer
+//! within [`PING_TIMEOUT`] (a half-open connection, a server that stopped without
+//! closing it) counts as lost, instead of being trusted until TCP notices.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -12,6 +15,10 @@ use tokio::sync::watch;
 
 /// How long to wait before connecting again.
 const RECONNECT_DELAY: Duration = Duration::from_secs(1);
+/// How often the listening connection is asked to answer.
+pub const PING_EVERY: Duration = Duration::from_secs(10);
+/// How long it has to answer.
+pub const PING_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What a listener reports to its owner.
 pub trait Subscriber {
@@ -37,11 +44,24 @@ pub async fn listen(
             Ok(mut listener) => {
                 subscriber.connected();
                 tracing::info!(channel, "listener connected");
+                let mut ping = tokio::time::interval(PING_EVERY);
+                ping.reset();
                 loop {
                     tokio::select! {
                         _ = stop.changed() => {
                             subscriber.disconnected();
                             return;
+                        }
+                        _ = ping.tick() => {
+                            let answered = tokio::time::timeout(
+                                PING_TIMEOUT,
+                                sqlx::query("SELECT 1").execute(&mut listener),
+                            )
+                            .await;
+                            if !matches!(answered, Ok(Ok(_))) {
+                                tracing::warn!(channel, "listener's connection did not answer");
+                                break;
+                            }
                         }
                         received = listener.try_recv() => match received {
                             Ok(Some(notification)) => subscriber.notified(notification.payload()),
