@@ -1,14 +1,17 @@
 //! The HTTP benchmark: `cargo bench --bench http`.
 //!
 //! Starts Gatehouse in this process on a loopback port over a fresh SQLite file, signs
-//! up one ordinary user, marks the email verified and logs in over HTTP. Then, phase by
+//! up one user, marks the email verified, makes them an Admin (creating boards needs
+//! `edit`) and logs in over HTTP. Then, phase by
 //! phase, a fixed number of clients each on its own keep-alive connection call one
 //! route as fast as answers come back: a warm-up that is thrown away, then a measured
 //! slice in which every latency goes into a histogram. In the same run, the server's
 //! own `PasswordHasher` verifies the user's password with no HTTP around it, with as
 //! many concurrent callers as the login phase has: the hash cost a login cannot go
-//! below. A last phase calls the session lookup every authenticated request makes,
-//! with no HTTP around it, to show what the database alone allows.
+//! below. A phase calls the session lookup every authenticated request makes, with
+//! no HTTP around it, to show what the database alone allows. The last two are the
+//! old service's other measured workloads: the first page of the activity log
+//! (`GET /logs?page=1`) and creating a board (`POST /boards` with the CSRF header).
 //!
 //! The machine is shared (by the load generator, and by whatever else runs), so the
 //! phases take turns in rounds: each phase gets one slice per round and the figures add
@@ -68,10 +71,15 @@ const HEALTHZ: &str = "GET /healthz";
 const CHECK_AUTH: &str = "GET /check_auth_status";
 const USER_DETAILS: &str = "GET /current_user_details";
 const LOGIN: &str = "POST /login";
+const LOG_PAGE: &str = "GET /logs";
+const BOARD: &str = "POST /boards";
 /// The old service's authenticated GETs per second, their p99, and logins per second.
 const OLD_AUTH_GET_RATE: f64 = 1_116.0;
 const OLD_AUTH_GET_P99_MS: f64 = 112.0;
 const OLD_LOGIN_RATE: f64 = 19.0;
+/// The old service's log pages and board creations per second.
+const OLD_LOG_PAGE_RATE: f64 = 730.0;
+const OLD_BOARD_RATE: f64 = 368.0;
 const HASH: &str = "Argon2id verify, no HTTP";
 const LOOKUP: &str = "session lookup, no HTTP";
 
@@ -143,7 +151,7 @@ fn main() {
     rt.client.block_on(sign_up(addr));
     // The database is reached from the server's runtime, where its pool lives.
     rt.server.block_on(mark_verified(&server.state));
-    let token = rt.client.block_on(log_in(addr));
+    let (token, csrf) = rt.client.block_on(log_in(addr));
     let stored_hash: String = rt
         .server
         .block_on(
@@ -159,6 +167,7 @@ fn main() {
             method: Method::GET,
             path,
             cookie: token.map(|t| format!("session={t}")),
+            csrf: None,
             body: None,
             expect: StatusCode::OK,
         })
@@ -176,6 +185,19 @@ fn main() {
         Phase::new(HASH, hashers, Work::Hash(stored_hash)),
         Phase::new(LOGIN, hashers, Work::Http(login_call())),
         Phase::new(LOOKUP, conns, Work::Lookup(token.clone())),
+        Phase::new(LOG_PAGE, conns, get("/logs?page=1", Some(&token))),
+        Phase::new(
+            BOARD,
+            conns,
+            Work::Http(Call {
+                method: Method::POST,
+                path: "/boards",
+                cookie: Some(format!("session={token}")),
+                csrf: Some(csrf),
+                body: Some(Bytes::from_static(br#"{"name": "Benchmark board"}"#)),
+                expect: StatusCode::CREATED,
+            }),
+        ),
     ];
 
     print_preamble(&settings, hashers, server.state.db.backend());
@@ -310,6 +332,8 @@ struct Call {
     method: Method,
     path: &'static str,
     cookie: Option<String>,
+    /// The session's CSRF token, for unsafe methods.
+    csrf: Option<String>,
     body: Option<Bytes>,
     expect: StatusCode,
 }
@@ -323,6 +347,9 @@ impl Call {
             .header(header::USER_AGENT, "gatehouse-bench");
         if let Some(cookie) = &self.cookie {
             req = req.header(header::COOKIE, cookie);
+        }
+        if let Some(csrf) = &self.csrf {
+            req = req.header("x-csrftoken", csrf);
         }
         if self.body.is_some() {
             req = req.header(header::CONTENT_TYPE, "application/json");
@@ -389,6 +416,7 @@ async fn sign_up(addr: SocketAddr) {
         method: Method::POST,
         path: "/signup",
         cookie: None,
+        csrf: None,
         body: Some(Bytes::from(body.to_string())),
         expect: StatusCode::CREATED,
     };
@@ -401,7 +429,8 @@ async fn sign_up(addr: SocketAddr) {
     );
 }
 
-/// Marks the user's email verified, as following the emailed link would.
+/// Marks the user's email verified, as following the emailed link would, and makes
+/// them an Admin, whose `edit` permission creating boards needs.
 async fn mark_verified(state: &AppState) {
     let verified = sqlx::query("UPDATE users SET email_verified = 1 WHERE username = $1")
         .bind(USERNAME)
@@ -409,6 +438,14 @@ async fn mark_verified(state: &AppState) {
         .await
         .expect("marking the benchmark user verified");
     assert_eq!(verified.rows_affected(), 1, "the benchmark user exists");
+    let id: i64 = sqlx::query_scalar("SELECT id FROM users WHERE username = $1")
+        .bind(USERNAME)
+        .fetch_one(state.db.pool())
+        .await
+        .expect("the benchmark user's id");
+    gatehouse::rbac::grant_role(state.db.pool(), id, "Admin")
+        .await
+        .expect("the benchmark user made an Admin");
 }
 
 /// The benchmark user's login, with a JSON body.
@@ -417,6 +454,7 @@ fn login_call() -> Call {
         method: Method::POST,
         path: "/login",
         cookie: None,
+        csrf: None,
         body: Some(Bytes::from(
             serde_json::json!({ "username_or_email": USERNAME, "password": PASSWORD }).to_string(),
         )),
@@ -424,8 +462,8 @@ fn login_call() -> Call {
     }
 }
 
-/// Logs in over HTTP and returns the `session` cookie's value.
-async fn log_in(addr: SocketAddr) -> String {
+/// Logs in over HTTP and returns the `session` cookie's value and the CSRF token.
+async fn log_in(addr: SocketAddr) -> (String, String) {
     let (status, headers, body) = call_once(addr, &login_call()).await;
     assert_eq!(
         status,
@@ -442,7 +480,13 @@ async fn log_in(addr: SocketAddr) -> String {
         .expect("a session cookie in the login answer")
         .to_owned();
     still_logged_in(addr, &cookie).await;
-    cookie
+    let answer: serde_json::Value =
+        serde_json::from_slice(&body).expect("the login answer is JSON");
+    let csrf = answer["csrf_token"]
+        .as_str()
+        .expect("a CSRF token in the login answer")
+        .to_owned();
+    (cookie, csrf)
 }
 
 /// `GET /check_auth_status` answers 200 whether or not the session is live, so the
@@ -452,6 +496,7 @@ async fn still_logged_in(addr: SocketAddr, cookie: &str) {
         method: Method::GET,
         path: "/check_auth_status",
         cookie: Some(format!("session={cookie}")),
+        csrf: None,
         body: None,
         expect: StatusCode::OK,
     };
@@ -945,6 +990,8 @@ fn print_results(settings: &Settings, phases: &[Phase]) {
             Some(15.0),
         ),
         (LOGIN, OLD_LOGIN_RATE, None, None),
+        (LOG_PAGE, OLD_LOG_PAGE_RATE, None, None),
+        (BOARD, OLD_BOARD_RATE, None, None),
     ] {
         let times = rate(label) / old_rate;
         let goal = target.map_or(String::new(), |t: f64| {
