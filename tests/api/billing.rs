@@ -29,9 +29,10 @@ on_both_databases!(
     subscription_events_apply_in_stripe_order,
 );
 
-const WEBHOOK_SECRET: &str = "whsec_test_gatehouse";
+pub(crate) const WEBHOOK_SECRET: &str = "whsec_test_gatehouse";
 
-async fn spawn(backend: Backend) -> (TestApp, FakeStripe) {
+/// The app with billing on, against a fake Stripe of its own.
+pub(crate) async fn spawn(backend: Backend) -> (TestApp, FakeStripe) {
     let fake = FakeStripe::start().await;
     let app = TestApp::spawn_with(
         backend,
@@ -47,7 +48,7 @@ async fn spawn(backend: Backend) -> (TestApp, FakeStripe) {
 
 /// Signs up and logs in `name`, who holds `manage_billing` when `manager`; the
 /// client is left logged in as them. Returns the user id.
-async fn user(app: &TestApp, name: &str, manager: bool) -> i64 {
+pub(crate) async fn user(app: &TestApp, name: &str, manager: bool) -> i64 {
     let body = app.verified_user(name).await;
     let id = body["user"]["id"].as_i64().unwrap();
     if manager {

@@ -4,7 +4,7 @@
 use reqwest::{Method, StatusCode};
 
 use super::browser::Browser;
-use super::forms::Walker;
+use super::forms::{signed_in, Walker};
 use crate::helpers::{Backend, TestApp, PASSWORD};
 use crate::on_both_databases;
 
@@ -49,18 +49,6 @@ pub(super) async fn grant(app: &TestApp, username: &str, role: &str) {
     gatehouse::rbac::grant_role(app.state.db.pool(), id, role)
         .await
         .unwrap();
-}
-
-pub(super) async fn signed_in(app: &TestApp, username: &str) -> Walker {
-    let mut w = Walker::new(app);
-    w.open("/ui/login").await;
-    w.submit(
-        "/ui/login",
-        &[("username_or_email", username), ("password", PASSWORD)],
-    )
-    .await;
-    assert_eq!(w.path, "/ui/", "{username} is signed in");
-    w
 }
 
 async fn an_administrator_manages_users_without_javascript(backend: Backend) {

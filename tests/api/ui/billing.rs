@@ -11,8 +11,9 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 
 use super::browser::Browser;
-use super::forms::Walker;
-use crate::fake_stripe::{FakeStripe, SECRET_KEY};
+use super::forms::{signed_in, Walker};
+use crate::billing::{spawn, user, WEBHOOK_SECRET};
+use crate::fake_stripe::FakeStripe;
 use crate::helpers::{new_client, Backend, TestApp, PASSWORD};
 use crate::on_both_databases;
 
@@ -23,60 +24,6 @@ on_both_databases!(
     bad_input_on_the_billing_pages_answers_4xx_pages,
     billing_off_is_a_page_that_says_so,
 );
-
-const WEBHOOK_SECRET: &str = "whsec_ui_billing";
-
-async fn spawn(backend: Backend) -> (TestApp, FakeStripe) {
-    let fake = FakeStripe::start().await;
-    let app = TestApp::spawn_with(
-        backend,
-        &[
-            ("STRIPE_PRIVATE_KEY", SECRET_KEY),
-            ("STRIPE_API_BASE", fake.url.as_str()),
-            ("STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET),
-        ],
-    )
-    .await;
-    (app, fake)
-}
-
-/// A verified user, holding `manage_billing` when `manager`; returns their id. The
-/// app's own client is left signed in as them.
-async fn user(app: &TestApp, name: &str, manager: bool) -> i64 {
-    let body = app.verified_user(name).await;
-    let id = body["user"]["id"].as_i64().unwrap();
-    if manager {
-        let pool = app.state.db.pool();
-        sqlx::query("INSERT INTO roles (name) VALUES ('Billing') ON CONFLICT DO NOTHING")
-            .execute(pool)
-            .await
-            .unwrap();
-        sqlx::query(
-            "INSERT INTO role_permissions (role_id, permission_id) \
-             SELECT r.id, p.id FROM roles r, permissions p \
-             WHERE r.name = 'Billing' AND p.name = 'manage_billing' ON CONFLICT DO NOTHING",
-        )
-        .execute(pool)
-        .await
-        .unwrap();
-        gatehouse::rbac::grant_role(pool, id, "Billing")
-            .await
-            .unwrap();
-    }
-    id
-}
-
-async fn signed_in(app: &TestApp, username: &str) -> Walker {
-    let mut w = Walker::new(app);
-    w.open("/ui/login").await;
-    w.submit(
-        "/ui/login",
-        &[("username_or_email", username), ("password", PASSWORD)],
-    )
-    .await;
-    assert_eq!(w.path, "/ui/", "{username} is signed in");
-    w
-}
 
 /// A product and a price through the JSON routes, as the app's client (a manager).
 async fn product_with_price(

@@ -4,8 +4,9 @@
 
 use reqwest::StatusCode;
 
-use super::admin::{grant, id_of, signed_in};
+use super::admin::{grant, id_of};
 use super::browser::Browser;
+use super::forms::signed_in;
 use crate::helpers::{Backend, TestApp, PASSWORD};
 use crate::on_both_databases;
 

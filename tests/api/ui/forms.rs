@@ -659,3 +659,16 @@ async fn two_factor_and_sessions_without_javascript(backend: Backend) {
         .await;
     laptop.sees("You are signed out.");
 }
+
+/// A walker signed in as `username` (whose password is the helpers' `PASSWORD`).
+pub(super) async fn signed_in(app: &TestApp, username: &str) -> Walker {
+    let mut w = Walker::new(app);
+    w.open("/ui/login").await;
+    w.submit(
+        "/ui/login",
+        &[("username_or_email", username), ("password", PASSWORD)],
+    )
+    .await;
+    assert_eq!(w.path, "/ui/", "{username} is signed in");
+    w
+}

@@ -11,7 +11,7 @@ use secrecy::ExposeSecret;
 use serde_json::json;
 
 use super::browser::Browser;
-use super::forms::Walker;
+use super::forms::{signed_in, Walker};
 use crate::helpers::{new_client, Backend, TestApp, PASSWORD};
 use crate::on_both_databases;
 
@@ -37,18 +37,6 @@ async fn user_with(app: &TestApp, username: &str, role: Option<&str>) -> i64 {
             .unwrap();
     }
     id
-}
-
-async fn signed_in(app: &TestApp, username: &str) -> Walker {
-    let mut w = Walker::new(app);
-    w.open("/ui/login").await;
-    w.submit(
-        "/ui/login",
-        &[("username_or_email", username), ("password", PASSWORD)],
-    )
-    .await;
-    assert_eq!(w.path, "/ui/", "{username} is signed in");
-    w
 }
 
 /// The board's columns as `name: ticket, ticket` lines, in order, from the tables.
