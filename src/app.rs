@@ -24,6 +24,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
 
 use crate::auth::cache::SessionCache;
 use crate::auth::password::PasswordHasher;
@@ -125,6 +126,19 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn(http::json_errors));
     http::security_headers(router, &state.config)
         .layer(middleware::from_fn_with_state(state.clone(), http::observe))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(http::RequestSpan)
+                .on_request(())
+                .on_response(http::Served)
+                .on_body_chunk(())
+                .on_eos(())
+                .on_failure(()),
+        )
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            http::identify_client,
+        ))
         .layer(PropagateRequestIdLayer::new(request_id_header.clone()))
         .layer(SetRequestIdLayer::new(
             request_id_header,

@@ -6,7 +6,7 @@ pub mod query;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, Request, State};
@@ -19,7 +19,8 @@ use ipnet::IpNet;
 use rand::RngCore;
 use tower_http::request_id::{MakeRequestId, RequestId};
 use tower_http::set_header::SetResponseHeaderLayer;
-use tracing::Instrument;
+use tower_http::trace::{MakeSpan, OnResponse};
+use tracing::Span;
 
 use crate::app::AppState;
 use crate::auth::Authenticated;
@@ -141,22 +142,81 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr
 /// Probes that would drown the activity log in noise.
 const UNLOGGED_ROUTES: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
 
-/// Gives the request its client address, logs it once finished, and logs the cause of
-/// any 5xx once, with the request id that the 500 body shows the caller.
-pub async fn observe(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let request_id = request_id(&req);
+/// Gives the request its client address ([`ClientIp`]), for its log span and everything
+/// after.
+pub async fn identify_client(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let peer = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| addr.ip())
         .unwrap_or(IpAddr::from([127, 0, 0, 1]));
     let ip = client_ip(peer, req.headers(), &state.config.trusted_proxies);
-    // The route pattern, not the raw path: paths can carry tokens.
-    let route = req
-        .extensions()
+    req.extensions_mut().insert(ClientIp(ip));
+    next.run(req).await
+}
+
+/// The route pattern of a request, not its raw path: paths can carry tokens.
+fn route_of<B>(req: &axum::http::Request<B>) -> String {
+    req.extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "<unmatched>".to_owned());
+        .unwrap_or_else(|| "<unmatched>".to_owned())
+}
+
+/// The span every log line of a request is in: its id, method, route and client.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestSpan;
+
+impl<B> MakeSpan<B> for RequestSpan {
+    fn make_span(&mut self, req: &axum::http::Request<B>) -> Span {
+        let id = req
+            .extensions()
+            .get::<RequestId>()
+            .and_then(|id| id.header_value().to_str().ok())
+            .unwrap_or("-");
+        let span = tracing::info_span!(
+            "request",
+            id,
+            method = %req.method(),
+            route = %route_of(req),
+            client_ip = tracing::field::Empty,
+        );
+        if let Some(ClientIp(ip)) = req.extensions().get::<ClientIp>() {
+            span.record("client_ip", tracing::field::display(ip));
+        }
+        span
+    }
+}
+
+/// The one access line of a request, when its answer is ready.
+#[derive(Debug, Clone, Copy)]
+pub struct Served;
+
+impl<B> OnResponse<B> for Served {
+    fn on_response(self, response: &axum::http::Response<B>, latency: Duration, span: &Span) {
+        tracing::info!(
+            parent: span,
+            status = response.status().as_u16(),
+            latency_ms = latency.as_secs_f64() * 1000.0,
+            "served"
+        );
+    }
+}
+
+/// Counts the request, records its access line in the activity log, and logs the
+/// cause of any 5xx once, with the request id that the 500 body shows the caller. Runs
+/// inside the request's span ([`RequestSpan`]).
+pub async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let request_id = request_id(&req);
+    let ip = req
+        .extensions()
+        .get::<ClientIp>()
+        .map_or(IpAddr::from([127, 0, 0, 1]), |ip| ip.0);
+    let route = route_of(&req);
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let user_agent = req
@@ -164,15 +224,10 @@ pub async fn observe(State(state): State<AppState>, mut req: Request, next: Next
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .map(|ua| truncate(ua, 512).to_owned());
-    req.extensions_mut().insert(ClientIp(ip));
-
-    let span =
-        tracing::info_span!("request", id = %request_id, %method, route = %route, client_ip = %ip);
     let started = Instant::now();
     let handled = state
         .activity
         .scope(state.config.request_timeout, next.run(req))
-        .instrument(span.clone())
         .await;
     // An answer whose events or changes could not be recorded is not given: the
     // database went away between the change and its record.
@@ -184,7 +239,7 @@ pub async fn observe(State(state): State<AppState>, mut req: Request, next: Next
     });
     let status = response.status();
     if let Some(ErrorReport(cause)) = response.extensions().get::<ErrorReport>() {
-        tracing::error!(parent: &span, error = format!("{cause:#}"), %status, "request failed");
+        tracing::error!(error = format!("{cause:#}"), %status, "request failed");
     }
     if status == StatusCode::INTERNAL_SERVER_ERROR && crate::ui::is_page(&path) {
         let headers = std::mem::take(response.headers_mut());
@@ -206,12 +261,6 @@ pub async fn observe(State(state): State<AppState>, mut req: Request, next: Next
         }
     }
     let elapsed = started.elapsed();
-    tracing::info!(
-        parent: &span,
-        status = status.as_u16(),
-        latency_ms = elapsed.as_secs_f64() * 1000.0,
-        "served"
-    );
     state
         .metrics
         .observe_request(&route, method.as_str(), status.as_u16(), elapsed);
