@@ -124,27 +124,32 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(cors(&state.config))
         .layer(middleware::from_fn(http::json_errors));
+    // The request's own layers, outermost first, as one layer of the router (each
+    // `Router::layer` call boxes and clones its service on every request).
     http::security_headers(router, &state.config)
-        .layer(middleware::from_fn_with_state(state.clone(), http::observe))
         .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(http::RequestSpan)
-                .on_request(())
-                .on_response(http::Served)
-                .on_body_chunk(())
-                .on_eos(())
-                .on_failure(()),
+            ServiceBuilder::new()
+                .layer(MapRequestLayer::new(http::drop_unsafe_request_id))
+                .layer(SetRequestIdLayer::new(
+                    request_id_header.clone(),
+                    http::NewRequestId,
+                ))
+                .layer(PropagateRequestIdLayer::new(request_id_header))
+                .layer(middleware::from_fn_with_state(
+                    state.clone(),
+                    http::identify_client,
+                ))
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(http::RequestSpan)
+                        .on_request(())
+                        .on_response(http::Served)
+                        .on_body_chunk(())
+                        .on_eos(())
+                        .on_failure(()),
+                )
+                .layer(middleware::from_fn_with_state(state.clone(), http::observe)),
         )
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            http::identify_client,
-        ))
-        .layer(PropagateRequestIdLayer::new(request_id_header.clone()))
-        .layer(SetRequestIdLayer::new(
-            request_id_header,
-            http::NewRequestId,
-        ))
-        .layer(MapRequestLayer::new(http::drop_unsafe_request_id))
         .with_state(state)
 }
 

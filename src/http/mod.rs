@@ -17,6 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use ipnet::IpNet;
 use rand::RngCore;
+use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestId, RequestId};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::{MakeSpan, OnResponse};
@@ -474,31 +475,34 @@ fn page_csp(response: &Response) -> Option<HeaderValue> {
 /// Headers every answer carries: nothing here is meant to be framed, sniffed, cached
 /// or to leak a referrer, and in production browsers are told to use HTTPS only. HTML
 /// pages get the web UI's policy; a route that needs otherwise (the web UI's static
-/// files, cached for a year) sets its own header, which is kept. Listed innermost
-/// first, like the router's other layers.
+/// files, cached for a year) sets its own header, which is kept.
 pub fn security_headers(router: Router<AppState>, config: &Config) -> Router<AppState> {
     let fixed =
         |name, value| SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value));
     let hsts = config.is_production().then_some(HeaderValue::from_static(
         "max-age=63072000; includeSubDomains",
     ));
-    router
-        .layer(SetResponseHeaderLayer::overriding(
-            header::CONTENT_SECURITY_POLICY,
-            page_csp as fn(&Response) -> Option<HeaderValue>,
-        ))
-        .layer(fixed(
-            header::CONTENT_SECURITY_POLICY,
-            "default-src 'none'; frame-ancestors 'none'",
-        ))
-        .layer(fixed(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-        .layer(fixed(header::X_FRAME_OPTIONS, "DENY"))
-        .layer(fixed(header::REFERRER_POLICY, "no-referrer"))
-        .layer(fixed(header::CACHE_CONTROL, "no-store"))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::STRICT_TRANSPORT_SECURITY,
-            hsts,
-        ))
+    // One layer of the router, outermost first: each `Router::layer` call would box and
+    // clone its service on every request.
+    router.layer(
+        ServiceBuilder::new()
+            .layer(SetResponseHeaderLayer::if_not_present(
+                header::STRICT_TRANSPORT_SECURITY,
+                hsts,
+            ))
+            .layer(fixed(header::CACHE_CONTROL, "no-store"))
+            .layer(fixed(header::REFERRER_POLICY, "no-referrer"))
+            .layer(fixed(header::X_FRAME_OPTIONS, "DENY"))
+            .layer(fixed(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+            .layer(fixed(
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; frame-ancestors 'none'",
+            ))
+            .layer(SetResponseHeaderLayer::overriding(
+                header::CONTENT_SECURITY_POLICY,
+                page_csp as fn(&Response) -> Option<HeaderValue>,
+            )),
+    )
 }
 
 /// Merges runs of slashes in the path (`//boards//1` is `/boards/1`), as the old client
