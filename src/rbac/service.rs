@@ -58,18 +58,42 @@ pub async fn assign_role(
     let (user, role) = user_and_role(&mut tx, caller, user_id, role_id).await?;
     let added = store::add_user_role(&mut tx, user.id, role.id).await?;
     if added {
-        record_change_in(
-            &mut tx,
-            Kind::Admin,
-            &caller.user,
-            origin,
-            format!("role {:?} given to user {}", role.name, user.id),
-            json!({ "action": "assign_role_to_user", "target": { "user_id": user.id, "username": user.username, "role": role.name }, "before": { "has_role": false }, "after": { "has_role": true } }),
-        )
-        .await?;
+        record_role_change(&mut tx, caller, origin, &user, &role, true).await?;
     }
     tx.commit().await?;
     state.sessions.invalidate(Scope::User(user.id));
+    Ok(())
+}
+
+/// The log entry of a role given (`now_held`) or taken, in the change's transaction.
+async fn record_role_change(
+    conn: &mut sqlx::AnyConnection,
+    caller: &Authenticated,
+    origin: &Origin,
+    user: &User,
+    role: &Role,
+    now_held: bool,
+) -> Result<(), AppError> {
+    let (message, action) = if now_held {
+        (
+            format!("role {:?} given to user {}", role.name, user.id),
+            "assign_role_to_user",
+        )
+    } else {
+        (
+            format!("role {:?} taken from user {}", role.name, user.id),
+            "remove_role_from_user",
+        )
+    };
+    record_change_in(
+        conn,
+        Kind::Admin,
+        &caller.user,
+        origin,
+        message,
+        json!({ "action": action, "target": { "user_id": user.id, "username": user.username, "role": role.name }, "before": { "has_role": !now_held }, "after": { "has_role": now_held } }),
+    )
+    .await?;
     Ok(())
 }
 
@@ -91,15 +115,7 @@ pub async fn remove_role(
         ));
     }
     if removed {
-        record_change_in(
-            &mut tx,
-            Kind::Admin,
-            &caller.user,
-            origin,
-            format!("role {:?} taken from user {}", role.name, user.id),
-            json!({ "action": "remove_role_from_user", "target": { "user_id": user.id, "username": user.username, "role": role.name }, "before": { "has_role": true }, "after": { "has_role": false } }),
-        )
-        .await?;
+        record_role_change(&mut tx, caller, origin, &user, &role, false).await?;
     }
     tx.commit().await?;
     state.sessions.invalidate(Scope::User(user.id));
