@@ -14,7 +14,7 @@ use axum::{middleware, Router};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use secrecy::ExposeSecret;
-use serde_json::json;
+use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
@@ -25,6 +25,8 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
+use utoipa::ToSchema;
+use utoipa_axum::routes;
 
 use crate::auth::cache::SessionCache;
 use crate::auth::password::PasswordHasher;
@@ -32,7 +34,7 @@ use crate::auth::policy::Policy::Public;
 use crate::auth::policy::Routes;
 use crate::config::Config;
 use crate::db::{Backend, Db};
-use crate::error::AppError;
+use crate::error::{AppError, ErrorBody};
 use crate::logs::ActivityLog;
 use crate::mail::Mailer;
 use crate::metrics::{self, Metrics};
@@ -89,11 +91,11 @@ impl AppState {
 /// Every route of the service with the policy that guards it.
 pub fn routes() -> Routes {
     Routes::new()
-        .get("/", Public, index)
-        .get("/healthz", Public, healthz)
-        .get("/readyz", Public, readyz)
-        .get("/metrics", Public, metrics::serve)
-        .get("/openapi.json", Public, openapi::serve)
+        .api(Public, routes!(index))
+        .api(Public, routes!(healthz))
+        .api(Public, routes!(readyz))
+        .api(Public, routes!(metrics::serve))
+        .api(Public, routes!(openapi::serve))
         .merge(accounts::routes())
         .merge(twofa::routes())
         .merge(logs::routes())
@@ -177,8 +179,26 @@ fn cors(config: &Config) -> CorsLayer {
         .max_age(Duration::from_secs(600))
 }
 
-/// The greeting the old service's clients expect; a browser asking for HTML is sent
-/// to the web UI instead.
+/// The old service's greeting.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({ "message": "Hello Friend!" }))]
+struct Greeting {
+    message: &'static str,
+}
+
+/// The greeting
+///
+/// The greeting the old service's clients expect; a browser asking for HTML is sent to
+/// the web UI instead.
+#[utoipa::path(
+    get,
+    path = "/",
+    tag = "service",
+    responses(
+        (status = 200, description = "The greeting", body = Greeting),
+        (status = 303, description = "`Accept` names `text/html`: to the web UI"),
+    )
+)]
 async fn index(headers: HeaderMap) -> Response {
     let wants_html = headers
         .get(header::ACCEPT)
@@ -187,7 +207,10 @@ async fn index(headers: HeaderMap) -> Response {
     let mut response = if wants_html {
         Redirect::to(ui::PREFIX).into_response()
     } else {
-        axum::Json(json!({ "message": "Hello Friend!" })).into_response()
+        axum::Json(Greeting {
+            message: "Hello Friend!",
+        })
+        .into_response()
     };
     response
         .headers_mut()
@@ -195,29 +218,90 @@ async fn index(headers: HeaderMap) -> Response {
     response
 }
 
-async fn healthz() -> Response {
-    axum::Json(json!({ "status": "ok" })).into_response()
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({ "status": "ok" }))]
+struct Health {
+    status: &'static str,
 }
 
-/// Ready when the database answers; the details show what the activity log is
-/// holding and has had to drop, either way.
+/// Liveness
+///
+/// Answers whenever the process serves requests; never looks at the database.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "service",
+    responses((status = 200, description = "Serving", body = Health))
+)]
+async fn healthz() -> axum::Json<Health> {
+    axum::Json(Health { status: "ok" })
+}
+
+/// What the activity log is holding and has had to drop.
+#[derive(Serialize, ToSchema)]
+struct ReadyDetails {
+    activity_log_queue_depth: usize,
+    activity_log_dropped_total: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({
+    "status": "ready",
+    "details": { "activity_log_queue_depth": 0, "activity_log_dropped_total": 0 }
+}))]
+struct Ready {
+    status: &'static str,
+    details: ReadyDetails,
+}
+
+/// The contract's error, with the activity log's figures.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({
+    "success": false,
+    "message": "The database is unreachable",
+    "error": "The database is unreachable",
+    "code": "service_unavailable",
+    "details": { "activity_log_queue_depth": 12, "activity_log_dropped_total": 0 }
+}))]
+struct NotReady {
+    #[serde(flatten)]
+    error: ErrorBody,
+    details: ReadyDetails,
+}
+
+/// Readiness
+///
+/// Ready when the database answers; the details show what the activity log is holding
+/// and has had to drop, either way.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "service",
+    responses(
+        (status = 200, description = "Ready", body = Ready),
+        (status = 503, description = "The database is unreachable (with `Retry-After`)", body = NotReady),
+    )
+)]
 async fn readyz(State(state): State<AppState>) -> Response {
-    let details = json!({
-        "activity_log_queue_depth": state.activity.depth(),
-        "activity_log_dropped_total": state.activity.dropped(),
-    });
+    let details = ReadyDetails {
+        activity_log_queue_depth: state.activity.depth(),
+        activity_log_dropped_total: state.activity.dropped(),
+    };
     if state.db.ping().await {
-        axum::Json(json!({ "status": "ready", "details": details })).into_response()
-    } else {
-        let mut response =
-            AppError::Unavailable(anyhow::anyhow!("readiness: database unreachable"))
-                .into_response();
-        let mut body =
-            crate::error::error_body("The database is unreachable", "service_unavailable");
-        body["details"] = details;
-        *response.body_mut() = axum::body::Body::from(body.to_string());
-        response
+        return axum::Json(Ready {
+            status: "ready",
+            details,
+        })
+        .into_response();
     }
+    let refusal = AppError::Unavailable(anyhow::anyhow!("readiness: database unreachable"));
+    let (mut parts, _) = refusal.into_response().into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let body = NotReady {
+        error: crate::error::error_body("The database is unreachable", "service_unavailable"),
+        details,
+    };
+    (parts, axum::Json(body)).into_response()
 }
 
 async fn not_found(uri: Uri) -> Response {

@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde_json::{json, Value};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 /// The sentence the contract prescribes for a missing or dead session.
 pub const LOGIN_REQUIRED: &str = "Please log in to access this resource.";
@@ -129,8 +130,42 @@ impl AppError {
 }
 
 /// The contract's error body: `message` and `error` carry the same sentence.
-pub fn error_body(message: &str, code: &str) -> Value {
-    json!({ "success": false, "message": message, "error": message, "code": code })
+/// The contract's error answer, the same for every route and status.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({
+    "success": false,
+    "message": "Please log in to access this resource.",
+    "error": "Please log in to access this resource.",
+    "code": "login_required"
+}))]
+pub struct ErrorBody {
+    /// Always `false`.
+    pub success: bool,
+    /// What went wrong, in words for a person; names the field when input is at fault.
+    pub message: String,
+    /// The same text as `message` (the old service's clients read either).
+    pub error: String,
+    /// What went wrong, for a program: `invalid_request`, `login_required`,
+    /// `unauthorized_access`, `csrf_failed`, `not_found`, `conflict`,
+    /// `too_many_requests`, `service_unavailable`, …
+    pub code: String,
+    /// Present (and `true`) when a login needs the second factor.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub twofa_required: Option<bool>,
+    /// On a 500: the request's id, to quote when reporting it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+pub fn error_body(message: &str, code: &str) -> ErrorBody {
+    ErrorBody {
+        success: false,
+        message: message.to_owned(),
+        error: message.to_owned(),
+        code: code.to_owned(),
+        twofa_required: None,
+        request_id: None,
+    }
 }
 
 impl IntoResponse for AppError {
@@ -138,7 +173,7 @@ impl IntoResponse for AppError {
         let status = self.status();
         let mut body = error_body(&self.to_string(), self.code());
         if matches!(self, Self::TwofaRequired) {
-            body["twofa_required"] = Value::Bool(true);
+            body.twofa_required = Some(true);
         }
         let mut response = (status, axum::Json(body)).into_response();
         response.extensions_mut().insert(ErrorCode(self.code()));

@@ -141,6 +141,18 @@ fn queue_gauges(state: &AppState, outbox: Option<i64>) -> Registry {
     registry
 }
 
+/// Metrics
+///
+/// The OpenMetrics text format, for Prometheus to scrape. Never looks up a session;
+/// without the database it leaves out the mail outbox's gauge.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "service",
+    responses((status = 200, description = "Every metric, ending with `# EOF`",
+        content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8", body = String,
+        example = "# TYPE gatehouse_http_requests counter\n# EOF\n"))
+)]
 pub async fn serve(State(state): State<AppState>) -> Result<Response, AppError> {
     let outbox = tokio::time::timeout(
         Duration::from_secs(1),

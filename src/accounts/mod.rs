@@ -10,7 +10,8 @@ mod sessions;
 pub mod store;
 pub mod validate;
 
-use serde_json::{json, Value};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 pub use routes::routes;
 
@@ -37,18 +38,43 @@ pub struct User {
 
 impl User {
     /// The contract's `<user>` object.
-    pub fn to_json(&self, access: &Access) -> Value {
-        json!({
-            "id": self.id,
-            "first_name": self.first_name,
-            "last_name": self.last_name,
-            "username": self.username,
-            "email": self.email,
-            "twofa_enabled": self.twofa_enabled,
-            "roles": access.roles,
-            "permissions": access.permissions,
-        })
+    pub fn details(&self, access: &Access) -> UserDetails {
+        UserDetails {
+            id: self.id,
+            first_name: self.first_name.clone(),
+            last_name: self.last_name.clone(),
+            username: self.username.clone(),
+            email: self.email.clone(),
+            twofa_enabled: self.twofa_enabled,
+            roles: access.roles.clone(),
+            permissions: access.permissions.iter().cloned().collect(),
+        }
     }
+}
+
+/// The contract's `<user>` object: an account with what it may do.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": 7,
+    "first_name": "Ada",
+    "last_name": "Lovelace",
+    "username": "ada",
+    "email": "ada@example.com",
+    "twofa_enabled": false,
+    "roles": ["User"],
+    "permissions": ["view_logs"]
+}))]
+pub struct UserDetails {
+    pub id: i64,
+    pub first_name: String,
+    pub last_name: String,
+    pub username: String,
+    pub email: String,
+    pub twofa_enabled: bool,
+    /// The names of the roles the account holds.
+    pub roles: Vec<String>,
+    /// Every permission the roles grant, sorted.
+    pub permissions: Vec<String>,
 }
 
 /// What `gatehouse create-admin` made.

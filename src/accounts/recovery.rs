@@ -7,9 +7,8 @@
 //! tells its owner by email.
 
 use axum::extract::{Path, State};
-use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::json;
+use utoipa::ToSchema;
 
 use super::store::{self, TokenPurpose};
 use super::{emails, validate, User};
@@ -18,7 +17,8 @@ use crate::auth::cache::Scope;
 use crate::auth::session;
 use crate::db;
 use crate::error::AppError;
-use crate::http::{Json, Origin};
+use crate::error::ErrorBody;
+use crate::http::{Done, Json, Origin};
 use crate::logs::{ActivityLog, Level, LogEntry};
 use crate::throttle::{self, Attempt};
 
@@ -27,18 +27,35 @@ pub const RESET_SENT: &str =
     "If an account exists for that email, a password reset link has been sent";
 pub const RESET_INVALID: &str = "The password reset link is invalid, has expired or has been used";
 
-#[derive(Deserialize)]
+/// Whose password to reset.
+#[derive(Deserialize, ToSchema)]
+#[schema(example = json!({ "email": "ada@example.com" }))]
 pub(super) struct ForgotBody {
     email: String,
 }
 
+/// Ask for a password reset link
+///
+/// The same answer whether or not the address has an account; the link, valid for an
+/// hour, is emailed when it has.
+#[utoipa::path(
+    post,
+    path = "/forgot_password",
+    tag = "accounts",
+    request_body = ForgotBody,
+    responses(
+        (status = 200, description = "Taken", body = Done,
+            example = json!({ "success": true, "message": RESET_SENT })),
+        (status = 429, description = "Too many requests from this address or for this email; see `Retry-After`", body = ErrorBody),
+    )
+)]
 pub(super) async fn forgot_password(
     State(state): State<AppState>,
     origin: Origin,
     Json(body): Json<ForgotBody>,
-) -> Result<Response, AppError> {
+) -> Result<Done, AppError> {
     request_reset(&state, &origin, &body.email).await?;
-    Ok(axum::Json(json!({ "success": true, "message": RESET_SENT })).into_response())
+    Ok(Done::new(RESET_SENT))
 }
 
 /// Queues a reset link for the address if it has an account; the caller learns only
@@ -96,22 +113,36 @@ async fn send_reset_link(state: &AppState, email: &str, origin: &Origin) -> Resu
     Ok(())
 }
 
-#[derive(Deserialize)]
+/// The new password (an `email` key is accepted and ignored).
+#[derive(Deserialize, ToSchema)]
+#[schema(example = json!({ "password": "Difference-Engine-1822" }))]
 pub(super) struct ResetBody {
     password: String,
 }
 
+/// Set a new password with a reset link
+///
+/// Ends every session of the account and tells its owner by email.
+#[utoipa::path(
+    post,
+    path = "/reset_password/{token}",
+    tag = "accounts",
+    params(("token" = String, Path, description = "The emailed reset token")),
+    request_body = ResetBody,
+    responses(
+        (status = 200, description = "Reset", body = Done,
+            example = json!({ "success": true, "message": "Password has been reset" })),
+        (status = 400, description = "The link is invalid, expired or used, or the password breaks the policy", body = ErrorBody),
+    )
+)]
 pub(super) async fn reset_password(
     State(state): State<AppState>,
     origin: Origin,
     Path(token): Path<String>,
     Json(body): Json<ResetBody>,
-) -> Result<Response, AppError> {
+) -> Result<Done, AppError> {
     reset(&state, &origin, &token, &body.password).await?;
-    Ok(
-        axum::Json(json!({ "success": true, "message": "Password has been reset" }))
-            .into_response(),
-    )
+    Ok(Done::new("Password has been reset"))
 }
 
 /// Sets a new password with a reset link's token and uses the token up.

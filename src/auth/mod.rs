@@ -28,7 +28,7 @@ pub use policy::{CSRF_FAILED, CSRF_HEADER};
 pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     // Monitoring answers whoever asks and must not depend on the session store: a
     // cookie sent to them during an outage would otherwise turn them into 503s.
-    if matches!(req.uri().path(), "/healthz" | "/readyz" | "/metrics") {
+    if crate::http::PROBES.contains(&req.uri().path()) {
         return next.run(req).await;
     }
     let Some(token) = session::cookie(req.headers(), session::SESSION_COOKIE) else {

@@ -23,6 +23,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter};
 use axum::Router;
 use subtle::ConstantTimeEq;
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::schema::Schema;
+use utoipa::openapi::RefOr;
+use utoipa_axum::router::UtoipaMethodRouter;
 
 use super::Authenticated;
 use crate::app::AppState;
@@ -171,6 +175,8 @@ pub struct RouteSpec {
     pub csrf_header: bool,
     /// Answered 503 `billing_not_configured` when billing is off.
     pub needs_billing: bool,
+    /// A JSON route's description from its handler's `#[utoipa::path]`; pages have none.
+    pub operation: Option<Operation>,
 }
 
 /// The route table; see the module documentation. Handlers are kept unguarded until
@@ -178,6 +184,8 @@ pub struct RouteSpec {
 pub struct Routes {
     entries: Vec<(RouteSpec, MethodRouter<AppState>)>,
     specs: Vec<RouteSpec>,
+    /// The schemas the documented handlers' bodies refer to.
+    schemas: Vec<(String, RefOr<Schema>)>,
     /// How the routes added to this table refuse.
     refusal: Refusal,
 }
@@ -194,6 +202,7 @@ impl Routes {
         Self {
             entries: Vec::new(),
             specs: Vec::new(),
+            schemas: Vec::new(),
             refusal: Refusal::Json,
         }
     }
@@ -226,6 +235,7 @@ impl Routes {
             refusal: self.refusal,
             csrf_header: access.csrf_header,
             needs_billing: access.needs_billing,
+            operation: None,
         };
         self.specs.push(spec.clone());
         self.entries
@@ -269,15 +279,63 @@ impl Routes {
         self.add(Method::DELETE, MethodFilter::DELETE, path, access, handler)
     }
 
+    /// A JSON route whose handler carries `#[utoipa::path]`, given as
+    /// `utoipa_axum::routes!(handler)`: its path, methods, bodies and answers come from
+    /// that description, who may call it from here. `/openapi.json` adds what the
+    /// access implies (401, 403, 503, the security schemes).
+    pub fn api(
+        mut self,
+        access: impl Into<Access>,
+        (schemas, paths, handler): UtoipaMethodRouter<AppState>,
+    ) -> Self {
+        let access = access.into();
+        let mut first = None;
+        for (path, item) in paths.paths {
+            let operations = [
+                (Method::GET, item.get),
+                (Method::POST, item.post),
+                (Method::PUT, item.put),
+                (Method::DELETE, item.delete),
+                (Method::PATCH, item.patch),
+            ];
+            for (method, operation) in operations {
+                let Some(operation) = operation else { continue };
+                let spec = RouteSpec {
+                    method,
+                    path: path.clone(),
+                    policy: access.policy,
+                    refusal: self.refusal,
+                    csrf_header: access.csrf_header,
+                    needs_billing: access.needs_billing,
+                    operation: Some(operation),
+                };
+                first.get_or_insert_with(|| spec.clone());
+                self.specs.push(spec);
+            }
+        }
+        // `routes!` registered every method of the handler on one method router; the
+        // entry's checks read the request's own method, so one entry guards them all.
+        if let Some(spec) = first {
+            self.entries.push((spec, handler));
+        }
+        self.schemas.extend(schemas);
+        self
+    }
+
     /// Joins another capability's table to this one.
     pub fn merge(mut self, other: Routes) -> Self {
         self.entries.extend(other.entries);
         self.specs.extend(other.specs);
+        self.schemas.extend(other.schemas);
         self
     }
 
     pub fn specs(&self) -> &[RouteSpec] {
         &self.specs
+    }
+
+    pub fn schemas(&self) -> &[(String, RefOr<Schema>)] {
+        &self.schemas
     }
 
     /// The router, each handler behind its entry's checks.

@@ -165,10 +165,13 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
 
 /// The login form, accepted as JSON, urlencoded or multipart (the Next.js client
 /// sends `FormData`).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({ "username_or_email": "ada", "password": "Analytical-Engine-1843" }))]
 pub struct LoginBody {
+    /// The username or the email address.
     pub username_or_email: String,
     pub password: String,
+    /// With 2FA on: a TOTP code, a recovery code or an emailed sign-in code.
     #[serde(default)]
     pub token: Option<String>,
 }

@@ -1,6 +1,7 @@
 //! The HTTP plumbing every route shares: request ids and request logs, the client
 //! address, JSON bodies, and turning every non-JSON failure into the contract's error.
 
+pub mod answer;
 mod extract;
 pub mod query;
 
@@ -26,8 +27,9 @@ use tracing::Span;
 use crate::app::AppState;
 use crate::auth::Authenticated;
 use crate::config::Config;
-use crate::error::{error_body, AppError, ErrorCode, ErrorReport};
+use crate::error::{error_body, AppError, ErrorBody, ErrorCode, ErrorReport};
 use crate::logs::{Kind, Level, LogEntry};
+pub use answer::Done;
 use extract::has_control_characters;
 pub use extract::{Json, LoginBody};
 
@@ -140,8 +142,9 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr
         .unwrap_or(peer)
 }
 
-/// Probes that would drown the activity log in noise.
-const UNLOGGED_ROUTES: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
+/// The probes: they never look up a session (so a database outage cannot fail them)
+/// and are left out of the activity log, which they would drown in noise.
+pub const PROBES: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
 
 /// Gives the request its client address ([`ClientIp`]), for its log span and everything
 /// after.
@@ -251,8 +254,10 @@ pub async fn observe(State(state): State<AppState>, req: Request, next: Next) ->
             }
         }
     } else if status == StatusCode::INTERNAL_SERVER_ERROR {
-        let mut body = error_body("An internal error occurred", "internal_error");
-        body["request_id"] = request_id.clone().into();
+        let body = ErrorBody {
+            request_id: Some(request_id.clone()),
+            ..error_body("An internal error occurred", "internal_error")
+        };
         let headers = std::mem::take(response.headers_mut());
         response = (status, axum::Json(body)).into_response();
         for (name, value) in headers.iter() {
@@ -272,7 +277,7 @@ pub async fn observe(State(state): State<AppState>, req: Request, next: Next) ->
             .map_or(if status.is_success() { "ok" } else { "error" }, |c| c.0);
         state.metrics.observe_login(outcome);
     }
-    if !UNLOGGED_ROUTES.contains(&route.as_str()) {
+    if !PROBES.contains(&route.as_str()) {
         let level = match status.as_u16() {
             500.. => Level::Error,
             400.. => Level::Warning,
@@ -352,7 +357,7 @@ pub async fn json_errors(req: Request, next: Next) -> Response {
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    let body = error_body(message, code).to_string();
+    let body = serde_json::to_vec(&error_body(message, code)).unwrap_or_default();
     Response::from_parts(parts, Body::from(body))
 }
 

@@ -313,10 +313,10 @@ async fn users_details(
 const ALL_PROFILES_LIMIT: i64 = 10_000;
 
 async fn all_user_profiles(State(state): State<AppState>) -> Result<Response, AppError> {
-    let profiles: Vec<Value> = store::all_profiles(&state.db, ALL_PROFILES_LIMIT)
+    let profiles: Vec<_> = store::all_profiles(&state.db, ALL_PROFILES_LIMIT)
         .await?
         .iter()
-        .map(|(user, access)| user.to_json(access))
+        .map(|(user, access)| user.details(access))
         .collect();
     Ok(axum::Json(json!({ "success": true, "message": profiles })).into_response())
 }
