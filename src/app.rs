@@ -39,7 +39,7 @@ use crate::logs::ActivityLog;
 use crate::mail::Mailer;
 use crate::metrics::{self, Metrics};
 use crate::throttle::Throttle;
-use crate::{accounts, auth, billing, http, kanban, logs, mail, openapi, rbac, twofa, ui};
+use crate::{accounts, auth, billing, docs, http, kanban, logs, mail, openapi, rbac, twofa, ui};
 
 /// Request bodies above this size are refused with 413.
 pub const BODY_LIMIT: usize = 1024 * 1024;
@@ -103,6 +103,7 @@ pub fn routes() -> Routes {
         .merge(kanban::routes())
         .merge(billing::routes())
         .merge(ui::routes())
+        .merge(docs::routes())
 }
 
 /// The routes with the layers they all share.
@@ -305,7 +306,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 async fn not_found(uri: Uri) -> Response {
-    if ui::is_page(uri.path()) {
+    if http::is_page(uri.path()) {
         return ui::error_page(
             StatusCode::NOT_FOUND,
             "Page not found",

@@ -12,6 +12,8 @@ pub mod billing;
 pub mod config;
 /// The database pool, migrations and shared SQL helpers.
 pub mod db;
+/// `GET /docs`: the API reference as HTML pages, from the OpenAPI document.
+pub mod docs;
 /// The one error type and its JSON form.
 pub mod error;
 /// Middleware and extractors shared by every route.

@@ -30,7 +30,10 @@ Sign in with `POST /login`: the answer sets the `session` cookie and carries a \
 `csrf_token`. Every unsafe method (POST, PUT, DELETE) made with the session cookie must \
 echo that token in the `X-CSRFToken` header, except where an operation says otherwise. \
 Every error has the same body (`ErrorBody`); a 503 caused by an unreachable database \
-carries `Retry-After`, as does a 429.";
+carries `Retry-After`, as does a 429.\n\n\
+No text, in a path, a query parameter or a JSON body, may hold a control character \
+(JSON text may hold tabs and line breaks); the schemas' `pattern`s say so.\n\n\
+The same reference, for reading: `GET /docs`.";
 
 fn error(description: &str) -> RefOr<utoipa::openapi::Response> {
     ResponseBuilder::new()
@@ -200,13 +203,110 @@ pub fn document(routes: &Routes) -> OpenApi {
 /// The document is derived from code alone, so it is built once, on first request.
 static DOCUMENT: OnceLock<String> = OnceLock::new();
 
-/// The document as JSON text.
+/// The document as JSON text, its text fields limited as the server limits them.
 pub fn json() -> &'static str {
     DOCUMENT.get_or_init(|| {
-        document(&crate::app::routes())
-            .to_json()
-            .unwrap_or_default()
+        let Ok(mut doc) = serde_json::to_value(document(&crate::app::routes())) else {
+            return String::new();
+        };
+        limit_text(&mut doc);
+        serde_json::to_string(&doc).unwrap_or_default()
     })
+}
+
+/// No path or query parameter may hold a control character (`http::refuse_control_characters`).
+pub const PARAMETER_TEXT: &str = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$";
+/// A JSON body's text may hold tabs and line breaks but no other control character
+/// (`http::Json`).
+pub const BODY_TEXT: &str = "^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F]*$";
+
+/// Says in the schemas what the server refuses in every text before any handler sees
+/// it, so that a value the document allows is one the server accepts: a `pattern` on
+/// every free-form string (one with no pattern, format, enum or const of its own).
+fn limit_text(doc: &mut serde_json::Value) {
+    if let Some(schemas) = doc
+        .pointer_mut("/components/schemas")
+        .and_then(serde_json::Value::as_object_mut)
+    {
+        for schema in schemas.values_mut() {
+            add_pattern(schema, BODY_TEXT);
+        }
+    }
+    let Some(paths) = doc
+        .get_mut("paths")
+        .and_then(serde_json::Value::as_object_mut)
+    else {
+        return;
+    };
+    for item in paths.values_mut() {
+        let Some(item) = item.as_object_mut() else {
+            continue;
+        };
+        for op in item.values_mut() {
+            if let Some(params) = op
+                .get_mut("parameters")
+                .and_then(serde_json::Value::as_array_mut)
+            {
+                for param in params {
+                    if let Some(schema) = param.get_mut("schema") {
+                        add_pattern(schema, PARAMETER_TEXT);
+                    }
+                }
+            }
+            if let Some(content) = op
+                .pointer_mut("/requestBody/content")
+                .and_then(serde_json::Value::as_object_mut)
+            {
+                for media in content.values_mut() {
+                    if let Some(schema) = media.get_mut("schema") {
+                        add_pattern(schema, BODY_TEXT);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn add_pattern(schema: &mut serde_json::Value, pattern: &str) {
+    let Some(object) = schema.as_object_mut() else {
+        return;
+    };
+    let is_string = match object.get("type") {
+        Some(serde_json::Value::String(t)) => t == "string",
+        Some(serde_json::Value::Array(ts)) => ts.iter().any(|t| t == "string"),
+        _ => false,
+    };
+    let constrained = ["pattern", "format", "enum", "const"]
+        .iter()
+        .any(|k| object.contains_key(*k));
+    if is_string && !constrained {
+        object.insert("pattern".to_owned(), pattern.into());
+    }
+    for key in ["properties", "patternProperties"] {
+        if let Some(properties) = object
+            .get_mut(key)
+            .and_then(serde_json::Value::as_object_mut)
+        {
+            for property in properties.values_mut() {
+                add_pattern(property, pattern);
+            }
+        }
+    }
+    for key in ["items", "additionalProperties", "not"] {
+        if let Some(inner) = object.get_mut(key) {
+            add_pattern(inner, pattern);
+        }
+    }
+    for key in ["oneOf", "anyOf", "allOf", "prefixItems"] {
+        if let Some(variants) = object
+            .get_mut(key)
+            .and_then(serde_json::Value::as_array_mut)
+        {
+            for variant in variants {
+                add_pattern(variant, pattern);
+            }
+        }
+    }
 }
 
 /// This document

@@ -245,7 +245,7 @@ pub async fn observe(State(state): State<AppState>, req: Request, next: Next) ->
     if let Some(ErrorReport(cause)) = response.extensions().get::<ErrorReport>() {
         tracing::error!(error = format!("{cause:#}"), %status, "request failed");
     }
-    if status == StatusCode::INTERNAL_SERVER_ERROR && crate::ui::is_page(&path) {
+    if status == StatusCode::INTERNAL_SERVER_ERROR && is_page(&path) {
         let headers = std::mem::take(response.headers_mut());
         response = crate::ui::server_error_page(status, &request_id);
         for (name, value) in headers.iter() {
@@ -302,11 +302,17 @@ pub async fn observe(State(state): State<AppState>, req: Request, next: Next) ->
     response
 }
 
+/// Whether a path is an HTML page (the web UI, the API reference), whose failures are
+/// answered with an HTML page.
+pub fn is_page(path: &str) -> bool {
+    crate::ui::is_page(path) || crate::docs::is_page(path)
+}
+
 /// Gives every error that did not come from our own handlers (unknown route, wrong
 /// method, body limit, timeout) the contract's JSON body, or on the web UI an HTML
 /// page.
 pub async fn json_errors(req: Request, next: Next) -> Response {
-    let page = crate::ui::is_page(req.uri().path());
+    let page = is_page(req.uri().path());
     let response = next.run(req).await;
     let status = response.status();
     let is_ours = response
@@ -374,7 +380,7 @@ const HEADERS_TOO_LARGE: &str = "The request's header fields are too large.";
 /// about 400 KiB of header), whose refusals it sends by itself with an empty body,
 /// so that any client a proxy would let through meets these instead.
 pub async fn request_limits(req: Request, next: Next) -> Response {
-    let page = crate::ui::is_page(req.uri().path());
+    let page = is_page(req.uri().path());
     let uri_bytes = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
     if uri_bytes > MAX_URI_BYTES {
         return refusal(page, StatusCode::URI_TOO_LONG, URI_TOO_LONG, "uri_too_long");
@@ -410,7 +416,7 @@ fn refusal(page: bool, status: StatusCode, message: &str, code: &'static str) ->
 /// stores it, and no parameter has a use for any of them. JSON bodies get the same rule
 /// in [`Json`].
 pub async fn refuse_control_characters(req: Request, next: Next) -> Response {
-    let page = crate::ui::is_page(req.uri().path());
+    let page = is_page(req.uri().path());
     if has_control_characters(&percent_decoded(req.uri().path())) {
         return refusal(
             page,

@@ -10,6 +10,7 @@ mod accounts;
 mod billing;
 mod cache;
 mod cli;
+mod docs;
 mod import;
 mod instances;
 mod kanban;
