@@ -220,22 +220,72 @@ pub const PARAMETER_TEXT: &str = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$";
 /// (`http::Json`).
 pub const BODY_TEXT: &str = "^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F]*$";
 
-/// Says in the schemas what the server refuses in every text before any handler sees
-/// it, so that a value the document allows is one the server accepts: a `pattern` on
-/// every free-form string (one with no pattern, format, enum or const of its own).
+/// The schema of any JSON value a body may carry beyond its known fields: its text
+/// (keys too) holds no control character but tab and line breaks.
+const ANY_VALUE: &str = "AnyValue";
+
+/// Says in the schemas what the server refuses in every request's text before any
+/// handler sees it, so that a value the document allows is one the server accepts: a
+/// `pattern` on every free-form string (one with no pattern, format, enum or const of
+/// its own) of a parameter or a request body, and on a body's keys; the fields a body
+/// may carry beyond its own are [`ANY_VALUE`]s. Answers are left as they are (an error
+/// may quote what it refused).
 fn limit_text(doc: &mut serde_json::Value) {
-    if let Some(schemas) = doc
-        .pointer_mut("/components/schemas")
-        .and_then(serde_json::Value::as_object_mut)
-    {
-        for schema in schemas.values_mut() {
-            add_pattern(schema, BODY_TEXT);
+    use serde_json::{json, Value};
+    let mut in_bodies = std::collections::BTreeSet::new();
+    let mut pending: Vec<String> = Vec::new();
+    let refs = |value: &Value, pending: &mut Vec<String>| {
+        let text = value.to_string();
+        for part in text.split("\"#/components/schemas/").skip(1) {
+            if let Some(name) = part.split('"').next() {
+                pending.push(name.to_owned());
+            }
+        }
+    };
+    if let Some(paths) = doc.get("paths").and_then(Value::as_object) {
+        for item in paths.values().filter_map(Value::as_object) {
+            for op in item.values() {
+                if let Some(body) = op.get("requestBody") {
+                    refs(body, &mut pending);
+                }
+            }
         }
     }
-    let Some(paths) = doc
-        .get_mut("paths")
-        .and_then(serde_json::Value::as_object_mut)
-    else {
+    while let Some(name) = pending.pop() {
+        if in_bodies.insert(name.clone()) {
+            if let Some(schema) = doc.pointer(&format!("/components/schemas/{name}")) {
+                refs(schema, &mut pending);
+            }
+        }
+    }
+    if let Some(schemas) = doc
+        .pointer_mut("/components/schemas")
+        .and_then(Value::as_object_mut)
+    {
+        for (name, schema) in schemas.iter_mut() {
+            if in_bodies.contains(name) {
+                add_pattern(schema, BODY_TEXT);
+            }
+        }
+        schemas.insert(
+            ANY_VALUE.to_owned(),
+            json!({
+                "description": "Any JSON value whose text (keys too) holds no control \
+                    character but tab and line breaks.",
+                "anyOf": [
+                    { "type": "string", "pattern": BODY_TEXT },
+                    { "type": ["number", "boolean", "null"] },
+                    { "type": "array", "items": { "$ref": format!("#/components/schemas/{ANY_VALUE}") } },
+                    {
+                        "type": "object",
+                        "propertyNames": { "pattern": BODY_TEXT },
+                        "additionalProperties": { "$ref": format!("#/components/schemas/{ANY_VALUE}") }
+                    }
+                ]
+            }),
+        );
+    }
+    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
         return;
     };
     for item in paths.values_mut() {
@@ -243,10 +293,7 @@ fn limit_text(doc: &mut serde_json::Value) {
             continue;
         };
         for op in item.values_mut() {
-            if let Some(params) = op
-                .get_mut("parameters")
-                .and_then(serde_json::Value::as_array_mut)
-            {
+            if let Some(params) = op.get_mut("parameters").and_then(Value::as_array_mut) {
                 for param in params {
                     if let Some(schema) = param.get_mut("schema") {
                         add_pattern(schema, PARAMETER_TEXT);
@@ -255,7 +302,7 @@ fn limit_text(doc: &mut serde_json::Value) {
             }
             if let Some(content) = op
                 .pointer_mut("/requestBody/content")
-                .and_then(serde_json::Value::as_object_mut)
+                .and_then(Value::as_object_mut)
             {
                 for media in content.values_mut() {
                     if let Some(schema) = media.get_mut("schema") {
@@ -281,6 +328,18 @@ fn add_pattern(schema: &mut serde_json::Value, pattern: &str) {
         .any(|k| object.contains_key(*k));
     if is_string && !constrained {
         object.insert("pattern".to_owned(), pattern.into());
+    }
+    let is_object =
+        object.get("type").is_some_and(|t| t == "object") || object.contains_key("properties");
+    if is_object && pattern == BODY_TEXT && !object.contains_key("additionalProperties") {
+        object.insert(
+            "propertyNames".to_owned(),
+            serde_json::json!({ "pattern": pattern }),
+        );
+        object.insert(
+            "additionalProperties".to_owned(),
+            serde_json::json!({ "$ref": format!("#/components/schemas/{ANY_VALUE}") }),
+        );
     }
     for key in ["properties", "patternProperties"] {
         if let Some(properties) = object
