@@ -246,6 +246,22 @@ pub async fn set_password(
     Ok(())
 }
 
+/// Marks the account's second factor on or off; the 2FA store calls it in the
+/// transaction that stores or removes the secret.
+pub async fn set_twofa_enabled(
+    conn: &mut sqlx::AnyConnection,
+    user_id: i64,
+    enabled: bool,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE users SET twofa_enabled = $1, updated_at = $2 WHERE id = $3")
+        .bind(i64::from(enabled))
+        .bind(db::now())
+        .bind(user_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// A session as its owner sees it in the list of their sessions.
 pub struct SessionInfo {
     pub id: i64,

@@ -51,7 +51,10 @@ pub enum DbError {
 /// The message paired with the unique index a failed write violated, when it is one of
 /// `conflicts` (index name, message). PostgreSQL reports the index name as the
 /// constraint; SQLite names an expression index in its message instead.
-pub fn unique_conflict(e: &sqlx::Error, conflicts: &[(&str, &'static str)]) -> Option<&'static str> {
+pub fn unique_conflict(
+    e: &sqlx::Error,
+    conflicts: &[(&str, &'static str)],
+) -> Option<&'static str> {
     let sqlx::Error::Database(db) = e else {
         return None;
     };

@@ -15,6 +15,7 @@ mod instances;
 mod kanban;
 mod logs;
 mod mail;
+mod openapi;
 mod rbac;
 mod recovery;
 mod reliability;
