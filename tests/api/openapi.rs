@@ -536,6 +536,10 @@ mod recipes {
         let mut s = Steps { doc, reached };
         service(app, f, &mut s).await;
         accounts(app, f, &mut s).await;
+        twofa_and_logs(app, &mut s).await;
+        for prefix in ["/admin", ""] {
+            rbac(app, f, &mut s, prefix).await;
+        }
     }
 
     async fn service(app: &TestApp, f: &Fixture, s: &mut Steps<'_>) {
@@ -717,5 +721,200 @@ mod recipes {
         let third = plain(app).await;
         s.expect(&third, post.clone(), "/logout", Body::None, 200)
             .await;
+    }
+
+    async fn twofa_and_logs(app: &TestApp, s: &mut Steps<'_>) {
+        use crate::twofa::{secret_in, step_now, totp};
+        app.verified_user("second").await;
+        let second = Actor::logged_in(app, "second").await;
+        let body = s
+            .expect(&second, Method::GET, "/twofa_uri", Body::None, 200)
+            .await;
+        let secret = secret_in(body["uri"].as_str().unwrap());
+        let on = json!({ "enabled": true, "token": totp(&secret, step_now()) });
+        s.expect(&second, Method::POST, "/update_twofa", Body::Json(on), 200)
+            .await;
+        let wrong = json!({ "enabled": false, "token": "000000" });
+        s.until(&second, Method::POST, "/update_twofa", wrong, 429)
+            .await;
+        s.expect(&second, Method::GET, "/logs", Body::None, 200)
+            .await;
+        s.expect(&second, Method::GET, "/logs/export.csv", Body::None, 200)
+            .await;
+    }
+
+    async fn rbac(app: &TestApp, f: &Fixture, s: &mut Steps<'_>, p: &str) {
+        let (get, post, delete) = (Method::GET, Method::POST, Method::DELETE);
+        let admin = &f.admin;
+        let at = |path: &str| format!("{p}{path}");
+        let id_of = |table: &str, name: &str| {
+            let sql = format!("SELECT id FROM {table} WHERE name = '{name}'");
+            async move { app.scalar(&sql).await }
+        };
+        s.expect(admin, get.clone(), &at("/roles"), Body::None, 200)
+            .await;
+        s.expect(admin, get.clone(), &at("/permissions"), Body::None, 200)
+            .await;
+        s.expect(admin, get.clone(), &at("/users/details"), Body::None, 200)
+            .await;
+        s.expect(
+            admin,
+            get.clone(),
+            &at("/all_user_profiles"),
+            Body::None,
+            200,
+        )
+        .await;
+
+        let role = format!("Ops{}", p.len());
+        let permission = format!("deploy{}", p.len());
+        let named = |name: &str| Body::Json(json!({ "name": name }));
+        s.expect(admin, post.clone(), &at("/create_role"), named(&role), 201)
+            .await;
+        s.expect(admin, post.clone(), &at("/create_role"), named(&role), 409)
+            .await;
+        s.expect(
+            admin,
+            post.clone(),
+            &at("/create_permission"),
+            named(&permission),
+            201,
+        )
+        .await;
+        s.expect(
+            admin,
+            post.clone(),
+            &at("/create_permission"),
+            named(&permission),
+            409,
+        )
+        .await;
+
+        let pair = |permission: &str, role: &str| {
+            Body::Json(json!({ "permission_name": permission, "role_name": role }))
+        };
+        for route in ["/assign_permission_to_role", "/revoke_permission_from_role"] {
+            s.expect(
+                admin,
+                post.clone(),
+                &at(route),
+                pair(&permission, &role),
+                200,
+            )
+            .await;
+            s.expect(admin, post.clone(), &at(route), pair("no_such", &role), 404)
+                .await;
+            s.expect(
+                admin,
+                post.clone(),
+                &at(route),
+                pair(&permission, "Super Admin"),
+                409,
+            )
+            .await;
+        }
+
+        let name = format!("target{}", p.len());
+        app.verified_user(&name).await;
+        let target = app
+            .scalar(&format!("SELECT id FROM users WHERE username = '{name}'"))
+            .await;
+        let root = app
+            .scalar("SELECT id FROM users WHERE username = 'root'")
+            .await;
+        let role_id = id_of("roles", &role).await;
+        let super_admin = id_of("roles", "Super Admin").await;
+        let holder = |user_id: i64, role_id: i64| {
+            Body::Json(json!({ "user_id": user_id, "role_id": role_id }))
+        };
+        for route in ["/assign_role_to_user", "/remove_role_from_user"] {
+            s.expect(
+                admin,
+                post.clone(),
+                &at(route),
+                holder(target, role_id),
+                200,
+            )
+            .await;
+            s.expect(
+                admin,
+                post.clone(),
+                &at(route),
+                holder(999_999_999, role_id),
+                404,
+            )
+            .await;
+        }
+        s.expect(
+            admin,
+            post.clone(),
+            &at("/remove_role_from_user"),
+            holder(root, super_admin),
+            409,
+        )
+        .await;
+        for action in ["disable", "enable"] {
+            let path = at(&format!("/users/{target}/{action}"));
+            s.expect(admin, post.clone(), &path, Body::None, 200).await;
+            let path = at(&format!("/users/999999999/{action}"));
+            s.expect(admin, post.clone(), &path, Body::None, 404).await;
+            let path = at(&format!("/users/{root}/{action}"));
+            s.expect(admin, post.clone(), &path, Body::None, 409).await;
+        }
+
+        let by_id = |key: &str, id: i64| Body::Json(json!({ key: id }));
+        let permission_id = id_of("permissions", &permission).await;
+        let route = at("/delete_permission");
+        s.expect(
+            admin,
+            delete.clone(),
+            &route,
+            by_id("permission_id", permission_id),
+            200,
+        )
+        .await;
+        s.expect(
+            admin,
+            delete.clone(),
+            &route,
+            by_id("permission_id", permission_id),
+            404,
+        )
+        .await;
+        let built_in = id_of("permissions", "edit").await;
+        s.expect(
+            admin,
+            delete.clone(),
+            &route,
+            by_id("permission_id", built_in),
+            409,
+        )
+        .await;
+        let route = at("/delete_role");
+        s.expect(
+            admin,
+            delete.clone(),
+            &route,
+            by_id("role_id", role_id),
+            200,
+        )
+        .await;
+        s.expect(
+            admin,
+            delete.clone(),
+            &route,
+            by_id("role_id", role_id),
+            404,
+        )
+        .await;
+        let built_in = id_of("roles", "User").await;
+        s.expect(
+            admin,
+            delete.clone(),
+            &route,
+            by_id("role_id", built_in),
+            409,
+        )
+        .await;
     }
 }
