@@ -540,6 +540,7 @@ mod recipes {
         for prefix in ["/admin", ""] {
             rbac(app, f, &mut s, prefix).await;
         }
+        kanban(f, &mut s).await;
     }
 
     async fn service(app: &TestApp, f: &Fixture, s: &mut Steps<'_>) {
@@ -914,6 +915,218 @@ mod recipes {
             &route,
             by_id("role_id", built_in),
             409,
+        )
+        .await;
+    }
+
+    async fn kanban(f: &Fixture, s: &mut Steps<'_>) {
+        let (get, post, put, delete) = (Method::GET, Method::POST, Method::PUT, Method::DELETE);
+        let admin = &f.admin;
+        let j = Body::Json;
+        let gone = 999_999_999;
+        let board = s
+            .expect(
+                admin,
+                post.clone(),
+                "/boards",
+                j(json!({ "name": "Plan" })),
+                201,
+            )
+            .await["id"]
+            .as_i64()
+            .unwrap();
+        s.expect(admin, get.clone(), "/boards", Body::None, 200)
+            .await;
+        s.expect(
+            admin,
+            put.clone(),
+            "/boards",
+            j(json!({ "id": board, "name": "Plans" })),
+            200,
+        )
+        .await;
+        s.expect(
+            admin,
+            put.clone(),
+            "/boards",
+            j(json!({ "id": gone, "name": "x" })),
+            404,
+        )
+        .await;
+        s.expect(
+            admin,
+            get.clone(),
+            &format!("/boards/{board}"),
+            Body::None,
+            200,
+        )
+        .await;
+        s.expect(
+            admin,
+            get.clone(),
+            &format!("/boards/{gone}"),
+            Body::None,
+            404,
+        )
+        .await;
+
+        let columns = format!("/boards/{board}/columns");
+        let missing = format!("/boards/{gone}/columns");
+        let column = json!({ "name": "To do", "position": 0 });
+        let todo = s
+            .expect(admin, post.clone(), &columns, j(column.clone()), 201)
+            .await["id"]
+            .as_i64()
+            .unwrap();
+        let done = s
+            .expect(admin, post.clone(), &columns, j(column.clone()), 201)
+            .await["id"]
+            .as_i64()
+            .unwrap();
+        s.expect(admin, post.clone(), &missing, j(column), 404)
+            .await;
+        s.expect(admin, get.clone(), &columns, Body::None, 200)
+            .await;
+        s.expect(admin, get.clone(), &missing, Body::None, 404)
+            .await;
+        s.expect(
+            admin,
+            put.clone(),
+            &columns,
+            j(json!({ "id": done, "name": "Done" })),
+            200,
+        )
+        .await;
+        s.expect(
+            admin,
+            put.clone(),
+            &columns,
+            j(json!({ "id": gone, "name": "Done" })),
+            404,
+        )
+        .await;
+
+        let other = s
+            .expect(
+                admin,
+                post.clone(),
+                "/boards",
+                j(json!({ "name": "Other" })),
+                201,
+            )
+            .await["id"]
+            .as_i64()
+            .unwrap();
+        let elsewhere = s
+            .expect(
+                admin,
+                post.clone(),
+                &format!("/boards/{other}/columns"),
+                j(json!({ "name": "Far", "position": 0 })),
+                201,
+            )
+            .await["id"]
+            .as_i64()
+            .unwrap();
+
+        let tickets = format!("/columns/{todo}/tickets");
+        let nowhere = format!("/columns/{gone}/tickets");
+        let ticket = s
+            .expect(
+                admin,
+                post.clone(),
+                &tickets,
+                j(json!({ "title": "Write" })),
+                201,
+            )
+            .await["id"]
+            .as_i64()
+            .unwrap();
+        s.expect(
+            admin,
+            post.clone(),
+            &nowhere,
+            j(json!({ "title": "Lost" })),
+            404,
+        )
+        .await;
+        s.expect(
+            admin,
+            post.clone(),
+            &tickets,
+            j(json!({ "title": "Far", "position": elsewhere })),
+            400,
+        )
+        .await;
+        s.expect(admin, get.clone(), &tickets, Body::None, 200)
+            .await;
+        s.expect(admin, get.clone(), &nowhere, Body::None, 404)
+            .await;
+        s.expect(
+            admin,
+            put.clone(),
+            &tickets,
+            j(json!({ "id": ticket, "position": done })),
+            200,
+        )
+        .await;
+        let moved = format!("/columns/{done}/tickets");
+        s.expect(
+            admin,
+            put.clone(),
+            &moved,
+            j(json!({ "id": ticket, "column_id": elsewhere })),
+            400,
+        )
+        .await;
+        s.expect(
+            admin,
+            put.clone(),
+            &moved,
+            j(json!({ "id": gone, "title": "x" })),
+            404,
+        )
+        .await;
+        s.expect(admin, delete.clone(), &moved, j(json!({ "id": gone })), 404)
+            .await;
+        s.expect(
+            admin,
+            delete.clone(),
+            &moved,
+            j(json!({ "id": ticket })),
+            204,
+        )
+        .await;
+        s.expect(
+            admin,
+            delete.clone(),
+            &columns,
+            j(json!({ "id": gone })),
+            404,
+        )
+        .await;
+        s.expect(
+            admin,
+            delete.clone(),
+            &columns,
+            j(json!({ "id": todo })),
+            204,
+        )
+        .await;
+        s.expect(
+            admin,
+            delete.clone(),
+            "/boards",
+            j(json!({ "id": gone })),
+            404,
+        )
+        .await;
+        s.expect(
+            admin,
+            delete.clone(),
+            "/boards",
+            j(json!({ "id": board })),
+            204,
         )
         .await;
     }
