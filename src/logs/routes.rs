@@ -23,7 +23,7 @@ use crate::app::AppState;
 use crate::auth::policy::Policy::{LoggedIn, Permission as Needs};
 use crate::auth::policy::Routes;
 use crate::auth::{Authenticated, CurrentUser};
-use crate::error::AppError;
+use crate::error::{AppError, ErrorBody};
 use crate::http::query::{before_id, page_param};
 use crate::rbac::Permission;
 
@@ -56,11 +56,12 @@ pub struct LogQuery {
     #[param(value_type = Option<String>, max_length = 254, example = "ada@example.com")]
     pub user: Option<String>,
     /// Entries at or after this time: ISO 8601 (`2026-01-31T12:00:00Z`; without a zone,
-    /// as a form's `2026-01-31T12:00`, read as UTC) or Unix seconds.
-    #[param(value_type = Option<String>, example = "2026-01-31T12:00:00Z")]
+    /// as a form's `2026-01-31T12:00`, read as UTC) or Unix seconds. The pattern lets
+    /// through dates that do not exist (month 13): those are a 400.
+    #[param(value_type = Option<String>, pattern = r"^ *(-?[0-9]{1,18}|[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(:[0-9]{2})?|[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2}))? *$", example = "2026-01-31T12:00:00Z")]
     pub since: Option<String>,
     /// Entries at or before this time, written as `since` is.
-    #[param(value_type = Option<String>, example = "2026-02-01T00:00:00Z")]
+    #[param(value_type = Option<String>, pattern = r"^ *(-?[0-9]{1,18}|[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(:[0-9]{2})?|[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2}))? *$", example = "2026-02-01T00:00:00Z")]
     pub until: Option<String>,
     /// Text the message contains, case-insensitively, at most 200 characters.
     #[param(value_type = Option<String>, max_length = 200, example = "login failed")]
@@ -218,7 +219,10 @@ struct LogPage {
     path = "/logs",
     tag = "logs",
     params(LogQuery),
-    responses((status = 200, description = "A page of entries", body = LogPage))
+    responses(
+        (status = 200, description = "A page of entries", body = LogPage),
+        (status = 400, description = "A paging parameter that is not a positive integer, an unknown `level` or `kind`, a `since` or `until` that is not a time, or a text filter over its limit; the message names the parameter", body = ErrorBody),
+    )
 )]
 async fn list(
     State(state): State<AppState>,
@@ -294,9 +298,12 @@ fn csv_line(row: &LogRow) -> String {
     path = "/logs/export.csv",
     tag = "logs",
     params(LogQuery),
-    responses((status = 200, description = "The entries, streamed as an attachment (`gatehouse-logs.csv`)",
+    responses(
+        (status = 200, description = "The entries, streamed as an attachment (`gatehouse-logs.csv`)",
         content_type = "text/csv", body = String,
-        example = "id,timestamp,level,kind,message,user_email,client_ip,user_agent,method,path,status,duration_ms\n4711,2026-01-31T12:00:00Z,WARNING,auth,\"login failed\",\"ada@example.com\",\"203.0.113.7\",\"Mozilla/5.0\",\"\",\"\",,\n"))
+        example = "id,timestamp,level,kind,message,user_email,client_ip,user_agent,method,path,status,duration_ms\n4711,2026-01-31T12:00:00Z,WARNING,auth,\"login failed\",\"ada@example.com\",\"203.0.113.7\",\"Mozilla/5.0\",\"\",\"\",,\n"),
+        (status = 400, description = "A parameter the listing would refuse (see `GET /logs`); the message names it", body = ErrorBody),
+    )
 )]
 // Streams every matching entry, a keyset batch at a time, so an export of millions of
 // rows holds one batch in memory.
@@ -368,6 +375,8 @@ mod tests {
         assert_eq!(at("2026-01-31T12:00"), Some(1_769_860_800));
         assert_eq!(at("2026-01-31T12:00:30"), Some(1_769_860_830));
         assert_eq!(at("1769860800"), Some(1_769_860_800));
+        assert_eq!(at("2026-01-31T12:00:00.123456789Z"), Some(1_769_860_800));
+        assert_eq!(at("-5"), Some(-5));
         for bad in [
             "2026-01-31",
             "yesterday",
