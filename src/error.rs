@@ -242,26 +242,14 @@ pub fn is_outage(e: &sqlx::Error) -> bool {
 /// Turns a violation of one of the named unique indexes into a 409 with the message
 /// paired with it, and any other database failure into its usual error.
 pub trait OnUnique<T> {
-    fn on_unique(self, conflicts: &[(&str, &str)]) -> Result<T, AppError>;
+    fn on_unique(self, conflicts: &[(&str, &'static str)]) -> Result<T, AppError>;
 }
 
 impl<T> OnUnique<T> for Result<T, sqlx::Error> {
-    fn on_unique(self, conflicts: &[(&str, &str)]) -> Result<T, AppError> {
-        self.map_err(|e| {
-            if let sqlx::Error::Database(db) = &e {
-                for (index, message) in conflicts {
-                    if violates(db.as_ref(), index) {
-                        return AppError::conflict(*message);
-                    }
-                }
-            }
-            e.into()
+    fn on_unique(self, conflicts: &[(&str, &'static str)]) -> Result<T, AppError> {
+        self.map_err(|e| match crate::db::unique_conflict(&e, conflicts) {
+            Some(message) => AppError::conflict(message),
+            None => e.into(),
         })
     }
-}
-
-/// PostgreSQL reports the index name as the constraint; SQLite names an expression
-/// index in its message instead.
-fn violates(db: &dyn sqlx::error::DatabaseError, name: &str) -> bool {
-    db.is_unique_violation() && (db.constraint() == Some(name) || db.message().contains(name))
 }

@@ -152,11 +152,11 @@ fn operation(spec: &RouteSpec) -> Operation {
         Some(text) => format!("{text}\n\n{access}"),
         None => access,
     });
-    op.extensions = Some(
-        ExtensionsBuilder::new()
-            .add("x-gatehouse-policy", policy)
-            .build(),
-    );
+    let mut extensions = ExtensionsBuilder::new().add("x-gatehouse-policy", policy);
+    if spec.needs_billing {
+        extensions = extensions.add("x-gatehouse-needs-billing", true);
+    }
+    op.extensions = Some(extensions.build());
     op
 }
 

@@ -77,6 +77,15 @@ pub struct UserDetails {
     pub permissions: Vec<String>,
 }
 
+impl From<store::StoreError> for AppError {
+    fn from(e: store::StoreError) -> Self {
+        match e {
+            store::StoreError::Db(e) => AppError::from(e),
+            store::StoreError::Taken(message) => AppError::conflict(message),
+        }
+    }
+}
+
 /// What `gatehouse create-admin` made.
 pub struct CreatedAdmin {
     pub id: i64,

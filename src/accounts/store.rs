@@ -4,9 +4,27 @@ use sqlx::Row;
 
 use crate::auth::session::{self, random_token, token_hash, USER_COLUMNS};
 use crate::db::{self, Db};
-use crate::error::{AppError, OnUnique};
 
 use super::User;
+
+/// What the account store can fail with; `accounts` maps it to the contract once.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    /// A unique username or email is taken; the message says which, in the contract's
+    /// words.
+    #[error("{0}")]
+    Taken(&'static str),
+}
+
+/// A write's failure, with a taken username or email told apart.
+fn taken(e: sqlx::Error, conflicts: &[(&str, &'static str)]) -> StoreError {
+    match db::unique_conflict(&e, conflicts) {
+        Some(message) => StoreError::Taken(message),
+        None => StoreError::Db(e),
+    }
+}
 
 /// What a one-time email token proves.
 #[derive(Debug, Clone, Copy)]
@@ -38,7 +56,7 @@ pub struct NewUser<'a> {
 pub async fn insert_user(
     conn: &mut sqlx::AnyConnection,
     user: &NewUser<'_>,
-) -> Result<i64, AppError> {
+) -> Result<i64, StoreError> {
     let now = db::now();
     sqlx::query_scalar(
         "INSERT INTO users (username, email, first_name, last_name, password_hash, \
@@ -54,17 +72,22 @@ pub async fn insert_user(
     .bind(now)
     .fetch_one(conn)
     .await
-    .on_unique(&[
-        ("users_username_key", "Username already exists"),
-        ("users_email_key", "Email already exists"),
-    ])
+    .map_err(|e| {
+        taken(
+            e,
+            &[
+                ("users_username_key", "Username already exists"),
+                ("users_email_key", "Email already exists"),
+            ],
+        )
+    })
 }
 
 /// A user with the password hash, for login.
 pub async fn find_for_login(
     db: &Db,
     username_or_email: &str,
-) -> Result<Option<(User, String)>, AppError> {
+) -> Result<Option<(User, String)>, sqlx::Error> {
     let row = sqlx::query(&format!(
         "SELECT {USER_COLUMNS}, password_hash FROM users \
          WHERE lower(username) = lower($1) OR lower(email) = lower($1)"
@@ -72,12 +95,11 @@ pub async fn find_for_login(
     .bind(username_or_email)
     .fetch_optional(db.pool())
     .await?;
-    row.map(|r| Ok::<_, sqlx::Error>((session::user_from_row(&r, 0)?, r.try_get(10)?)))
+    row.map(|r| Ok((session::user_from_row(&r, 0)?, r.try_get(10)?)))
         .transpose()
-        .map_err(AppError::from)
 }
 
-pub async fn find_by_id<'e, E>(executor: E, id: i64) -> Result<Option<User>, AppError>
+pub async fn find_by_id<'e, E>(executor: E, id: i64) -> Result<Option<User>, sqlx::Error>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
@@ -85,18 +107,14 @@ where
         .bind(id)
         .fetch_optional(executor)
         .await?;
-    row.map(|r| session::user_from_row(&r, 0))
-        .transpose()
-        .map_err(AppError::from)
+    row.map(|r| session::user_from_row(&r, 0)).transpose()
 }
 
-pub async fn password_hash(db: &Db, id: i64) -> Result<Option<String>, AppError> {
-    Ok(
-        sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1")
-            .bind(id)
-            .fetch_optional(db.pool())
-            .await?,
-    )
+pub async fn password_hash(db: &Db, id: i64) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1")
+        .bind(id)
+        .fetch_optional(db.pool())
+        .await
 }
 
 pub struct ProfileChange<'a> {
@@ -111,7 +129,7 @@ pub async fn update_profile(
     conn: &mut sqlx::AnyConnection,
     user_id: i64,
     change: &ProfileChange<'_>,
-) -> Result<(), AppError> {
+) -> Result<(), StoreError> {
     let now = db::now();
     sqlx::query(
         "UPDATE users SET first_name = $1, last_name = $2, username = $3, email = $4, \
@@ -128,10 +146,15 @@ pub async fn update_profile(
     .bind(user_id)
     .execute(conn)
     .await
-    .on_unique(&[
-        ("users_username_key", "Username already exists."),
-        ("users_email_key", "Email already in use."),
-    ])?;
+    .map_err(|e| {
+        taken(
+            e,
+            &[
+                ("users_username_key", "Username already exists."),
+                ("users_email_key", "Email already in use."),
+            ],
+        )
+    })?;
     Ok(())
 }
 
@@ -195,16 +218,14 @@ pub async fn invalidate_tokens(
     Ok(())
 }
 
-pub async fn find_by_email(db: &Db, email: &str) -> Result<Option<User>, AppError> {
+pub async fn find_by_email(db: &Db, email: &str) -> Result<Option<User>, sqlx::Error> {
     let row = sqlx::query(&format!(
         "SELECT {USER_COLUMNS} FROM users WHERE lower(email) = lower($1)"
     ))
     .bind(email)
     .fetch_optional(db.pool())
     .await?;
-    row.map(|r| session::user_from_row(&r, 0))
-        .transpose()
-        .map_err(AppError::from)
+    row.map(|r| session::user_from_row(&r, 0)).transpose()
 }
 
 pub async fn set_password(
@@ -222,6 +243,22 @@ pub async fn set_password(
     .bind(user_id)
     .execute(conn)
     .await?;
+    Ok(())
+}
+
+/// Marks the account's second factor on or off; the 2FA store calls it in the
+/// transaction that stores or removes the secret.
+pub async fn set_twofa_enabled(
+    conn: &mut sqlx::AnyConnection,
+    user_id: i64,
+    enabled: bool,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE users SET twofa_enabled = $1, updated_at = $2 WHERE id = $3")
+        .bind(i64::from(enabled))
+        .bind(db::now())
+        .bind(user_id)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 

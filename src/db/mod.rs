@@ -48,6 +48,25 @@ pub enum DbError {
     },
 }
 
+/// The message paired with the unique index a failed write violated, when it is one of
+/// `conflicts` (index name, message). PostgreSQL reports the index name as the
+/// constraint; SQLite names an expression index in its message instead.
+pub fn unique_conflict(
+    e: &sqlx::Error,
+    conflicts: &[(&str, &'static str)],
+) -> Option<&'static str> {
+    let sqlx::Error::Database(db) = e else {
+        return None;
+    };
+    if !db.is_unique_violation() {
+        return None;
+    }
+    conflicts
+        .iter()
+        .find(|(index, _)| db.constraint() == Some(*index) || db.message().contains(index))
+        .map(|(_, message)| *message)
+}
+
 /// The current time as the database stores it: Unix seconds, UTC.
 pub fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()

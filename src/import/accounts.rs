@@ -206,7 +206,8 @@ pub async fn users(
         let bar = ctx.bar("user", new_users.len());
         let mut conn = ctx.db.pool().acquire().await?;
         let user_role = rbac_store::role_by_name(&mut conn, rbac::USER)
-            .await?
+            .await
+            .map_err(crate::error::AppError::from)?
             .map(|r| r.id);
         drop(conn);
         // The secrets are few: each batch takes the ones of its own users.
@@ -370,7 +371,8 @@ pub async fn roles(
     let mut table = Table::new("roles", rows.len());
     let mut by_name: HashMap<String, (i64, String, bool)> =
         rbac_store::roles_with_permissions(ctx.db)
-            .await?
+            .await
+            .map_err(crate::error::AppError::from)?
             .into_iter()
             .map(|(r, _)| (r.name.to_lowercase(), (r.id, r.name, r.builtin)))
             .collect();
@@ -426,7 +428,9 @@ pub async fn roles(
         } else {
             // The role and its mapping commit together, so a rerun never makes it twice.
             let mut tx = ctx.db.begin().await?;
-            let id = rbac_store::create_role(&mut tx, &name).await?;
+            let id = rbac_store::create_role(&mut tx, &name)
+                .await
+                .map_err(crate::error::AppError::from)?;
             record(&mut tx, ctx.backend, "role", &[(old_id, id)]).await?;
             tx.commit().await?;
             id
@@ -451,7 +455,8 @@ async fn permissions(
         .await?;
     let mut table = Table::new("permissions", rows.len());
     let mut by_name: HashMap<String, (i64, String)> = rbac_store::permissions(ctx.db)
-        .await?
+        .await
+        .map_err(crate::error::AppError::from)?
         .into_iter()
         .map(|p| (p.name.to_lowercase(), (p.id, p.name)))
         .collect();
@@ -484,7 +489,9 @@ async fn permissions(
                     fake -= 1;
                     fake
                 } else {
-                    rbac_store::create_permission(&mut tx, &name).await?
+                    rbac_store::create_permission(&mut tx, &name)
+                        .await
+                        .map_err(crate::error::AppError::from)?
                 };
                 table.imported += 1;
                 by_name.insert(name.to_lowercase(), (id, name.clone()));
@@ -502,7 +509,9 @@ async fn permissions(
                 Some(role) if builtin_roles.contains(&role) => {}
                 Some(role) => {
                     if !ctx.options.dry_run {
-                        rbac_store::link(&mut tx, role, id).await?;
+                        rbac_store::link(&mut tx, role, id)
+                            .await
+                            .map_err(crate::error::AppError::from)?;
                     }
                 }
             },

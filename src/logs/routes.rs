@@ -13,8 +13,9 @@ use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::routes;
 
 use super::store::{self, Filter, LogRow};
 use super::Kind;
@@ -22,30 +23,54 @@ use crate::app::AppState;
 use crate::auth::policy::Policy::{LoggedIn, Permission as Needs};
 use crate::auth::policy::Routes;
 use crate::auth::{Authenticated, CurrentUser};
-use crate::error::AppError;
+use crate::error::{AppError, ErrorBody};
 use crate::http::query::{before_id, page_param};
 use crate::rbac::Permission;
 
 pub fn routes() -> Routes {
-    Routes::new().get("/logs", LoggedIn, list).get(
-        "/logs/export.csv",
-        Needs(Permission::AccessLogs),
-        export_csv,
-    )
+    Routes::new()
+        .api(LoggedIn, routes!(list))
+        .api(Needs(Permission::AccessLogs), routes!(export_csv))
 }
 
-/// The listing's query, which the web UI's log page reads too.
-#[derive(Deserialize)]
+/// The listing's query, which the web UI's log page reads too. Every parameter is
+/// optional; an empty one is as good as a missing one.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LogQuery {
+    /// The page, from 1 (by offset; deep reading goes faster with `before_id`).
+    /// Past 9223372036854775 it reads as that.
+    #[param(value_type = Option<i64>, minimum = 1, example = 1)]
     page: Option<String>,
+    /// Entries per page, 1 to 100 (default 10); more reads as 100.
+    #[param(value_type = Option<i64>, minimum = 1, example = 10)]
     per_page: Option<String>,
+    /// Keyset paging: only entries with a smaller id (an answer's `next_before_id`).
+    /// `page` is then only checked.
+    #[param(value_type = Option<i64>, minimum = 1)]
     pub before_id: Option<String>,
+    /// `INFO`, `WARNING` or `ERROR`, in any case.
+    #[param(value_type = Option<String>, pattern = "^ *([Ii][Nn][Ff][Oo]|[Ww][Aa][Rr][Nn][Ii][Nn][Gg]|[Ee][Rr][Rr][Oo][Rr])? *$", example = "WARNING")]
     pub level: Option<String>,
+    /// The user's email or id, at most 254 characters.
+    #[param(value_type = Option<String>, max_length = 254, example = "ada@example.com")]
     pub user: Option<String>,
+    /// Entries at or after this time: ISO 8601 (`2026-01-31T12:00:00Z`; without a zone,
+    /// as a form's `2026-01-31T12:00`, read as UTC) or Unix seconds. The pattern lets
+    /// through dates that do not exist (month 13): those are a 400.
+    #[param(value_type = Option<String>, pattern = r"^ *(-?[0-9]{1,18}|[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(:[0-9]{2})?|[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2}))? *$", example = "2026-01-31T12:00:00Z")]
     pub since: Option<String>,
+    /// Entries at or before this time, written as `since` is.
+    #[param(value_type = Option<String>, pattern = r"^ *(-?[0-9]{1,18}|[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(:[0-9]{2})?|[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2}))? *$", example = "2026-02-01T00:00:00Z")]
     pub until: Option<String>,
+    /// Text the message contains, case-insensitively, at most 200 characters.
+    #[param(value_type = Option<String>, max_length = 200, example = "login failed")]
     pub q: Option<String>,
+    /// `access`, `auth`, `admin` or `change`, in any case.
+    #[param(value_type = Option<String>, pattern = "^ *([Aa][Cc][Cc][Ee][Ss][Ss]|[Aa][Uu][Tt][Hh]|[Aa][Dd][Mm][Ii][Nn]|[Cc][Hh][Aa][Nn][Gg][Ee])? *$", example = "auth")]
     pub kind: Option<String>,
+    /// The client address, at most 64 characters.
+    #[param(value_type = Option<String>, max_length = 64, example = "203.0.113.7")]
     pub ip: Option<String>,
 }
 
@@ -88,7 +113,7 @@ pub fn filter(caller: &Authenticated, query: &LogQuery) -> Result<Filter, AppErr
         return Err(AppError::invalid("q must be at most 200 characters"));
     }
     let user = nonempty(&query.user).map(str::to_owned);
-    if user.as_deref().is_some_and(|u| u.len() > 254) {
+    if user.as_deref().is_some_and(|u| u.chars().count() > 254) {
         return Err(AppError::invalid("user must be at most 254 characters"));
     }
     let kind = match nonempty(&query.kind).map(str::to_ascii_lowercase) {
@@ -99,7 +124,7 @@ pub fn filter(caller: &Authenticated, query: &LogQuery) -> Result<Filter, AppErr
         ),
     };
     let ip = nonempty(&query.ip).map(str::to_owned);
-    if ip.as_deref().is_some_and(|ip| ip.len() > 64) {
+    if ip.as_deref().is_some_and(|ip| ip.chars().count() > 64) {
         return Err(AppError::invalid("ip must be at most 64 characters"));
     }
     let own_only = !caller.access.has(Permission::AccessLogs);
@@ -115,23 +140,95 @@ pub fn filter(caller: &Authenticated, query: &LogQuery) -> Result<Filter, AppErr
     })
 }
 
-fn entry_json(row: &LogRow) -> Value {
-    json!({
-        "id": row.id,
-        "timestamp": crate::db::iso8601(row.created_at),
-        "log_level": row.level,
-        "message": row.message,
-        "client_ip": row.client_ip,
-        "user_agent": row.user_agent,
-        "user_email": row.user_email,
-    })
+/// One entry of the activity log.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": 4711,
+    "timestamp": "2026-01-31T12:00:00Z",
+    "log_level": "WARNING",
+    "message": "login failed",
+    "client_ip": "203.0.113.7",
+    "user_agent": "Mozilla/5.0",
+    "user_email": "ada@example.com"
+}))]
+struct LogEntryView {
+    id: i64,
+    /// When it happened, ISO 8601 in UTC.
+    timestamp: String,
+    /// `INFO`, `WARNING` or `ERROR`.
+    log_level: String,
+    message: String,
+    client_ip: Option<String>,
+    user_agent: Option<String>,
+    /// The account it concerns, if any.
+    user_email: Option<String>,
 }
 
+impl From<&LogRow> for LogEntryView {
+    fn from(row: &LogRow) -> Self {
+        Self {
+            id: row.id,
+            timestamp: crate::db::iso8601(row.created_at),
+            log_level: row.level.clone(),
+            message: row.message.clone(),
+            client_ip: row.client_ip.clone(),
+            user_agent: row.user_agent.clone(),
+            user_email: row.user_email.clone(),
+        }
+    }
+}
+
+/// A page of the activity log, newest first.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({
+    "logs": [{
+        "id": 4711,
+        "timestamp": "2026-01-31T12:00:00Z",
+        "log_level": "WARNING",
+        "message": "login failed",
+        "client_ip": "203.0.113.7",
+        "user_agent": "Mozilla/5.0",
+        "user_email": "ada@example.com"
+    }],
+    "total_pages": 1,
+    "current_page": 1,
+    "total": 1,
+    "total_estimated": false,
+    "next_before_id": null
+}))]
+struct LogPage {
+    logs: Vec<LogEntryView>,
+    total_pages: i64,
+    /// The `page` served; `null` when paging by `before_id`.
+    current_page: Option<i64>,
+    /// Matching entries: exact up to 10,000, an estimate past that.
+    total: i64,
+    /// Whether `total` (and so `total_pages`) is an estimate.
+    total_estimated: bool,
+    /// The `before_id` of the next page, when this one is full.
+    next_before_id: Option<i64>,
+}
+
+/// The activity log
+///
+/// Newest first. A caller with `access_logs` sees every entry, others only their own.
+/// `total` and `total_pages` are exact up to 10,000 matching entries and an estimate
+/// past that (`total_estimated`).
+#[utoipa::path(
+    get,
+    path = "/logs",
+    tag = "logs",
+    params(LogQuery),
+    responses(
+        (status = 200, description = "A page of entries", body = LogPage),
+        (status = 400, description = "A paging parameter that is not a positive integer, an unknown `level` or `kind`, a `since` or `until` that is not a time, or a text filter over its limit; the message names the parameter", body = ErrorBody),
+    )
+)]
 async fn list(
     State(state): State<AppState>,
     caller: CurrentUser,
     Query(query): Query<LogQuery>,
-) -> Result<Response, AppError> {
+) -> Result<axum::Json<LogPage>, AppError> {
     let filter = filter(&caller, &query)?;
     let per_page = page_param("per_page", query.per_page.as_deref(), 10, 100)?;
     let page = page_param("page", query.page.as_deref(), 1, i64::MAX / 1000)?;
@@ -145,15 +242,14 @@ async fn list(
     let next_before_id = (rows.len() as i64 == per_page)
         .then(|| rows.last().map(|r| r.id))
         .flatten();
-    Ok(axum::Json(json!({
-        "logs": rows.iter().map(entry_json).collect::<Vec<_>>(),
-        "total_pages": total_pages,
-        "current_page": if before_id.is_some() { Value::Null } else { json!(page) },
-        "total": total.value,
-        "total_estimated": !total.exact,
-        "next_before_id": next_before_id,
+    Ok(axum::Json(LogPage {
+        logs: rows.iter().map(LogEntryView::from).collect(),
+        total_pages,
+        current_page: before_id.is_none().then_some(page),
+        total: total.value,
+        total_estimated: !total.exact,
+        next_before_id,
     }))
-    .into_response())
 }
 
 const CSV_HEADER: &str =
@@ -190,8 +286,27 @@ fn csv_line(row: &LogRow) -> String {
     )
 }
 
-/// Streams every matching entry, newest first, a keyset batch at a time, so an export
-/// of millions of rows holds one batch in memory.
+/// The activity log as CSV
+///
+/// Every matching entry, newest first (from below `before_id` when given), with the
+/// columns `id,timestamp,level,kind,message,user_email,client_ip,user_agent,method,path,
+/// status,duration_ms`. Text a spreadsheet would run as a formula is prefixed with `'`.
+/// The paging parameters are checked as the listing's are; `page` and `per_page` do not
+/// limit the export.
+#[utoipa::path(
+    get,
+    path = "/logs/export.csv",
+    tag = "logs",
+    params(LogQuery),
+    responses(
+        (status = 200, description = "The entries, streamed as an attachment (`gatehouse-logs.csv`)",
+        content_type = "text/csv", body = String,
+        example = "id,timestamp,level,kind,message,user_email,client_ip,user_agent,method,path,status,duration_ms\n4711,2026-01-31T12:00:00Z,WARNING,auth,\"login failed\",\"ada@example.com\",\"203.0.113.7\",\"Mozilla/5.0\",\"\",\"\",,\n"),
+        (status = 400, description = "A parameter the listing would refuse (see `GET /logs`); the message names it", body = ErrorBody),
+    )
+)]
+// Streams every matching entry, a keyset batch at a time, so an export of millions of
+// rows holds one batch in memory.
 async fn export_csv(
     State(state): State<AppState>,
     caller: CurrentUser,
@@ -260,6 +375,8 @@ mod tests {
         assert_eq!(at("2026-01-31T12:00"), Some(1_769_860_800));
         assert_eq!(at("2026-01-31T12:00:30"), Some(1_769_860_830));
         assert_eq!(at("1769860800"), Some(1_769_860_800));
+        assert_eq!(at("2026-01-31T12:00:00.123456789Z"), Some(1_769_860_800));
+        assert_eq!(at("-5"), Some(-5));
         for bad in [
             "2026-01-31",
             "yesterday",

@@ -12,8 +12,22 @@ use std::collections::BTreeSet;
 use sqlx::Row;
 
 use crate::db::Db;
+use crate::error::AppError;
 
 pub use routes::routes;
+
+/// The store's failures in the contract's words: a taken name is a 409, a position
+/// that cannot be one a 400, and a database failure what it always is (503 when the
+/// database is unreachable).
+impl From<store::StoreError> for AppError {
+    fn from(e: store::StoreError) -> Self {
+        match e {
+            store::StoreError::Db(e) => AppError::from(e),
+            store::StoreError::Conflict(message) => AppError::conflict(message),
+            store::StoreError::Invalid(message) => AppError::invalid(message),
+        }
+    }
+}
 
 /// The built-in permissions; routes name the one they need with these.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,7 +6,39 @@ use super::SUPER_ADMIN;
 use crate::accounts::User;
 use crate::auth::session::{self, USER_COLUMNS};
 use crate::db::{self, Backend, Db};
-use crate::error::{AppError, OnUnique};
+
+/// What the role and permission store can fail with; the routes map it to the
+/// contract's answer once, at the edge (`impl From<StoreError> for AppError`).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    /// A name already taken; the message says which kind.
+    #[error("{0}")]
+    Conflict(&'static str),
+    /// A listing's position that cannot be one.
+    #[error("{0}")]
+    Invalid(&'static str),
+}
+
+/// A violation of the unique index `index` as `Conflict(message)`, any other failure
+/// as itself. PostgreSQL reports the index name as the constraint; SQLite names an
+/// expression index in its message instead.
+fn on_unique<T>(
+    result: Result<T, sqlx::Error>,
+    index: &str,
+    message: &'static str,
+) -> Result<T, StoreError> {
+    result.map_err(|e| match &e {
+        sqlx::Error::Database(db)
+            if db.is_unique_violation()
+                && (db.constraint() == Some(index) || db.message().contains(index)) =>
+        {
+            StoreError::Conflict(message)
+        }
+        _ => StoreError::Db(e),
+    })
+}
 
 #[derive(Debug, Clone)]
 pub struct Role {
@@ -25,7 +57,7 @@ pub struct PermissionRow {
 type Conn = sqlx::AnyConnection;
 
 /// Every role with the names of its permissions, in two queries.
-pub async fn roles_with_permissions(db: &Db) -> Result<Vec<(Role, Vec<String>)>, AppError> {
+pub async fn roles_with_permissions(db: &Db) -> Result<Vec<(Role, Vec<String>)>, StoreError> {
     let roles = sqlx::query("SELECT id, name, builtin FROM roles ORDER BY id")
         .fetch_all(db.pool())
         .await?;
@@ -49,7 +81,7 @@ pub async fn roles_with_permissions(db: &Db) -> Result<Vec<(Role, Vec<String>)>,
     Ok(out)
 }
 
-pub async fn permissions(db: &Db) -> Result<Vec<PermissionRow>, AppError> {
+pub async fn permissions(db: &Db) -> Result<Vec<PermissionRow>, StoreError> {
     let rows = sqlx::query(&format!("{PERMISSION_COLUMNS} ORDER BY id"))
         .fetch_all(db.pool())
         .await?;
@@ -59,20 +91,26 @@ pub async fn permissions(db: &Db) -> Result<Vec<PermissionRow>, AppError> {
         .collect::<Result<_, _>>()?)
 }
 
-pub async fn create_role(conn: &mut Conn, name: &str) -> Result<i64, AppError> {
-    sqlx::query_scalar("INSERT INTO roles (name, builtin) VALUES ($1, 0) RETURNING id")
-        .bind(name)
-        .fetch_one(conn)
-        .await
-        .on_unique(&[("roles_name_key", "Role already exists")])
+pub async fn create_role(conn: &mut Conn, name: &str) -> Result<i64, StoreError> {
+    on_unique(
+        sqlx::query_scalar("INSERT INTO roles (name, builtin) VALUES ($1, 0) RETURNING id")
+            .bind(name)
+            .fetch_one(conn)
+            .await,
+        "roles_name_key",
+        "Role already exists",
+    )
 }
 
-pub async fn create_permission(conn: &mut Conn, name: &str) -> Result<i64, AppError> {
-    sqlx::query_scalar("INSERT INTO permissions (name, builtin) VALUES ($1, 0) RETURNING id")
-        .bind(name)
-        .fetch_one(conn)
-        .await
-        .on_unique(&[("permissions_name_key", "Permission already exists")])
+pub async fn create_permission(conn: &mut Conn, name: &str) -> Result<i64, StoreError> {
+    on_unique(
+        sqlx::query_scalar("INSERT INTO permissions (name, builtin) VALUES ($1, 0) RETURNING id")
+            .bind(name)
+            .fetch_one(conn)
+            .await,
+        "permissions_name_key",
+        "Permission already exists",
+    )
 }
 
 fn role_from_row(r: &sqlx::any::AnyRow) -> Result<Role, sqlx::Error> {
@@ -83,7 +121,7 @@ fn role_from_row(r: &sqlx::any::AnyRow) -> Result<Role, sqlx::Error> {
     })
 }
 
-pub async fn role_by_id(conn: &mut Conn, id: i64) -> Result<Option<Role>, AppError> {
+pub async fn role_by_id(conn: &mut Conn, id: i64) -> Result<Option<Role>, StoreError> {
     let row = sqlx::query("SELECT id, name, builtin FROM roles WHERE id = $1")
         .bind(id)
         .fetch_optional(conn)
@@ -91,7 +129,7 @@ pub async fn role_by_id(conn: &mut Conn, id: i64) -> Result<Option<Role>, AppErr
     Ok(row.as_ref().map(role_from_row).transpose()?)
 }
 
-pub async fn role_by_name(conn: &mut Conn, name: &str) -> Result<Option<Role>, AppError> {
+pub async fn role_by_name(conn: &mut Conn, name: &str) -> Result<Option<Role>, StoreError> {
     let row = sqlx::query("SELECT id, name, builtin FROM roles WHERE lower(name) = lower($1)")
         .bind(name)
         .fetch_optional(conn)
@@ -109,7 +147,7 @@ fn permission_from_row(r: &sqlx::any::AnyRow) -> Result<PermissionRow, sqlx::Err
     })
 }
 
-pub async fn permission_by_id(db: &Db, id: i64) -> Result<Option<PermissionRow>, AppError> {
+pub async fn permission_by_id(db: &Db, id: i64) -> Result<Option<PermissionRow>, StoreError> {
     let row = sqlx::query(&format!("{PERMISSION_COLUMNS} WHERE id = $1"))
         .bind(id)
         .fetch_optional(db.pool())
@@ -117,7 +155,7 @@ pub async fn permission_by_id(db: &Db, id: i64) -> Result<Option<PermissionRow>,
     Ok(row.as_ref().map(permission_from_row).transpose()?)
 }
 
-pub async fn permission_by_name(db: &Db, name: &str) -> Result<Option<PermissionRow>, AppError> {
+pub async fn permission_by_name(db: &Db, name: &str) -> Result<Option<PermissionRow>, StoreError> {
     let row = sqlx::query(&format!(
         "{PERMISSION_COLUMNS} WHERE lower(name) = lower($1)"
     ))
@@ -128,7 +166,7 @@ pub async fn permission_by_name(db: &Db, name: &str) -> Result<Option<Permission
 }
 
 /// The permission names a role grants (all of them for Super Admin).
-pub async fn role_permissions(conn: &mut Conn, role: &Role) -> Result<Vec<String>, AppError> {
+pub async fn role_permissions(conn: &mut Conn, role: &Role) -> Result<Vec<String>, StoreError> {
     let names = if role.name == SUPER_ADMIN {
         sqlx::query_scalar("SELECT name FROM permissions ORDER BY name")
             .fetch_all(conn)
@@ -145,7 +183,7 @@ pub async fn role_permissions(conn: &mut Conn, role: &Role) -> Result<Vec<String
     Ok(names)
 }
 
-pub async fn role_holders(conn: &mut Conn, role_id: i64) -> Result<i64, AppError> {
+pub async fn role_holders(conn: &mut Conn, role_id: i64) -> Result<i64, StoreError> {
     Ok(
         sqlx::query_scalar("SELECT COUNT(*) FROM user_roles WHERE role_id = $1")
             .bind(role_id)
@@ -156,7 +194,7 @@ pub async fn role_holders(conn: &mut Conn, role_id: i64) -> Result<i64, AppError
 
 /// How many users hold each role, in one grouped query (of the `user_roles_role`
 /// index); roles nobody holds are missing.
-pub async fn member_counts(db: &Db) -> Result<Vec<(i64, i64)>, AppError> {
+pub async fn member_counts(db: &Db) -> Result<Vec<(i64, i64)>, StoreError> {
     let rows = sqlx::query("SELECT role_id, COUNT(*) FROM user_roles GROUP BY role_id")
         .fetch_all(db.pool())
         .await?;
@@ -166,13 +204,16 @@ pub async fn member_counts(db: &Db) -> Result<Vec<(i64, i64)>, AppError> {
         .collect::<Result<_, sqlx::Error>>()?)
 }
 
-pub async fn rename_role(conn: &mut Conn, role_id: i64, name: &str) -> Result<(), AppError> {
-    sqlx::query("UPDATE roles SET name = $1 WHERE id = $2")
-        .bind(name)
-        .bind(role_id)
-        .execute(conn)
-        .await
-        .on_unique(&[("roles_name_key", "Role already exists")])?;
+pub async fn rename_role(conn: &mut Conn, role_id: i64, name: &str) -> Result<(), StoreError> {
+    on_unique(
+        sqlx::query("UPDATE roles SET name = $1 WHERE id = $2")
+            .bind(name)
+            .bind(role_id)
+            .execute(conn)
+            .await,
+        "roles_name_key",
+        "Role already exists",
+    )?;
     Ok(())
 }
 
@@ -180,17 +221,20 @@ pub async fn rename_permission(
     conn: &mut Conn,
     permission_id: i64,
     name: &str,
-) -> Result<(), AppError> {
-    sqlx::query("UPDATE permissions SET name = $1 WHERE id = $2")
-        .bind(name)
-        .bind(permission_id)
-        .execute(conn)
-        .await
-        .on_unique(&[("permissions_name_key", "Permission already exists")])?;
+) -> Result<(), StoreError> {
+    on_unique(
+        sqlx::query("UPDATE permissions SET name = $1 WHERE id = $2")
+            .bind(name)
+            .bind(permission_id)
+            .execute(conn)
+            .await,
+        "permissions_name_key",
+        "Permission already exists",
+    )?;
     Ok(())
 }
 
-pub async fn delete_role(conn: &mut Conn, role_id: i64) -> Result<(), AppError> {
+pub async fn delete_role(conn: &mut Conn, role_id: i64) -> Result<(), StoreError> {
     sqlx::query("DELETE FROM roles WHERE id = $1")
         .bind(role_id)
         .execute(conn)
@@ -198,7 +242,7 @@ pub async fn delete_role(conn: &mut Conn, role_id: i64) -> Result<(), AppError> 
     Ok(())
 }
 
-pub async fn delete_permission(conn: &mut Conn, permission_id: i64) -> Result<(), AppError> {
+pub async fn delete_permission(conn: &mut Conn, permission_id: i64) -> Result<(), StoreError> {
     sqlx::query("DELETE FROM permissions WHERE id = $1")
         .bind(permission_id)
         .execute(conn)
@@ -207,7 +251,7 @@ pub async fn delete_permission(conn: &mut Conn, permission_id: i64) -> Result<()
 }
 
 /// Links a permission to a role; returns whether the link is new.
-pub async fn link(conn: &mut Conn, role_id: i64, permission_id: i64) -> Result<bool, AppError> {
+pub async fn link(conn: &mut Conn, role_id: i64, permission_id: i64) -> Result<bool, StoreError> {
     let done = sqlx::query(
         "INSERT INTO role_permissions (role_id, permission_id) VALUES ($1, $2) \
          ON CONFLICT DO NOTHING",
@@ -220,7 +264,7 @@ pub async fn link(conn: &mut Conn, role_id: i64, permission_id: i64) -> Result<b
 }
 
 /// Unlinks a permission from a role; returns whether there was a link.
-pub async fn unlink(conn: &mut Conn, role_id: i64, permission_id: i64) -> Result<bool, AppError> {
+pub async fn unlink(conn: &mut Conn, role_id: i64, permission_id: i64) -> Result<bool, StoreError> {
     let done =
         sqlx::query("DELETE FROM role_permissions WHERE role_id = $1 AND permission_id = $2")
             .bind(role_id)
@@ -231,7 +275,11 @@ pub async fn unlink(conn: &mut Conn, role_id: i64, permission_id: i64) -> Result
 }
 
 /// Gives a role to a user; returns whether it is new.
-pub async fn add_user_role(conn: &mut Conn, user_id: i64, role_id: i64) -> Result<bool, AppError> {
+pub async fn add_user_role(
+    conn: &mut Conn,
+    user_id: i64,
+    role_id: i64,
+) -> Result<bool, StoreError> {
     let done = sqlx::query(
         "INSERT INTO user_roles (user_id, role_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
     )
@@ -247,7 +295,7 @@ pub async fn remove_user_role(
     conn: &mut Conn,
     user_id: i64,
     role_id: i64,
-) -> Result<bool, AppError> {
+) -> Result<bool, StoreError> {
     let done = sqlx::query("DELETE FROM user_roles WHERE user_id = $1 AND role_id = $2")
         .bind(user_id)
         .bind(role_id)
@@ -259,7 +307,7 @@ pub async fn remove_user_role(
 /// Serialises every change that could remove the last Super Admin. Rewriting the
 /// role's row takes its row lock on PostgreSQL and the write lock on SQLite, so the
 /// count that follows cannot be raced by another such change.
-pub async fn lock_super_admins(conn: &mut Conn) -> Result<(), AppError> {
+pub async fn lock_super_admins(conn: &mut Conn) -> Result<(), StoreError> {
     sqlx::query("UPDATE roles SET name = name WHERE name = $1")
         .bind(SUPER_ADMIN)
         .execute(conn)
@@ -268,7 +316,7 @@ pub async fn lock_super_admins(conn: &mut Conn) -> Result<(), AppError> {
 }
 
 /// Enabled accounts holding Super Admin.
-pub async fn active_super_admins(conn: &mut Conn) -> Result<i64, AppError> {
+pub async fn active_super_admins(conn: &mut Conn) -> Result<i64, StoreError> {
     Ok(sqlx::query_scalar(
         "SELECT COUNT(*) FROM user_roles ur JOIN roles r ON r.id = ur.role_id \
          JOIN users u ON u.id = ur.user_id WHERE r.name = $1 AND u.disabled = 0",
@@ -278,7 +326,7 @@ pub async fn active_super_admins(conn: &mut Conn) -> Result<i64, AppError> {
     .await?)
 }
 
-pub async fn set_disabled(conn: &mut Conn, user_id: i64, disabled: bool) -> Result<(), AppError> {
+pub async fn set_disabled(conn: &mut Conn, user_id: i64, disabled: bool) -> Result<(), StoreError> {
     sqlx::query("UPDATE users SET disabled = $1, updated_at = $2 WHERE id = $3")
         .bind(i64::from(disabled))
         .bind(db::now())
@@ -383,7 +431,7 @@ fn where_clause(condition: &str) -> String {
 
 /// How many users match `q`: exact up to 10,000, estimated past it (`db::count`).
 /// The listings take `!total.exact` as their `dense`.
-pub async fn count_users(db: &Db, q: Option<&str>) -> Result<db::count::Total, AppError> {
+pub async fn count_users(db: &Db, q: Option<&str>) -> Result<db::count::Total, StoreError> {
     let (filter, bounds) = search(db, q);
     let sample_from = users_source(db, UserOrder::Joined, true);
     let bind: db::count::Bind<'_> = &|query| match &bounds {
@@ -404,7 +452,7 @@ pub async fn list_users(
     dense: bool,
     page: i64,
     per_page: i64,
-) -> Result<Vec<User>, AppError> {
+) -> Result<Vec<User>, StoreError> {
     let (filter, bounds) = search(db, q);
     let sql = format!(
         "SELECT {USER_COLUMNS} FROM {} {} ORDER BY id LIMIT {per_page} OFFSET {}",
@@ -434,7 +482,7 @@ pub async fn list_users_keyset(
     order: UserOrder,
     cursor: &UserCursor,
     per_page: i64,
-) -> Result<UserPage, AppError> {
+) -> Result<UserPage, StoreError> {
     let (filter, bounds) = search(db, q);
     let key = order.key();
     let (from, direction) = match cursor {
@@ -462,7 +510,7 @@ pub async fn list_users_keyset(
         query = match order {
             UserOrder::Joined => query.bind(
                 k.parse::<i64>()
-                    .map_err(|_| AppError::invalid("The page's position must be a user id"))?,
+                    .map_err(|_| StoreError::Invalid("The page's position must be a user id"))?,
             ),
             UserOrder::Username | UserOrder::Email => query.bind(k.clone()),
         };
@@ -496,7 +544,7 @@ pub async fn list_users_keyset(
 }
 
 /// Every user with role and permission names, in three queries whatever the count.
-pub async fn all_profiles(db: &Db, limit: i64) -> Result<Vec<(User, super::Access)>, AppError> {
+pub async fn all_profiles(db: &Db, limit: i64) -> Result<Vec<(User, super::Access)>, StoreError> {
     let users = sqlx::query(&format!(
         "SELECT {USER_COLUMNS} FROM users ORDER BY id LIMIT {limit}"
     ))

@@ -4,6 +4,7 @@
 
 use sqlx::Row;
 
+use crate::accounts;
 use crate::db::{self, Db};
 
 /// Seconds between two emailed login codes for one user.
@@ -93,7 +94,7 @@ pub async fn activate(
     if done.rows_affected() != 1 {
         return Ok(false);
     }
-    set_enabled(&mut *conn, user_id, true).await?;
+    accounts::store::set_twofa_enabled(&mut *conn, user_id, true).await?;
     sqlx::query("DELETE FROM twofa_recovery_codes WHERE user_id = $1")
         .bind(user_id)
         .execute(&mut *conn)
@@ -122,7 +123,7 @@ pub async fn deactivate(conn: &mut sqlx::AnyConnection, user_id: i64) -> Result<
     .bind(user_id)
     .execute(&mut *conn)
     .await?;
-    set_enabled(&mut *conn, user_id, false).await?;
+    accounts::store::set_twofa_enabled(&mut *conn, user_id, false).await?;
     sqlx::query("DELETE FROM twofa_recovery_codes WHERE user_id = $1")
         .bind(user_id)
         .execute(&mut *conn)
@@ -131,20 +132,6 @@ pub async fn deactivate(conn: &mut sqlx::AnyConnection, user_id: i64) -> Result<
         .bind(now)
         .bind(user_id)
         .execute(&mut *conn)
-        .await?;
-    Ok(())
-}
-
-async fn set_enabled(
-    conn: &mut sqlx::AnyConnection,
-    user_id: i64,
-    enabled: bool,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE users SET twofa_enabled = $1, updated_at = $2 WHERE id = $3")
-        .bind(i64::from(enabled))
-        .bind(db::now())
-        .bind(user_id)
-        .execute(conn)
         .await?;
     Ok(())
 }

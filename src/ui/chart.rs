@@ -122,7 +122,7 @@ impl BarChart {
                     label_x: if i == last { x + width } else { x + width / 2 },
                     anchor: if i == last { "end" } else { "middle" },
                     // Counted from the newest, so the last bar is always labelled.
-                    labelled: (last - i) % every == 0,
+                    labelled: (last - i).is_multiple_of(every),
                     minor: (last - i) / every % 2 == 1,
                     bar,
                 }

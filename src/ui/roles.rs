@@ -109,13 +109,19 @@ async fn answer(ctx: &Ctx, result: Result<String, AppError>) -> PageResult {
 }
 
 async fn render(ctx: &Ctx, status: StatusCode, refused: Option<String>) -> PageResult {
-    let permissions = store::permissions(&ctx.state.db).await?;
+    let permissions = store::permissions(&ctx.state.db)
+        .await
+        .map_err(AppError::from)?;
     let members: HashMap<i64, i64> = store::member_counts(&ctx.state.db)
-        .await?
+        .await
+        .map_err(AppError::from)?
         .into_iter()
         .collect();
     let mut rows = Vec::new();
-    for (role, held) in store::roles_with_permissions(&ctx.state.db).await? {
+    for (role, held) in store::roles_with_permissions(&ctx.state.db)
+        .await
+        .map_err(AppError::from)?
+    {
         let held: BTreeSet<String> = held.into_iter().collect();
         let members = members.get(&role.id).copied().unwrap_or(0);
         let cells = permissions
@@ -192,7 +198,8 @@ async fn change_permission(
     };
     let role = role(&ctx, &role_id).await?;
     let permission = store::permission_by_id(&ctx.state.db, id(&permission_id, "permission")?)
-        .await?
+        .await
+        .map_err(AppError::from)?
         .ok_or_else(|| AppError::not_found("No such permission"))?;
     let result = service::set_role_permission(
         &ctx.state,
@@ -282,7 +289,8 @@ struct ConfirmPermissionPage {
 
 async fn confirm_delete_permission(ctx: Ctx, Path(permission_id): Path<String>) -> PageResult {
     let permission = store::permission_by_id(&ctx.state.db, id(&permission_id, "permission")?)
-        .await?
+        .await
+        .map_err(AppError::from)?
         .ok_or_else(|| AppError::not_found("No such permission"))?;
     let page = ConfirmPermissionPage {
         shell: Shell::new(&ctx, "Delete this permission?"),

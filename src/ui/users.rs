@@ -162,10 +162,13 @@ async fn list_page(ctx: Ctx, Query(query): Query<ListQuery>) -> PageResult {
         .ok_or_else(|| AppError::invalid("sort must be joined, username or email"))?;
     let cursor = cursor(&query)?;
     let filter = Some(q).filter(|q| !q.is_empty());
-    let total = store::count_users(&ctx.state.db, filter).await?;
+    let total = store::count_users(&ctx.state.db, filter)
+        .await
+        .map_err(AppError::from)?;
     let dense = !total.exact;
-    let page =
-        store::list_users_keyset(&ctx.state.db, filter, dense, *order, &cursor, PER_PAGE).await?;
+    let page = store::list_users_keyset(&ctx.state.db, filter, dense, *order, &cursor, PER_PAGE)
+        .await
+        .map_err(AppError::from)?;
     let prev = page
         .users
         .first()
@@ -228,7 +231,8 @@ async fn user_page(ctx: Ctx, Path(id): Path<String>) -> PageResult {
         .await
         .map_err(AppError::from)?;
     let roles = store::roles_with_permissions(&ctx.state.db)
-        .await?
+        .await
+        .map_err(AppError::from)?
         .into_iter()
         .map(|(role, _)| RoleRow {
             held: access.roles.contains(&role.name),

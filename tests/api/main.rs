@@ -16,6 +16,7 @@ mod instances;
 mod kanban;
 mod logs;
 mod mail;
+mod openapi;
 mod rbac;
 mod recovery;
 mod reliability;

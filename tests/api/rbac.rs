@@ -18,6 +18,7 @@ on_both_databases!(
     role_changes_apply_on_the_next_request,
     disable_and_enable_users,
     user_listing_pages_and_searches,
+    refusals_each_route_documents,
 );
 
 async fn user_id(app: &TestApp, username: &str) -> i64 {
@@ -682,4 +683,173 @@ async fn user_listing_pages_and_searches(backend: Backend) {
         .as_array()
         .unwrap()
         .contains(&json!("manage_users")));
+}
+
+/// The 403, 404 and 409 answers `/openapi.json` lists for the rbac routes that the
+/// other tests do not reach: each one happens, with its documented message.
+async fn refusals_each_route_documents(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.verified_user("root").await;
+    grant(&app, "root", "Super Admin").await;
+    let root = user_id(&app, "root").await;
+
+    // Super Admin's permissions are not links: 409 both ways.
+    for route in [
+        "/assign_permission_to_role",
+        "/admin/revoke_permission_from_role",
+    ] {
+        let res = app
+            .post(
+                route,
+                json!({ "permission_name": "edit", "role_name": "Super Admin" }),
+            )
+            .await;
+        assert_eq!(
+            expect_error(res, StatusCode::CONFLICT).await,
+            "Super Admin holds every permission; its permissions cannot be changed",
+            "{route}"
+        );
+    }
+    for (body, message) in [
+        (
+            json!({ "permission_name": "nope", "role_name": "Admin" }),
+            "Permission does not exist",
+        ),
+        (
+            json!({ "permission_name": "edit", "role_name": "Nope" }),
+            "Role does not exist",
+        ),
+    ] {
+        let res = app.post("/revoke_permission_from_role", body).await;
+        assert_eq!(expect_error(res, StatusCode::NOT_FOUND).await, message);
+    }
+    let res = app
+        .request(
+            Method::DELETE,
+            "/admin/delete_permission",
+            Some(json!({ "permission_id": 999_999 })),
+        )
+        .await;
+    assert_eq!(
+        expect_error(res, StatusCode::NOT_FOUND).await,
+        "Permission not found"
+    );
+    let user_role = role_id(&app, "User").await;
+    for (body, message) in [
+        (
+            json!({ "user_id": 999_999, "role_id": user_role }),
+            "User not found",
+        ),
+        (
+            json!({ "user_id": root, "role_id": 999_999 }),
+            "Role not found",
+        ),
+    ] {
+        let res = app.post("/admin/remove_role_from_user", body).await;
+        assert_eq!(expect_error(res, StatusCode::NOT_FOUND).await, message);
+    }
+    for (path, status, message) in [
+        (
+            "/admin/users/424242/enable".to_owned(),
+            StatusCode::NOT_FOUND,
+            "User not found",
+        ),
+        (
+            "/users/abc/enable".to_owned(),
+            StatusCode::BAD_REQUEST,
+            "The user id must be an integer",
+        ),
+        (
+            format!("/admin/users/{root}/enable"),
+            StatusCode::CONFLICT,
+            "You cannot change your own account status",
+        ),
+    ] {
+        let res = app.post(&path, json!({})).await;
+        assert_eq!(expect_error(res, status).await, message, "{path}");
+    }
+
+    // A keeper holds manage_admin and manage_users but not `edit` nor a custom
+    // permission: the routes let it in, the escalation rules refuse it.
+    app.post("/create_role", json!({ "name": "Keeper" })).await;
+    app.post("/create_role", json!({ "name": "Editors" })).await;
+    for (permission, role) in [
+        ("manage_admin", "Keeper"),
+        ("manage_users", "Keeper"),
+        ("edit", "Editors"),
+    ] {
+        let res = app
+            .post(
+                "/assign_permission_to_role",
+                json!({ "permission_name": permission, "role_name": role }),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+    let res = app
+        .post("/create_permission", json!({ "name": "reports.export" }))
+        .await;
+    let custom = json(res).await["permission"]["id"].as_i64().unwrap();
+    let keeper_app = TestApp::spawn_with(
+        backend,
+        &[(
+            "DATABASE_URL",
+            app.state.config.database_url.expose_secret(),
+        )],
+    )
+    .await;
+    keeper_app.verified_user("keeper").await;
+    let keeper = user_id(&app, "keeper").await;
+    sqlx::query(&format!("DELETE FROM user_roles WHERE user_id = {keeper}"))
+        .execute(app.state.db.pool())
+        .await
+        .unwrap();
+    grant(&app, "keeper", "Keeper").await;
+    let editors = role_id(&app, "Editors").await;
+
+    let refused = [
+        keeper_app
+            .request(
+                Method::DELETE,
+                "/admin/delete_role",
+                Some(json!({ "role_id": editors })),
+            )
+            .await,
+        keeper_app
+            .request(
+                Method::DELETE,
+                "/delete_permission",
+                Some(json!({ "permission_id": custom })),
+            )
+            .await,
+        keeper_app
+            .post(
+                "/admin/revoke_permission_from_role",
+                json!({ "permission_name": "edit", "role_name": "Editors" }),
+            )
+            .await,
+        keeper_app
+            .post(
+                "/remove_role_from_user",
+                json!({ "user_id": root, "role_id": editors }),
+            )
+            .await,
+        keeper_app
+            .post(&format!("/admin/users/{root}/enable"), json!({}))
+            .await,
+    ];
+    for res in refused {
+        assert_eq!(
+            expect_error(res, StatusCode::FORBIDDEN).await,
+            "Unauthorized access"
+        );
+    }
+    // Within its powers, the same keeper is served.
+    let res = keeper_app
+        .post(
+            "/assign_permission_to_role",
+            json!({ "permission_name": "manage_users", "role_name": "Editors" }),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
 }

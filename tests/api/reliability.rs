@@ -170,14 +170,14 @@ async fn json_is_strict_and_paging_follows_one_rule(backend: Backend) {
 
 /// A PostgreSQL database of its own, so that an outage can be caused without touching
 /// the shared server: connections to it are refused and its sessions terminated.
-struct OutageDb {
+pub(crate) struct OutageDb {
     admin: sqlx::PgConnection,
     name: String,
-    url: String,
+    pub url: String,
 }
 
 impl OutageDb {
-    async fn create() -> Self {
+    pub(crate) async fn create() -> Self {
         let base = postgres_url().unwrap();
         let mut admin = sqlx::PgConnection::connect(&base).await.unwrap();
         let name = format!("gh_outage_{:012x}", rand::thread_rng().gen::<u64>() >> 16);
@@ -195,7 +195,7 @@ impl OutageDb {
         Self { admin, name, url }
     }
 
-    async fn go_down(&mut self) {
+    pub(crate) async fn go_down(&mut self) {
         let name = &self.name;
         for sql in [
             format!("ALTER DATABASE {name} WITH ALLOW_CONNECTIONS false"),
@@ -207,7 +207,7 @@ impl OutageDb {
         }
     }
 
-    async fn come_back(&mut self) {
+    pub(crate) async fn come_back(&mut self) {
         sqlx::query(&format!(
             "ALTER DATABASE {} WITH ALLOW_CONNECTIONS true",
             self.name
@@ -217,7 +217,7 @@ impl OutageDb {
         .unwrap();
     }
 
-    async fn drop_it(mut self) {
+    pub(crate) async fn drop_it(mut self) {
         sqlx::query(&format!(
             "DROP DATABASE IF EXISTS {} WITH (FORCE)",
             self.name
