@@ -41,6 +41,17 @@ async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, Ap
 /// the error; see [`refuse_control_characters`] for what no text may hold.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
     refuse_control_characters(bytes)?;
+    parse_strict(bytes).or_else(|error| {
+        // JSON Schema counts `3.0` as an integer, so a client generated from
+        // `/openapi.json` may send one where serde wants an `i64`: read it as `3`.
+        match integral_numbers_as_integers(bytes) {
+            Some(normalised) => parse_strict(&normalised).map_err(|_| error),
+            None => Err(error),
+        }
+    })
+}
+
+fn parse_strict<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = deserialize(&mut de)?;
     de.end().map_err(|e| {
@@ -50,6 +61,45 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
         ))
     })?;
     Ok(value)
+}
+
+/// The body with every integral floating-point number (`3.0`, `-2e3`) written as an
+/// integer, if it holds one.
+fn integral_numbers_as_integers(bytes: &[u8]) -> Option<Vec<u8>> {
+    /// Integers an `f64` holds exactly.
+    const EXACT: f64 = 9_007_199_254_740_992.0;
+    fn walk(value: &mut serde_json::Value) -> bool {
+        use serde_json::Value;
+        match value {
+            Value::Number(n) if n.is_f64() => match n.as_f64() {
+                Some(f) if f.fract() == 0.0 && f.abs() <= EXACT => {
+                    *value = Value::from(f as i64);
+                    true
+                }
+                _ => false,
+            },
+            Value::Array(items) => {
+                let mut changed = false;
+                for v in items {
+                    changed |= walk(v);
+                }
+                changed
+            }
+            Value::Object(map) => {
+                let mut changed = false;
+                for v in map.values_mut() {
+                    changed |= walk(v);
+                }
+                changed
+            }
+            _ => false,
+        }
+    }
+    let mut value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    if !walk(&mut value) {
+        return None;
+    }
+    serde_json::to_vec(&value).ok()
 }
 
 /// Text may hold tabs and line breaks but no other control character: PostgreSQL
@@ -259,6 +309,22 @@ mod tests {
         assert!(message(b"").starts_with("Malformed JSON body"));
         assert!(message(br#"{"name": "x", "age": 1} trailing"#).starts_with("Malformed JSON body"));
         assert!(message(br#"{"name": "x", "age": 1}{}"#).starts_with("Malformed JSON body"));
+    }
+
+    #[test]
+    fn integral_floats_are_integers() {
+        #[derive(serde::Deserialize)]
+        struct Ids {
+            a: i64,
+            b: Vec<i64>,
+            c: f64,
+        }
+        let ids: Ids = parse_json(br#"{"a": -977.0, "b": [1e3, 2], "c": 1.5}"#).unwrap();
+        assert_eq!((ids.a, ids.b, ids.c), (-977, vec![1000, 2], 1.5));
+        let e = parse_json::<Ids>(br#"{"a": 1.5, "b": [], "c": 1}"#)
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("`a`"), "{e}");
     }
 
     #[test]
