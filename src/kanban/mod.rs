@@ -22,6 +22,20 @@ use serde::{Serialize, Serializer};
 
 pub use routes::routes;
 
+use crate::error::AppError;
+
+/// The store's failures as the contract answers them: unknown rows are 404, a move to
+/// another board's column 400, a database outage 503.
+impl From<store::StoreError> for AppError {
+    fn from(e: store::StoreError) -> Self {
+        match e {
+            store::StoreError::Db(e) => AppError::from(e),
+            missing @ store::StoreError::NotFound(_) => AppError::not_found(missing.to_string()),
+            other @ store::StoreError::OtherBoard => AppError::invalid(other.to_string()),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Board {
     pub id: i64,
