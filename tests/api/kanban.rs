@@ -1593,6 +1593,15 @@ async fn whole_numbers_arrive_in_every_form_json_schema_allows(backend: Backend)
         let message = expect_error(res, StatusCode::BAD_REQUEST).await;
         assert!(message.contains("id"), "{body}: {message}");
     }
+    let res = raw(
+        Method::DELETE,
+        columns.clone(),
+        r#"{"id": "1.5"}"#.to_owned(),
+    )
+    .await
+    .unwrap();
+    let message = expect_error(res, StatusCode::BAD_REQUEST).await;
+    assert!(message.contains("id"), "{message}");
     // The largest id the schema allows is an id like any other: it names nothing.
     let res = raw(
         Method::DELETE,
