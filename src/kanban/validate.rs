@@ -129,7 +129,6 @@ impl Visitor<'_> for IntVisitor {
         // converts without loss.
         const LIMIT: f64 = 9_223_372_036_854_775_808.0;
         if v.fract() == 0.0 && (-LIMIT..LIMIT).contains(&v) {
-            #[allow(clippy::cast_possible_truncation)]
             return Ok(Int(v as i64));
         }
         Err(E::invalid_value(de::Unexpected::Float(v), &self))
