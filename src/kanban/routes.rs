@@ -62,12 +62,12 @@ fn column_id(raw: &str) -> Result<i64, AppError> {
 /// The answer to a creation: the new row's id.
 #[derive(Serialize, ToSchema)]
 #[schema(example = json!({ "id": 42 }))]
-struct Created {
+struct RowCreated {
     id: i64,
 }
 
-fn created(id: i64) -> (StatusCode, axum::Json<Created>) {
-    (StatusCode::CREATED, axum::Json(Created { id }))
+fn created(id: i64) -> (StatusCode, axum::Json<RowCreated>) {
+    (StatusCode::CREATED, axum::Json(RowCreated { id }))
 }
 
 fn actor<'a>(user: &'a CurrentUser, origin: &'a Origin) -> Actor<'a> {
@@ -82,7 +82,7 @@ fn actor<'a>(user: &'a CurrentUser, origin: &'a Origin) -> Actor<'a> {
 /// The row a delete names.
 #[derive(Deserialize, ToSchema)]
 #[schema(example = json!({ "id": 42 }))]
-struct ById {
+struct RowToDelete {
     /// The id of the row to delete; a number or a string of digits.
     id: Int,
 }
@@ -136,7 +136,7 @@ async fn list_boards(State(state): State<AppState>) -> Result<axum::Json<Vec<Boa
     tag = "kanban",
     request_body = NewBoard,
     responses(
-        (status = 201, description = "Created, with no columns", body = Created),
+        (status = 201, description = "Created, with no columns", body = RowCreated),
     )
 )]
 async fn create_board(
@@ -144,7 +144,7 @@ async fn create_board(
     user: CurrentUser,
     origin: Origin,
     Json(body): Json<NewBoard>,
-) -> Result<(StatusCode, axum::Json<Created>), AppError> {
+) -> Result<(StatusCode, axum::Json<RowCreated>), AppError> {
     let board = service::create_board(&state, actor(&user, &origin), &body.name).await?;
     Ok(created(board.id))
 }
@@ -177,7 +177,7 @@ async fn rename_board(
     delete,
     path = "/boards",
     tag = "kanban",
-    request_body = ById,
+    request_body = RowToDelete,
     responses(
         (status = 204, description = "Deleted; no body"),
         (status = 404, description = "`Board not found`", body = ErrorBody),
@@ -187,7 +187,7 @@ async fn delete_board(
     State(state): State<AppState>,
     user: CurrentUser,
     origin: Origin,
-    Json(body): Json<ById>,
+    Json(body): Json<RowToDelete>,
 ) -> Result<StatusCode, AppError> {
     service::delete_board(&state, actor(&user, &origin), body.id.0).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -285,7 +285,7 @@ async fn list_columns(
         description = "The board's id; anything but an integer names no board (404)")),
     request_body = NewColumn,
     responses(
-        (status = 201, description = "Created", body = Created),
+        (status = 201, description = "Created", body = RowCreated),
         (status = 404, description = "`Board not found`", body = ErrorBody),
     )
 )]
@@ -295,7 +295,7 @@ async fn create_column(
     origin: Origin,
     Path(raw): Path<String>,
     Json(body): Json<NewColumn>,
-) -> Result<(StatusCode, axum::Json<Created>), AppError> {
+) -> Result<(StatusCode, axum::Json<RowCreated>), AppError> {
     let board = board_id(&raw)?;
     let column = service::create_column(
         &state,
@@ -350,7 +350,7 @@ async fn update_column(
     tag = "kanban",
     params(("board_id" = i64, Path, minimum = 0,
         description = "The board's id; anything but an integer names no board (404)")),
-    request_body = ById,
+    request_body = RowToDelete,
     responses(
         (status = 204, description = "Deleted; no body"),
         (status = 404, description = "`Board not found`, or `Column not found` (none with that id on this board)", body = ErrorBody),
@@ -361,7 +361,7 @@ async fn delete_column(
     user: CurrentUser,
     origin: Origin,
     Path(raw): Path<String>,
-    Json(body): Json<ById>,
+    Json(body): Json<RowToDelete>,
 ) -> Result<StatusCode, AppError> {
     let board = board_id(&raw)?;
     service::delete_column(&state, actor(&user, &origin), board, body.id.0).await?;
@@ -469,7 +469,7 @@ async fn list_tickets(
         description = "The column's id; anything but an integer names no column (404)")),
     request_body = NewTicket,
     responses(
-        (status = 201, description = "Created", body = Created),
+        (status = 201, description = "Created", body = RowCreated),
         (status = 400, description = "Invalid input (the message names the field), or `position` is a column of another board", body = ErrorBody),
         (status = 404, description = "`Column not found`: the path's column or the one `position` names", body = ErrorBody),
     )
@@ -480,7 +480,7 @@ async fn create_ticket(
     origin: Origin,
     Path(raw): Path<String>,
     Json(body): Json<NewTicket>,
-) -> Result<(StatusCode, axum::Json<Created>), AppError> {
+) -> Result<(StatusCode, axum::Json<RowCreated>), AppError> {
     let column = column_id(&raw)?;
     let new = Creation {
         title: &body.title,
@@ -540,7 +540,7 @@ async fn update_ticket(
     tag = "kanban",
     params(("column_id" = i64, Path, minimum = 0,
         description = "The column the ticket is in; anything but an integer names no column (404)")),
-    request_body = ById,
+    request_body = RowToDelete,
     responses(
         (status = 204, description = "Deleted; no body"),
         (status = 404, description = "`Column not found`, or `Ticket not found` (none with that id in the path's column)", body = ErrorBody),
@@ -551,7 +551,7 @@ async fn delete_ticket(
     user: CurrentUser,
     origin: Origin,
     Path(raw): Path<String>,
-    Json(body): Json<ById>,
+    Json(body): Json<RowToDelete>,
 ) -> Result<StatusCode, AppError> {
     let column = column_id(&raw)?;
     service::delete_ticket(&state, actor(&user, &origin), column, body.id.0).await?;
