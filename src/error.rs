@@ -238,18 +238,3 @@ pub fn is_outage(e: &sqlx::Error) -> bool {
         _ => false,
     }
 }
-
-/// Turns a violation of one of the named unique indexes into a 409 with the message
-/// paired with it, and any other database failure into its usual error.
-pub trait OnUnique<T> {
-    fn on_unique(self, conflicts: &[(&str, &'static str)]) -> Result<T, AppError>;
-}
-
-impl<T> OnUnique<T> for Result<T, sqlx::Error> {
-    fn on_unique(self, conflicts: &[(&str, &'static str)]) -> Result<T, AppError> {
-        self.map_err(|e| match crate::db::unique_conflict(&e, conflicts) {
-            Some(message) => AppError::conflict(message),
-            None => e.into(),
-        })
-    }
-}

@@ -91,7 +91,11 @@ fn operation(spec: &RouteSpec) -> Operation {
     let policy = match spec.policy {
         Policy::Public => "public".to_owned(),
         Policy::LoggedIn => "logged in".to_owned(),
+        Policy::Permission(p) => format!("permission {}", p.name()),
+    };
+    let shown = match spec.policy {
         Policy::Permission(p) => format!("permission `{}`", p.name()),
+        _ => policy.clone(),
     };
     let responses = &mut op.responses.responses;
     let mut add = |status: &str, description: &str| {
@@ -143,10 +147,10 @@ fn operation(spec: &RouteSpec) -> Operation {
         }]);
     }
     let access = match (spec.policy, csrf, spec.needs_billing) {
-        (_, _, true) => format!("Access: {policy}; needs billing configured."),
-        (Policy::Public, _, _) => format!("Access: {policy}."),
-        (_, true, _) => format!("Access: {policy}; send the X-CSRFToken header."),
-        (_, false, _) => format!("Access: {policy}."),
+        (_, _, true) => format!("Access: {shown}; needs billing configured."),
+        (Policy::Public, _, _) => format!("Access: {shown}."),
+        (_, true, _) => format!("Access: {shown}; send the X-CSRFToken header."),
+        (_, false, _) => format!("Access: {shown}."),
     };
     op.description = Some(match op.description.take() {
         Some(text) => format!("{text}\n\n{access}"),

@@ -2,16 +2,24 @@
 //! ids, empty strings, duplicates), and the old service showed rows in id order, so
 //! positions are rebuilt dense (0..n-1) in id order within each parent.
 //!
-//! The SQL is here, one function per table, while the kanban store is being
-//! rewritten; it belongs in `crate::kanban::store`.
+//! The SQL is the kanban store's (`insert_imported_*`), one statement per table and
+//! batch.
 
 use std::collections::HashMap;
 
 use super::old::OldDb;
 use super::report::{Outcome, Report, Table};
-use super::{clean_label, next_id, record, Ctx, ImportError, BATCH};
-use crate::db::{self, Backend, JsonCol};
+use super::{clean_label, record, Ctx, ImportError, BATCH};
+use crate::db;
+use crate::error::AppError;
+use crate::kanban::store::{
+    self as kanban_store, ImportedBoard, ImportedColumn, ImportedTicket, StoreError,
+};
 use crate::kanban::validate::{DESCRIPTION_MAX, NAME_MAX, TITLE_MAX};
+
+fn store_failed(e: StoreError) -> ImportError {
+    ImportError::Target(AppError::from(e))
+}
 
 pub async fn import(
     ctx: &mut Ctx<'_>,
@@ -19,10 +27,11 @@ pub async fn import(
     report: &mut Report,
 ) -> Result<(), ImportError> {
     let now = db::now();
+    let free = kanban_store::free_ids(ctx.db).await.map_err(store_failed)?;
 
     let rows = old.rows("board", &["id", "name"], "id").await?;
     let mut table = Table::new("board", rows.len());
-    let mut next = next_id(ctx.db, "boards").await?;
+    let mut next = free.board;
     let mut boards = Vec::new();
     for row in &rows {
         let Some(old_id) = row.int(0) else { continue };
@@ -39,7 +48,7 @@ pub async fn import(
             &mut table,
         );
         ctx.plan("board", old_id, next);
-        boards.push((old_id, next, name));
+        boards.push((old_id, ImportedBoard { id: next, name }));
         next += 1;
     }
     table.imported = boards.len();
@@ -47,10 +56,12 @@ pub async fn import(
         let bar = ctx.bar("board", boards.len());
         for chunk in boards.chunks(BATCH) {
             let mut tx = ctx.db.begin().await?;
-            insert_boards(&mut tx, ctx.backend, chunk, now).await?;
-            let pairs: Vec<(i64, i64)> = chunk.iter().map(|(o, n, _)| (*o, *n)).collect();
+            let rows = chunk.iter().map(|(_, b)| b);
+            kanban_store::insert_imported_boards(&mut tx, ctx.backend, rows, now)
+                .await
+                .map_err(store_failed)?;
+            let pairs: Vec<(i64, i64)> = chunk.iter().map(|(o, b)| (*o, b.id)).collect();
             record(&mut tx, ctx.backend, "board", &pairs).await?;
-            db::sync_id_sequence(&mut tx, ctx.backend, "boards").await?;
             tx.commit().await?;
             bar.inc(chunk.len() as u64);
         }
@@ -62,7 +73,7 @@ pub async fn import(
         .rows("column", &["id", "name", "board_id"], "id")
         .await?;
     let mut table = Table::new("column", rows.len());
-    let mut next = next_id(ctx.db, "board_columns").await?;
+    let mut next = free.column;
     let mut columns = Vec::new();
     let mut per_board: HashMap<i64, i64> = HashMap::new();
     for row in &rows {
@@ -92,13 +103,15 @@ pub async fn import(
             &mut table,
         );
         ctx.plan("column", old_id, next);
-        columns.push(NewColumn {
+        columns.push((
             old_id,
-            id: next,
-            board_id: board,
-            name,
-            position,
-        });
+            ImportedColumn {
+                id: next,
+                board_id: board,
+                name,
+                position,
+            },
+        ));
         next += 1;
     }
     table.imported = columns.len();
@@ -106,10 +119,12 @@ pub async fn import(
         let bar = ctx.bar("column", columns.len());
         for chunk in columns.chunks(BATCH) {
             let mut tx = ctx.db.begin().await?;
-            insert_columns(&mut tx, ctx.backend, chunk, now).await?;
-            let pairs: Vec<(i64, i64)> = chunk.iter().map(|c| (c.old_id, c.id)).collect();
+            let rows = chunk.iter().map(|(_, c)| c);
+            kanban_store::insert_imported_columns(&mut tx, ctx.backend, rows, now)
+                .await
+                .map_err(store_failed)?;
+            let pairs: Vec<(i64, i64)> = chunk.iter().map(|(o, c)| (*o, c.id)).collect();
             record(&mut tx, ctx.backend, "column", &pairs).await?;
-            db::sync_id_sequence(&mut tx, ctx.backend, "board_columns").await?;
             tx.commit().await?;
             bar.inc(chunk.len() as u64);
         }
@@ -125,7 +140,7 @@ pub async fn import(
         )
         .await?;
     let mut table = Table::new("ticket", rows.len());
-    let mut next = next_id(ctx.db, "tickets").await?;
+    let mut next = free.ticket;
     let mut tickets = Vec::new();
     let mut per_column: HashMap<i64, i64> = HashMap::new();
     for row in &rows {
@@ -172,14 +187,16 @@ pub async fn import(
         }
         let created_at = row.time(4, time::UtcOffset::UTC).unwrap_or(now);
         ctx.plan("ticket", old_id, next);
-        tickets.push(ticket(
+        tickets.push((
             old_id,
-            next,
-            column,
-            order,
-            title,
-            description,
-            created_at,
+            ImportedTicket {
+                id: next,
+                column_id: column,
+                order,
+                title,
+                description,
+                created_at,
+            },
         ));
         next += 1;
     }
@@ -188,10 +205,12 @@ pub async fn import(
         let bar = ctx.bar("ticket", tickets.len());
         for chunk in tickets.chunks(BATCH) {
             let mut tx = ctx.db.begin().await?;
-            insert_tickets(&mut tx, ctx.backend, chunk, now).await?;
-            let pairs: Vec<(i64, i64)> = chunk.iter().map(|t| (t.old_id, t.id)).collect();
+            let rows = chunk.iter().map(|(_, t)| t);
+            kanban_store::insert_imported_tickets(&mut tx, ctx.backend, rows, now)
+                .await
+                .map_err(store_failed)?;
+            let pairs: Vec<(i64, i64)> = chunk.iter().map(|(o, t)| (*o, t.id)).collect();
             record(&mut tx, ctx.backend, "ticket", &pairs).await?;
-            db::sync_id_sequence(&mut tx, ctx.backend, "tickets").await?;
             tx.commit().await?;
             bar.inc(chunk.len() as u64);
         }
@@ -227,120 +246,4 @@ fn label_or(
         );
     }
     name
-}
-
-struct NewColumn {
-    old_id: i64,
-    id: i64,
-    board_id: i64,
-    name: String,
-    position: i64,
-}
-
-/// One ticket as the current schema keeps it: its column and its dense place there
-/// (`sort_order`, which the API calls `order`).
-/// The one place that knows the ticket layout, for when tickets change shape.
-struct NewTicket {
-    old_id: i64,
-    id: i64,
-    column_id: i64,
-    sort_order: i64,
-    title: String,
-    description: String,
-    created_at: i64,
-}
-
-fn ticket(
-    old_id: i64,
-    id: i64,
-    column_id: i64,
-    order: i64,
-    title: String,
-    description: String,
-    created_at: i64,
-) -> NewTicket {
-    NewTicket {
-        old_id,
-        id,
-        column_id,
-        sort_order: order,
-        title,
-        description,
-        created_at,
-    }
-}
-
-async fn insert_boards(
-    conn: &mut sqlx::AnyConnection,
-    backend: Backend,
-    boards: &[(i64, i64, String)],
-    now: i64,
-) -> Result<(), sqlx::Error> {
-    let rows: Vec<serde_json::Value> = boards
-        .iter()
-        .map(|(_, id, name)| serde_json::json!([id, name, now, now]))
-        .collect();
-    let select = db::json_rows(
-        backend,
-        &[JsonCol::Int, JsonCol::Text, JsonCol::Int, JsonCol::Int],
-    );
-    sqlx::query(&format!(
-        "INSERT INTO boards (id, name, created_at, updated_at) {select}"
-    ))
-    .bind(serde_json::Value::Array(rows).to_string())
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-async fn insert_columns(
-    conn: &mut sqlx::AnyConnection,
-    backend: Backend,
-    columns: &[NewColumn],
-    now: i64,
-) -> Result<(), sqlx::Error> {
-    use JsonCol::{Int, Text};
-    let rows: Vec<serde_json::Value> = columns
-        .iter()
-        .map(|c| serde_json::json!([c.id, c.board_id, c.name, c.position, now, now]))
-        .collect();
-    let select = db::json_rows(backend, &[Int, Int, Text, Int, Int, Int]);
-    sqlx::query(&format!(
-        "INSERT INTO board_columns (id, board_id, name, position, created_at, updated_at) {select}"
-    ))
-    .bind(serde_json::Value::Array(rows).to_string())
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-async fn insert_tickets(
-    conn: &mut sqlx::AnyConnection,
-    backend: Backend,
-    tickets: &[NewTicket],
-    now: i64,
-) -> Result<(), sqlx::Error> {
-    use JsonCol::{Int, Text};
-    let rows: Vec<serde_json::Value> = tickets
-        .iter()
-        .map(|t| {
-            serde_json::json!([
-                t.id,
-                t.column_id,
-                t.title,
-                t.description,
-                t.sort_order,
-                t.created_at,
-                now
-            ])
-        })
-        .collect();
-    let select = db::json_rows(backend, &[Int, Int, Text, Text, Int, Int, Int]);
-    sqlx::query(&format!(
-        "INSERT INTO tickets (id, column_id, title, description, sort_order, created_at, updated_at) {select}"
-    ))
-    .bind(serde_json::Value::Array(rows).to_string())
-    .execute(conn)
-    .await?;
-    Ok(())
 }

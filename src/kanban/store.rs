@@ -34,17 +34,46 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
 use super::{Board, Column, ColumnWithTickets, FullBoard, Ticket};
-use crate::db::{self, Db};
-use crate::error::AppError;
+use crate::db::{self, Backend, Db, JsonCol};
 
 type Tx = Transaction<'static, Any>;
 
-const BOARD_NOT_FOUND: &str = "Board not found";
-const COLUMN_NOT_FOUND: &str = "Column not found";
-const TICKET_NOT_FOUND: &str = "Ticket not found";
-/// The refusal of a move to another board's column **(fixed: the old service wrote the
-/// position into the column id)**.
-const OTHER_BOARD: &str = "A ticket can only move to a column of the same board";
+/// What the kanban store can fail with; [`super`] maps it to the contract's answer
+/// once, at the edge.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    /// The board, column or ticket named does not exist (or not where it was named).
+    #[error("{0} not found")]
+    NotFound(Missing),
+    /// A ticket sent to another board's column **(fixed: the old service wrote the
+    /// position into the column id)**.
+    #[error("A ticket can only move to a column of the same board")]
+    OtherBoard,
+}
+
+/// What was not found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Missing {
+    Board,
+    Column,
+    Ticket,
+}
+
+impl std::fmt::Display for Missing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Board => "Board",
+            Self::Column => "Column",
+            Self::Ticket => "Ticket",
+        })
+    }
+}
+
+const NO_BOARD: StoreError = StoreError::NotFound(Missing::Board);
+const NO_COLUMN: StoreError = StoreError::NotFound(Missing::Column);
+const NO_TICKET: StoreError = StoreError::NotFound(Missing::Ticket);
 
 /// The ordered children of a parent: a board's columns or a column's tickets. The
 /// table and column names are constants, never caller input.
@@ -186,7 +215,7 @@ async fn board_of_column(tx: &mut Tx, column_id: i64) -> Result<Option<i64>, sql
 
 // ----- boards -----
 
-pub async fn list_boards(db: &Db) -> Result<Vec<Board>, AppError> {
+pub async fn list_boards(db: &Db) -> Result<Vec<Board>, StoreError> {
     let rows = sqlx::query("SELECT id, name FROM boards ORDER BY id")
         .fetch_all(db.pool())
         .await?;
@@ -198,10 +227,10 @@ pub async fn list_boards(db: &Db) -> Result<Vec<Board>, AppError> {
             })
         })
         .collect::<Result<_, sqlx::Error>>()
-        .map_err(AppError::from)
+        .map_err(StoreError::from)
 }
 
-pub async fn create_board(db: &Db, name: &str) -> Result<Board, AppError> {
+pub async fn create_board(db: &Db, name: &str) -> Result<Board, StoreError> {
     let now = db::now();
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO boards (name, created_at, updated_at) VALUES ($1, $2, $2) RETURNING id",
@@ -217,11 +246,9 @@ pub async fn create_board(db: &Db, name: &str) -> Result<Board, AppError> {
 }
 
 /// Renames a board; returns it before and after.
-pub async fn rename_board(db: &Db, id: i64, name: &str) -> Result<(Board, Board), AppError> {
+pub async fn rename_board(db: &Db, id: i64, name: &str) -> Result<(Board, Board), StoreError> {
     let mut tx = db.begin().await?;
-    let old = lock_board(&mut tx, id)
-        .await?
-        .ok_or_else(|| AppError::not_found(BOARD_NOT_FOUND))?;
+    let old = lock_board(&mut tx, id).await?.ok_or(NO_BOARD)?;
     sqlx::query("UPDATE boards SET name = $1 WHERE id = $2")
         .bind(name)
         .bind(id)
@@ -246,11 +273,9 @@ pub struct DeletedBoard {
 }
 
 /// Deletes a board; its columns and their tickets go with it (ON DELETE CASCADE).
-pub async fn delete_board(db: &Db, id: i64) -> Result<DeletedBoard, AppError> {
+pub async fn delete_board(db: &Db, id: i64) -> Result<DeletedBoard, StoreError> {
     let mut tx = db.begin().await?;
-    let name = lock_board(&mut tx, id)
-        .await?
-        .ok_or_else(|| AppError::not_found(BOARD_NOT_FOUND))?;
+    let name = lock_board(&mut tx, id).await?.ok_or(NO_BOARD)?;
     let row = sqlx::query(
         "SELECT (SELECT COUNT(*) FROM board_columns WHERE board_id = $1), \
          (SELECT COUNT(*) FROM tickets t JOIN board_columns c ON c.id = t.column_id \
@@ -275,7 +300,7 @@ pub async fn delete_board(db: &Db, id: i64) -> Result<DeletedBoard, AppError> {
 /// The whole board in one statement, whatever its size: one row per ticket (or per
 /// empty column, or one for an empty board), folded here into columns. One statement
 /// is also one snapshot, so a concurrent move never shows a ticket twice.
-pub async fn full_board(db: &Db, id: i64) -> Result<FullBoard, AppError> {
+pub async fn full_board(db: &Db, id: i64) -> Result<FullBoard, StoreError> {
     let rows = sqlx::query(
         "SELECT b.id, b.name, c.id, c.name, c.position, \
          t.id, t.title, t.description, t.column_id, t.sort_order \
@@ -288,9 +313,7 @@ pub async fn full_board(db: &Db, id: i64) -> Result<FullBoard, AppError> {
     .bind(id)
     .fetch_all(db.pool())
     .await?;
-    let first = rows
-        .first()
-        .ok_or_else(|| AppError::not_found(BOARD_NOT_FOUND))?;
+    let first = rows.first().ok_or(NO_BOARD)?;
     let mut board = FullBoard {
         id: first.try_get(0)?,
         name: first.try_get(1)?,
@@ -332,7 +355,7 @@ fn ticket_at(row: &AnyRow, at: usize) -> Result<Option<Ticket>, sqlx::Error> {
 
 /// A board's version, which every change to it bumps; `None` when there is no such
 /// board (any more).
-pub async fn board_version(db: &Db, id: i64) -> Result<Option<i64>, AppError> {
+pub async fn board_version(db: &Db, id: i64) -> Result<Option<i64>, StoreError> {
     Ok(
         sqlx::query_scalar("SELECT version FROM boards WHERE id = $1")
             .bind(id)
@@ -346,7 +369,7 @@ pub async fn board_version(db: &Db, id: i64) -> Result<Option<i64>, AppError> {
 pub async fn descriptions(
     db: &Db,
     board_id: i64,
-) -> Result<Option<(String, Vec<(i64, String)>)>, AppError> {
+) -> Result<Option<(String, Vec<(i64, String)>)>, StoreError> {
     let rows = sqlx::query(
         "SELECT b.description, c.id, c.description FROM boards b \
          LEFT JOIN board_columns c ON c.board_id = b.id WHERE b.id = $1",
@@ -374,11 +397,9 @@ pub async fn describe(
     board_id: i64,
     column: Option<i64>,
     description: &str,
-) -> Result<String, AppError> {
+) -> Result<String, StoreError> {
     let mut tx = db.begin().await?;
-    lock_board(&mut tx, board_id)
-        .await?
-        .ok_or_else(|| AppError::not_found(BOARD_NOT_FOUND))?;
+    lock_board(&mut tx, board_id).await?.ok_or(NO_BOARD)?;
     let before: Option<String> = match column {
         None => {
             sqlx::query_scalar("SELECT description FROM boards WHERE id = $1")
@@ -396,7 +417,7 @@ pub async fn describe(
             .await?
         }
     };
-    let before = before.ok_or_else(|| AppError::not_found(COLUMN_NOT_FOUND))?;
+    let before = before.ok_or(NO_COLUMN)?;
     match column {
         None => sqlx::query("UPDATE boards SET description = $1 WHERE id = $2")
             .bind(description)
@@ -420,7 +441,7 @@ pub async fn ticket_column(
     db: &Db,
     board_id: i64,
     ticket_id: i64,
-) -> Result<Option<i64>, AppError> {
+) -> Result<Option<i64>, StoreError> {
     Ok(sqlx::query_scalar(
         "SELECT t.column_id FROM tickets t JOIN board_columns c ON c.id = t.column_id \
          WHERE t.id = $1 AND c.board_id = $2",
@@ -435,7 +456,7 @@ pub async fn ticket_column(
 
 /// A board's columns in order, in one statement that also tells an unknown board
 /// (no row at all) from an empty one (one row of NULLs).
-pub async fn list_columns(db: &Db, board_id: i64) -> Result<Vec<Column>, AppError> {
+pub async fn list_columns(db: &Db, board_id: i64) -> Result<Vec<Column>, StoreError> {
     let rows = sqlx::query(
         "SELECT b.id, c.id, c.name, c.position FROM boards b \
          LEFT JOIN board_columns c ON c.board_id = b.id \
@@ -445,7 +466,7 @@ pub async fn list_columns(db: &Db, board_id: i64) -> Result<Vec<Column>, AppErro
     .fetch_all(db.pool())
     .await?;
     if rows.is_empty() {
-        return Err(AppError::not_found(BOARD_NOT_FOUND));
+        return Err(NO_BOARD);
     }
     let mut columns = Vec::with_capacity(rows.len());
     for row in &rows {
@@ -466,11 +487,9 @@ pub async fn create_column(
     board_id: i64,
     name: &str,
     position: Option<i64>,
-) -> Result<Column, AppError> {
+) -> Result<Column, StoreError> {
     let mut tx = db.begin().await?;
-    lock_board(&mut tx, board_id)
-        .await?
-        .ok_or_else(|| AppError::not_found(BOARD_NOT_FOUND))?;
+    lock_board(&mut tx, board_id).await?.ok_or(NO_BOARD)?;
     let count = Siblings::Columns.count(&mut tx, board_id).await?;
     let position = position.map_or(count, |p| p.min(count));
     Siblings::Columns
@@ -524,14 +543,12 @@ pub async fn update_column(
     id: i64,
     name: Option<&str>,
     position: Option<i64>,
-) -> Result<(Column, Column), AppError> {
+) -> Result<(Column, Column), StoreError> {
     let mut tx = db.begin().await?;
-    lock_board(&mut tx, board_id)
-        .await?
-        .ok_or_else(|| AppError::not_found(BOARD_NOT_FOUND))?;
+    lock_board(&mut tx, board_id).await?.ok_or(NO_BOARD)?;
     let before = column_in_board(&mut tx, board_id, id)
         .await?
-        .ok_or_else(|| AppError::not_found(COLUMN_NOT_FOUND))?;
+        .ok_or(NO_COLUMN)?;
     let position = match position {
         Some(wanted) => {
             let last = Siblings::Columns.count(&mut tx, board_id).await? - 1;
@@ -557,14 +574,12 @@ pub async fn update_column(
 
 /// Deletes a column of the board with its tickets and closes the gap; returns the
 /// column and how many tickets went with it.
-pub async fn delete_column(db: &Db, board_id: i64, id: i64) -> Result<(Column, i64), AppError> {
+pub async fn delete_column(db: &Db, board_id: i64, id: i64) -> Result<(Column, i64), StoreError> {
     let mut tx = db.begin().await?;
-    lock_board(&mut tx, board_id)
-        .await?
-        .ok_or_else(|| AppError::not_found(BOARD_NOT_FOUND))?;
+    lock_board(&mut tx, board_id).await?.ok_or(NO_BOARD)?;
     let column = column_in_board(&mut tx, board_id, id)
         .await?
-        .ok_or_else(|| AppError::not_found(COLUMN_NOT_FOUND))?;
+        .ok_or(NO_COLUMN)?;
     let tickets = Siblings::Tickets.count(&mut tx, id).await?;
     sqlx::query("DELETE FROM board_columns WHERE id = $1")
         .bind(id)
@@ -580,7 +595,7 @@ pub async fn delete_column(db: &Db, board_id: i64, id: i64) -> Result<(Column, i
 // ----- tickets -----
 
 /// A column's tickets in order; one statement, as for [`list_columns`].
-pub async fn list_tickets(db: &Db, column_id: i64) -> Result<Vec<Ticket>, AppError> {
+pub async fn list_tickets(db: &Db, column_id: i64) -> Result<Vec<Ticket>, StoreError> {
     let rows = sqlx::query(
         "SELECT c.id, t.id, t.title, t.description, t.column_id, t.sort_order \
          FROM board_columns c LEFT JOIN tickets t ON t.column_id = c.id \
@@ -590,7 +605,7 @@ pub async fn list_tickets(db: &Db, column_id: i64) -> Result<Vec<Ticket>, AppErr
     .fetch_all(db.pool())
     .await?;
     if rows.is_empty() {
-        return Err(AppError::not_found(COLUMN_NOT_FOUND));
+        return Err(NO_COLUMN);
     }
     let mut tickets = Vec::with_capacity(rows.len());
     for row in &rows {
@@ -602,10 +617,10 @@ pub async fn list_tickets(db: &Db, column_id: i64) -> Result<Vec<Ticket>, AppErr
 }
 
 /// Checks that `target` is a column of `board_id`, the board the caller has locked.
-async fn same_board(tx: &mut Tx, board_id: i64, target: i64) -> Result<(), AppError> {
+async fn same_board(tx: &mut Tx, board_id: i64, target: i64) -> Result<(), StoreError> {
     match board_of_column(tx, target).await? {
-        None => Err(AppError::not_found(COLUMN_NOT_FOUND)),
-        Some(other) if other != board_id => Err(AppError::invalid(OTHER_BOARD)),
+        None => Err(NO_COLUMN),
+        Some(other) if other != board_id => Err(StoreError::OtherBoard),
         Some(_) => Ok(()),
     }
 }
@@ -621,14 +636,14 @@ pub async fn create_ticket(
     title: &str,
     description: &str,
     order: Option<i64>,
-) -> Result<(i64, Ticket), AppError> {
+) -> Result<(i64, Ticket), StoreError> {
     let mut tx = db.begin().await?;
     let board_id = lock_board_of_column(&mut tx, column_id)
         .await?
-        .ok_or_else(|| AppError::not_found(COLUMN_NOT_FOUND))?;
+        .ok_or(NO_COLUMN)?;
     board_of_column(&mut tx, column_id)
         .await?
-        .ok_or_else(|| AppError::not_found(COLUMN_NOT_FOUND))?;
+        .ok_or(NO_COLUMN)?;
     let target = target.unwrap_or(column_id);
     if target != column_id {
         same_board(&mut tx, board_id, target).await?;
@@ -699,15 +714,15 @@ pub async fn update_ticket(
     column_id: i64,
     id: i64,
     edit: &TicketEdit,
-) -> Result<(i64, Ticket, Ticket), AppError> {
+) -> Result<(i64, Ticket, Ticket), StoreError> {
     let mut tx = db.begin().await?;
     let board_id = lock_board_of_column(&mut tx, column_id)
         .await?
-        .ok_or_else(|| AppError::not_found(COLUMN_NOT_FOUND))?;
+        .ok_or(NO_COLUMN)?;
     // Also answers for the column: had it been deleted meanwhile, its tickets went too.
     let before = ticket_in_column(&mut tx, column_id, id)
         .await?
-        .ok_or_else(|| AppError::not_found(TICKET_NOT_FOUND))?;
+        .ok_or(NO_TICKET)?;
     let target = edit.column_id.unwrap_or(column_id);
     if target != column_id {
         same_board(&mut tx, board_id, target).await?;
@@ -761,14 +776,14 @@ pub async fn update_ticket(
 
 /// Deletes a ticket that is in `column_id` and closes the gap; returns the board's id
 /// and the ticket.
-pub async fn delete_ticket(db: &Db, column_id: i64, id: i64) -> Result<(i64, Ticket), AppError> {
+pub async fn delete_ticket(db: &Db, column_id: i64, id: i64) -> Result<(i64, Ticket), StoreError> {
     let mut tx = db.begin().await?;
     let board_id = lock_board_of_column(&mut tx, column_id)
         .await?
-        .ok_or_else(|| AppError::not_found(COLUMN_NOT_FOUND))?;
+        .ok_or(NO_COLUMN)?;
     let ticket = ticket_in_column(&mut tx, column_id, id)
         .await?
-        .ok_or_else(|| AppError::not_found(TICKET_NOT_FOUND))?;
+        .ok_or(NO_TICKET)?;
     sqlx::query("DELETE FROM tickets WHERE id = $1")
         .bind(id)
         .execute(&mut *tx)
@@ -778,4 +793,145 @@ pub async fn delete_ticket(db: &Db, column_id: i64, id: i64) -> Result<(i64, Tic
         .await?;
     tx.commit().await?;
     Ok((board_id, ticket))
+}
+
+// ----- the import of the old service's boards -----
+
+/// The first free id of each kanban table, for an import that gives its rows explicit
+/// ids (see `crate::import`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FreeIds {
+    pub board: i64,
+    pub column: i64,
+    pub ticket: i64,
+}
+
+pub async fn free_ids(db: &Db) -> Result<FreeIds, StoreError> {
+    let row = sqlx::query(
+        "SELECT (SELECT MAX(id) FROM boards), (SELECT MAX(id) FROM board_columns), \
+         (SELECT MAX(id) FROM tickets)",
+    )
+    .fetch_one(db.pool())
+    .await?;
+    let next = |i: usize| -> Result<i64, sqlx::Error> {
+        Ok(row.try_get::<Option<i64>, _>(i)?.unwrap_or(0) + 1)
+    };
+    Ok(FreeIds {
+        board: next(0)?,
+        column: next(1)?,
+        ticket: next(2)?,
+    })
+}
+
+/// An imported board, with its id as given.
+#[derive(Debug, Clone)]
+pub struct ImportedBoard {
+    pub id: i64,
+    pub name: String,
+}
+
+/// An imported column, with its id and its (dense) place on its board as given.
+#[derive(Debug, Clone)]
+pub struct ImportedColumn {
+    pub id: i64,
+    pub board_id: i64,
+    pub name: String,
+    pub position: i64,
+}
+
+/// An imported ticket, with its id, its column and its (dense) place there as given.
+#[derive(Debug, Clone)]
+pub struct ImportedTicket {
+    pub id: i64,
+    pub column_id: i64,
+    /// `order` on the wire.
+    pub order: i64,
+    pub title: String,
+    pub description: String,
+    pub created_at: i64,
+}
+
+/// Inserts a batch of imported boards in one statement, in the caller's transaction,
+/// and moves PostgreSQL's id sequence past them.
+pub async fn insert_imported_boards<'a>(
+    conn: &mut sqlx::AnyConnection,
+    backend: Backend,
+    boards: impl IntoIterator<Item = &'a ImportedBoard>,
+    now: i64,
+) -> Result<(), StoreError> {
+    let rows: Vec<serde_json::Value> = boards
+        .into_iter()
+        .map(|b| serde_json::json!([b.id, b.name, now, now]))
+        .collect();
+    let select = db::json_rows(
+        backend,
+        &[JsonCol::Int, JsonCol::Text, JsonCol::Int, JsonCol::Int],
+    );
+    sqlx::query(&format!(
+        "INSERT INTO boards (id, name, created_at, updated_at) {select}"
+    ))
+    .bind(serde_json::Value::Array(rows).to_string())
+    .execute(&mut *conn)
+    .await?;
+    db::sync_id_sequence(conn, backend, "boards").await?;
+    Ok(())
+}
+
+/// Inserts a batch of imported columns in one statement, in the caller's transaction,
+/// and moves PostgreSQL's id sequence past them.
+pub async fn insert_imported_columns<'a>(
+    conn: &mut sqlx::AnyConnection,
+    backend: Backend,
+    columns: impl IntoIterator<Item = &'a ImportedColumn>,
+    now: i64,
+) -> Result<(), StoreError> {
+    use JsonCol::{Int, Text};
+    let rows: Vec<serde_json::Value> = columns
+        .into_iter()
+        .map(|c| serde_json::json!([c.id, c.board_id, c.name, c.position, now, now]))
+        .collect();
+    let select = db::json_rows(backend, &[Int, Int, Text, Int, Int, Int]);
+    sqlx::query(&format!(
+        "INSERT INTO board_columns (id, board_id, name, position, created_at, updated_at) {select}"
+    ))
+    .bind(serde_json::Value::Array(rows).to_string())
+    .execute(&mut *conn)
+    .await?;
+    db::sync_id_sequence(conn, backend, "board_columns").await?;
+    Ok(())
+}
+
+/// Inserts a batch of imported tickets in one statement, in the caller's transaction,
+/// and moves PostgreSQL's id sequence past them.
+pub async fn insert_imported_tickets<'a>(
+    conn: &mut sqlx::AnyConnection,
+    backend: Backend,
+    tickets: impl IntoIterator<Item = &'a ImportedTicket>,
+    now: i64,
+) -> Result<(), StoreError> {
+    use JsonCol::{Int, Text};
+    let rows: Vec<serde_json::Value> = tickets
+        .into_iter()
+        .map(|t| {
+            serde_json::json!([
+                t.id,
+                t.column_id,
+                t.title,
+                t.description,
+                t.order,
+                t.created_at,
+                now
+            ])
+        })
+        .collect();
+    let select = db::json_rows(backend, &[Int, Int, Text, Text, Int, Int, Int]);
+    sqlx::query(&format!(
+        "INSERT INTO tickets (id, column_id, title, description, sort_order, created_at, \
+         updated_at) {select}"
+    ))
+    .bind(serde_json::Value::Array(rows).to_string())
+    .execute(&mut *conn)
+    .await?;
+    db::sync_id_sequence(conn, backend, "tickets").await?;
+    Ok(())
 }

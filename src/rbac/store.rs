@@ -22,21 +22,15 @@ pub enum StoreError {
 }
 
 /// A violation of the unique index `index` as `Conflict(message)`, any other failure
-/// as itself. PostgreSQL reports the index name as the constraint; SQLite names an
-/// expression index in its message instead.
+/// as itself.
 fn on_unique<T>(
     result: Result<T, sqlx::Error>,
     index: &str,
     message: &'static str,
 ) -> Result<T, StoreError> {
-    result.map_err(|e| match &e {
-        sqlx::Error::Database(db)
-            if db.is_unique_violation()
-                && (db.constraint() == Some(index) || db.message().contains(index)) =>
-        {
-            StoreError::Conflict(message)
-        }
-        _ => StoreError::Db(e),
+    result.map_err(|e| match db::unique_conflict(&e, &[(index, message)]) {
+        Some(message) => StoreError::Conflict(message),
+        None => StoreError::Db(e),
     })
 }
 

@@ -155,6 +155,13 @@ fn outcome<T>(ctx: &Ctx, result: Result<T, AppError>, to: &str, done: &str) -> P
     }
 }
 
+/// The kanban store's failures, as the JSON routes map them.
+impl From<store::StoreError> for PageError {
+    fn from(e: store::StoreError) -> Self {
+        PageError::App(e.into())
+    }
+}
+
 async fn load_board(ctx: &Ctx, raw: &str) -> Result<(i64, FullBoard), AppError> {
     let board = id(raw, "board")?;
     // The version first: a change between the two reads then shows as a newer
@@ -165,8 +172,8 @@ async fn load_board(ctx: &Ctx, raw: &str) -> Result<(i64, FullBoard), AppError> 
     let full = store::full_board(&ctx.state.db, board)
         .await
         .map_err(|e| match e {
-            AppError::NotFound(..) => AppError::not_found("No such board"),
-            e => e,
+            store::StoreError::NotFound(_) => AppError::not_found("No such board"),
+            e => e.into(),
         })?;
     Ok((version, full))
 }

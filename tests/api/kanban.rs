@@ -23,6 +23,7 @@ on_both_databases!(
     concurrent_moves_keep_a_valid_order,
     every_change_is_in_the_activity_log,
     an_existing_database_keeps_every_tickets_column_and_order,
+    whole_numbers_arrive_in_every_form_json_schema_allows,
 );
 
 /// A logged-in client of its own (cookie jar and CSRF token), like one browser tab.
@@ -1526,5 +1527,188 @@ async fn an_existing_database_keeps_every_tickets_column_and_order(backend: Back
         conn.execute(format!("DROP SCHEMA {schema} CASCADE").as_str())
             .await
             .unwrap();
+    }
+}
+
+/// The document says ids and places are JSON integers or digit strings; JSON Schema's
+/// `integer` also allows `2.0` and `1e3`, so the routes take those too.
+async fn whole_numbers_arrive_in_every_form_json_schema_allows(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = editor(&app, "ada").await;
+    let board = admin.create("/boards", json!({ "name": "B" })).await;
+    let columns = format!("/boards/{board}/columns");
+    let a = admin.create(&columns, json!({ "name": "A" })).await;
+    let b = admin
+        .create(&columns, json!({ "name": "B", "position": 0.0 }))
+        .await;
+    let raw = |method: Method, path: String, body: String| {
+        admin
+            .client
+            .request(method, app.url(&path))
+            .header("X-CSRFToken", &admin.csrf)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let tickets = format!("/columns/{a}/tickets");
+    let res = raw(
+        Method::POST,
+        tickets.clone(),
+        format!(r#"{{"title": "T", "position": {a}.0, "order": 1e3}}"#),
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let t = json(res).await["id"].as_i64().unwrap();
+    let res = raw(
+        Method::PUT,
+        tickets.clone(),
+        format!(r#"{{"id": {t}.0, "column_id": " {b} ", "order": 0E0}}"#),
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let answer = json(res).await;
+    assert_eq!(
+        (answer["column_id"].as_i64(), answer["order"].as_i64()),
+        (Some(b), Some(0))
+    );
+    assert_eq!(
+        layout(&admin.board(board).await),
+        vec![(b, vec![t]), (a, vec![])]
+    );
+    // A fraction, or a whole number beyond 64 bits, is still refused.
+    for body in [
+        format!(r#"{{"id": {t}.5}}"#),
+        r#"{"id": 1e19}"#.to_owned(),
+        r#"{"id": "9223372036854775808"}"#.to_owned(),
+    ] {
+        let res = raw(
+            Method::DELETE,
+            format!("/columns/{b}/tickets"),
+            body.clone(),
+        )
+        .await
+        .unwrap();
+        let message = expect_error(res, StatusCode::BAD_REQUEST).await;
+        assert!(message.contains("id"), "{body}: {message}");
+    }
+    let res = raw(
+        Method::DELETE,
+        columns.clone(),
+        r#"{"id": "1.5"}"#.to_owned(),
+    )
+    .await
+    .unwrap();
+    let message = expect_error(res, StatusCode::BAD_REQUEST).await;
+    assert!(message.contains("id"), "{message}");
+    // The largest id the schema allows is an id like any other: it names nothing.
+    let res = raw(
+        Method::DELETE,
+        format!("/columns/{b}/tickets"),
+        r#"{"id": "009223372036854775807"}"#.to_owned(),
+    )
+    .await
+    .unwrap();
+    expect_error(res, StatusCode::NOT_FOUND).await;
+}
+
+/// `/openapi.json`'s kanban operations: each lists the statuses it can answer (its
+/// own and those the route table adds), typed bodies with examples, int64 path ids,
+/// and the lenient whole numbers as what they are.
+#[test]
+fn the_document_describes_the_kanban_routes() {
+    let routes = gatehouse::app::routes();
+    // Components share one namespace: two different schemas under one name would
+    // leave one of them described by the other.
+    let mut seen = std::collections::HashMap::new();
+    for (name, schema) in routes.schemas() {
+        let schema = serde_json::to_value(schema).unwrap();
+        if let Some(before) = seen.insert(name.clone(), schema.clone()) {
+            assert_eq!(before, schema, "two schemas named {name}");
+        }
+    }
+    let doc = gatehouse::openapi::document(&routes);
+    let doc = serde_json::to_value(doc).unwrap();
+    let read = ["200", "400", "401", "403", "503"];
+    let write = ["400", "401", "403", "413", "415", "503"];
+    let expected: Vec<(&str, &str, &[&str])> = vec![
+        ("get", "/boards", &[]),
+        ("post", "/boards", &["201"]),
+        ("put", "/boards", &["200", "404"]),
+        ("delete", "/boards", &["204", "404"]),
+        ("get", "/boards/{board_id}", &["404"]),
+        ("get", "/boards/{board_id}/columns", &["404"]),
+        ("post", "/boards/{board_id}/columns", &["201", "404"]),
+        ("put", "/boards/{board_id}/columns", &["200", "404"]),
+        ("delete", "/boards/{board_id}/columns", &["204", "404"]),
+        ("get", "/columns/{column_id}/tickets", &["404"]),
+        ("post", "/columns/{column_id}/tickets", &["201", "404"]),
+        ("put", "/columns/{column_id}/tickets", &["200", "404"]),
+        ("delete", "/columns/{column_id}/tickets", &["204", "404"]),
+    ];
+    let schemas = &doc["components"]["schemas"];
+    for (method, path, own) in expected {
+        let op = &doc["paths"][path][method];
+        assert_eq!(op["tags"], json!(["kanban"]), "{method} {path}");
+        let mut want: Vec<&str> = if method == "get" {
+            read.to_vec()
+        } else {
+            write.iter().chain(own).copied().collect()
+        };
+        want.extend(own);
+        want.sort_unstable();
+        want.dedup();
+        let mut have: Vec<&str> = op["responses"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        have.sort_unstable();
+        assert_eq!(have, want, "{method} {path}");
+        for (status, response) in op["responses"].as_object().unwrap() {
+            let schema = &response["content"]["application/json"]["schema"];
+            if status == "204" {
+                assert!(response.get("content").is_none(), "{method} {path}");
+                continue;
+            }
+            let named = schema["$ref"]
+                .as_str()
+                .or(schema["items"]["$ref"].as_str())
+                .unwrap_or_else(|| panic!("{method} {path} {status}: {schema}"));
+            let name = named.rsplit('/').next().unwrap();
+            assert!(
+                schemas[name]["example"].is_object(),
+                "{method} {path} {status}: {name} has no example"
+            );
+        }
+        if method != "get" {
+            let body = &op["requestBody"]["content"]["application/json"]["schema"]["$ref"];
+            let name = body.as_str().unwrap().rsplit('/').next().unwrap();
+            assert!(schemas[name]["example"].is_object(), "{name}");
+        }
+        for param in op["parameters"].as_array().into_iter().flatten() {
+            assert_eq!(param["in"], "path");
+            assert_eq!(param["schema"]["format"], "int64", "{method} {path}");
+        }
+    }
+    let number = &schemas["WholeNumber"]["oneOf"];
+    assert_eq!(number[0]["type"], "integer");
+    assert_eq!(number[0]["format"], "int64");
+    assert_eq!(number[1]["type"], "string");
+    assert_eq!(
+        number[1]["pattern"].as_str(),
+        Some(gatehouse::kanban::validate::int_pattern().as_str())
+    );
+    let change = &schemas["TicketChange"]["properties"];
+    for field in ["id", "position", "column_id", "order"] {
+        assert!(
+            change[field]
+                .to_string()
+                .contains("#/components/schemas/WholeNumber"),
+            "{field}: {}",
+            change[field]
+        );
     }
 }
