@@ -116,7 +116,10 @@ fn stripe_id_schema(required: bool) -> Schema {
             r"^\s*[A-Za-z0-9_]{0,255}\s*$"
         }));
     if required {
-        id.into()
+        id.description(Some(
+            "A Stripe id (`prod_…`, `price_…`, `sub_…`): letters, digits and `_`",
+        ))
+        .into()
     } else {
         one_of(
             "A Stripe id of letters, digits and `_`; `\"\"` is no value",

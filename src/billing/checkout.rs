@@ -13,7 +13,7 @@ use super::service;
 use super::stripe::Form;
 use super::views::{CheckoutCancelled, CheckoutOutcome, CheckoutStarted};
 use super::{client_key, store, Billing, Stripe};
-use super::{STRIPE_400, STRIPE_502, STRIPE_503};
+use super::{STRIPE_400, STRIPE_402, STRIPE_502, STRIPE_503};
 use crate::app::AppState;
 use crate::auth::CurrentUser;
 use crate::error::{AppError, ErrorBody};
@@ -118,6 +118,7 @@ pub async fn start(
     responses(
         (status = 200, description = "Opened", body = CheckoutStarted),
         (status = 400, description = STRIPE_400, body = ErrorBody),
+        (status = 402, description = STRIPE_402, body = ErrorBody),
         (status = 403, description = "Names another user without `manage_billing` (`unauthorized_access`), or the X-CSRFToken header is missing or wrong", body = ErrorBody),
         (status = 404, description = "`User not found`, `Price not found`, or Stripe does not know an object (`stripe_not_found`)", body = ErrorBody),
         (status = 502, description = STRIPE_502, body = ErrorBody),
