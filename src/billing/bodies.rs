@@ -12,7 +12,9 @@
 #![allow(dead_code)]
 
 use serde::Deserialize;
-use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, SchemaFormat, Type};
+use utoipa::openapi::schema::{
+    ObjectBuilder, OneOfBuilder, Schema, SchemaFormat, SchemaType, Type,
+};
 use utoipa::openapi::{KnownFormat, RefOr};
 use utoipa::{IntoParams, ToSchema};
 
@@ -141,6 +143,7 @@ pub fn optional_stripe_id() -> Schema {
 /// Accepted and ignored.
 pub fn ignored() -> Schema {
     ObjectBuilder::new()
+        .schema_type(SchemaType::AnyValue)
         .description(Some("Accepted and ignored"))
         .into()
 }
