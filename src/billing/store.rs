@@ -682,13 +682,6 @@ pub async fn list_events(db: &Db, before_id: i64, limit: i64) -> Result<Vec<Even
     Ok(rows.iter().map(event).collect::<Result<_, _>>()?)
 }
 
-/// A subscription with its owner's email, as the subscriptions page lists it.
-#[derive(Debug, Clone)]
-pub struct SubscriptionRow {
-    pub subscription: Subscription,
-    pub user_email: Option<String>,
-}
-
 /// Subscriptions, newest first, optionally of one status and of one user, one page
 /// of `limit` after `offset`; and how many match in all.
 pub async fn filter_subscriptions(
@@ -697,7 +690,7 @@ pub async fn filter_subscriptions(
     user_id: Option<i64>,
     offset: i64,
     limit: i64,
-) -> Result<(Vec<SubscriptionRow>, i64), StoreError> {
+) -> Result<(Vec<Subscription>, i64), StoreError> {
     let filter =
         "s.deleted_at IS NULL AND ($1 = 0 OR s.status = $2) AND ($3 = 0 OR s.user_id = $4)";
     let total: i64 = sqlx::query_scalar(&format!(
@@ -709,13 +702,8 @@ pub async fn filter_subscriptions(
     .bind(user_id.unwrap_or(0))
     .fetch_one(db.pool())
     .await?;
-    let select = SUBSCRIPTION_SELECT.replacen(
-        " FROM billing_subscriptions s",
-        ", u.email FROM billing_subscriptions s LEFT JOIN users u ON u.id = s.user_id",
-        1,
-    );
     let rows = sqlx::query(&format!(
-        "{select} WHERE {filter} ORDER BY s.id DESC LIMIT $5 OFFSET $6"
+        "{SUBSCRIPTION_SELECT} WHERE {filter} ORDER BY s.id DESC LIMIT $5 OFFSET $6"
     ))
     .bind(i64::from(status.is_some()))
     .bind(status.unwrap_or(""))
@@ -725,13 +713,10 @@ pub async fn filter_subscriptions(
     .bind(offset)
     .fetch_all(db.pool())
     .await?;
-    let row = |row: &AnyRow| -> Result<SubscriptionRow, sqlx::Error> {
-        Ok(SubscriptionRow {
-            subscription: subscription(row)?,
-            user_email: row.try_get(16)?,
-        })
-    };
-    Ok((rows.iter().map(row).collect::<Result<_, _>>()?, total))
+    Ok((
+        rows.iter().map(subscription).collect::<Result<_, _>>()?,
+        total,
+    ))
 }
 
 /// Rows carried over from the old service by `gatehouse import`: written as they
