@@ -1764,5 +1764,34 @@ async fn the_documented_gets_conflicts_and_statuses(backend: Backend) {
         documented("GET", "/checkout-success", res.status());
         expect_error(res, status).await;
     }
+
+    // A body that is not JSON, or too large: what the route table adds for a body.
+    let token = app.csrf.lock().unwrap().clone().unwrap();
+    let calls = fake.requests().len();
+    for (content_type, body, status) in [
+        (
+            "text/plain",
+            "name=Plain".to_owned(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        (
+            "application/json",
+            format!("{{\"name\": \"{}\"}}", "x".repeat(1_100_000)),
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+    ] {
+        let res = app
+            .client
+            .post(app.url("/create-product"))
+            .header("content-type", content_type)
+            .header("X-CSRFToken", &token)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        documented("POST", "/create-product", res.status());
+        expect_error(res, status).await;
+    }
+    assert_eq!(fake.requests().len(), calls, "Stripe was never called");
     fake.assert_clean();
 }
