@@ -145,6 +145,7 @@ fn bad_signature(e: SignatureError) -> AppError {
     responses(
         (status = 200, description = "Processed, ignored, or a replay (`duplicate`)", body = Received),
         (status = 400, description = "The signature is missing, malformed, stale or wrong (`invalid_signature`), or the body is not a Stripe event", body = ErrorBody),
+        (status = 415, description = "The body is declared as something other than JSON (a body without a `Content-Type` is read as JSON)", body = ErrorBody),
         (status = 503, description = "Billing or its webhook secret is not configured (`billing_not_configured`), or the database is unreachable (with `Retry-After`)", body = ErrorBody),
     )
 )]
@@ -163,6 +164,12 @@ pub async fn receive(
             cause: None,
         });
     };
+    if headers.get(axum::http::header::CONTENT_TYPE).is_some_and(|v| {
+        let declared = v.to_str().unwrap_or("").to_ascii_lowercase();
+        declared.split(';').next().unwrap_or("").trim() != "application/json"
+    }) {
+        return Err(AppError::UnsupportedMediaType("application/json"));
+    }
     let header = headers
         .get("stripe-signature")
         .and_then(|v| v.to_str().ok())
