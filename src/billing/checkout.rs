@@ -7,14 +7,16 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use super::bodies::{CheckoutBody, CheckoutSessionQuery};
 use super::input::Body;
 use super::service;
 use super::stripe::Form;
-use super::views::CheckoutStarted;
+use super::views::{CheckoutCancelled, CheckoutOutcome, CheckoutStarted};
 use super::{client_key, store, Billing, Stripe};
+use super::{STRIPE_400, STRIPE_402, STRIPE_502, STRIPE_503};
 use crate::app::AppState;
 use crate::auth::CurrentUser;
-use crate::error::AppError;
+use crate::error::{AppError, ErrorBody};
 use crate::http::Origin;
 
 const QUANTITY_MAX: i64 = 100;
@@ -100,7 +102,29 @@ pub async fn start(
     })
 }
 
-/// `{price_id, user_id?, quantity?, mode?}` → `{checkout_url}`; see [`start`].
+/// Open a Stripe Checkout session
+///
+/// For the caller (or, for `manage_billing`, the user named by `user_id` or `email`).
+/// The mode follows the price: `payment` for a one-time price, `subscription` for a
+/// recurring one. Send the browser to `checkout_url`; Stripe sends it back to
+/// `/checkout-success` or `/checkout-cancel`. An `Idempotency-Key` header makes a
+/// retry safe.
+#[utoipa::path(
+    post,
+    path = "/create-checkout-session",
+    tag = "billing",
+    request_body = CheckoutBody,
+    params(("Idempotency-Key" = Option<String>, Header, description = "The caller's key for this checkout: a retry with the same key opens one session (a key over 255 characters is ignored)")),
+    responses(
+        (status = 200, description = "Opened", body = CheckoutStarted),
+        (status = 400, description = STRIPE_400, body = ErrorBody),
+        (status = 402, description = STRIPE_402, body = ErrorBody),
+        (status = 403, description = "Names another user without `manage_billing` (`unauthorized_access`), or the X-CSRFToken header is missing or wrong", body = ErrorBody),
+        (status = 404, description = "`User not found`, `Price not found`, or Stripe does not know an object (`stripe_not_found`)", body = ErrorBody),
+        (status = 502, description = STRIPE_502, body = ErrorBody),
+        (status = 503, description = STRIPE_503, body = ErrorBody),
+    )
+)]
 pub async fn create_checkout_session(
     billing: Stripe,
     State(state): State<AppState>,
@@ -108,7 +132,7 @@ pub async fn create_checkout_session(
     origin: Origin,
     headers: HeaderMap,
     body: Body,
-) -> Result<Response, AppError> {
+) -> Result<axum::Json<CheckoutStarted>, AppError> {
     let public = &state.config.public_url;
     let return_to = ReturnTo {
         success_url: format!("{public}/checkout-success?session_id={{CHECKOUT_SESSION_ID}}"),
@@ -124,7 +148,7 @@ pub async fn create_checkout_session(
         &return_to,
     )
     .await?;
-    Ok(axum::Json(started).into_response())
+    Ok(axum::Json(started))
 }
 
 fn see_other(url: &str) -> Response {
@@ -149,9 +173,27 @@ pub async fn confirm(
     Ok((known, paid))
 }
 
-/// Where Stripe sends the browser after paying; see [`confirm`]. Then it redirects
-/// to `CHECKOUT_SUCCESS_URL`, or answers JSON without the session's details when none
-/// is set.
+/// Back from a Stripe Checkout
+///
+/// Where Stripe sends the browser after paying. Stripe is asked about the session (the
+/// address is never trusted) and, when paid, the order is recorded, once however
+/// often the page is loaded. Then the browser is sent on to `CHECKOUT_SUCCESS_URL`
+/// when one is configured; otherwise the answer is JSON.
+#[utoipa::path(
+    get,
+    path = "/checkout-success",
+    tag = "billing",
+    params(CheckoutSessionQuery),
+    responses(
+        (status = 200, description = "No `CHECKOUT_SUCCESS_URL` is configured: whether it is paid", body = CheckoutOutcome),
+        (status = 303, description = "On to `CHECKOUT_SUCCESS_URL` (with the session id filled in)",
+            headers(("Location" = String, description = "The configured front end's page"))),
+        (status = 400, description = "`No session ID found in the request`, a malformed id, or Stripe refused the request (`stripe_invalid_request`)", body = ErrorBody),
+        (status = 404, description = "`Checkout session not found` (not opened here), or Stripe does not know it (`stripe_not_found`)", body = ErrorBody),
+        (status = 502, description = STRIPE_502, body = ErrorBody),
+        (status = 503, description = STRIPE_503, body = ErrorBody),
+    )
+)]
 pub async fn checkout_success(
     billing: Stripe,
     State(state): State<AppState>,
@@ -171,16 +213,35 @@ pub async fn checkout_success(
     } else {
         "Your payment has not been confirmed yet."
     };
-    Ok(
-        axum::Json(json!({ "message": message, "session_id": session_id, "paid": paid }))
-            .into_response(),
-    )
+    Ok(axum::Json(CheckoutOutcome {
+        message,
+        session_id,
+        paid,
+    })
+    .into_response())
 }
 
-/// Where Stripe sends the browser when the buyer gives up: nothing changes.
+/// Back from an abandoned Stripe Checkout
+///
+/// Where Stripe sends the browser when the buyer gives up: nothing changes. The
+/// browser is sent on to `CHECKOUT_CANCEL_URL` when one is configured; otherwise the
+/// answer is JSON.
+#[utoipa::path(
+    get,
+    path = "/checkout-cancel",
+    tag = "billing",
+    responses(
+        (status = 200, description = "No `CHECKOUT_CANCEL_URL` is configured", body = CheckoutCancelled),
+        (status = 303, description = "On to `CHECKOUT_CANCEL_URL`",
+            headers(("Location" = String, description = "The configured front end's page"))),
+    )
+)]
 pub async fn checkout_cancel(_billing: Stripe, State(state): State<AppState>) -> Response {
     match &state.config.checkout_cancel_url {
         Some(url) => see_other(url),
-        None => axum::Json(json!({ "message": "Payment cancelled." })).into_response(),
+        None => axum::Json(CheckoutCancelled {
+            message: "Payment cancelled.",
+        })
+        .into_response(),
     }
 }

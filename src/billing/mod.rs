@@ -10,6 +10,7 @@
 //! as in the old service, and are integer cents everywhere inside ([`amount`]).
 
 pub mod amount;
+mod bodies;
 pub(crate) mod checkout;
 pub(crate) mod input;
 pub(crate) mod prices;
@@ -102,6 +103,17 @@ impl Billing {
         format!("gh-customer-{}-{user_id}", self.key_salt)
     }
 }
+
+/// What the routes that call Stripe may answer 503 with (documentation).
+const STRIPE_503: &str = "Billing is not configured on this server (`billing_not_configured`), \
+    Stripe is unreachable or rate limiting (`stripe_unavailable`; nothing was changed), or \
+    the database is unreachable (with `Retry-After`)";
+/// Stripe's refusal of a request's parameters (documentation).
+const STRIPE_400: &str = "Invalid input (the message names the field), or Stripe refused the \
+    request's parameters (`stripe_invalid_request`)";
+const STRIPE_402: &str = "Stripe refused the request as a payment failure (`stripe_card_error`)";
+const STRIPE_502: &str =
+    "Stripe could not complete the request (`stripe_error`); nothing was changed";
 
 pub const NOT_CONFIGURED: &str =
     "Billing is not configured on this server (STRIPE_PRIVATE_KEY is not set)";

@@ -5,17 +5,18 @@
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use super::bodies::{CreatePriceBody, EditPriceBody, PriceRef, ProductRef, Unread};
 use super::input::Body;
 use super::service::{self, is_manager, PRICE_NOT_FOUND, PRODUCT_NOT_FOUND};
 use super::stripe::Form;
 use super::views::{self, Message, PriceView};
 use super::{amount, client_key, store, Billing, Ref, Stripe};
+use super::{STRIPE_400, STRIPE_502, STRIPE_503};
 use crate::app::AppState;
 use crate::auth::CurrentUser;
-use crate::error::AppError;
+use crate::error::{AppError, ErrorBody};
 use crate::http::Origin;
 
 const NICKNAME_MAX: usize = 250;
@@ -120,6 +121,24 @@ pub async fn create(
     Ok(price)
 }
 
+/// Create a price
+///
+/// Created at Stripe first, then mirrored. Recurring when an interval is given, else
+/// one-time. An `Idempotency-Key` header makes a retry safe.
+#[utoipa::path(
+    post,
+    path = "/create-price",
+    tag = "billing",
+    request_body = CreatePriceBody,
+    params(("Idempotency-Key" = Option<String>, Header, description = "The caller's key for this create: a retry with the same key creates nothing twice (a key over 255 characters is ignored)")),
+    responses(
+        (status = 201, description = "Created", body = PriceView),
+        (status = 400, description = STRIPE_400, body = ErrorBody),
+        (status = 404, description = "`Product not found`, or Stripe does not know it (`stripe_not_found`)", body = ErrorBody),
+        (status = 502, description = STRIPE_502, body = ErrorBody),
+        (status = 503, description = STRIPE_503, body = ErrorBody),
+    )
+)]
 pub async fn create_price(
     billing: Stripe,
     State(state): State<AppState>,
@@ -127,7 +146,7 @@ pub async fn create_price(
     origin: Origin,
     headers: HeaderMap,
     body: Body,
-) -> Result<Response, AppError> {
+) -> Result<(StatusCode, axum::Json<PriceView>), AppError> {
     let price = create(
         &billing,
         &state,
@@ -137,7 +156,7 @@ pub async fn create_price(
         &body,
     )
     .await?;
-    Ok((StatusCode::CREATED, axum::Json(PriceView::from(&price))).into_response())
+    Ok((StatusCode::CREATED, axum::Json(PriceView::from(&price))))
 }
 
 /// Stripe prices cannot change their amount, so an edit creates the new Stripe price
@@ -186,15 +205,33 @@ pub async fn replace(
     Ok(price)
 }
 
+/// Edit a price
+///
+/// Stripe prices cannot change their amount: a new Stripe price is created, then the
+/// old one archived. The answer is the same local row (same `id`) with the new
+/// `price_id`.
+#[utoipa::path(
+    post,
+    path = "/edit-price",
+    tag = "billing",
+    request_body = EditPriceBody,
+    responses(
+        (status = 200, description = "The price as replaced", body = PriceView),
+        (status = 400, description = STRIPE_400, body = ErrorBody),
+        (status = 404, description = "`Price not found`, or Stripe no longer knows it (`stripe_not_found`)", body = ErrorBody),
+        (status = 502, description = STRIPE_502, body = ErrorBody),
+        (status = 503, description = STRIPE_503, body = ErrorBody),
+    )
+)]
 pub async fn edit_price(
     billing: Stripe,
     State(state): State<AppState>,
     caller: CurrentUser,
     origin: Origin,
     body: Body,
-) -> Result<Response, AppError> {
+) -> Result<axum::Json<PriceView>, AppError> {
     let price = replace(&billing, &state, &caller, &origin, &body).await?;
-    Ok(axum::Json(PriceView::from(&price)).into_response())
+    Ok(axum::Json(PriceView::from(&price)))
 }
 
 /// Stripe never deletes a price; deleting one archives it there and here.
@@ -227,57 +264,196 @@ pub async fn archive(
     Ok(price)
 }
 
+/// Delete (archive) a price
+///
+/// Stripe never deletes a price; it is archived there and here.
+#[utoipa::path(
+    post,
+    path = "/delete-price",
+    tag = "billing",
+    request_body = PriceRef,
+    responses(
+        (status = 200, description = "Archived", body = Message,
+            example = json!({ "message": "Price deleted successfully" })),
+        (status = 400, description = STRIPE_400, body = ErrorBody),
+        (status = 404, description = "`Price not found`, or Stripe no longer knows it (`stripe_not_found`)", body = ErrorBody),
+        (status = 502, description = STRIPE_502, body = ErrorBody),
+        (status = 503, description = STRIPE_503, body = ErrorBody),
+    )
+)]
 pub async fn delete_price(
     billing: Stripe,
     State(state): State<AppState>,
     caller: CurrentUser,
     origin: Origin,
     body: Body,
-) -> Result<Response, AppError> {
+) -> Result<axum::Json<Message>, AppError> {
     archive(&billing, &state, &caller, &origin, &body).await?;
     Ok(axum::Json(Message {
         message: "Price deleted successfully",
-    })
-    .into_response())
+    }))
 }
 
+/// List prices
+///
+/// Active prices of active products, or all of them for `manage_billing`; a bare
+/// array, oldest first.
+#[utoipa::path(
+    post,
+    path = "/prices",
+    tag = "billing",
+    request_body(content = Option<Unread>, description = "None, as the old client sends it (an empty body with a JSON content type), or any JSON object, which is ignored"),
+    responses((status = 200, description = "The prices", body = Vec<PriceView>)),
+)]
 pub async fn prices(
     _billing: Stripe,
     State(state): State<AppState>,
     caller: CurrentUser,
     _body: Body,
-) -> Result<Response, AppError> {
-    let list = store::list_prices(&state.db, None, !is_manager(&caller)).await?;
-    Ok(axum::Json(views::prices(&list)).into_response())
+) -> Result<axum::Json<Vec<PriceView>>, AppError> {
+    list(&state, &caller).await
 }
 
+/// List prices
+///
+/// As `POST /prices`.
+#[utoipa::path(
+    get,
+    path = "/prices",
+    tag = "billing",
+    responses((status = 200, description = "The prices", body = Vec<PriceView>)),
+)]
+pub async fn prices_by_get(
+    _billing: Stripe,
+    State(state): State<AppState>,
+    caller: CurrentUser,
+) -> Result<axum::Json<Vec<PriceView>>, AppError> {
+    list(&state, &caller).await
+}
+
+async fn list(
+    state: &AppState,
+    caller: &CurrentUser,
+) -> Result<axum::Json<Vec<PriceView>>, AppError> {
+    let list = store::list_prices(&state.db, None, !is_manager(caller)).await?;
+    Ok(axum::Json(views::prices(&list)))
+}
+
+/// One price
+///
+/// An archived price, or one of an archived product, is found only by
+/// `manage_billing`.
+#[utoipa::path(
+    post,
+    path = "/price",
+    tag = "billing",
+    request_body = PriceRef,
+    responses(
+        (status = 200, description = "The price", body = PriceView),
+        (status = 404, description = "`Price not found`", body = ErrorBody),
+    )
+)]
 pub async fn price(
     _billing: Stripe,
     State(state): State<AppState>,
     caller: CurrentUser,
     body: Body,
-) -> Result<Response, AppError> {
+) -> Result<axum::Json<PriceView>, AppError> {
+    find(&state, &caller, &body).await
+}
+
+/// One price
+///
+/// As `POST /price`, named in the query string.
+#[utoipa::path(
+    get,
+    path = "/price",
+    tag = "billing",
+    params(PriceRef),
+    responses(
+        (status = 200, description = "The price", body = PriceView),
+        (status = 404, description = "`Price not found`", body = ErrorBody),
+    )
+)]
+pub async fn price_by_query(
+    _billing: Stripe,
+    State(state): State<AppState>,
+    caller: CurrentUser,
+    query: Body,
+) -> Result<axum::Json<PriceView>, AppError> {
+    find(&state, &caller, &query).await
+}
+
+async fn find(
+    state: &AppState,
+    caller: &CurrentUser,
+    body: &Body,
+) -> Result<axum::Json<PriceView>, AppError> {
     let id = body.required_stripe_id("price_id")?;
     let price = found(
         store::find_price(&state.db, &Ref::Stripe(id))
             .await?
-            .filter(|p| is_manager(&caller) || (p.active && p.product_active)),
+            .filter(|p| is_manager(caller) || (p.active && p.product_active)),
     )?;
-    Ok(axum::Json(PriceView::from(&price)).into_response())
+    Ok(axum::Json(PriceView::from(&price)))
 }
 
+/// The prices of a product
+///
+/// Its active prices, or all of them for `manage_billing`; a bare array, possibly
+/// empty. An archived product is found only by `manage_billing`.
+#[utoipa::path(
+    post,
+    path = "/prices-for-product",
+    tag = "billing",
+    request_body = ProductRef,
+    responses(
+        (status = 200, description = "The product's prices", body = Vec<PriceView>),
+        (status = 404, description = "`Product not found`", body = ErrorBody),
+    )
+)]
 pub async fn prices_for_product(
     _billing: Stripe,
     State(state): State<AppState>,
     caller: CurrentUser,
     body: Body,
-) -> Result<Response, AppError> {
+) -> Result<axum::Json<Vec<PriceView>>, AppError> {
+    prices_of(&state, &caller, &body).await
+}
+
+/// The prices of a product
+///
+/// As `POST /prices-for-product`, named in the query string.
+#[utoipa::path(
+    get,
+    path = "/prices-for-product",
+    tag = "billing",
+    params(ProductRef),
+    responses(
+        (status = 200, description = "The product's prices", body = Vec<PriceView>),
+        (status = 404, description = "`Product not found`", body = ErrorBody),
+    )
+)]
+pub async fn prices_for_product_by_query(
+    _billing: Stripe,
+    State(state): State<AppState>,
+    caller: CurrentUser,
+    query: Body,
+) -> Result<axum::Json<Vec<PriceView>>, AppError> {
+    prices_of(&state, &caller, &query).await
+}
+
+async fn prices_of(
+    state: &AppState,
+    caller: &CurrentUser,
+    body: &Body,
+) -> Result<axum::Json<Vec<PriceView>>, AppError> {
     let id = body.required_stripe_id("product_id")?;
-    let manager = is_manager(&caller);
+    let manager = is_manager(caller);
     let product = store::find_product(&state.db, &Ref::Stripe(id))
         .await?
         .filter(|p| manager || p.active)
         .ok_or_else(|| AppError::not_found(PRODUCT_NOT_FOUND))?;
     let list = store::list_prices(&state.db, Some(product.id), !manager).await?;
-    Ok(axum::Json(views::prices(&list)).into_response())
+    Ok(axum::Json(views::prices(&list)))
 }

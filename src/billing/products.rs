@@ -3,17 +3,17 @@
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use super::bodies::{CreateProductBody, EditProductBody, ProductRef, Unread};
 use super::input::Body;
 use super::service::{self, is_manager, PRODUCT_NOT_FOUND};
 use super::stripe::Form;
 use super::views::{self, Message, ProductView};
-use super::{client_key, store, Billing, Ref, Stripe};
+use super::{client_key, store, Billing, Ref, Stripe, STRIPE_400, STRIPE_502, STRIPE_503};
 use crate::app::AppState;
 use crate::auth::CurrentUser;
-use crate::error::AppError;
+use crate::error::{AppError, ErrorBody};
 use crate::http::Origin;
 
 const NAME_MAX: usize = 250;
@@ -89,6 +89,23 @@ pub async fn create(
     Ok(product)
 }
 
+/// Create a product
+///
+/// Created at Stripe first, then mirrored. An `Idempotency-Key` header makes a retry
+/// safe: the same key creates nothing twice.
+#[utoipa::path(
+    post,
+    path = "/create-product",
+    tag = "billing",
+    request_body = CreateProductBody,
+    params(("Idempotency-Key" = Option<String>, Header, description = "The caller's key for this create: a retry with the same key creates nothing twice (a key over 255 characters is ignored)")),
+    responses(
+        (status = 201, description = "Created", body = ProductView),
+        (status = 400, description = STRIPE_400, body = ErrorBody),
+        (status = 502, description = STRIPE_502, body = ErrorBody),
+        (status = 503, description = STRIPE_503, body = ErrorBody),
+    )
+)]
 pub async fn create_product(
     billing: Stripe,
     State(state): State<AppState>,
@@ -96,7 +113,7 @@ pub async fn create_product(
     origin: Origin,
     headers: HeaderMap,
     body: Body,
-) -> Result<Response, AppError> {
+) -> Result<(StatusCode, axum::Json<ProductView>), AppError> {
     let product = create(
         &billing,
         &state,
@@ -106,7 +123,7 @@ pub async fn create_product(
         &body,
     )
     .await?;
-    Ok((StatusCode::CREATED, axum::Json(ProductView::from(&product))).into_response())
+    Ok((StatusCode::CREATED, axum::Json(ProductView::from(&product))))
 }
 
 /// Changes the product `product_id` at Stripe and mirrors it. The old client sends
@@ -145,15 +162,31 @@ pub async fn edit(
     Ok(product)
 }
 
+/// Edit a product
+///
+/// Changed at Stripe first, then mirrored.
+#[utoipa::path(
+    post,
+    path = "/edit-product",
+    tag = "billing",
+    request_body = EditProductBody,
+    responses(
+        (status = 200, description = "The product as changed", body = ProductView),
+        (status = 400, description = STRIPE_400, body = ErrorBody),
+        (status = 404, description = "`Product not found`, or Stripe no longer knows it (`stripe_not_found`)", body = ErrorBody),
+        (status = 502, description = STRIPE_502, body = ErrorBody),
+        (status = 503, description = STRIPE_503, body = ErrorBody),
+    )
+)]
 pub async fn edit_product(
     billing: Stripe,
     State(state): State<AppState>,
     caller: CurrentUser,
     origin: Origin,
     body: Body,
-) -> Result<Response, AppError> {
+) -> Result<axum::Json<ProductView>, AppError> {
     let product = edit(&billing, &state, &caller, &origin, &body).await?;
-    Ok(axum::Json(ProductView::from(&product)).into_response())
+    Ok(axum::Json(ProductView::from(&product)))
 }
 
 /// Archives the product `product_id` (Stripe refuses to delete one with prices, and
@@ -188,41 +221,135 @@ pub async fn archive(
     Ok(product)
 }
 
+/// Delete (archive) a product
+///
+/// Stripe refuses to delete a product with prices, so it is archived there and here:
+/// it leaves the lists of non-managers and can no longer be bought.
+#[utoipa::path(
+    delete,
+    path = "/delete-product",
+    tag = "billing",
+    request_body = ProductRef,
+    responses(
+        (status = 200, description = "Archived", body = Message,
+            example = json!({ "message": "Product deleted successfully" })),
+        (status = 400, description = STRIPE_400, body = ErrorBody),
+        (status = 404, description = "`Product not found`, or Stripe no longer knows it (`stripe_not_found`)", body = ErrorBody),
+        (status = 502, description = STRIPE_502, body = ErrorBody),
+        (status = 503, description = STRIPE_503, body = ErrorBody),
+    )
+)]
 pub async fn delete_product(
     billing: Stripe,
     State(state): State<AppState>,
     caller: CurrentUser,
     origin: Origin,
     body: Body,
-) -> Result<Response, AppError> {
+) -> Result<axum::Json<Message>, AppError> {
     archive(&billing, &state, &caller, &origin, &body).await?;
     Ok(axum::Json(Message {
         message: "Product deleted successfully",
-    })
-    .into_response())
+    }))
 }
 
+/// List products
+///
+/// Active ones, or all of them for `manage_billing`; a bare array, oldest first.
+#[utoipa::path(
+    post,
+    path = "/products",
+    tag = "billing",
+    request_body(content = Option<Unread>, description = "None, as the old client sends it (an empty body with a JSON content type), or any JSON object, which is ignored"),
+    responses((status = 200, description = "The products", body = Vec<ProductView>)),
+)]
 pub async fn products(
     _billing: Stripe,
     State(state): State<AppState>,
     caller: CurrentUser,
     _body: Body,
-) -> Result<Response, AppError> {
-    let list = store::list_products(&state.db, !is_manager(&caller)).await?;
-    Ok(axum::Json(views::products(&list)).into_response())
+) -> Result<axum::Json<Vec<ProductView>>, AppError> {
+    list(&state, &caller).await
 }
 
+/// List products
+///
+/// As `POST /products`.
+#[utoipa::path(
+    get,
+    path = "/products",
+    tag = "billing",
+    responses((status = 200, description = "The products", body = Vec<ProductView>)),
+)]
+pub async fn products_by_get(
+    _billing: Stripe,
+    State(state): State<AppState>,
+    caller: CurrentUser,
+) -> Result<axum::Json<Vec<ProductView>>, AppError> {
+    list(&state, &caller).await
+}
+
+async fn list(
+    state: &AppState,
+    caller: &CurrentUser,
+) -> Result<axum::Json<Vec<ProductView>>, AppError> {
+    let list = store::list_products(&state.db, !is_manager(caller)).await?;
+    Ok(axum::Json(views::products(&list)))
+}
+
+/// One product
+///
+/// An archived product is found only by `manage_billing`.
+#[utoipa::path(
+    post,
+    path = "/product",
+    tag = "billing",
+    request_body = ProductRef,
+    responses(
+        (status = 200, description = "The product", body = ProductView),
+        (status = 404, description = "`Product not found`", body = ErrorBody),
+    )
+)]
 pub async fn product(
     _billing: Stripe,
     State(state): State<AppState>,
     caller: CurrentUser,
     body: Body,
-) -> Result<Response, AppError> {
+) -> Result<axum::Json<ProductView>, AppError> {
+    find(&state, &caller, &body).await
+}
+
+/// One product
+///
+/// As `POST /product`, named in the query string.
+#[utoipa::path(
+    get,
+    path = "/product",
+    tag = "billing",
+    params(ProductRef),
+    responses(
+        (status = 200, description = "The product", body = ProductView),
+        (status = 404, description = "`Product not found`", body = ErrorBody),
+    )
+)]
+pub async fn product_by_query(
+    _billing: Stripe,
+    State(state): State<AppState>,
+    caller: CurrentUser,
+    query: Body,
+) -> Result<axum::Json<ProductView>, AppError> {
+    find(&state, &caller, &query).await
+}
+
+async fn find(
+    state: &AppState,
+    caller: &CurrentUser,
+    body: &Body,
+) -> Result<axum::Json<ProductView>, AppError> {
     let id = body.required_stripe_id("product_id")?;
     let product = found(
         store::find_product(&state.db, &Ref::Stripe(id))
             .await?
-            .filter(|p| p.active || is_manager(&caller)),
+            .filter(|p| p.active || is_manager(caller)),
     )?;
-    Ok(axum::Json(ProductView::from(&product)).into_response())
+    Ok(axum::Json(ProductView::from(&product)))
 }

@@ -158,3 +158,46 @@ pub fn record(
         details,
     );
 }
+
+/// A subscription with its owner's email, as the web UI's subscriptions page lists it.
+#[derive(Debug, Clone)]
+pub struct SubscriptionRow {
+    pub subscription: Subscription,
+    pub user_email: Option<String>,
+}
+
+/// A page of subscriptions ([`store::filter_subscriptions`]) with their owners'
+/// emails, which the accounts store gives: one lookup per user on the page.
+pub async fn subscriptions_page(
+    state: &AppState,
+    status: Option<&str>,
+    user_id: Option<i64>,
+    offset: i64,
+    limit: i64,
+) -> Result<(Vec<SubscriptionRow>, i64), AppError> {
+    let (list, total) =
+        store::filter_subscriptions(&state.db, status, user_id, offset, limit).await?;
+    let mut emails: std::collections::HashMap<i64, Option<String>> =
+        std::collections::HashMap::new();
+    let mut rows = Vec::with_capacity(list.len());
+    for subscription in list {
+        let user_email = match subscription.user_id {
+            Some(id) => match emails.get(&id) {
+                Some(email) => email.clone(),
+                None => {
+                    let email = accounts::store::find_by_id(state.db.pool(), id)
+                        .await?
+                        .map(|u| u.email);
+                    emails.insert(id, email.clone());
+                    email
+                }
+            },
+            None => None,
+        };
+        rows.push(SubscriptionRow {
+            subscription,
+            user_email,
+        });
+    }
+    Ok((rows, total))
+}

@@ -682,13 +682,6 @@ pub async fn list_events(db: &Db, before_id: i64, limit: i64) -> Result<Vec<Even
     Ok(rows.iter().map(event).collect::<Result<_, _>>()?)
 }
 
-/// A subscription with its owner's email, as the subscriptions page lists it.
-#[derive(Debug, Clone)]
-pub struct SubscriptionRow {
-    pub subscription: Subscription,
-    pub user_email: Option<String>,
-}
-
 /// Subscriptions, newest first, optionally of one status and of one user, one page
 /// of `limit` after `offset`; and how many match in all.
 pub async fn filter_subscriptions(
@@ -697,7 +690,7 @@ pub async fn filter_subscriptions(
     user_id: Option<i64>,
     offset: i64,
     limit: i64,
-) -> Result<(Vec<SubscriptionRow>, i64), StoreError> {
+) -> Result<(Vec<Subscription>, i64), StoreError> {
     let filter =
         "s.deleted_at IS NULL AND ($1 = 0 OR s.status = $2) AND ($3 = 0 OR s.user_id = $4)";
     let total: i64 = sqlx::query_scalar(&format!(
@@ -709,13 +702,8 @@ pub async fn filter_subscriptions(
     .bind(user_id.unwrap_or(0))
     .fetch_one(db.pool())
     .await?;
-    let select = SUBSCRIPTION_SELECT.replacen(
-        " FROM billing_subscriptions s",
-        ", u.email FROM billing_subscriptions s LEFT JOIN users u ON u.id = s.user_id",
-        1,
-    );
     let rows = sqlx::query(&format!(
-        "{select} WHERE {filter} ORDER BY s.id DESC LIMIT $5 OFFSET $6"
+        "{SUBSCRIPTION_SELECT} WHERE {filter} ORDER BY s.id DESC LIMIT $5 OFFSET $6"
     ))
     .bind(i64::from(status.is_some()))
     .bind(status.unwrap_or(""))
@@ -725,11 +713,190 @@ pub async fn filter_subscriptions(
     .bind(offset)
     .fetch_all(db.pool())
     .await?;
-    let row = |row: &AnyRow| -> Result<SubscriptionRow, sqlx::Error> {
-        Ok(SubscriptionRow {
-            subscription: subscription(row)?,
-            user_email: row.try_get(16)?,
-        })
-    };
-    Ok((rows.iter().map(row).collect::<Result<_, _>>()?, total))
+    Ok((
+        rows.iter().map(subscription).collect::<Result<_, _>>()?,
+        total,
+    ))
+}
+
+/// Rows carried over from the old service by `gatehouse import`: written as they
+/// were, inside the importer's one transaction, each skipped when its Stripe id is
+/// already here so a second run inserts nothing. Each returns whether the row is new.
+pub mod import {
+    use sqlx::AnyConnection;
+
+    use super::StoreError;
+
+    /// A user's Stripe customer.
+    pub async fn customer(
+        conn: &mut AnyConnection,
+        user_id: i64,
+        customer: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO billing_customers (user_id, stripe_customer_id, created_at) \
+             VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        )
+        .bind(user_id)
+        .bind(customer)
+        .bind(now)
+        .execute(conn)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// A product as the old service stored it.
+    pub struct OldProduct<'a> {
+        pub stripe_product_id: &'a str,
+        pub name: &'a str,
+        pub description: Option<&'a str>,
+        pub active: bool,
+        pub created_at: i64,
+        pub updated_at: i64,
+    }
+
+    pub async fn product(conn: &mut AnyConnection, p: &OldProduct<'_>) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO billing_products (stripe_product_id, name, description, active, \
+             created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+        )
+        .bind(p.stripe_product_id)
+        .bind(p.name)
+        .bind(p.description)
+        .bind(i64::from(p.active))
+        .bind(p.created_at)
+        .bind(p.updated_at)
+        .execute(conn)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// The local id of the product with this Stripe id.
+    pub async fn product_id(
+        conn: &mut AnyConnection,
+        stripe_product_id: &str,
+    ) -> Result<Option<i64>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT id FROM billing_products WHERE stripe_product_id = $1")
+                .bind(stripe_product_id)
+                .fetch_optional(conn)
+                .await?,
+        )
+    }
+
+    /// A price as the old service stored it, its amount in minor units.
+    pub struct OldPrice<'a> {
+        pub stripe_price_id: &'a str,
+        /// The local product's id.
+        pub product_id: i64,
+        pub unit_amount: i64,
+        pub currency: &'a str,
+        pub recurring_interval: Option<&'a str>,
+        pub nickname: Option<&'a str>,
+        pub active: bool,
+        pub created_at: i64,
+        pub updated_at: i64,
+    }
+
+    pub async fn price(conn: &mut AnyConnection, p: &OldPrice<'_>) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO billing_prices (stripe_price_id, product_id, unit_amount, currency, \
+             recurring_interval, nickname, active, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
+        )
+        .bind(p.stripe_price_id)
+        .bind(p.product_id)
+        .bind(p.unit_amount)
+        .bind(p.currency)
+        .bind(p.recurring_interval)
+        .bind(p.nickname)
+        .bind(i64::from(p.active))
+        .bind(p.created_at)
+        .bind(p.updated_at)
+        .execute(conn)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// The local id of the price with this Stripe id.
+    pub async fn price_id(
+        conn: &mut AnyConnection,
+        stripe_price_id: &str,
+    ) -> Result<Option<i64>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT id FROM billing_prices WHERE stripe_price_id = $1")
+                .bind(stripe_price_id)
+                .fetch_optional(conn)
+                .await?,
+        )
+    }
+
+    /// A subscription as the old service last saw it. It is stored with `state_at` 0,
+    /// so Stripe's next event about it replaces this stale state.
+    pub struct OldSubscription<'a> {
+        pub stripe_subscription_id: &'a str,
+        pub user_id: i64,
+        pub stripe_customer_id: &'a str,
+        pub stripe_price_id: &'a str,
+        pub status: &'a str,
+        pub cancel_at_period_end: bool,
+        pub current_period_end: Option<i64>,
+        pub created_at: i64,
+        pub updated_at: i64,
+    }
+
+    pub async fn subscription(
+        conn: &mut AnyConnection,
+        s: &OldSubscription<'_>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO billing_subscriptions (stripe_subscription_id, user_id, \
+             stripe_customer_id, stripe_price_id, status, cancel_at_period_end, \
+             current_period_end, state_at, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $9) ON CONFLICT DO NOTHING",
+        )
+        .bind(s.stripe_subscription_id)
+        .bind(s.user_id)
+        .bind(s.stripe_customer_id)
+        .bind(s.stripe_price_id)
+        .bind(s.status)
+        .bind(i64::from(s.cancel_at_period_end))
+        .bind(s.current_period_end)
+        .bind(s.created_at)
+        .bind(s.updated_at)
+        .execute(conn)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// An order of the old service: paid, keyed by a made-up session id
+    /// (`flask-order-<id>`), as the old orders had none.
+    pub struct OldOrder<'a> {
+        pub stripe_session_id: &'a str,
+        pub user_id: i64,
+        pub price_id: Option<i64>,
+        pub amount_total: Option<i64>,
+        pub currency: Option<&'a str>,
+        pub stripe_customer_id: Option<&'a str>,
+        pub created_at: i64,
+    }
+
+    pub async fn order(conn: &mut AnyConnection, o: &OldOrder<'_>) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO billing_orders (stripe_session_id, user_id, price_id, amount_total, \
+             currency, payment_status, status, stripe_customer_id, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, 'paid', 'paid', $6, $7, $7) ON CONFLICT DO NOTHING",
+        )
+        .bind(o.stripe_session_id)
+        .bind(o.user_id)
+        .bind(o.price_id)
+        .bind(o.amount_total)
+        .bind(o.currency)
+        .bind(o.stripe_customer_id)
+        .bind(o.created_at)
+        .execute(conn)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
 }

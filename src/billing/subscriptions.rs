@@ -4,18 +4,21 @@
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use super::bodies::{
+    CreateSubscriptionBody, SubscriptionRef, Unread, UpdateSubscriptionBody, UserRef,
+};
 use super::input::Body;
 use super::service::{self, is_manager, SUBSCRIPTION_NOT_FOUND};
 use super::store::{self, Subscription};
 use super::stripe::Form;
 use super::views::{self, Message, SubscriptionView};
 use super::{client_key, Billing, Ref, Stripe};
+use super::{STRIPE_400, STRIPE_402, STRIPE_502, STRIPE_503};
 use crate::app::AppState;
 use crate::auth::CurrentUser;
-use crate::error::AppError;
+use crate::error::{AppError, ErrorBody};
 use crate::http::Origin;
 
 /// Stripe's longest trial.
@@ -31,8 +34,27 @@ fn still_live(s: &Subscription) -> Result<(), AppError> {
     }
 }
 
-/// For `manage_billing`: a subscription of the user named by `user_id` or `email`
-/// (the caller when neither), to a recurring price, with an optional trial.
+/// Create a subscription
+///
+/// For `manage_billing`: a subscription of the user named by `user_id` or `email` (the
+/// caller when neither) to a recurring price, with an optional trial. It is
+/// `incomplete` (or `trialing`) until a webhook reports its first invoice paid. An
+/// `Idempotency-Key` header makes a retry safe.
+#[utoipa::path(
+    post,
+    path = "/create-subscription",
+    tag = "billing",
+    request_body = CreateSubscriptionBody,
+    params(("Idempotency-Key" = Option<String>, Header, description = "The caller's key for this create: a retry with the same key creates nothing twice (a key over 255 characters is ignored)")),
+    responses(
+        (status = 201, description = "Created", body = SubscriptionView),
+        (status = 404, description = "`User not found`, `Price not found`, or Stripe does not know an object (`stripe_not_found`)", body = ErrorBody),
+        (status = 400, description = STRIPE_400, body = ErrorBody),
+        (status = 402, description = STRIPE_402, body = ErrorBody),
+        (status = 502, description = STRIPE_502, body = ErrorBody),
+        (status = 503, description = STRIPE_503, body = ErrorBody),
+    )
+)]
 pub async fn create_subscription(
     billing: Stripe,
     State(state): State<AppState>,
@@ -40,7 +62,7 @@ pub async fn create_subscription(
     origin: Origin,
     headers: HeaderMap,
     body: Body,
-) -> Result<Response, AppError> {
+) -> Result<(StatusCode, axum::Json<SubscriptionView>), AppError> {
     let price_id = body.required_stripe_id("price_id")?;
     let trial = body.int("trial_period_days")?.unwrap_or(0);
     if !(0..=TRIAL_DAYS_MAX).contains(&trial) {
@@ -79,20 +101,35 @@ pub async fn create_subscription(
     Ok((
         StatusCode::CREATED,
         axum::Json(SubscriptionView::from(&subscription)),
-    )
-        .into_response())
+    ))
 }
 
-/// For `manage_billing`: moves the subscription `subscription_id` to `new_price_id`.
-/// The old client also sends `user_id` and `email`, picked by hand; the subscription
-/// already says whose it is, so they are not read.
+/// Move a subscription to another price
+///
+/// For `manage_billing`. The old client also sends `user_id` and `email`; the
+/// subscription already says whose it is, so they are not read.
+#[utoipa::path(
+    post,
+    path = "/update-subscription",
+    tag = "billing",
+    request_body = UpdateSubscriptionBody,
+    responses(
+        (status = 200, description = "The subscription as changed", body = SubscriptionView),
+        (status = 404, description = "`Subscription not found`, `Price not found`, or Stripe no longer knows it (`stripe_not_found`)", body = ErrorBody),
+        (status = 409, description = "The subscription is already canceled, or its details have not arrived from Stripe yet", body = ErrorBody),
+        (status = 400, description = STRIPE_400, body = ErrorBody),
+        (status = 402, description = STRIPE_402, body = ErrorBody),
+        (status = 502, description = STRIPE_502, body = ErrorBody),
+        (status = 503, description = STRIPE_503, body = ErrorBody),
+    )
+)]
 pub async fn update_subscription(
     billing: Stripe,
     State(state): State<AppState>,
     caller: CurrentUser,
     origin: Origin,
     body: Body,
-) -> Result<Response, AppError> {
+) -> Result<axum::Json<SubscriptionView>, AppError> {
     let id = body.required_stripe_id("subscription_id")?;
     let new_price = match (body.stripe_id("new_price_id")?, body.stripe_id("price_id")?) {
         (Some(p), _) | (None, Some(p)) => p,
@@ -130,7 +167,7 @@ pub async fn update_subscription(
             "before_price_id": before.stripe_price_id, "price_id": price.stripe_price_id,
         }),
     );
-    Ok(axum::Json(SubscriptionView::from(&subscription)).into_response())
+    Ok(axum::Json(SubscriptionView::from(&subscription)))
 }
 
 /// Sets or clears `cancel_at_period_end` (Stripe's own notion, where the old service
@@ -173,64 +210,130 @@ pub async fn set_period_end_cancel(
     Ok(())
 }
 
-/// Ends the subscription at the close of its paid period; an owner may.
+/// Cancel a subscription at period end
+///
+/// It ends at the close of its paid period; its owner may do this.
+#[utoipa::path(
+    post,
+    path = "/cancel-subscription",
+    tag = "billing",
+    request_body = SubscriptionRef,
+    responses(
+        (status = 200, description = "It will not renew", body = Message,
+            example = json!({ "message": "Subscription will be canceled at period end" })),
+        (status = 403, description = "Not the caller's subscription and no `manage_billing` (`unauthorized_access`), or the X-CSRFToken header is missing or wrong", body = ErrorBody),
+        (status = 404, description = "`Subscription not found`, or Stripe no longer knows it (`stripe_not_found`)", body = ErrorBody),
+        (status = 409, description = "`This subscription is already canceled`", body = ErrorBody),
+        (status = 400, description = STRIPE_400, body = ErrorBody),
+        (status = 502, description = STRIPE_502, body = ErrorBody),
+        (status = 503, description = STRIPE_503, body = ErrorBody),
+    )
+)]
 pub async fn cancel_subscription(
     billing: Stripe,
     State(state): State<AppState>,
     caller: CurrentUser,
     origin: Origin,
     body: Body,
-) -> Result<Response, AppError> {
+) -> Result<axum::Json<Message>, AppError> {
     let before = service::own_subscription(&state, &caller, &body).await?;
     set_period_end_cancel(&billing, &state, &caller, &origin, before, true).await?;
     Ok(axum::Json(Message {
         message: "Subscription will be canceled at period end",
-    })
-    .into_response())
+    }))
 }
 
-/// The old service "paused" collection; Gatehouse stops renewal instead, which an
-/// owner may do, and which `reactivate-subscription` undoes.
+/// Stop a subscription's renewal
+///
+/// The old service "paused" collection; Gatehouse stops renewal instead, which its
+/// owner may do and `/reactivate-subscription` undoes.
+#[utoipa::path(
+    post,
+    path = "/deactivate-subscription",
+    tag = "billing",
+    request_body = SubscriptionRef,
+    responses(
+        (status = 200, description = "It will not renew", body = Message,
+            example = json!({ "message": "Subscription will not renew after the current period" })),
+        (status = 403, description = "Not the caller's subscription and no `manage_billing` (`unauthorized_access`), or the X-CSRFToken header is missing or wrong", body = ErrorBody),
+        (status = 404, description = "`Subscription not found`, or Stripe no longer knows it (`stripe_not_found`)", body = ErrorBody),
+        (status = 409, description = "`This subscription is already canceled`", body = ErrorBody),
+        (status = 400, description = STRIPE_400, body = ErrorBody),
+        (status = 502, description = STRIPE_502, body = ErrorBody),
+        (status = 503, description = STRIPE_503, body = ErrorBody),
+    )
+)]
 pub async fn deactivate_subscription(
     billing: Stripe,
     State(state): State<AppState>,
     caller: CurrentUser,
     origin: Origin,
     body: Body,
-) -> Result<Response, AppError> {
+) -> Result<axum::Json<Message>, AppError> {
     let before = service::own_subscription(&state, &caller, &body).await?;
     set_period_end_cancel(&billing, &state, &caller, &origin, before, true).await?;
     Ok(axum::Json(Message {
         message: "Subscription will not renew after the current period",
-    })
-    .into_response())
+    }))
 }
 
+/// Reactivate a subscription
+///
 /// For `manage_billing`: undoes a cancellation at period end.
+#[utoipa::path(
+    post,
+    path = "/reactivate-subscription",
+    tag = "billing",
+    request_body = SubscriptionRef,
+    responses(
+        (status = 200, description = "It renews again", body = Message,
+            example = json!({ "message": "Subscription reactivated successfully" })),
+        (status = 404, description = "`Subscription not found`, or Stripe no longer knows it (`stripe_not_found`)", body = ErrorBody),
+        (status = 409, description = "`This subscription is already canceled`", body = ErrorBody),
+        (status = 400, description = STRIPE_400, body = ErrorBody),
+        (status = 502, description = STRIPE_502, body = ErrorBody),
+        (status = 503, description = STRIPE_503, body = ErrorBody),
+    )
+)]
 pub async fn reactivate_subscription(
     billing: Stripe,
     State(state): State<AppState>,
     caller: CurrentUser,
     origin: Origin,
     body: Body,
-) -> Result<Response, AppError> {
+) -> Result<axum::Json<Message>, AppError> {
     let before = service::own_subscription(&state, &caller, &body).await?;
     set_period_end_cancel(&billing, &state, &caller, &origin, before, false).await?;
     Ok(axum::Json(Message {
         message: "Subscription reactivated successfully",
-    })
-    .into_response())
+    }))
 }
 
-/// For `manage_billing`: cancels at Stripe at once if still live, then takes the
-/// subscription off the lists (its record stays for the webhooks).
+/// Delete a subscription
+///
+/// For `manage_billing`: canceled at Stripe at once if still live, then taken off the
+/// lists (its record stays for the webhooks).
+#[utoipa::path(
+    post,
+    path = "/delete-subscription",
+    tag = "billing",
+    request_body = SubscriptionRef,
+    responses(
+        (status = 200, description = "Deleted", body = Message,
+            example = json!({ "message": "Subscription deleted successfully" })),
+        (status = 404, description = "`Subscription not found`, or Stripe no longer knows it (`stripe_not_found`)", body = ErrorBody),
+        (status = 400, description = STRIPE_400, body = ErrorBody),
+        (status = 502, description = STRIPE_502, body = ErrorBody),
+        (status = 503, description = STRIPE_503, body = ErrorBody),
+    )
+)]
 pub async fn delete_subscription(
     billing: Stripe,
     State(state): State<AppState>,
     caller: CurrentUser,
     origin: Origin,
     body: Body,
-) -> Result<Response, AppError> {
+) -> Result<axum::Json<Message>, AppError> {
     let before = service::own_subscription(&state, &caller, &body).await?;
     if before.is_live() {
         let canceled = billing
@@ -252,44 +355,132 @@ pub async fn delete_subscription(
     );
     Ok(axum::Json(Message {
         message: "Subscription deleted successfully",
-    })
-    .into_response())
+    }))
 }
 
-async fn list_of(state: &AppState, user_id: Option<i64>) -> Result<Response, AppError> {
+async fn list_of(
+    state: &AppState,
+    user_id: Option<i64>,
+) -> Result<axum::Json<Vec<SubscriptionView>>, AppError> {
     let list = store::list_subscriptions(&state.db, user_id, LIST_MAX).await?;
-    Ok(axum::Json(views::subscriptions(&list)).into_response())
+    Ok(axum::Json(views::subscriptions(&list)))
 }
 
-/// Everyone's for `manage_billing`, else the caller's own; newest first.
+/// List subscriptions
+///
+/// Everyone's for `manage_billing`, else the caller's own; a bare array, newest first,
+/// at most 1000.
+#[utoipa::path(
+    post,
+    path = "/subscriptions",
+    tag = "billing",
+    request_body(content = Option<Unread>, description = "None, as the old client sends it (an empty body with a JSON content type), or any JSON object, which is ignored"),
+    responses((status = 200, description = "The subscriptions", body = Vec<SubscriptionView>)),
+)]
 pub async fn subscriptions(
     _billing: Stripe,
     State(state): State<AppState>,
     caller: CurrentUser,
     _body: Body,
-) -> Result<Response, AppError> {
+) -> Result<axum::Json<Vec<SubscriptionView>>, AppError> {
     let only = (!is_manager(&caller)).then_some(caller.user.id);
     list_of(&state, only).await
 }
 
+/// List subscriptions
+///
+/// As `POST /subscriptions`.
+#[utoipa::path(
+    get,
+    path = "/subscriptions",
+    tag = "billing",
+    responses((status = 200, description = "The subscriptions", body = Vec<SubscriptionView>)),
+)]
+pub async fn subscriptions_by_get(
+    _billing: Stripe,
+    State(state): State<AppState>,
+    caller: CurrentUser,
+) -> Result<axum::Json<Vec<SubscriptionView>>, AppError> {
+    let only = (!is_manager(&caller)).then_some(caller.user.id);
+    list_of(&state, only).await
+}
+
+/// One subscription
+///
+/// The caller's own, or anyone's for `manage_billing`.
+#[utoipa::path(
+    post,
+    path = "/subscription",
+    tag = "billing",
+    request_body = SubscriptionRef,
+    responses(
+        (status = 200, description = "The subscription", body = SubscriptionView),
+        (status = 403, description = "Not the caller's subscription and no `manage_billing` (`unauthorized_access`), or the X-CSRFToken header is missing or wrong", body = ErrorBody),
+        (status = 404, description = "`Subscription not found`", body = ErrorBody),
+    )
+)]
 pub async fn subscription(
     _billing: Stripe,
     State(state): State<AppState>,
     caller: CurrentUser,
     body: Body,
-) -> Result<Response, AppError> {
+) -> Result<axum::Json<SubscriptionView>, AppError> {
     let subscription = service::own_subscription(&state, &caller, &body).await?;
-    Ok(axum::Json(SubscriptionView::from(&subscription)).into_response())
+    Ok(axum::Json(SubscriptionView::from(&subscription)))
 }
 
-/// The subscriptions of the user named by `user_id` (or `email`): the caller's own,
-/// or anyone's for `manage_billing`.
+/// A user's subscriptions
+///
+/// Of the user named by `user_id` (or `email`; the caller when neither): the caller's
+/// own, or anyone's for `manage_billing`. A bare array, newest first.
+#[utoipa::path(
+    post,
+    path = "/user-subscriptions",
+    tag = "billing",
+    request_body = UserRef,
+    responses(
+        (status = 200, description = "The user's subscriptions", body = Vec<SubscriptionView>),
+        (status = 403, description = "Names another user without `manage_billing` (`unauthorized_access`), or the X-CSRFToken header is missing or wrong", body = ErrorBody),
+        (status = 404, description = "`User not found`", body = ErrorBody),
+    )
+)]
 pub async fn user_subscriptions(
     _billing: Stripe,
     State(state): State<AppState>,
     caller: CurrentUser,
     body: Body,
-) -> Result<Response, AppError> {
-    let user = service::acting_user(&state, &caller, &body).await?;
-    list_of(&state, Some(user.id)).await
+) -> Result<axum::Json<Vec<SubscriptionView>>, AppError> {
+    of_user(&state, &caller, &body).await
+}
+
+/// A user's subscriptions, named by email
+///
+/// The old client's name for `/user-subscriptions`, which it answers the same.
+#[utoipa::path(
+    post,
+    path = "/user-email-subscriptions",
+    tag = "billing",
+    request_body = UserRef,
+    responses(
+        (status = 200, description = "The user's subscriptions", body = Vec<SubscriptionView>),
+        (status = 403, description = "Names another user without `manage_billing` (`unauthorized_access`), or the X-CSRFToken header is missing or wrong", body = ErrorBody),
+        (status = 404, description = "`User not found`", body = ErrorBody),
+    )
+)]
+pub async fn user_email_subscriptions(
+    _billing: Stripe,
+    State(state): State<AppState>,
+    caller: CurrentUser,
+    body: Body,
+) -> Result<axum::Json<Vec<SubscriptionView>>, AppError> {
+    of_user(&state, &caller, &body).await
+}
+
+async fn of_user(
+    state: &AppState,
+    caller: &CurrentUser,
+    body: &Body,
+) -> Result<axum::Json<Vec<SubscriptionView>>, AppError> {
+    let user = service::acting_user(state, caller, body).await?;
+    list_of(state, Some(user.id)).await
 }

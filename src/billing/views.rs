@@ -6,70 +6,124 @@
 
 use serde::Serialize;
 use serde_json::{Map, Value};
+use utoipa::ToSchema;
 
 use super::amount;
 use super::store::{Price, Product, Subscription};
 use crate::db::iso8601;
 
-/// `billing-legacy.md` §2.1, 18 keys.
-#[derive(Debug, Serialize)]
+/// A product (`billing-legacy.md` §2.1, 18 keys): the local mirror of a Stripe product.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Product, example = json!({
+    "id": 1, "product_id": "prod_Q1w2e3r4", "name": "Pro plan", "description": "Everything, monthly",
+    "active": true, "attributes": null, "caption": null, "images": [], "livemode": false,
+    "product_metadata": {}, "package_dimensions": null, "shippable": null,
+    "statement_descriptor": null, "type": "service", "unit_label": null,
+    "created_at": "2026-01-05T10:00:00.000000", "updated_at": "2026-01-05T10:00:00.000000", "url": null
+}))]
 pub struct ProductView {
+    /// The local id.
     pub id: i64,
+    /// The Stripe id (`prod_…`), by which requests name the product.
     pub product_id: String,
     pub name: String,
     pub description: Option<String>,
+    /// Whether it can be bought; an archived (deleted) product is inactive.
     pub active: bool,
     /// Gone from Stripe's API (2024-06-20); null, as the old service answered.
     pub attributes: Option<Vec<String>>,
+    /// Always null (gone from Stripe's API).
     pub caption: Option<String>,
     pub images: Vec<String>,
     pub livemode: bool,
+    /// Stripe's `metadata` (string values).
+    #[schema(value_type = Object)]
     pub product_metadata: Map<String, Value>,
+    /// Stripe's shape: `height`, `length`, `weight`, `width`.
+    #[schema(value_type = Option<Object>)]
     pub package_dimensions: Option<Map<String, Value>>,
     pub shippable: Option<bool>,
     pub statement_descriptor: Option<String>,
+    /// Stripe's product type: `service` (the default) or `good`.
     #[serde(rename = "type")]
     pub kind: String,
     pub unit_label: Option<String>,
+    /// ISO 8601, UTC, without a zone suffix.
     pub created_at: String,
     pub updated_at: Option<String>,
     pub url: Option<String>,
 }
 
-/// `billing-legacy.md` §2.2, 17 keys.
-#[derive(Debug, Serialize)]
+/// A price (`billing-legacy.md` §2.2, 17 keys): the local mirror of a Stripe price.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Price, example = json!({
+    "id": 3, "price_id": "price_1PqRsT", "product_id": "prod_Q1w2e3r4", "unit_amount": 19.99,
+    "currency": "usd", "recurring": { "interval": "month", "interval_count": 1 }, "active": true,
+    "billing_scheme": "per_unit", "created_at": "2026-01-05T10:01:00.000000",
+    "updated_at": "2026-01-05T10:01:00.000000", "tiers": null, "tiers_mode": null,
+    "transform_quantity": null, "lookup_key": null, "price_metadata": {}, "nickname": "Monthly",
+    "type": "recurring"
+}))]
 pub struct PriceView {
+    /// The local id; it stays when `/edit-price` swaps in a new Stripe price.
     pub id: i64,
+    /// The Stripe id (`price_…`); it changes on every edit.
     pub price_id: String,
+    /// The Stripe id of its product.
     pub product_id: String,
-    /// Major units, a JSON number (the client calls `.toFixed(2)` on it).
+    /// Major units (dollars), a JSON number (the client calls `.toFixed(2)` on it).
+    #[schema(value_type = f64)]
     pub unit_amount: Value,
+    /// Lower-case ISO code.
     pub currency: String,
+    /// Stripe's recurring object (`interval`: day, week, month or year); null for a
+    /// one-time price.
+    #[schema(value_type = Option<Object>)]
     pub recurring: Option<Map<String, Value>>,
     pub active: bool,
     pub billing_scheme: Option<String>,
+    /// ISO 8601, UTC, without a zone suffix.
     pub created_at: String,
     pub updated_at: Option<String>,
+    #[schema(value_type = Option<Vec<Object>>)]
     pub tiers: Option<Vec<Value>>,
     pub tiers_mode: Option<String>,
+    #[schema(value_type = Option<Object>)]
     pub transform_quantity: Option<Map<String, Value>>,
     pub lookup_key: Option<String>,
+    /// Stripe's `metadata` (string values).
+    #[schema(value_type = Object)]
     pub price_metadata: Map<String, Value>,
     pub nickname: Option<String>,
+    /// `recurring` or `one_time`.
     #[serde(rename = "type")]
+    #[schema(value_type = String)]
     pub kind: &'static str,
 }
 
-/// `billing-legacy.md` §2.3, 9 keys.
-#[derive(Debug, Serialize)]
+/// A subscription (`billing-legacy.md` §2.3, 9 keys and 3 more): the local mirror of
+/// a Stripe subscription.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Subscription, example = json!({
+    "id": 2, "subscription_id": "sub_1AbCdE", "user_id": 7, "price_id": "price_1PqRsT",
+    "status": "active", "previous_status": null, "current_period_end": "2026-02-05T10:02:00",
+    "trial_end": null, "created_at": "2026-01-05T10:02:00.000000", "cancel_at_period_end": false,
+    "latest_invoice_id": "in_1XyZ", "latest_invoice_status": "paid"
+}))]
 pub struct SubscriptionView {
+    /// The local id.
     pub id: i64,
+    /// The Stripe id (`sub_…`), by which requests name the subscription.
     pub subscription_id: String,
+    /// The local user it belongs to.
     pub user_id: Option<i64>,
+    /// The Stripe id of its price.
     pub price_id: Option<String>,
+    /// Stripe's status: `incomplete`, `trialing`, `active`, `past_due`, `canceled`, …
     pub status: String,
     /// Never written by the old service either.
     pub previous_status: Option<String>,
+    /// ISO 8601, UTC, without a zone suffix.
     pub current_period_end: Option<String>,
     pub trial_end: Option<String>,
     pub created_at: String,
@@ -81,16 +135,64 @@ pub struct SubscriptionView {
 }
 
 /// `{"message": …}`, the answer of deletions and cancellations.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({ "message": "Product deleted successfully" }))]
 pub struct Message {
+    /// What was done, in words for a person.
+    #[schema(value_type = String)]
     pub message: &'static str,
 }
 
 /// `{"checkout_url": …}`, with the session's id beside it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "checkout_url": "https://checkout.stripe.com/c/pay/cs_test_a1B2c3",
+    "session_id": "cs_test_a1B2c3"
+}))]
 pub struct CheckoutStarted {
+    /// Stripe's hosted checkout page, to send the browser to.
     pub checkout_url: String,
+    /// The Checkout Session's Stripe id (`cs_…`).
     pub session_id: String,
+}
+
+/// The answer of `/checkout-success` when no `CHECKOUT_SUCCESS_URL` is set.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "message": "Success! Your payment was received.",
+    "session_id": "cs_test_a1B2c3",
+    "paid": true
+}))]
+pub struct CheckoutOutcome {
+    /// In words for the buyer.
+    #[schema(value_type = String)]
+    pub message: &'static str,
+    /// The Checkout Session's Stripe id.
+    pub session_id: String,
+    /// Whether Stripe says it is paid.
+    pub paid: bool,
+}
+
+/// The answer of `/checkout-cancel` when no `CHECKOUT_CANCEL_URL` is set.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({ "message": "Payment cancelled." }))]
+pub struct CheckoutCancelled {
+    /// Always `Payment cancelled.`
+    #[schema(value_type = String)]
+    pub message: &'static str,
+}
+
+/// The webhook's acknowledgement.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({ "success": true, "received": true }))]
+pub struct Received {
+    /// Always `true`.
+    pub success: bool,
+    /// Always `true`.
+    pub received: bool,
+    /// Present (and `true`) when the event was processed before and is ignored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duplicate: Option<bool>,
 }
 
 fn text(object: &Map<String, Value>, key: &str) -> Option<String> {

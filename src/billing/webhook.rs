@@ -13,7 +13,6 @@
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -21,10 +20,11 @@ use sha2::Sha256;
 use sqlx::AnyConnection;
 use subtle::ConstantTimeEq;
 
+use super::views::Received;
 use super::{store, stripe, Stripe};
 use crate::app::AppState;
 use crate::db;
-use crate::error::AppError;
+use crate::error::{AppError, ErrorBody};
 use crate::logs::LogEntry;
 
 /// How far the signed timestamp may be from now, either way.
@@ -122,12 +122,39 @@ fn bad_signature(e: SignatureError) -> AppError {
     }
 }
 
+/// Stripe's webhook
+///
+/// For Stripe: an event, believed only when its `Stripe-Signature` verifies over the
+/// raw body (an HMAC-SHA256 with the endpoint's signing secret, timestamped within 5
+/// minutes). Each event is processed once; a replay is acknowledged with `duplicate`.
+/// Events billing does not act on are acknowledged and ignored.
+#[utoipa::path(
+    post,
+    path = "/stripe/webhook",
+    tag = "billing",
+    params(("Stripe-Signature" = String, Header, description = "`t=<unix time>,v1=<hex HMAC-SHA256 of \"{t}.{raw body}\">` (several `v1` while a secret is rolled)")),
+    request_body(
+        content = Object,
+        content_type = "application/json",
+        description = "A Stripe event object, verified byte for byte as sent",
+        example = json!({
+            "id": "evt_1NqK2b", "type": "checkout.session.completed", "created": 1767607200,
+            "data": { "object": { "id": "cs_test_a1B2c3", "object": "checkout.session", "payment_status": "paid" } }
+        })
+    ),
+    responses(
+        (status = 200, description = "Processed, ignored, or a replay (`duplicate`)", body = Received),
+        (status = 400, description = "The signature is missing, malformed, stale or wrong (`invalid_signature`), or the body is not a Stripe event", body = ErrorBody),
+        (status = 415, description = "The body is declared as something other than JSON (a body without a `Content-Type` is read as JSON)", body = ErrorBody),
+        (status = 503, description = "Billing or its webhook secret is not configured (`billing_not_configured`), or the database is unreachable (with `Retry-After`)", body = ErrorBody),
+    )
+)]
 pub async fn receive(
     billing: Stripe,
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Response, AppError> {
+) -> Result<axum::Json<Received>, AppError> {
     let Some(secret) = billing.webhook_secret() else {
         return Err(AppError::Other {
             status: StatusCode::SERVICE_UNAVAILABLE,
@@ -137,6 +164,12 @@ pub async fn receive(
             cause: None,
         });
     };
+    if headers.get(axum::http::header::CONTENT_TYPE).is_some_and(|v| {
+        let declared = v.to_str().unwrap_or("").to_ascii_lowercase();
+        declared.split(';').next().unwrap_or("").trim() != "application/json"
+    }) {
+        return Err(AppError::UnsupportedMediaType("application/json"));
+    }
     let header = headers
         .get("stripe-signature")
         .and_then(|v| v.to_str().ok())
@@ -155,10 +188,11 @@ pub async fn receive(
     if !store::claim_event(&mut tx, &event.id, &event.kind, event.created).await? {
         tx.commit().await?;
         tracing::info!(event_id = %event.id, kind = %event.kind, "Stripe event replayed; ignored");
-        return Ok(axum::Json(json!({
-            "success": true, "received": true, "duplicate": true,
-        }))
-        .into_response());
+        return Ok(axum::Json(Received {
+            success: true,
+            received: true,
+            duplicate: Some(true),
+        }));
     }
     let outcome = apply(&mut tx, &event).await?;
     store::set_event_outcome(&mut tx, &event.id, outcome.describe()).await?;
@@ -172,7 +206,11 @@ pub async fn receive(
         entry.user_id = user_id;
         state.activity.record(entry);
     }
-    Ok(axum::Json(json!({ "success": true, "received": true })).into_response())
+    Ok(axum::Json(Received {
+        success: true,
+        received: true,
+        duplicate: None,
+    }))
 }
 
 enum Outcome {

@@ -7,8 +7,8 @@
 //! Every row has a Stripe id (orders get `flask-order-<id>`, as they had none) under a
 //! unique index, so a second run inserts nothing (`ON CONFLICT DO NOTHING`).
 //!
-//! The SQL is here, one function per table, while the billing store is being
-//! rewritten; it belongs in `crate::billing::store`.
+//! The rows are written by the billing store (`crate::billing::store::import`): this
+//! module reads the old tables and decides what to carry, billing owns its tables.
 
 use std::collections::{HashMap, HashSet};
 
@@ -16,7 +16,17 @@ use super::accounts::Carried;
 use super::old::OldDb;
 use super::report::{Outcome, Report, Table};
 use super::{Ctx, ImportError};
+use crate::billing::store::import::{
+    self as store, OldOrder, OldPrice, OldProduct, OldSubscription,
+};
+use crate::billing::store::StoreError;
 use crate::db;
+use crate::error::AppError;
+
+/// The billing store's failures as the importer's (a database failure stays one).
+fn failed(e: StoreError) -> ImportError {
+    ImportError::Target(AppError::from(e))
+}
 
 /// Stripe's integer amount from the old float (19.98 → 1998, not 1997).
 pub fn cents(major: f64) -> i64 {
@@ -62,7 +72,11 @@ pub async fn import(
             );
             continue;
         }
-        if write && !insert_customer(&mut tx, user, customer, now).await? {
+        if write
+            && !store::customer(&mut tx, user, customer, now)
+                .await
+                .map_err(failed)?
+        {
             table.already += 1;
         } else {
             table.imported += 1;
@@ -97,20 +111,19 @@ pub async fn import(
         let created = row.time(4, time::UtcOffset::UTC).unwrap_or(now);
         let updated = row.time(5, time::UtcOffset::UTC).unwrap_or(created);
         let fresh = !write
-            || sqlx::query(
-                "INSERT INTO billing_products (stripe_product_id, name, description, active, \
-                 created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+            || store::product(
+                &mut tx,
+                &OldProduct {
+                    stripe_product_id: product,
+                    name: row.text(1).unwrap_or(product),
+                    description: row.text(2),
+                    active: row.text(3).is_none() || row.flag(3),
+                    created_at: created,
+                    updated_at: updated,
+                },
             )
-            .bind(product)
-            .bind(row.text(1).unwrap_or(product))
-            .bind(row.text(2))
-            .bind(i64::from(row.text(3).is_none() || row.flag(3)))
-            .bind(created)
-            .bind(updated)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-                == 1;
+            .await
+            .map_err(failed)?;
         if fresh {
             table.imported += 1;
         } else {
@@ -153,11 +166,7 @@ pub async fn import(
         };
         let currency = row.text(3).unwrap_or("usd").to_ascii_lowercase();
         currency_of.insert(price.to_owned(), currency.clone());
-        let product_id: Option<i64> =
-            sqlx::query_scalar("SELECT id FROM billing_products WHERE stripe_product_id = $1")
-                .bind(product)
-                .fetch_optional(&mut *tx)
-                .await?;
+        let product_id = store::product_id(&mut tx, product).await.map_err(failed)?;
         let Some(product_id) = product_id.or((!write).then_some(0)) else {
             table.note(
                 Outcome::Skipped,
@@ -177,24 +186,22 @@ pub async fn import(
         let created = row.time(7, time::UtcOffset::UTC).unwrap_or(now);
         let updated = row.time(8, time::UtcOffset::UTC).unwrap_or(created);
         let fresh = !write
-            || sqlx::query(
-                "INSERT INTO billing_prices (stripe_price_id, product_id, unit_amount, currency, \
-                 recurring_interval, nickname, active, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
+            || store::price(
+                &mut tx,
+                &OldPrice {
+                    stripe_price_id: price,
+                    product_id,
+                    unit_amount: cents(amount),
+                    currency: &currency,
+                    recurring_interval: interval.as_deref(),
+                    nickname: row.text(6),
+                    active: row.text(5).is_none() || row.flag(5),
+                    created_at: created,
+                    updated_at: updated,
+                },
             )
-            .bind(price)
-            .bind(product_id)
-            .bind(cents(amount))
-            .bind(&currency)
-            .bind(interval)
-            .bind(row.text(6))
-            .bind(i64::from(row.text(5).is_none() || row.flag(5)))
-            .bind(created)
-            .bind(updated)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-                == 1;
+            .await
+            .map_err(failed)?;
         if fresh {
             table.imported += 1;
         } else {
@@ -246,31 +253,28 @@ pub async fn import(
             table.note(Outcome::Changed, label.clone(), format!("its price {price} was replaced by an edit in the old service; kept until Stripe's next event"));
         }
         let (status, cancel_at_period_end) = match row.text(3).unwrap_or("") {
-            "canceled_at_period_end" => ("active", 1),
-            other => (other, 0),
+            "canceled_at_period_end" => ("active", true),
+            other => (other, false),
         };
         let period_end = row.time(4, ctx.options.server_utc_offset);
         let created = row.time(5, time::UtcOffset::UTC).unwrap_or(now);
         let fresh = !write
-            || sqlx::query(
-                "INSERT INTO billing_subscriptions (stripe_subscription_id, user_id, \
-                 stripe_customer_id, stripe_price_id, status, cancel_at_period_end, \
-                 current_period_end, state_at, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $9) ON CONFLICT DO NOTHING",
+            || store::subscription(
+                &mut tx,
+                &OldSubscription {
+                    stripe_subscription_id: subscription,
+                    user_id: user,
+                    stripe_customer_id: customer,
+                    stripe_price_id: price,
+                    status,
+                    cancel_at_period_end,
+                    current_period_end: period_end,
+                    created_at: created,
+                    updated_at: now,
+                },
             )
-            .bind(subscription)
-            .bind(user)
-            .bind(customer)
-            .bind(price)
-            .bind(status)
-            .bind(cancel_at_period_end)
-            .bind(period_end)
-            .bind(created)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-                == 1;
+            .await
+            .map_err(failed)?;
         if fresh {
             table.imported += 1;
         } else {
@@ -316,33 +320,27 @@ pub async fn import(
         let price_id = match price_ids.get(price) {
             Some(id) => *id,
             None => {
-                let id: Option<i64> =
-                    sqlx::query_scalar("SELECT id FROM billing_prices WHERE stripe_price_id = $1")
-                        .bind(price)
-                        .fetch_optional(&mut *tx)
-                        .await?;
+                let id = store::price_id(&mut tx, price).await.map_err(failed)?;
                 price_ids.insert(price.to_owned(), id);
                 id
             }
         };
         let created = row.time(5, time::UtcOffset::UTC).unwrap_or(now);
         let fresh = !write
-            || sqlx::query(
-                "INSERT INTO billing_orders (stripe_session_id, user_id, price_id, amount_total, \
-                 currency, payment_status, status, stripe_customer_id, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, 'paid', 'paid', $6, $7, $7) ON CONFLICT DO NOTHING",
+            || store::order(
+                &mut tx,
+                &OldOrder {
+                    stripe_session_id: &format!("flask-order-{old_id}"),
+                    user_id: user,
+                    price_id,
+                    amount_total: amount,
+                    currency: currency_of.get(price).map(String::as_str),
+                    stripe_customer_id: customer_of.get(&old_user).map(String::as_str),
+                    created_at: created,
+                },
             )
-            .bind(format!("flask-order-{old_id}"))
-            .bind(user)
-            .bind(price_id)
-            .bind(amount)
-            .bind(currency_of.get(price))
-            .bind(customer_of.get(&old_user))
-            .bind(created)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-                == 1;
+            .await
+            .map_err(failed)?;
         if fresh {
             table.imported += 1;
         } else {
@@ -352,25 +350,6 @@ pub async fn import(
     report.tables.push(table);
     tx.commit().await?;
     Ok(())
-}
-
-/// Returns whether the row is new.
-async fn insert_customer(
-    conn: &mut sqlx::AnyConnection,
-    user: i64,
-    customer: &str,
-    now: i64,
-) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
-        "INSERT INTO billing_customers (user_id, stripe_customer_id, created_at) \
-         VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-    )
-    .bind(user)
-    .bind(customer)
-    .bind(now)
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected() == 1)
 }
 
 #[cfg(test)]

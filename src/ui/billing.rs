@@ -27,7 +27,8 @@ use crate::auth::policy::Routes;
 use crate::auth::CurrentUser;
 use crate::billing::checkout::{self, ReturnTo};
 use crate::billing::input::Body;
-use crate::billing::store::{self, EventRow, Price, Product, Subscription, SubscriptionRow};
+use crate::billing::service::{self as billing_service, SubscriptionRow};
+use crate::billing::store::{self, EventRow, Price, Product, Subscription};
 use crate::billing::{amount, prices, products, service, subscriptions, Billing, Ref};
 use crate::error::AppError;
 use crate::http::query::{before_id, page_param};
@@ -1031,8 +1032,8 @@ async fn subscriptions_page(ctx: Ctx, Query(query): Query<SubscriptionsQuery>) -
     let (rows, total) = if nobody {
         (Vec::new(), 0)
     } else {
-        store::filter_subscriptions(
-            &ctx.state.db,
+        billing_service::subscriptions_page(
+            &ctx.state,
             Some(status).filter(|s| !s.is_empty()),
             user_id,
             (page - 1) * SUBSCRIPTIONS_PER_PAGE,

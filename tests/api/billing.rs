@@ -27,6 +27,7 @@ on_both_databases!(
     a_retried_create_with_the_same_key_creates_once,
     webhook_signatures_are_checked,
     subscription_events_apply_in_stripe_order,
+    the_documented_gets_conflicts_and_statuses,
 );
 
 pub(crate) const WEBHOOK_SECRET: &str = "whsec_test_gatehouse";
@@ -1608,5 +1609,189 @@ async fn subscription_events_apply_in_stripe_order(backend: Backend) {
             .await,
         1
     );
+    fake.assert_clean();
+}
+
+/// What `/openapi.json` documents beyond the old client's calls: every list and lookup
+/// answers GET (lookups named in the query string), a list's POST takes `{}` as well
+/// as no body, `/user-email-subscriptions` answers as `/user-subscriptions`, and a
+/// canceled subscription is 409 for what only a live one can do. Each status met here
+/// is one the document lists for that operation.
+async fn the_documented_gets_conflicts_and_statuses(backend: Backend) {
+    let (app, fake) = spawn(backend).await;
+    let doc = ok_json(app.get("/openapi.json").await, StatusCode::OK).await;
+    let documented = |method: &str, path: &str, status: StatusCode| {
+        let op = &doc["paths"][path][method.to_ascii_lowercase()];
+        assert!(
+            op["responses"][status.as_str()].is_object(),
+            "{method} {path} does not document {status}"
+        );
+    };
+    let buyer = user(&app, "gail", false).await;
+    user(&app, "hank", true).await;
+    let product = create_product(&app, "Docs").await;
+    let monthly = create_price(&app, &product, json!("5"), Some("month")).await;
+    let yearly = create_price(&app, &product, json!(50), Some("year")).await;
+    let pid = product["product_id"].as_str().unwrap();
+    let price = monthly["price_id"].as_str().unwrap();
+
+    for path in ["/products", "/prices", "/subscriptions"] {
+        let res = app.get(path).await;
+        documented("GET", path, res.status());
+        assert!(ok_json(res, StatusCode::OK).await.is_array(), "GET {path}");
+        let res = app.post(path, json!({})).await;
+        documented("POST", path, res.status());
+        assert!(
+            ok_json(res, StatusCode::OK).await.is_array(),
+            "POST {path} {{}}"
+        );
+    }
+    for (path, key) in [
+        (format!("/product?product_id={pid}"), "product_id"),
+        (format!("/price?price_id={price}"), "price_id"),
+    ] {
+        let res = app.get(&path).await;
+        let body = ok_json(res, StatusCode::OK).await;
+        assert!(body[key].is_string(), "{path}");
+    }
+    let res = app
+        .get(&format!("/prices-for-product?product_id={pid}"))
+        .await;
+    assert_eq!(
+        ok_json(res, StatusCode::OK).await.as_array().unwrap().len(),
+        2
+    );
+    for path in ["/product", "/price", "/prices-for-product"] {
+        let key = if path == "/price" {
+            "price_id"
+        } else {
+            "product_id"
+        };
+        let res = app.get(&format!("{path}?{key}=x_nothing")).await;
+        documented("GET", path, res.status());
+        expect_error(res, StatusCode::NOT_FOUND).await;
+        let res = app.get(path).await;
+        documented("GET", path, res.status());
+        expect_error(res, StatusCode::BAD_REQUEST).await;
+    }
+
+    // A subscription, then Stripe says it is canceled.
+    let res = app
+        .post(
+            "/create-subscription",
+            json!({ "price_id": price, "user_id": buyer }),
+        )
+        .await;
+    let sub = ok_json(res, StatusCode::CREATED).await;
+    let sub_id = sub["subscription_id"].as_str().unwrap();
+    let res = app
+        .post(
+            "/user-email-subscriptions",
+            json!({ "email": "gail@example.com" }),
+        )
+        .await;
+    documented("POST", "/user-email-subscriptions", res.status());
+    assert_eq!(
+        ok_json(res, StatusCode::OK).await.as_array().unwrap().len(),
+        1
+    );
+    let res = app
+        .post(
+            "/user-email-subscriptions",
+            json!({ "email": "nobody@example.com" }),
+        )
+        .await;
+    documented("POST", "/user-email-subscriptions", res.status());
+    expect_error(res, StatusCode::NOT_FOUND).await;
+    let res = app
+        .post("/user-subscriptions", json!({ "user_id": "987654" }))
+        .await;
+    documented("POST", "/user-subscriptions", res.status());
+    expect_error(res, StatusCode::NOT_FOUND).await;
+    let customer: String =
+        sqlx::query_scalar("SELECT stripe_customer_id FROM billing_subscriptions")
+            .fetch_one(app.state.db.pool())
+            .await
+            .unwrap();
+    deliver(
+        &app,
+        &event(
+            "evt_docs_deleted",
+            "customer.subscription.deleted",
+            now() + 5,
+            subscription_object(sub_id, &customer, price, "canceled", false),
+        ),
+    )
+    .await;
+    for (path, body) in [
+        ("/cancel-subscription", json!({ "subscription_id": sub_id })),
+        (
+            "/deactivate-subscription",
+            json!({ "subscription_id": sub_id }),
+        ),
+        (
+            "/reactivate-subscription",
+            json!({ "subscription_id": sub_id }),
+        ),
+        (
+            "/update-subscription",
+            json!({ "subscription_id": sub_id, "new_price_id": yearly["price_id"] }),
+        ),
+    ] {
+        let res = app.post(path, body).await;
+        documented("POST", path, res.status());
+        expect_error(res, StatusCode::CONFLICT).await;
+    }
+    // Deleting a canceled one only takes it off the lists.
+    let res = app
+        .post("/delete-subscription", json!({ "subscription_id": sub_id }))
+        .await;
+    documented("POST", "/delete-subscription", res.status());
+    ok_json(res, StatusCode::OK).await;
+    assert_eq!(list(&app, "/subscriptions").await, Vec::<Value>::new());
+
+    // The success page: no id is 400, an id not opened here 404.
+    let page = new_client();
+    for (query, status) in [
+        ("", StatusCode::BAD_REQUEST),
+        ("?session_id=cs_test_unknown", StatusCode::NOT_FOUND),
+    ] {
+        let res = page
+            .get(app.url(&format!("/checkout-success{query}")))
+            .send()
+            .await
+            .unwrap();
+        documented("GET", "/checkout-success", res.status());
+        expect_error(res, status).await;
+    }
+
+    // A body that is not JSON, or too large: what the route table adds for a body.
+    let token = app.csrf.lock().unwrap().clone().unwrap();
+    let calls = fake.requests().len();
+    for (content_type, body, status) in [
+        (
+            "text/plain",
+            "name=Plain".to_owned(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        (
+            "application/json",
+            format!("{{\"name\": \"{}\"}}", "x".repeat(1_100_000)),
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+    ] {
+        let res = app
+            .client
+            .post(app.url("/create-product"))
+            .header("content-type", content_type)
+            .header("X-CSRFToken", &token)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        documented("POST", "/create-product", res.status());
+        expect_error(res, status).await;
+    }
+    assert_eq!(fake.requests().len(), calls, "Stripe was never called");
     fake.assert_clean();
 }
