@@ -230,6 +230,7 @@ impl Reader<'_> {
         }
         if let Some([only]) = schema
             .get("allOf")
+            .filter(|_| schema.get("type").is_none())
             .and_then(Value::as_array)
             .map(Vec::as_slice)
         {

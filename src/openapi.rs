@@ -327,11 +327,26 @@ fn add_pattern(schema: &mut serde_json::Value, pattern: &str) {
         Some(serde_json::Value::Array(ts)) => ts.iter().any(|t| t == "string"),
         _ => false,
     };
-    let constrained = ["pattern", "format", "enum", "const"]
+    let constrained = ["format", "enum", "const"]
         .iter()
         .any(|k| object.contains_key(*k));
     if is_string && !constrained {
-        object.insert("pattern".to_owned(), pattern.into());
+        if object.contains_key("pattern") {
+            // A pattern of its own may let a control character through (`\s` does):
+            // the rule holds as well.
+            let rule = serde_json::json!({ "pattern": pattern });
+            match object
+                .get_mut("allOf")
+                .and_then(serde_json::Value::as_array_mut)
+            {
+                Some(all) => all.push(rule),
+                None => {
+                    object.insert("allOf".to_owned(), serde_json::json!([rule]));
+                }
+            }
+        } else {
+            object.insert("pattern".to_owned(), pattern.into());
+        }
     }
     let is_object =
         object.get("type").is_some_and(|t| t == "object") || object.contains_key("properties");
