@@ -311,12 +311,20 @@ impl Reader<'_> {
         fields
     }
 
+    /// The schema's example; for one of several schemas, the first variant's.
     fn example_of(&self, schema: &Value) -> Option<String> {
         let (_, schema) = self.resolve(schema);
         schema
             .get("example")
             .or_else(|| schema.get("examples").and_then(|e| e.get(0)))
             .and_then(pretty)
+            .or_else(|| {
+                ["oneOf", "anyOf"]
+                    .iter()
+                    .filter_map(|k| schema.get(*k).and_then(Value::as_array))
+                    .flatten()
+                    .find_map(|variant| self.example_of(variant))
+            })
     }
 
     fn schema_view(&mut self, schema: &Value) -> SchemaView {
