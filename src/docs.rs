@@ -582,50 +582,68 @@ impl Renderer<'_> {
         (operations, views)
     }
 
-    /// A tag's pages: as few as keep each under [`PAGE_LIMIT`].
+    /// Page `index` of `count` of a tag, holding `raw`.
+    fn page(
+        &self,
+        tag: &str,
+        raw: &[RawOperation],
+        index: usize,
+        count: usize,
+    ) -> Result<(String, String, Vec<Operation>), askama::Error> {
+        let name = |i: usize| match i {
+            0 => tag_href(tag),
+            i => format!("{}-{}", tag_href(tag), i + 1),
+        };
+        let (operations, schemas) = self.read(raw, &name(index));
+        let html = TagPage {
+            css: self.css,
+            title: self.title,
+            tag,
+            operations: &operations,
+            parts: (0..count).map(|j| (name(j), j == index)).collect(),
+            schemas,
+        }
+        .render()?;
+        Ok((name(index), html, operations))
+    }
+
+    /// A tag's pages: each takes the next operations, in order, while it stays under
+    /// [`PAGE_LIMIT`] (with room for the links to the tag's other pages).
     fn tag(
         &self,
         tag: &str,
         raw: &[RawOperation],
         pages: &mut BTreeMap<String, String>,
     ) -> Result<Vec<Operation>, askama::Error> {
-        let mut count = 1;
-        loop {
-            let size = raw.len().div_ceil(count).max(1);
-            let chunks: Vec<&[RawOperation]> = raw.chunks(size).collect();
-            let names: Vec<String> = (0..chunks.len())
-                .map(|i| match i {
-                    0 => tag_href(tag),
-                    i => format!("{}-{}", tag_href(tag), i + 1),
-                })
-                .collect();
-            let mut rendered = Vec::new();
-            let mut all = Vec::new();
-            for (i, chunk) in chunks.iter().enumerate() {
-                let (operations, schemas) = self.read(chunk, &names[i]);
-                let html = TagPage {
-                    css: self.css,
-                    title: self.title,
-                    tag,
-                    operations: &operations,
-                    parts: names
-                        .iter()
-                        .enumerate()
-                        .map(|(j, n)| (n.clone(), j == i))
-                        .collect(),
-                    schemas,
-                }
-                .render()?;
-                rendered.push((names[i].clone(), html));
-                all.extend(operations);
-            }
-            let fits = rendered.iter().all(|(_, html)| html.len() <= PAGE_LIMIT);
-            if fits || size == 1 {
-                pages.extend(rendered);
-                return Ok(all);
-            }
-            count += 1;
+        const LINKS_ROOM: usize = 1024;
+        let (name, html, operations) = self.page(tag, raw, 0, 1)?;
+        if html.len() <= PAGE_LIMIT {
+            pages.insert(name, html);
+            return Ok(operations);
         }
+        let mut bounds: Vec<(usize, usize)> = Vec::new();
+        let mut start = 0;
+        while start < raw.len() {
+            let mut end = start + 1;
+            while end < raw.len() {
+                let index = bounds.len();
+                let (_, html, _) = self.page(tag, &raw[start..=end], index, index + 2)?;
+                if html.len() > PAGE_LIMIT - LINKS_ROOM {
+                    break;
+                }
+                end += 1;
+            }
+            bounds.push((start, end));
+            start = end;
+        }
+        let mut all = Vec::new();
+        for (index, (start, end)) in bounds.iter().enumerate() {
+            let (name, html, operations) =
+                self.page(tag, &raw[*start..*end], index, bounds.len())?;
+            pages.insert(name, html);
+            all.extend(operations);
+        }
+        Ok(all)
     }
 }
 
