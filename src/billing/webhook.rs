@@ -164,10 +164,13 @@ pub async fn receive(
             cause: None,
         });
     };
-    if headers.get(axum::http::header::CONTENT_TYPE).is_some_and(|v| {
-        let declared = v.to_str().unwrap_or("").to_ascii_lowercase();
-        declared.split(';').next().unwrap_or("").trim() != "application/json"
-    }) {
+    if headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| {
+            let declared = v.to_str().unwrap_or("").to_ascii_lowercase();
+            declared.split(';').next().unwrap_or("").trim() != "application/json"
+        })
+    {
         return Err(AppError::UnsupportedMediaType("application/json"));
     }
     let header = headers
