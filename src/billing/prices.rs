@@ -337,7 +337,7 @@ pub async fn delete_price(
     post,
     path = "/prices",
     tag = "billing",
-    request_body(content = Option<Unread>, description = "None, as the old client sends it (an empty body with a JSON content type), or any JSON object, which is ignored"),
+    request_body(content = Option<Unread>, description = "None, as the old client sends it (an empty body with a JSON content type), or any JSON object, which is ignored", example = json!({})),
     responses((status = 200, description = "The prices", body = Vec<PriceView>)),
 )]
 pub async fn prices(

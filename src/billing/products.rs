@@ -293,7 +293,7 @@ pub async fn delete_product(
     post,
     path = "/products",
     tag = "billing",
-    request_body(content = Option<Unread>, description = "None, as the old client sends it (an empty body with a JSON content type), or any JSON object, which is ignored"),
+    request_body(content = Option<Unread>, description = "None, as the old client sends it (an empty body with a JSON content type), or any JSON object, which is ignored", example = json!({})),
     responses((status = 200, description = "The products", body = Vec<ProductView>)),
 )]
 pub async fn products(

@@ -385,7 +385,7 @@ async fn list_of(
     post,
     path = "/subscriptions",
     tag = "billing",
-    request_body(content = Option<Unread>, description = "None, as the old client sends it (an empty body with a JSON content type), or any JSON object, which is ignored"),
+    request_body(content = Option<Unread>, description = "None, as the old client sends it (an empty body with a JSON content type), or any JSON object, which is ignored", example = json!({})),
     responses((status = 200, description = "The subscriptions", body = Vec<SubscriptionView>)),
 )]
 pub async fn subscriptions(
