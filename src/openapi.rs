@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 use axum::http::Method;
 use axum::response::{IntoResponse, Response};
 use utoipa::openapi::extensions::ExtensionsBuilder;
-use utoipa::openapi::path::{HttpMethod, Operation, OperationBuilder};
+use utoipa::openapi::path::{HttpMethod, Operation};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{
     ComponentsBuilder, ContentBuilder, InfoBuilder, OpenApi, OpenApiBuilder, Paths, Ref, RefOr,
@@ -22,7 +22,7 @@ use utoipa::openapi::{
 };
 use utoipa::{PartialSchema, ToSchema};
 
-use crate::auth::policy::{Policy, Refusal, RouteSpec, Routes};
+use crate::auth::policy::{Policy, RouteSpec, Routes};
 use crate::error::ErrorBody;
 
 const DESCRIPTION: &str = "Accounts, sessions and access control.\n\n\
@@ -79,12 +79,8 @@ fn operation_id(spec: &RouteSpec) -> String {
 }
 
 /// The handler's own description completed with what its entry in the table implies.
-fn operation(spec: &RouteSpec) -> Operation {
-    let mut op = spec.operation.clone().unwrap_or_else(|| {
-        OperationBuilder::new()
-            .response("200", ResponseBuilder::new().description("Success"))
-            .build()
-    });
+fn operation(spec: &RouteSpec, described: &Operation) -> Operation {
+    let mut op = described.clone();
     op.operation_id = Some(operation_id(spec));
     let unsafe_method = !matches!(spec.method, Method::GET | Method::HEAD | Method::OPTIONS);
     let csrf = unsafe_method && spec.csrf_header;
@@ -167,9 +163,9 @@ fn operation(spec: &RouteSpec) -> Operation {
 /// The document for a route table; the web UI's pages are for browsers and left out.
 pub fn document(routes: &Routes) -> OpenApi {
     let mut paths = Paths::new();
-    for spec in routes.specs().iter().filter(|s| s.refusal == Refusal::Json) {
-        if let Some(method) = http_method(&spec.method) {
-            paths.add_path_operation(&spec.path, vec![method], operation(spec));
+    for spec in routes.specs() {
+        if let (Some(described), Some(method)) = (&spec.operation, http_method(&spec.method)) {
+            paths.add_path_operation(&spec.path, vec![method], operation(spec, described));
         }
     }
     let components = ComponentsBuilder::new()

@@ -4,6 +4,9 @@
 //! [`Routes`] table, each with a [`Policy`]. The table both builds the router, wrapping
 //! every handler in its policy's check, and lists what it built, so a test can walk
 //! every route and prove its policy holds. A route without a policy cannot be written.
+//! A JSON route cannot be written without its description either: it enters through
+//! [`Routes::api`], with its handler's `#[utoipa::path]`, from which `/openapi.json`
+//! is generated; `get` and `post` are for the web UI's pages.
 //!
 //! How a refusal is answered is an attribute of the entry too ([`Refusal`]): the JSON
 //! routes answer the contract's 401/403, the web UI's pages send a browser to sign in
@@ -227,6 +230,12 @@ impl Routes {
         H: Handler<T, AppState>,
         T: 'static,
     {
+        // A JSON route is documented: it comes in through `api`.
+        assert_eq!(
+            self.refusal,
+            Refusal::Page,
+            "JSON routes are declared with Routes::api and #[utoipa::path]"
+        );
         let access = access.into();
         let spec = RouteSpec {
             method,
@@ -243,6 +252,7 @@ impl Routes {
         self
     }
 
+    /// A web UI page answering GET (tables made with [`Routes::pages`]).
     pub fn get<H: Handler<T, AppState>, T: 'static>(
         self,
         path: impl Into<String>,
@@ -252,6 +262,7 @@ impl Routes {
         self.add(Method::GET, MethodFilter::GET, path, access, handler)
     }
 
+    /// A web UI form answering POST (tables made with [`Routes::pages`]).
     pub fn post<H: Handler<T, AppState>, T: 'static>(
         self,
         path: impl Into<String>,
@@ -259,24 +270,6 @@ impl Routes {
         handler: H,
     ) -> Self {
         self.add(Method::POST, MethodFilter::POST, path, access, handler)
-    }
-
-    pub fn put<H: Handler<T, AppState>, T: 'static>(
-        self,
-        path: impl Into<String>,
-        access: impl Into<Access>,
-        handler: H,
-    ) -> Self {
-        self.add(Method::PUT, MethodFilter::PUT, path, access, handler)
-    }
-
-    pub fn delete<H: Handler<T, AppState>, T: 'static>(
-        self,
-        path: impl Into<String>,
-        access: impl Into<Access>,
-        handler: H,
-    ) -> Self {
-        self.add(Method::DELETE, MethodFilter::DELETE, path, access, handler)
     }
 
     /// A JSON route whose handler carries `#[utoipa::path]`, given as

@@ -1,22 +1,22 @@
 //! The request bodies of the billing routes, as `/openapi.json` describes them.
 //!
-//! The handlers read their bodies with [`input::Body`](super::input::Body), which is
-//! as lenient as the old client needs (see its documentation): these types describe
-//! exactly what it accepts, so that a body valid by the schema is accepted or refused
+//! The handlers read their bodies as these types through
+//! [`input::Params`](super::input::Params), which is as lenient as the old client
+//! needs (see its documentation); the lenient field types there describe themselves
+//! with the schemas built here, so a body valid by the schema is accepted or refused
 //! with a 400 naming the field, and a body the server accepts is valid by the schema.
 //! Every field may also be `null`, which reads as absent; unknown keys are ignored (the
-//! old edit forms send back the whole object they were shown).
-//!
-//! They are descriptions, never built: the unit tests check each example reads as its
-//! type.
-#![allow(dead_code)]
+//! old edit forms send back the whole object they were shown). The unit tests check
+//! each example reads as its type.
 
 use serde::Deserialize;
 use utoipa::openapi::schema::{
     ObjectBuilder, OneOfBuilder, Schema, SchemaFormat, SchemaType, Type,
 };
 use utoipa::openapi::{KnownFormat, RefOr};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::{IntoParams, PartialSchema, ToSchema};
+
+use super::input::{self, Dollars, Flag, Ignored, IntOrDigits, Metadata, StripeId};
 
 fn null() -> ObjectBuilder {
     ObjectBuilder::new().schema_type(Type::Null)
@@ -179,10 +179,10 @@ pub struct CreateProductBody {
     #[schema(max_length = 2000)]
     pub description: Option<String>,
     /// Default true.
-    #[schema(schema_with = flag)]
-    pub active: Option<serde_json::Value>,
-    #[schema(schema_with = flag)]
-    pub shippable: Option<serde_json::Value>,
+    #[schema(schema_with = Flag::schema)]
+    pub active: Option<Flag>,
+    #[schema(schema_with = Flag::schema)]
+    pub shippable: Option<Flag>,
     /// One line of at most 22 characters; `""` or the old forms' `"None"` is none.
     #[schema(max_length = 22)]
     pub statement_descriptor: Option<String>,
@@ -193,15 +193,15 @@ pub struct CreateProductBody {
     #[schema(max_length = 2048)]
     pub url: Option<String>,
     /// Stripe metadata.
-    #[schema(schema_with = metadata)]
-    pub metadata: Option<serde_json::Value>,
+    #[schema(schema_with = Metadata::schema)]
+    pub metadata: Option<Metadata>,
     /// At most 8 http(s) URLs.
     #[schema(max_items = 8)]
     pub images: Option<Vec<String>>,
-    #[schema(schema_with = ignored)]
-    pub attributes: Option<serde_json::Value>,
-    #[schema(schema_with = ignored)]
-    pub caption: Option<serde_json::Value>,
+    #[schema(schema_with = Ignored::schema)]
+    pub attributes: Option<Ignored>,
+    #[schema(schema_with = Ignored::schema)]
+    pub caption: Option<Ignored>,
 }
 
 /// A product's edit (`/edit-product`): the old client sends back the whole product
@@ -213,18 +213,18 @@ pub struct CreateProductBody {
 }))]
 pub struct EditProductBody {
     /// The product's Stripe id.
-    #[schema(schema_with = stripe_id)]
-    pub product_id: String,
+    #[schema(schema_with = StripeId::schema)]
+    pub product_id: StripeId,
     /// One line of 1 to 250 characters.
     #[schema(min_length = 1, max_length = 250)]
     pub name: String,
     /// At most 2000 characters; `""` clears it.
     #[schema(max_length = 2000)]
     pub description: Option<String>,
-    #[schema(schema_with = flag)]
-    pub active: Option<serde_json::Value>,
-    #[schema(schema_with = flag)]
-    pub shippable: Option<serde_json::Value>,
+    #[schema(schema_with = Flag::schema)]
+    pub active: Option<Flag>,
+    #[schema(schema_with = Flag::schema)]
+    pub shippable: Option<Flag>,
     /// One line of at most 22 characters; `""` or `"None"` is none.
     #[schema(max_length = 22)]
     pub statement_descriptor: Option<String>,
@@ -235,8 +235,8 @@ pub struct EditProductBody {
     #[schema(max_length = 2048)]
     pub url: Option<String>,
     /// Stripe metadata (this route's key; `/create-product` reads `metadata`).
-    #[schema(schema_with = metadata)]
-    pub product_metadata: Option<serde_json::Value>,
+    #[schema(schema_with = Metadata::schema)]
+    pub product_metadata: Option<Metadata>,
     /// At most 8 http(s) URLs.
     #[schema(max_items = 8)]
     pub images: Option<Vec<String>>,
@@ -248,9 +248,9 @@ pub struct EditProductBody {
 #[schema(example = json!({ "product_id": "prod_Q1w2e3r4" }))]
 pub struct ProductRef {
     /// The product's Stripe id (`prod_…`).
-    #[schema(schema_with = stripe_id)]
-    #[param(pattern = r"^\s*[A-Za-z0-9_]{1,255}\s*$")]
-    pub product_id: String,
+    #[schema(schema_with = StripeId::schema)]
+    #[param(value_type = String, pattern = r"^\s*[A-Za-z0-9_]{1,255}\s*$")]
+    pub product_id: StripeId,
 }
 
 /// The price named by its Stripe id.
@@ -259,9 +259,9 @@ pub struct ProductRef {
 #[schema(example = json!({ "price_id": "price_1PqRsT" }))]
 pub struct PriceRef {
     /// The price's Stripe id (`price_…`).
-    #[schema(schema_with = stripe_id)]
-    #[param(pattern = r"^\s*[A-Za-z0-9_]{1,255}\s*$")]
-    pub price_id: String,
+    #[schema(schema_with = StripeId::schema)]
+    #[param(value_type = String, pattern = r"^\s*[A-Za-z0-9_]{1,255}\s*$")]
+    pub price_id: StripeId,
 }
 
 /// The subscription named by its Stripe id.
@@ -269,8 +269,8 @@ pub struct PriceRef {
 #[schema(example = json!({ "subscription_id": "sub_1AbCdE" }))]
 pub struct SubscriptionRef {
     /// The subscription's Stripe id (`sub_…`).
-    #[schema(schema_with = stripe_id)]
-    pub subscription_id: String,
+    #[schema(schema_with = StripeId::schema)]
+    pub subscription_id: StripeId,
 }
 
 /// A new price of a product (`/create-price`). It is recurring when `interval` (or
@@ -282,10 +282,10 @@ pub struct SubscriptionRef {
 }))]
 pub struct CreatePriceBody {
     /// The product's Stripe id.
-    #[schema(schema_with = stripe_id)]
-    pub product_id: String,
-    #[schema(schema_with = dollars)]
-    pub unit_amount: serde_json::Value,
+    #[schema(schema_with = StripeId::schema)]
+    pub product_id: StripeId,
+    #[schema(schema_with = Dollars::schema)]
+    pub unit_amount: Dollars,
     /// A three-letter ISO code with cents (`usd`, `eur`; not `jpy` or `kwd`).
     #[schema(min_length = 3, max_length = 3)]
     pub currency: String,
@@ -301,14 +301,14 @@ pub struct CreatePriceBody {
     #[schema(max_length = 250)]
     pub nickname: Option<String>,
     /// Default true.
-    #[schema(schema_with = flag)]
-    pub active: Option<serde_json::Value>,
+    #[schema(schema_with = Flag::schema)]
+    pub active: Option<Flag>,
     /// One line of at most 200 characters; moved here from any price holding it.
     #[schema(max_length = 200)]
     pub lookup_key: Option<String>,
     /// Stripe metadata.
-    #[schema(schema_with = metadata)]
-    pub price_metadata: Option<serde_json::Value>,
+    #[schema(schema_with = Metadata::schema)]
+    pub price_metadata: Option<Metadata>,
 }
 
 /// A price's replacement (`/edit-price`): Stripe prices cannot change their amount,
@@ -321,10 +321,10 @@ pub struct CreatePriceBody {
 }))]
 pub struct EditPriceBody {
     /// The price's Stripe id.
-    #[schema(schema_with = stripe_id)]
-    pub price_id: String,
-    #[schema(schema_with = dollars)]
-    pub unit_amount: serde_json::Value,
+    #[schema(schema_with = StripeId::schema)]
+    pub price_id: StripeId,
+    #[schema(schema_with = Dollars::schema)]
+    pub unit_amount: Dollars,
     /// A three-letter ISO code with cents.
     #[schema(min_length = 3, max_length = 3)]
     pub currency: String,
@@ -343,12 +343,12 @@ pub struct EditPriceBody {
     #[schema(max_length = 250)]
     pub nickname: Option<String>,
     /// Default true.
-    #[schema(schema_with = flag)]
-    pub active: Option<serde_json::Value>,
+    #[schema(schema_with = Flag::schema)]
+    pub active: Option<Flag>,
     #[schema(max_length = 200)]
     pub lookup_key: Option<String>,
-    #[schema(schema_with = metadata)]
-    pub price_metadata: Option<serde_json::Value>,
+    #[schema(schema_with = Metadata::schema)]
+    pub price_metadata: Option<Metadata>,
 }
 
 /// Whose subscriptions: `user_id`, or else `email`; the caller's own when neither
@@ -357,8 +357,8 @@ pub struct EditPriceBody {
 #[schema(example = json!({ "user_id": "7" }))]
 pub struct UserRef {
     /// A local user id.
-    #[schema(schema_with = int_or_digits)]
-    pub user_id: Option<serde_json::Value>,
+    #[schema(schema_with = IntOrDigits::schema)]
+    pub user_id: Option<IntOrDigits>,
     /// Read when `user_id` is absent; at most 254 characters.
     #[schema(max_length = 254)]
     pub email: Option<String>,
@@ -369,14 +369,14 @@ pub struct UserRef {
 #[schema(example = json!({ "price_id": "price_1PqRsT", "user_id": "7", "trial_period_days": 14 }))]
 pub struct CreateSubscriptionBody {
     /// A recurring, active price's Stripe id.
-    #[schema(schema_with = stripe_id)]
-    pub price_id: String,
+    #[schema(schema_with = StripeId::schema)]
+    pub price_id: StripeId,
     /// 0 to 730 days; 0 or absent is no trial.
-    #[schema(schema_with = int_or_digits)]
-    pub trial_period_days: Option<serde_json::Value>,
+    #[schema(schema_with = IntOrDigits::schema)]
+    pub trial_period_days: Option<IntOrDigits>,
     /// The subscriber (a local user id); the caller when absent.
-    #[schema(schema_with = int_or_digits)]
-    pub user_id: Option<serde_json::Value>,
+    #[schema(schema_with = IntOrDigits::schema)]
+    pub user_id: Option<IntOrDigits>,
     /// The subscriber by email, read when `user_id` is absent; at most 254 characters.
     #[schema(max_length = 254)]
     pub email: Option<String>,
@@ -388,13 +388,13 @@ pub struct CreateSubscriptionBody {
 #[schema(example = json!({ "subscription_id": "sub_1AbCdE", "new_price_id": "price_9ZyXw" }))]
 pub struct UpdateSubscriptionBody {
     /// The subscription's Stripe id.
-    #[schema(schema_with = stripe_id)]
-    pub subscription_id: String,
+    #[schema(schema_with = StripeId::schema)]
+    pub subscription_id: StripeId,
     /// The new recurring price's Stripe id (`price_id` is read when this is absent).
-    #[schema(schema_with = optional_stripe_id)]
-    pub new_price_id: Option<String>,
-    #[schema(schema_with = optional_stripe_id)]
-    pub price_id: Option<String>,
+    #[schema(schema_with = input::optional_stripe_id)]
+    pub new_price_id: Option<StripeId>,
+    #[schema(schema_with = input::optional_stripe_id)]
+    pub price_id: Option<StripeId>,
 }
 
 /// A Stripe Checkout session for a price (`/create-checkout-session`).
@@ -402,19 +402,19 @@ pub struct UpdateSubscriptionBody {
 #[schema(example = json!({ "price_id": "price_1PqRsT", "quantity": 1, "mode": "payment" }))]
 pub struct CheckoutBody {
     /// An active price's Stripe id.
-    #[schema(schema_with = stripe_id)]
-    pub price_id: String,
+    #[schema(schema_with = StripeId::schema)]
+    pub price_id: StripeId,
     /// 1 to 100; default 1.
-    #[schema(schema_with = int_or_digits)]
-    pub quantity: Option<serde_json::Value>,
+    #[schema(schema_with = IntOrDigits::schema)]
+    pub quantity: Option<IntOrDigits>,
     /// `payment` (one-time price) or `subscription` (recurring price); it must match
     /// the price. At most 20 characters; `""` or `"None"` is none.
     #[schema(max_length = 20)]
     pub mode: Option<String>,
     /// The buyer (a local user id); the caller when absent. Someone else needs
     /// `manage_billing`.
-    #[schema(schema_with = int_or_digits)]
-    pub user_id: Option<serde_json::Value>,
+    #[schema(schema_with = IntOrDigits::schema)]
+    pub user_id: Option<IntOrDigits>,
     /// The buyer by email, read when `user_id` is absent.
     #[schema(max_length = 254)]
     pub email: Option<String>,
@@ -425,8 +425,8 @@ pub struct CheckoutBody {
 #[into_params(parameter_in = Query)]
 pub struct CheckoutSessionQuery {
     /// The Checkout Session's Stripe id (`cs_…`), which Stripe fills in.
-    #[param(pattern = r"^\s*[A-Za-z0-9_]{0,255}\s*$")]
-    pub session_id: Option<String>,
+    #[param(value_type = Option<String>, pattern = r"^\s*[A-Za-z0-9_]{0,255}\s*$")]
+    pub session_id: Option<StripeId>,
 }
 
 #[cfg(test)]

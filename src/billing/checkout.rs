@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::bodies::{CheckoutBody, CheckoutSessionQuery};
-use super::input::Body;
+use super::input::{self, IntOrDigits, Params, StripeId};
 use super::service;
 use super::stripe::Form;
 use super::views::{CheckoutCancelled, CheckoutOutcome, CheckoutStarted};
@@ -39,18 +39,18 @@ pub async fn start(
     caller: &CurrentUser,
     origin: &Origin,
     client_key: Option<&str>,
-    body: &Body,
+    body: &CheckoutBody,
     return_to: &ReturnTo,
 ) -> Result<CheckoutStarted, AppError> {
-    let price_id = body.required_stripe_id("price_id")?;
-    let quantity = body.int("quantity")?.unwrap_or(1);
+    let price_id = body.price_id.clone().required("price_id")?;
+    let quantity = body.quantity.and_then(IntOrDigits::get).unwrap_or(1);
     if !(1..=QUANTITY_MAX).contains(&quantity) {
         return Err(AppError::invalid(format!(
             "`quantity` must be between 1 and {QUANTITY_MAX}"
         )));
     }
-    let asked_mode = body.optional_line("mode", 20)?;
-    let user = service::acting_user(state, caller, body).await?;
+    let asked_mode = input::optional_line("mode", body.mode.as_deref(), 20)?;
+    let user = service::acting_user(state, caller, body.user_id, body.email.as_deref()).await?;
     let price = service::live_price(state, &price_id).await?;
     let mode = if price.recurring_interval.is_some() {
         "subscription"
@@ -131,7 +131,7 @@ pub async fn create_checkout_session(
     caller: CurrentUser,
     origin: Origin,
     headers: HeaderMap,
-    body: Body,
+    Params(body): Params<CheckoutBody>,
 ) -> Result<axum::Json<CheckoutStarted>, AppError> {
     let public = &state.config.public_url;
     let return_to = ReturnTo {
@@ -197,10 +197,11 @@ pub async fn confirm(
 pub async fn checkout_success(
     billing: Stripe,
     State(state): State<AppState>,
-    body: Body,
+    Params(query): Params<CheckoutSessionQuery>,
 ) -> Result<Response, AppError> {
-    let session_id = body
-        .stripe_id("session_id")?
+    let session_id = query
+        .session_id
+        .and_then(StripeId::get)
         .ok_or_else(|| AppError::invalid("No session ID found in the request"))?;
     let (_, paid) = confirm(&billing, &state, &session_id).await?;
     if let Some(url) = &state.config.checkout_success_url {

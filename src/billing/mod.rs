@@ -10,7 +10,7 @@
 //! as in the old service, and are integer cents everywhere inside ([`amount`]).
 
 pub mod amount;
-mod bodies;
+pub(crate) mod bodies;
 pub(crate) mod checkout;
 pub(crate) mod input;
 pub(crate) mod prices;

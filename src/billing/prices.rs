@@ -7,8 +7,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::json;
 
-use super::bodies::{CreatePriceBody, EditPriceBody, PriceRef, ProductRef, Unread};
-use super::input::Body;
+use super::bodies::{CreatePriceBody, EditPriceBody, PriceRef, ProductRef, Recurring, Unread};
+use super::input::{self, Dollars, Flag, Metadata, Params};
 use super::service::{self, is_manager, PRICE_NOT_FOUND, PRODUCT_NOT_FOUND};
 use super::stripe::Form;
 use super::views::{self, Message, PriceView};
@@ -34,29 +34,43 @@ fn interval(value: &str) -> Result<String, AppError> {
 
 /// The recurring interval a body asks for: `interval`, or `recurring.interval` (the
 /// shape create-price documents); `None` for a one-time price.
-fn recurring_interval(body: &Body) -> Result<Option<String>, AppError> {
-    if let Some(i) = body.text("interval", 10)?.filter(|i| !i.is_empty()) {
+fn recurring_interval(
+    interval_field: Option<&str>,
+    recurring: Option<&Recurring>,
+) -> Result<Option<String>, AppError> {
+    if let Some(i) = input::text("interval", interval_field, 10)?.filter(|i| !i.is_empty()) {
         return interval(&i).map(Some);
     }
-    match body.object_text("recurring", "interval")? {
+    let nested = recurring.and_then(|r| r.interval.as_deref());
+    match input::text("recurring.interval", nested, 50)? {
         Some(i) => interval(&i).map(Some),
         None => Ok(None),
     }
 }
 
+/// What a new price takes from a create or an edit body.
+struct PriceFields<'a> {
+    unit_amount: &'a Dollars,
+    currency: &'a str,
+    billing_scheme: Option<&'a str>,
+    nickname: Option<&'a str>,
+    active: Option<Flag>,
+    lookup_key: Option<&'a str>,
+    metadata: Option<&'a Metadata>,
+}
+
 /// The Stripe parameters of a new price, from a create or an edit body. Only
 /// `per_unit` billing is offered (tiers need a UI the old client never had).
-fn price_form(body: &Body, product: &str, recurring: Option<&String>) -> Result<Form, AppError> {
-    let currency = amount::currency(
-        &body
-            .text("currency", 3)?
-            .ok_or_else(|| AppError::invalid("Missing field `currency`"))?,
-    )
-    .map_err(AppError::Invalid)?;
-    let cents = body
-        .money_in("unit_amount", &currency)?
-        .ok_or_else(|| AppError::invalid("Missing field `unit_amount`"))?;
-    if let Some(scheme) = body.optional_line("billing_scheme", 20)? {
+fn price_form(
+    fields: PriceFields<'_>,
+    product: &str,
+    recurring: Option<&String>,
+) -> Result<Form, AppError> {
+    let currency =
+        amount::currency(&input::text("currency", Some(fields.currency), 3)?.unwrap_or_default())
+            .map_err(AppError::Invalid)?;
+    let cents = fields.unit_amount.minor_units("unit_amount", &currency)?;
+    if let Some(scheme) = input::optional_line("billing_scheme", fields.billing_scheme, 20)? {
         if scheme != "per_unit" {
             return Err(AppError::invalid("`billing_scheme` must be per_unit"));
         }
@@ -66,13 +80,16 @@ fn price_form(body: &Body, product: &str, recurring: Option<&String>) -> Result<
         .set("unit_amount", cents)
         .set("currency", currency)
         .set_opt("recurring[interval]", recurring)
-        .set_opt("nickname", body.optional_line("nickname", NICKNAME_MAX)?)
-        .set("active", body.flag("active")?.unwrap_or(true));
-    if let Some(key) = body.optional_line("lookup_key", LOOKUP_KEY_MAX)? {
+        .set_opt(
+            "nickname",
+            input::optional_line("nickname", fields.nickname, NICKNAME_MAX)?,
+        )
+        .set("active", fields.active.and_then(Flag::get).unwrap_or(true));
+    if let Some(key) = input::optional_line("lookup_key", fields.lookup_key, LOOKUP_KEY_MAX)? {
         // The key moves to the new price instead of colliding with the old one.
         form = form.set("lookup_key", key).set("transfer_lookup_key", true);
     }
-    for (key, value) in body.metadata("price_metadata")? {
+    for (key, value) in fields.metadata.map(Metadata::pairs).unwrap_or_default() {
         form = form.set(format!("metadata[{key}]"), value);
     }
     Ok(form)
@@ -90,14 +107,23 @@ pub async fn create(
     caller: &CurrentUser,
     origin: &Origin,
     client_key: Option<&str>,
-    body: &Body,
+    body: &CreatePriceBody,
 ) -> Result<store::Price, AppError> {
-    let product_id = body.required_stripe_id("product_id")?;
-    let recurring = recurring_interval(body)?;
+    let product_id = body.product_id.clone().required("product_id")?;
+    let recurring = recurring_interval(body.interval.as_deref(), body.recurring.as_ref())?;
     let product = store::find_product(&state.db, &Ref::Stripe(product_id))
         .await?
         .ok_or_else(|| AppError::not_found(PRODUCT_NOT_FOUND))?;
-    let form = price_form(body, &product.stripe_product_id, recurring.as_ref())?;
+    let fields = PriceFields {
+        unit_amount: &body.unit_amount,
+        currency: &body.currency,
+        billing_scheme: body.billing_scheme.as_deref(),
+        nickname: body.nickname.as_deref(),
+        active: body.active,
+        lookup_key: body.lookup_key.as_deref(),
+        metadata: body.price_metadata.as_ref(),
+    };
+    let form = price_form(fields, &product.stripe_product_id, recurring.as_ref())?;
     let key = billing.idempotency_key("price", caller.user.id, client_key);
     let created = billing.stripe.create_price(&form, &key).await?;
     if created.product != product.stripe_product_id {
@@ -145,7 +171,7 @@ pub async fn create_price(
     caller: CurrentUser,
     origin: Origin,
     headers: HeaderMap,
-    body: Body,
+    Params(body): Params<CreatePriceBody>,
 ) -> Result<(StatusCode, axum::Json<PriceView>), AppError> {
     let price = create(
         &billing,
@@ -168,18 +194,27 @@ pub async fn replace(
     state: &AppState,
     caller: &CurrentUser,
     origin: &Origin,
-    body: &Body,
+    body: &EditPriceBody,
 ) -> Result<store::Price, AppError> {
-    let id = body.required_stripe_id("price_id")?;
+    let id = body.price_id.clone().required("price_id")?;
     let before = found(store::find_price(&state.db, &Ref::Stripe(id)).await?)?;
-    let recurring = match body.text("type", 20)?.as_deref() {
+    let recurring = match input::text("type", body.kind.as_deref(), 20)?.as_deref() {
         Some("recurring") => Some(
-            recurring_interval(body)?
+            recurring_interval(body.interval.as_deref(), body.recurring.as_ref())?
                 .ok_or_else(|| AppError::invalid("`interval` is required for a recurring price"))?,
         ),
         _ => None,
     };
-    let form = price_form(body, &before.stripe_product_id, recurring.as_ref())?;
+    let fields = PriceFields {
+        unit_amount: &body.unit_amount,
+        currency: &body.currency,
+        billing_scheme: body.billing_scheme.as_deref(),
+        nickname: body.nickname.as_deref(),
+        active: body.active,
+        lookup_key: body.lookup_key.as_deref(),
+        metadata: body.price_metadata.as_ref(),
+    };
+    let form = price_form(fields, &before.stripe_product_id, recurring.as_ref())?;
     let key = billing.idempotency_key("price-replace", caller.user.id, None);
     let created = billing.stripe.create_price(&form, &key).await?;
     let key = billing.idempotency_key("price-retire", caller.user.id, None);
@@ -228,7 +263,7 @@ pub async fn edit_price(
     State(state): State<AppState>,
     caller: CurrentUser,
     origin: Origin,
-    body: Body,
+    Params(body): Params<EditPriceBody>,
 ) -> Result<axum::Json<PriceView>, AppError> {
     let price = replace(&billing, &state, &caller, &origin, &body).await?;
     Ok(axum::Json(PriceView::from(&price)))
@@ -240,9 +275,8 @@ pub async fn archive(
     state: &AppState,
     caller: &CurrentUser,
     origin: &Origin,
-    body: &Body,
+    id: String,
 ) -> Result<store::Price, AppError> {
-    let id = body.required_stripe_id("price_id")?;
     let before = found(store::find_price(&state.db, &Ref::Stripe(id)).await?)?;
     let key = billing.idempotency_key("price-delete", caller.user.id, None);
     let updated = billing
@@ -286,9 +320,10 @@ pub async fn delete_price(
     State(state): State<AppState>,
     caller: CurrentUser,
     origin: Origin,
-    body: Body,
+    Params(body): Params<PriceRef>,
 ) -> Result<axum::Json<Message>, AppError> {
-    archive(&billing, &state, &caller, &origin, &body).await?;
+    let id = body.price_id.required("price_id")?;
+    archive(&billing, &state, &caller, &origin, id).await?;
     Ok(axum::Json(Message {
         message: "Price deleted successfully",
     }))
@@ -302,14 +337,14 @@ pub async fn delete_price(
     post,
     path = "/prices",
     tag = "billing",
-    request_body(content = Option<Unread>, description = "None, as the old client sends it (an empty body with a JSON content type), or any JSON object, which is ignored"),
+    request_body(content = Option<Unread>, description = "None, as the old client sends it (an empty body with a JSON content type), or any JSON object, which is ignored", example = json!({})),
     responses((status = 200, description = "The prices", body = Vec<PriceView>)),
 )]
 pub async fn prices(
     _billing: Stripe,
     State(state): State<AppState>,
     caller: CurrentUser,
-    _body: Body,
+    _: Params<Unread>,
 ) -> Result<axum::Json<Vec<PriceView>>, AppError> {
     list(&state, &caller).await
 }
@@ -357,9 +392,9 @@ pub async fn price(
     _billing: Stripe,
     State(state): State<AppState>,
     caller: CurrentUser,
-    body: Body,
+    Params(body): Params<PriceRef>,
 ) -> Result<axum::Json<PriceView>, AppError> {
-    find(&state, &caller, &body).await
+    find(&state, &caller, body).await
 }
 
 /// One price
@@ -379,17 +414,17 @@ pub async fn price_by_query(
     _billing: Stripe,
     State(state): State<AppState>,
     caller: CurrentUser,
-    query: Body,
+    Params(query): Params<PriceRef>,
 ) -> Result<axum::Json<PriceView>, AppError> {
-    find(&state, &caller, &query).await
+    find(&state, &caller, query).await
 }
 
 async fn find(
     state: &AppState,
     caller: &CurrentUser,
-    body: &Body,
+    body: PriceRef,
 ) -> Result<axum::Json<PriceView>, AppError> {
-    let id = body.required_stripe_id("price_id")?;
+    let id = body.price_id.required("price_id")?;
     let price = found(
         store::find_price(&state.db, &Ref::Stripe(id))
             .await?
@@ -416,9 +451,9 @@ pub async fn prices_for_product(
     _billing: Stripe,
     State(state): State<AppState>,
     caller: CurrentUser,
-    body: Body,
+    Params(body): Params<ProductRef>,
 ) -> Result<axum::Json<Vec<PriceView>>, AppError> {
-    prices_of(&state, &caller, &body).await
+    prices_of(&state, &caller, body).await
 }
 
 /// The prices of a product
@@ -438,17 +473,17 @@ pub async fn prices_for_product_by_query(
     _billing: Stripe,
     State(state): State<AppState>,
     caller: CurrentUser,
-    query: Body,
+    Params(query): Params<ProductRef>,
 ) -> Result<axum::Json<Vec<PriceView>>, AppError> {
-    prices_of(&state, &caller, &query).await
+    prices_of(&state, &caller, query).await
 }
 
 async fn prices_of(
     state: &AppState,
     caller: &CurrentUser,
-    body: &Body,
+    body: ProductRef,
 ) -> Result<axum::Json<Vec<PriceView>>, AppError> {
-    let id = body.required_stripe_id("product_id")?;
+    let id = body.product_id.required("product_id")?;
     let manager = is_manager(caller);
     let product = store::find_product(&state.db, &Ref::Stripe(id))
         .await?

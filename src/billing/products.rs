@@ -6,7 +6,7 @@ use axum::http::{HeaderMap, StatusCode};
 use serde_json::json;
 
 use super::bodies::{CreateProductBody, EditProductBody, ProductRef, Unread};
-use super::input::Body;
+use super::input::{self, Flag, Metadata, Params};
 use super::service::{self, is_manager, PRODUCT_NOT_FOUND};
 use super::stripe::Form;
 use super::views::{self, Message, ProductView};
@@ -23,22 +23,38 @@ const LABEL_MAX: usize = 12;
 
 /// The Stripe parameters of a product that create and edit share. Create reads its
 /// metadata from `metadata`, edit from `product_metadata` (the old client sends each
-/// route's own key). `attributes` and `caption` are accepted and dropped: Stripe's API
-/// no longer has them.
-fn product_form(body: &Body, metadata_key: &str) -> Result<Form, AppError> {
+/// route's own key).
+struct ProductFields<'a> {
+    active: Option<Flag>,
+    shippable: Option<Flag>,
+    statement_descriptor: Option<&'a str>,
+    unit_label: Option<&'a str>,
+    url: Option<&'a str>,
+    metadata: Option<&'a Metadata>,
+    images: Option<&'a [String]>,
+}
+
+fn product_form(fields: ProductFields<'_>) -> Result<Form, AppError> {
     let mut form = Form::new()
-        .set_opt("active", body.flag("active")?)
-        .set_opt("shippable", body.flag("shippable")?)
+        .set_opt("active", fields.active.and_then(Flag::get))
+        .set_opt("shippable", fields.shippable.and_then(Flag::get))
         .set_opt(
             "statement_descriptor",
-            body.optional_line("statement_descriptor", DESCRIPTOR_MAX)?,
+            input::optional_line(
+                "statement_descriptor",
+                fields.statement_descriptor,
+                DESCRIPTOR_MAX,
+            )?,
         )
-        .set_opt("unit_label", body.optional_line("unit_label", LABEL_MAX)?)
+        .set_opt(
+            "unit_label",
+            input::optional_line("unit_label", fields.unit_label, LABEL_MAX)?,
+        )
         .set_opt(
             "url",
-            body.optional_line("url", 2048)?
+            input::optional_line("url", fields.url, 2048)?
                 .map(|url| {
-                    if super::input::is_url(&url) {
+                    if input::is_url(&url) {
                         Ok(url)
                     } else {
                         Err(AppError::invalid("`url` must be an http(s) URL"))
@@ -46,10 +62,10 @@ fn product_form(body: &Body, metadata_key: &str) -> Result<Form, AppError> {
                 })
                 .transpose()?,
         );
-    for (key, value) in body.metadata(metadata_key)? {
+    for (key, value) in fields.metadata.map(Metadata::pairs).unwrap_or_default() {
         form = form.set(format!("metadata[{key}]"), value);
     }
-    for (i, url) in body.urls("images")?.iter().enumerate() {
+    for (i, url) in input::urls("images", fields.images)?.iter().enumerate() {
         form = form.set(format!("images[{i}]"), url);
     }
     Ok(form)
@@ -67,15 +83,25 @@ pub async fn create(
     caller: &CurrentUser,
     origin: &Origin,
     client_key: Option<&str>,
-    body: &Body,
+    body: &CreateProductBody,
 ) -> Result<store::Product, AppError> {
-    let name = body.required_line("name", NAME_MAX)?;
-    let description = body
-        .text("description", DESCRIPTION_MAX)?
+    let name = input::required_line("name", &body.name, NAME_MAX)?;
+    let description = input::text("description", body.description.as_deref(), DESCRIPTION_MAX)?
         .filter(|d| !d.is_empty());
-    let form = product_form(body, "metadata")?
-        .set("name", &name)
-        .set_opt("description", description);
+    if body.attributes.is_some() || body.caption.is_some() {
+        tracing::debug!("product attributes and caption dropped: Stripe no longer has them");
+    }
+    let form = product_form(ProductFields {
+        active: body.active,
+        shippable: body.shippable,
+        statement_descriptor: body.statement_descriptor.as_deref(),
+        unit_label: body.unit_label.as_deref(),
+        url: body.url.as_deref(),
+        metadata: body.metadata.as_ref(),
+        images: body.images.as_deref(),
+    })?
+    .set("name", &name)
+    .set_opt("description", description);
     let key = billing.idempotency_key("product", caller.user.id, client_key);
     let created = billing.stripe.create_product(&form, &key).await?;
     let product = store::upsert_product(&state.db, &created).await?;
@@ -112,7 +138,7 @@ pub async fn create_product(
     caller: CurrentUser,
     origin: Origin,
     headers: HeaderMap,
-    body: Body,
+    Params(body): Params<CreateProductBody>,
 ) -> Result<(StatusCode, axum::Json<ProductView>), AppError> {
     let product = create(
         &billing,
@@ -133,16 +159,24 @@ pub async fn edit(
     state: &AppState,
     caller: &CurrentUser,
     origin: &Origin,
-    body: &Body,
+    body: &EditProductBody,
 ) -> Result<store::Product, AppError> {
-    let id = body.required_stripe_id("product_id")?;
+    let id = body.product_id.clone().required("product_id")?;
     let before = found(store::find_product(&state.db, &Ref::Stripe(id)).await?)?;
-    let name = body.required_line("name", NAME_MAX)?;
+    let name = input::required_line("name", &body.name, NAME_MAX)?;
     // An empty description clears it, which is how Stripe unsets a field.
-    let description = body.text("description", DESCRIPTION_MAX)?;
-    let form = product_form(body, "product_metadata")?
-        .set("name", &name)
-        .set_opt("description", description);
+    let description = input::text("description", body.description.as_deref(), DESCRIPTION_MAX)?;
+    let form = product_form(ProductFields {
+        active: body.active,
+        shippable: body.shippable,
+        statement_descriptor: body.statement_descriptor.as_deref(),
+        unit_label: body.unit_label.as_deref(),
+        url: body.url.as_deref(),
+        metadata: body.product_metadata.as_ref(),
+        images: body.images.as_deref(),
+    })?
+    .set("name", &name)
+    .set_opt("description", description);
     let key = billing.idempotency_key("product-edit", caller.user.id, None);
     let updated = billing
         .stripe
@@ -183,7 +217,7 @@ pub async fn edit_product(
     State(state): State<AppState>,
     caller: CurrentUser,
     origin: Origin,
-    body: Body,
+    Params(body): Params<EditProductBody>,
 ) -> Result<axum::Json<ProductView>, AppError> {
     let product = edit(&billing, &state, &caller, &origin, &body).await?;
     Ok(axum::Json(ProductView::from(&product)))
@@ -197,9 +231,8 @@ pub async fn archive(
     state: &AppState,
     caller: &CurrentUser,
     origin: &Origin,
-    body: &Body,
+    id: String,
 ) -> Result<store::Product, AppError> {
-    let id = body.required_stripe_id("product_id")?;
     let before = found(store::find_product(&state.db, &Ref::Stripe(id)).await?)?;
     let key = billing.idempotency_key("product-archive", caller.user.id, None);
     let updated = billing
@@ -244,9 +277,10 @@ pub async fn delete_product(
     State(state): State<AppState>,
     caller: CurrentUser,
     origin: Origin,
-    body: Body,
+    Params(body): Params<ProductRef>,
 ) -> Result<axum::Json<Message>, AppError> {
-    archive(&billing, &state, &caller, &origin, &body).await?;
+    let id = body.product_id.required("product_id")?;
+    archive(&billing, &state, &caller, &origin, id).await?;
     Ok(axum::Json(Message {
         message: "Product deleted successfully",
     }))
@@ -259,14 +293,14 @@ pub async fn delete_product(
     post,
     path = "/products",
     tag = "billing",
-    request_body(content = Option<Unread>, description = "None, as the old client sends it (an empty body with a JSON content type), or any JSON object, which is ignored"),
+    request_body(content = Option<Unread>, description = "None, as the old client sends it (an empty body with a JSON content type), or any JSON object, which is ignored", example = json!({})),
     responses((status = 200, description = "The products", body = Vec<ProductView>)),
 )]
 pub async fn products(
     _billing: Stripe,
     State(state): State<AppState>,
     caller: CurrentUser,
-    _body: Body,
+    _: Params<Unread>,
 ) -> Result<axum::Json<Vec<ProductView>>, AppError> {
     list(&state, &caller).await
 }
@@ -313,9 +347,9 @@ pub async fn product(
     _billing: Stripe,
     State(state): State<AppState>,
     caller: CurrentUser,
-    body: Body,
+    Params(body): Params<ProductRef>,
 ) -> Result<axum::Json<ProductView>, AppError> {
-    find(&state, &caller, &body).await
+    find(&state, &caller, body).await
 }
 
 /// One product
@@ -335,17 +369,17 @@ pub async fn product_by_query(
     _billing: Stripe,
     State(state): State<AppState>,
     caller: CurrentUser,
-    query: Body,
+    Params(query): Params<ProductRef>,
 ) -> Result<axum::Json<ProductView>, AppError> {
-    find(&state, &caller, &query).await
+    find(&state, &caller, query).await
 }
 
 async fn find(
     state: &AppState,
     caller: &CurrentUser,
-    body: &Body,
+    body: ProductRef,
 ) -> Result<axum::Json<ProductView>, AppError> {
-    let id = body.required_stripe_id("product_id")?;
+    let id = body.product_id.required("product_id")?;
     let product = found(
         store::find_product(&state.db, &Ref::Stripe(id))
             .await?

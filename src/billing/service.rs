@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use super::input::Body;
+use super::input::{self, IntOrDigits};
 use super::store::{self, Price, Subscription};
 use super::{stripe, webhook, Billing, Ref};
 use crate::accounts::{self, User};
@@ -31,12 +31,11 @@ pub fn is_manager(caller: &CurrentUser) -> bool {
 pub async fn acting_user(
     state: &AppState,
     caller: &CurrentUser,
-    body: &Body,
+    user_id: Option<IntOrDigits>,
+    email: Option<&str>,
 ) -> Result<User, AppError> {
-    let by_id = body.int("user_id")?.filter(|id| *id != 0);
-    let by_email = body
-        .optional_line("email", 254)?
-        .filter(|_| by_id.is_none());
+    let by_id = user_id.and_then(IntOrDigits::get).filter(|id| *id != 0);
+    let by_email = input::optional_line("email", email, 254)?.filter(|_| by_id.is_none());
     let is_caller = match (by_id, &by_email) {
         (Some(id), _) => id == caller.user.id,
         (None, Some(email)) => email.eq_ignore_ascii_case(&caller.user.email),
@@ -109,9 +108,8 @@ pub async fn mirror_subscription(
 pub async fn own_subscription(
     state: &AppState,
     caller: &CurrentUser,
-    body: &Body,
+    id: String,
 ) -> Result<Subscription, AppError> {
-    let id = body.required_stripe_id("subscription_id")?;
     let subscription = store::find_subscription(&state.db, &Ref::Stripe(id))
         .await?
         .ok_or_else(|| AppError::not_found(SUBSCRIPTION_NOT_FOUND))?;

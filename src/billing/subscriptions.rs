@@ -9,7 +9,8 @@ use serde_json::json;
 use super::bodies::{
     CreateSubscriptionBody, SubscriptionRef, Unread, UpdateSubscriptionBody, UserRef,
 };
-use super::input::Body;
+use super::input::Params;
+use super::input::{IntOrDigits, StripeId};
 use super::service::{self, is_manager, SUBSCRIPTION_NOT_FOUND};
 use super::store::{self, Subscription};
 use super::stripe::Form;
@@ -61,16 +62,19 @@ pub async fn create_subscription(
     caller: CurrentUser,
     origin: Origin,
     headers: HeaderMap,
-    body: Body,
+    Params(body): Params<CreateSubscriptionBody>,
 ) -> Result<(StatusCode, axum::Json<SubscriptionView>), AppError> {
-    let price_id = body.required_stripe_id("price_id")?;
-    let trial = body.int("trial_period_days")?.unwrap_or(0);
+    let price_id = body.price_id.required("price_id")?;
+    let trial = body
+        .trial_period_days
+        .and_then(IntOrDigits::get)
+        .unwrap_or(0);
     if !(0..=TRIAL_DAYS_MAX).contains(&trial) {
         return Err(AppError::invalid(format!(
             "`trial_period_days` must be between 0 and {TRIAL_DAYS_MAX}"
         )));
     }
-    let user = service::acting_user(&state, &caller, &body).await?;
+    let user = service::acting_user(&state, &caller, body.user_id, body.email.as_deref()).await?;
     let price = service::live_price(&state, &price_id).await?;
     if price.recurring_interval.is_none() {
         return Err(AppError::invalid(
@@ -128,10 +132,13 @@ pub async fn update_subscription(
     State(state): State<AppState>,
     caller: CurrentUser,
     origin: Origin,
-    body: Body,
+    Params(body): Params<UpdateSubscriptionBody>,
 ) -> Result<axum::Json<SubscriptionView>, AppError> {
-    let id = body.required_stripe_id("subscription_id")?;
-    let new_price = match (body.stripe_id("new_price_id")?, body.stripe_id("price_id")?) {
+    let id = body.subscription_id.required("subscription_id")?;
+    let new_price = match (
+        body.new_price_id.and_then(StripeId::get),
+        body.price_id.and_then(StripeId::get),
+    ) {
         (Some(p), _) | (None, Some(p)) => p,
         (None, None) => return Err(AppError::invalid("Missing field `new_price_id`")),
     };
@@ -234,9 +241,10 @@ pub async fn cancel_subscription(
     State(state): State<AppState>,
     caller: CurrentUser,
     origin: Origin,
-    body: Body,
+    Params(body): Params<SubscriptionRef>,
 ) -> Result<axum::Json<Message>, AppError> {
-    let before = service::own_subscription(&state, &caller, &body).await?;
+    let id = body.subscription_id.required("subscription_id")?;
+    let before = service::own_subscription(&state, &caller, id).await?;
     set_period_end_cancel(&billing, &state, &caller, &origin, before, true).await?;
     Ok(axum::Json(Message {
         message: "Subscription will be canceled at period end",
@@ -268,9 +276,10 @@ pub async fn deactivate_subscription(
     State(state): State<AppState>,
     caller: CurrentUser,
     origin: Origin,
-    body: Body,
+    Params(body): Params<SubscriptionRef>,
 ) -> Result<axum::Json<Message>, AppError> {
-    let before = service::own_subscription(&state, &caller, &body).await?;
+    let id = body.subscription_id.required("subscription_id")?;
+    let before = service::own_subscription(&state, &caller, id).await?;
     set_period_end_cancel(&billing, &state, &caller, &origin, before, true).await?;
     Ok(axum::Json(Message {
         message: "Subscription will not renew after the current period",
@@ -300,9 +309,10 @@ pub async fn reactivate_subscription(
     State(state): State<AppState>,
     caller: CurrentUser,
     origin: Origin,
-    body: Body,
+    Params(body): Params<SubscriptionRef>,
 ) -> Result<axum::Json<Message>, AppError> {
-    let before = service::own_subscription(&state, &caller, &body).await?;
+    let id = body.subscription_id.required("subscription_id")?;
+    let before = service::own_subscription(&state, &caller, id).await?;
     set_period_end_cancel(&billing, &state, &caller, &origin, before, false).await?;
     Ok(axum::Json(Message {
         message: "Subscription reactivated successfully",
@@ -332,9 +342,10 @@ pub async fn delete_subscription(
     State(state): State<AppState>,
     caller: CurrentUser,
     origin: Origin,
-    body: Body,
+    Params(body): Params<SubscriptionRef>,
 ) -> Result<axum::Json<Message>, AppError> {
-    let before = service::own_subscription(&state, &caller, &body).await?;
+    let id = body.subscription_id.required("subscription_id")?;
+    let before = service::own_subscription(&state, &caller, id).await?;
     if before.is_live() {
         let canceled = billing
             .stripe
@@ -374,14 +385,14 @@ async fn list_of(
     post,
     path = "/subscriptions",
     tag = "billing",
-    request_body(content = Option<Unread>, description = "None, as the old client sends it (an empty body with a JSON content type), or any JSON object, which is ignored"),
+    request_body(content = Option<Unread>, description = "None, as the old client sends it (an empty body with a JSON content type), or any JSON object, which is ignored", example = json!({})),
     responses((status = 200, description = "The subscriptions", body = Vec<SubscriptionView>)),
 )]
 pub async fn subscriptions(
     _billing: Stripe,
     State(state): State<AppState>,
     caller: CurrentUser,
-    _body: Body,
+    _: Params<Unread>,
 ) -> Result<axum::Json<Vec<SubscriptionView>>, AppError> {
     let only = (!is_manager(&caller)).then_some(caller.user.id);
     list_of(&state, only).await
@@ -423,9 +434,10 @@ pub async fn subscription(
     _billing: Stripe,
     State(state): State<AppState>,
     caller: CurrentUser,
-    body: Body,
+    Params(body): Params<SubscriptionRef>,
 ) -> Result<axum::Json<SubscriptionView>, AppError> {
-    let subscription = service::own_subscription(&state, &caller, &body).await?;
+    let id = body.subscription_id.required("subscription_id")?;
+    let subscription = service::own_subscription(&state, &caller, id).await?;
     Ok(axum::Json(SubscriptionView::from(&subscription)))
 }
 
@@ -448,9 +460,9 @@ pub async fn user_subscriptions(
     _billing: Stripe,
     State(state): State<AppState>,
     caller: CurrentUser,
-    body: Body,
+    Params(body): Params<UserRef>,
 ) -> Result<axum::Json<Vec<SubscriptionView>>, AppError> {
-    of_user(&state, &caller, &body).await
+    of_user(&state, &caller, body).await
 }
 
 /// A user's subscriptions, named by email
@@ -471,16 +483,16 @@ pub async fn user_email_subscriptions(
     _billing: Stripe,
     State(state): State<AppState>,
     caller: CurrentUser,
-    body: Body,
+    Params(body): Params<UserRef>,
 ) -> Result<axum::Json<Vec<SubscriptionView>>, AppError> {
-    of_user(&state, &caller, &body).await
+    of_user(&state, &caller, body).await
 }
 
 async fn of_user(
     state: &AppState,
     caller: &CurrentUser,
-    body: &Body,
+    body: UserRef,
 ) -> Result<axum::Json<Vec<SubscriptionView>>, AppError> {
-    let user = service::acting_user(state, caller, body).await?;
+    let user = service::acting_user(state, caller, body.user_id, body.email.as_deref()).await?;
     list_of(state, Some(user.id)).await
 }

@@ -6,8 +6,9 @@
 //!
 //! Every action calls the function the JSON route calls (`billing::products::create`,
 //! `billing::prices::replace`, `billing::checkout::start`, ...) with the form's fields
-//! read by the same `billing::input::Body` rules, so the limits, the Stripe calls and
-//! the activity log entries are the API's. With billing off every page says so.
+//! read by `billing::input::read` into the JSON routes' own body types, so the limits,
+//! the Stripe calls and the activity log entries are the API's. With billing off every
+//! page says so.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,8 +26,12 @@ use crate::accounts;
 use crate::auth::policy::Policy::{self, LoggedIn, Permission as Needs};
 use crate::auth::policy::Routes;
 use crate::auth::CurrentUser;
+use crate::billing::bodies::{
+    CheckoutBody, CheckoutSessionQuery, CreatePriceBody, CreateProductBody, EditPriceBody,
+    EditProductBody,
+};
 use crate::billing::checkout::{self, ReturnTo};
-use crate::billing::input::Body;
+use crate::billing::input::{self, fields, StripeId};
 use crate::billing::service::{self as billing_service, SubscriptionRow};
 use crate::billing::store::{self, EventRow, Price, Product, Subscription};
 use crate::billing::{amount, prices, products, service, subscriptions, Billing, Ref};
@@ -367,18 +372,21 @@ async fn start_checkout(ctx: Ctx, Form(form): Form<CheckoutForm>) -> PageResult 
         success_url: format!("{public}/ui/billing/success?session_id={{CHECKOUT_SESSION_ID}}"),
         cancel_url: format!("{public}/ui/billing/cancel"),
     };
-    let body = Body::from_fields([("price_id", form.price_id.as_str())]);
-    match checkout::start(
-        &billing,
-        &ctx.state,
-        &caller,
-        &ctx.origin,
-        None,
-        &body,
-        &return_to,
-    )
-    .await
-    {
+    let started = async {
+        let body = input::read::<CheckoutBody>(fields([("price_id", form.price_id.as_str())]))?;
+        checkout::start(
+            &billing,
+            &ctx.state,
+            &caller,
+            &ctx.origin,
+            None,
+            &body,
+            &return_to,
+        )
+        .await
+    }
+    .await;
+    match started {
         Ok(started) => Ok(ctx.redirect(&started.checkout_url, None)),
         Err(e) => refusal(&ctx, HOME, e),
     }
@@ -407,10 +415,14 @@ async fn success_page(ctx: Ctx, Query(query): Query<SessionQuery>) -> PageResult
         return off(&ctx);
     };
     let me = caller(&ctx)?.user.id;
-    let body = Body::from_fields([("session_id", query.session_id.as_deref().unwrap_or(""))]);
-    let session_id = body
-        .stripe_id("session_id")
-        .map_err(plain_message)?
+    let query = input::read::<CheckoutSessionQuery>(fields([(
+        "session_id",
+        query.session_id.as_deref().unwrap_or(""),
+    )]))
+    .map_err(plain_message)?;
+    let session_id = query
+        .session_id
+        .and_then(StripeId::get)
         .ok_or_else(|| AppError::invalid("No checkout session is named in the address"))?;
     let mut conn = ctx
         .state
@@ -477,8 +489,7 @@ async fn own_subscription(ctx: &Ctx, raw: &str) -> Result<Subscription, AppError
         store::find_subscription(&ctx.state.db, &Ref::Local(local_id(raw, "subscription")?))
             .await?
             .ok_or_else(|| AppError::not_found("No such subscription"))?;
-    let body = Body::from_fields([("subscription_id", found.stripe_subscription_id.as_str())]);
-    service::own_subscription(&ctx.state, &caller, &body).await
+    service::own_subscription(&ctx.state, &caller, found.stripe_subscription_id).await
 }
 
 async fn confirm_cancel(ctx: Ctx, Path(id): Path<String>) -> PageResult {
@@ -616,11 +627,15 @@ async fn create_product(ctx: Ctx, Form(form): Form<ProductForm>) -> PageResult {
         return off(&ctx);
     };
     let caller = current(&ctx)?;
-    let body = Body::from_fields([
-        ("name", form.name.as_str()),
-        ("description", form.description.as_str()),
-    ]);
-    match products::create(&billing, &ctx.state, &caller, &ctx.origin, None, &body).await {
+    let created = async {
+        let body = input::read::<CreateProductBody>(fields([
+            ("name", form.name.as_str()),
+            ("description", form.description.as_str()),
+        ]))?;
+        products::create(&billing, &ctx.state, &caller, &ctx.origin, None, &body).await
+    }
+    .await;
+    match created {
         Ok(p) => Ok(ctx.redirect(
             &format!("/ui/billing/products/{}", p.id),
             Some((true, "The product is created; now give it a price.")),
@@ -700,12 +715,16 @@ async fn edit_product(
     };
     let caller = current(&ctx)?;
     let before = product(&ctx, &id).await?;
-    let body = Body::from_fields([
-        ("product_id", before.stripe_product_id.as_str()),
-        ("name", form.name.as_str()),
-        ("description", form.description.as_str()),
-    ]);
-    match products::edit(&billing, &ctx.state, &caller, &ctx.origin, &body).await {
+    let edited = async {
+        let body = input::read::<EditProductBody>(fields([
+            ("product_id", before.stripe_product_id.as_str()),
+            ("name", form.name.as_str()),
+            ("description", form.description.as_str()),
+        ]))?;
+        products::edit(&billing, &ctx.state, &caller, &ctx.origin, &body).await
+    }
+    .await;
+    match edited {
         Ok(p) => Ok(ctx.redirect(
             &format!("/ui/billing/products/{}", p.id),
             Some((true, "The product is saved.")),
@@ -745,8 +764,14 @@ async fn archive_product(ctx: Ctx, Path(id): Path<String>, Form(_): Form<Confirm
     };
     let caller = current(&ctx)?;
     let product = product(&ctx, &id).await?;
-    let body = Body::from_fields([("product_id", product.stripe_product_id.as_str())]);
-    let result = products::archive(&billing, &ctx.state, &caller, &ctx.origin, &body).await;
+    let result = products::archive(
+        &billing,
+        &ctx.state,
+        &caller,
+        &ctx.origin,
+        product.stripe_product_id.clone(),
+    )
+    .await;
     outcome(&ctx, PRODUCTS, result, "The product is archived.")
 }
 
@@ -775,7 +800,7 @@ async fn create_price(ctx: Ctx, Path(id): Path<String>, Form(form): Form<PriceFo
         "one_time" => "",
         _ => "bad",
     };
-    let fields = [
+    let form_fields = [
         ("product_id", product.stripe_product_id.as_str()),
         ("unit_amount", form.unit_amount.as_str()),
         ("currency", form.currency.as_str()),
@@ -791,8 +816,11 @@ async fn create_price(ctx: Ctx, Path(id): Path<String>, Form(form): Form<PriceFo
             "interval is required for a recurring price",
         ))
     } else {
-        let body = Body::from_fields(fields);
-        prices::create(&billing, &ctx.state, &caller, &ctx.origin, None, &body).await
+        async {
+            let body = input::read::<CreatePriceBody>(fields(form_fields))?;
+            prices::create(&billing, &ctx.state, &caller, &ctx.origin, None, &body).await
+        }
+        .await
     };
     match result {
         Ok(p) => Ok(ctx.redirect(
@@ -881,7 +909,7 @@ async fn change_amount(
     };
     let caller = current(&ctx)?;
     let before = price(&ctx, &id).await?;
-    let mut body = Body::from_fields([
+    let mut body = fields([
         ("price_id", before.stripe_price_id.as_str()),
         ("unit_amount", form.unit_amount.as_str()),
         ("currency", before.currency.as_str()),
@@ -902,12 +930,17 @@ async fn change_amount(
     // What the old price carried moves to the new one, as the old client's edit
     // form sends back everything it was shown.
     if let Some(key) = before.object.get("lookup_key").filter(|k| k.is_string()) {
-        body.set("lookup_key", key.clone());
+        body.insert("lookup_key".to_owned(), key.clone());
     }
     if let Some(metadata) = before.object.get("metadata").filter(|m| m.is_object()) {
-        body.set("price_metadata", metadata.clone());
+        body.insert("price_metadata".to_owned(), metadata.clone());
     }
-    match prices::replace(&billing, &ctx.state, &caller, &ctx.origin, &body).await {
+    let replaced = async {
+        let body = input::read::<EditPriceBody>(body)?;
+        prices::replace(&billing, &ctx.state, &caller, &ctx.origin, &body).await
+    }
+    .await;
+    match replaced {
         Ok(p) => Ok(ctx.redirect(
             &format!("/ui/billing/products/{}", p.product_id),
             Some((
@@ -951,8 +984,14 @@ async fn archive_price(ctx: Ctx, Path(id): Path<String>, Form(_): Form<Confirmed
     };
     let caller = current(&ctx)?;
     let price = price(&ctx, &id).await?;
-    let body = Body::from_fields([("price_id", price.stripe_price_id.as_str())]);
-    let result = prices::archive(&billing, &ctx.state, &caller, &ctx.origin, &body).await;
+    let result = prices::archive(
+        &billing,
+        &ctx.state,
+        &caller,
+        &ctx.origin,
+        price.stripe_price_id.clone(),
+    )
+    .await;
     outcome(
         &ctx,
         &format!("/ui/billing/products/{}", price.product_id),

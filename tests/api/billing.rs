@@ -230,17 +230,21 @@ async fn list(app: &TestApp, path: &str) -> Vec<Value> {
         .clone()
 }
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
-fn signature(secret: &str, t: i64, payload: &str) -> String {
+pub(crate) fn signature(secret: &str, t: i64, payload: &str) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
     mac.update(format!("{t}.{payload}").as_bytes());
     hex::encode(mac.finalize().into_bytes())
 }
 
-async fn deliver_raw(app: &TestApp, payload: &str, header: Option<String>) -> reqwest::Response {
+pub(crate) async fn deliver_raw(
+    app: &TestApp,
+    payload: &str,
+    header: Option<String>,
+) -> reqwest::Response {
     let mut req = new_client()
         .post(app.url("/stripe/webhook"))
         .header("content-type", "application/json")
@@ -252,7 +256,7 @@ async fn deliver_raw(app: &TestApp, payload: &str, header: Option<String>) -> re
 }
 
 /// Delivers an event signed as Stripe signs it, now.
-async fn deliver(app: &TestApp, event: &Value) -> Value {
+pub(crate) async fn deliver(app: &TestApp, event: &Value) -> Value {
     let payload = event.to_string();
     let t = now();
     let header = format!("t={t},v1={}", signature(WEBHOOK_SECRET, t, &payload));
@@ -263,7 +267,7 @@ async fn deliver(app: &TestApp, event: &Value) -> Value {
     .await
 }
 
-fn event(id: &str, kind: &str, created: i64, object: Value) -> Value {
+pub(crate) fn event(id: &str, kind: &str, created: i64, object: Value) -> Value {
     json!({
         "id": id, "object": "event", "type": kind, "created": created,
         "api_version": "2024-06-20", "livemode": false, "data": { "object": object },
@@ -274,7 +278,7 @@ async fn mine(app: &TestApp) -> Vec<Value> {
     list(app, "/user-subscriptions").await
 }
 
-fn subscription_object(
+pub(crate) fn subscription_object(
     id: &str,
     customer: &str,
     price: &str,

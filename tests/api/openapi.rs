@@ -14,6 +14,7 @@ use reqwest::{Client, Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::billing::spawn as spawn_with_billing;
+use crate::fake_stripe::{FakeStripe, SECRET_KEY};
 use crate::helpers::{json as body_json, new_client, postgres_available, TestApp, PASSWORD};
 use crate::reliability::OutageDb;
 
@@ -288,6 +289,18 @@ fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
     }
 }
 
+/// Whether a schema carries an example: itself, the schema it names, the items of an
+/// array, or one of the choices of a `oneOf`.
+fn has_example(doc: &Value, schema: &Value) -> bool {
+    let schema = resolve(doc, schema);
+    !schema["example"].is_null()
+        || schema["examples"].is_array()
+        || schema["items"].is_object() && has_example(doc, &schema["items"])
+        || schema["oneOf"]
+            .as_array()
+            .is_some_and(|choices| choices.iter().any(|c| has_example(doc, c)))
+}
+
 /// Built from the route table alone: what a client generator needs is there.
 #[test]
 fn the_document_describes_every_route_fully() {
@@ -335,13 +348,9 @@ fn the_document_describes_every_route_fully() {
             );
         }
         for (what, content) in bodies {
-            let schema = resolve(&doc, &content["schema"]);
             let example = !content["example"].is_null()
                 || content["examples"].is_object()
-                || !schema["example"].is_null()
-                || schema["examples"].is_array()
-                || schema["items"].is_object()
-                    && !resolve(&doc, &schema["items"])["example"].is_null();
+                || has_example(&doc, &content["schema"]);
             if !example {
                 missing.push(format!("{name}: {what} has no example"));
             }
@@ -370,7 +379,7 @@ async fn every_documented_status_is_reachable() {
         return;
     }
     let mut reached = Reached::default();
-    let (app, _stripe) = spawn_with_billing(crate::helpers::Backend::Sqlite).await;
+    let (app, stripe) = spawn_with_billing(crate::helpers::Backend::Sqlite).await;
     let doc = body_json(app.get("/openapi.json").await).await;
     let ops = operations(&doc);
     let fixture = recipes::Fixture::new(&app).await;
@@ -383,7 +392,7 @@ async fn every_documented_status_is_reachable() {
         &mut reached,
     )
     .await;
-    recipes::run(&app, &fixture, &doc, &mut reached).await;
+    recipes::run(&app, &stripe, &fixture, &doc, &mut reached).await;
 
     // Billing off, then the database gone: a server of its own on a database of its own.
     let mut outage = OutageDb::create().await;
@@ -533,7 +542,13 @@ mod recipes {
         link.strip_prefix(&app.url("")).unwrap().to_owned()
     }
 
-    pub(super) async fn run(app: &TestApp, f: &Fixture, doc: &Value, reached: &mut Reached) {
+    pub(super) async fn run(
+        app: &TestApp,
+        stripe: &FakeStripe,
+        f: &Fixture,
+        doc: &Value,
+        reached: &mut Reached,
+    ) {
         let mut s = Steps { doc, reached };
         service(app, f, &mut s).await;
         accounts(app, f, &mut s).await;
@@ -542,6 +557,8 @@ mod recipes {
             rbac(app, f, &mut s, prefix).await;
         }
         kanban(f, &mut s).await;
+        billing(app, stripe, f, &mut s).await;
+        checkout_redirects(f, &mut s).await;
     }
 
     async fn service(app: &TestApp, f: &Fixture, s: &mut Steps<'_>) {
@@ -1130,5 +1147,541 @@ mod recipes {
             204,
         )
         .await;
+    }
+
+    /// Stripe's refusals: a 500 of theirs is our 502, a declined card 402, an id they
+    /// do not know 404.
+    fn stripe_down(stripe: &FakeStripe) {
+        stripe.fail_next(500, "api_error", "Something went wrong on Stripe's end");
+    }
+
+    async fn billing(app: &TestApp, stripe: &FakeStripe, f: &Fixture, s: &mut Steps<'_>) {
+        use crate::billing::{deliver, event, now, subscription_object};
+        let (get, post, delete) = (Method::GET, Method::POST, Method::DELETE);
+        let admin = &f.admin;
+        let j = Body::Json;
+        let product_body = json!({ "name": "Pro", "description": "Everything" });
+        stripe_down(stripe);
+        s.expect(
+            admin,
+            post.clone(),
+            "/create-product",
+            j(product_body.clone()),
+            502,
+        )
+        .await;
+        let product = s
+            .expect(admin, post.clone(), "/create-product", j(product_body), 201)
+            .await;
+        let pid = product["product_id"].as_str().unwrap().to_owned();
+        let edit = json!({ "product_id": pid, "name": "Pro plan" });
+        s.expect(admin, post.clone(), "/edit-product", j(edit.clone()), 200)
+            .await;
+        stripe_down(stripe);
+        s.expect(admin, post.clone(), "/edit-product", j(edit), 502)
+            .await;
+        let nothing = json!({ "product_id": "prod_nothing", "name": "x" });
+        s.expect(admin, post.clone(), "/edit-product", j(nothing), 404)
+            .await;
+        for method in [get.clone(), post.clone()] {
+            for path in ["/products", "/prices", "/subscriptions"] {
+                let body = if method == Method::GET {
+                    Body::None
+                } else {
+                    j(json!({}))
+                };
+                s.expect(admin, method.clone(), path, body, 200).await;
+            }
+        }
+        s.expect(
+            admin,
+            get.clone(),
+            &format!("/product?product_id={pid}"),
+            Body::None,
+            200,
+        )
+        .await;
+        s.expect(
+            admin,
+            get.clone(),
+            "/product?product_id=prod_nothing",
+            Body::None,
+            404,
+        )
+        .await;
+        s.expect(
+            admin,
+            post.clone(),
+            "/product",
+            j(json!({ "product_id": pid })),
+            200,
+        )
+        .await;
+        s.expect(
+            admin,
+            post.clone(),
+            "/product",
+            j(json!({ "product_id": "prod_nothing" })),
+            404,
+        )
+        .await;
+
+        let price_body = |product: &str| {
+            json!({ "product_id": product, "unit_amount": "5", "currency": "usd",
+                    "recurring": { "interval": "month" } })
+        };
+        let price = s
+            .expect(
+                admin,
+                post.clone(),
+                "/create-price",
+                j(price_body(&pid)),
+                201,
+            )
+            .await;
+        let yearly = s
+            .expect(
+                admin,
+                post.clone(),
+                "/create-price",
+                j(price_body(&pid)),
+                201,
+            )
+            .await;
+        s.expect(
+            admin,
+            post.clone(),
+            "/create-price",
+            j(price_body("prod_nothing")),
+            404,
+        )
+        .await;
+        stripe_down(stripe);
+        s.expect(
+            admin,
+            post.clone(),
+            "/create-price",
+            j(price_body(&pid)),
+            502,
+        )
+        .await;
+        let price_id = price["price_id"].as_str().unwrap().to_owned();
+        let yearly_id = yearly["price_id"].as_str().unwrap().to_owned();
+        for (method, path, key) in [
+            (get.clone(), "/price", "price_id"),
+            (get.clone(), "/prices-for-product", "product_id"),
+        ] {
+            let id = if key == "price_id" { &price_id } else { &pid };
+            s.expect(
+                admin,
+                method.clone(),
+                &format!("{path}?{key}={id}"),
+                Body::None,
+                200,
+            )
+            .await;
+            s.expect(
+                admin,
+                method,
+                &format!("{path}?{key}=x_nothing"),
+                Body::None,
+                404,
+            )
+            .await;
+        }
+        s.expect(
+            admin,
+            post.clone(),
+            "/price",
+            j(json!({ "price_id": price_id })),
+            200,
+        )
+        .await;
+        s.expect(
+            admin,
+            post.clone(),
+            "/price",
+            j(json!({ "price_id": "price_nothing" })),
+            404,
+        )
+        .await;
+        s.expect(
+            admin,
+            post.clone(),
+            "/prices-for-product",
+            j(json!({ "product_id": pid })),
+            200,
+        )
+        .await;
+        s.expect(
+            admin,
+            post.clone(),
+            "/prices-for-product",
+            j(json!({ "product_id": "prod_nothing" })),
+            404,
+        )
+        .await;
+
+        // Subscriptions: the buyer is the plain user.
+        let buyer = app
+            .scalar("SELECT id FROM users WHERE username = 'nobody'")
+            .await;
+        let create = |price: &str| json!({ "price_id": price, "user_id": buyer });
+        stripe.fail_next(402, "card_error", "Your card was declined.");
+        s.expect(
+            admin,
+            post.clone(),
+            "/create-subscription",
+            j(create(&price_id)),
+            402,
+        )
+        .await;
+        stripe_down(stripe);
+        s.expect(
+            admin,
+            post.clone(),
+            "/create-subscription",
+            j(create(&price_id)),
+            502,
+        )
+        .await;
+        s.expect(
+            admin,
+            post.clone(),
+            "/create-subscription",
+            j(create("price_nothing")),
+            404,
+        )
+        .await;
+        let sub = s
+            .expect(
+                admin,
+                post.clone(),
+                "/create-subscription",
+                j(create(&price_id)),
+                201,
+            )
+            .await;
+        let sub_id = sub["subscription_id"].as_str().unwrap().to_owned();
+        let on = |id: &str| j(json!({ "subscription_id": id }));
+        let change = |id: &str| j(json!({ "subscription_id": id, "new_price_id": yearly_id }));
+        s.expect(admin, post.clone(), "/subscription", on(&sub_id), 200)
+            .await;
+        s.expect(admin, post.clone(), "/subscription", on("sub_nothing"), 404)
+            .await;
+        let of_buyer = j(json!({ "user_id": buyer }));
+        s.expect(admin, post.clone(), "/user-subscriptions", of_buyer, 200)
+            .await;
+        s.expect(
+            admin,
+            post.clone(),
+            "/user-subscriptions",
+            j(json!({ "user_id": 987_654 })),
+            404,
+        )
+        .await;
+        let email = |e: &str| j(json!({ "email": e }));
+        s.expect(
+            admin,
+            post.clone(),
+            "/user-email-subscriptions",
+            email("nobody@example.com"),
+            200,
+        )
+        .await;
+        s.expect(
+            admin,
+            post.clone(),
+            "/user-email-subscriptions",
+            email("none@example.com"),
+            404,
+        )
+        .await;
+        for path in [
+            "/update-subscription",
+            "/cancel-subscription",
+            "/deactivate-subscription",
+            "/reactivate-subscription",
+            "/delete-subscription",
+        ] {
+            let body = |id: &str| {
+                if path == "/update-subscription" {
+                    change(id)
+                } else {
+                    on(id)
+                }
+            };
+            stripe_down(stripe);
+            s.expect(admin, post.clone(), path, body(&sub_id), 502)
+                .await;
+            s.expect(admin, post.clone(), path, body("sub_nothing"), 404)
+                .await;
+        }
+        stripe.fail_next(402, "card_error", "Your card was declined.");
+        s.expect(
+            admin,
+            post.clone(),
+            "/update-subscription",
+            change(&sub_id),
+            402,
+        )
+        .await;
+        s.expect(
+            admin,
+            post.clone(),
+            "/update-subscription",
+            change(&sub_id),
+            200,
+        )
+        .await;
+        s.expect(
+            admin,
+            post.clone(),
+            "/deactivate-subscription",
+            on(&sub_id),
+            200,
+        )
+        .await;
+        s.expect(
+            admin,
+            post.clone(),
+            "/reactivate-subscription",
+            on(&sub_id),
+            200,
+        )
+        .await;
+        s.expect(
+            admin,
+            post.clone(),
+            "/cancel-subscription",
+            on(&sub_id),
+            200,
+        )
+        .await;
+        // Stripe says it has ended: changing it is a conflict, deleting takes it off.
+        let customer: String =
+            sqlx::query_scalar("SELECT stripe_customer_id FROM billing_subscriptions")
+                .fetch_one(app.state.db.pool())
+                .await
+                .unwrap();
+        let ended = subscription_object(&sub_id, &customer, &yearly_id, "canceled", false);
+        let ended = event(
+            "evt_ended",
+            "customer.subscription.deleted",
+            now() + 5,
+            ended,
+        );
+        deliver(app, &ended).await;
+        s.reached
+            .note(&post, "/stripe/webhook", StatusCode::OK, "a signed event");
+        for path in [
+            "/update-subscription",
+            "/cancel-subscription",
+            "/deactivate-subscription",
+            "/reactivate-subscription",
+        ] {
+            let body = if path == "/update-subscription" {
+                change(&sub_id)
+            } else {
+                on(&sub_id)
+            };
+            s.expect(admin, post.clone(), path, body, 409).await;
+        }
+        s.expect(
+            admin,
+            post.clone(),
+            "/delete-subscription",
+            on(&sub_id),
+            200,
+        )
+        .await;
+
+        // Checkout, and the page Stripe sends the browser back to.
+        let checkout = |price: &str| j(json!({ "price_id": price, "mode": "subscription" }));
+        stripe.fail_next(402, "card_error", "Your card was declined.");
+        s.expect(
+            &f.nobody,
+            post.clone(),
+            "/create-checkout-session",
+            checkout(&price_id),
+            402,
+        )
+        .await;
+        stripe_down(stripe);
+        s.expect(
+            &f.nobody,
+            post.clone(),
+            "/create-checkout-session",
+            checkout(&price_id),
+            502,
+        )
+        .await;
+        s.expect(
+            &f.nobody,
+            post.clone(),
+            "/create-checkout-session",
+            checkout("price_nothing"),
+            404,
+        )
+        .await;
+        let opened = s
+            .expect(
+                &f.nobody,
+                post.clone(),
+                "/create-checkout-session",
+                checkout(&price_id),
+                200,
+            )
+            .await;
+        let session = opened["session_id"].as_str().unwrap();
+        let success = format!("/checkout-success?session_id={session}");
+        let a = &f.anonymous;
+        s.expect(a, get.clone(), &success, Body::None, 200).await;
+        stripe_down(stripe);
+        s.expect(a, get.clone(), &success, Body::None, 502).await;
+        s.expect(
+            a,
+            get.clone(),
+            "/checkout-success?session_id=cs_test_unknown",
+            Body::None,
+            404,
+        )
+        .await;
+        s.expect(a, get.clone(), "/checkout-cancel", Body::None, 200)
+            .await;
+
+        // Archiving: Stripe failing, an unknown product, then for real.
+        let archive = |id: &str| j(json!({ "price_id": id }));
+        stripe_down(stripe);
+        s.expect(
+            admin,
+            post.clone(),
+            "/delete-price",
+            archive(&yearly_id),
+            502,
+        )
+        .await;
+        s.expect(
+            admin,
+            post.clone(),
+            "/delete-price",
+            archive("price_nothing"),
+            404,
+        )
+        .await;
+        s.expect(
+            admin,
+            post.clone(),
+            "/delete-price",
+            archive(&yearly_id),
+            200,
+        )
+        .await;
+        let edit_price =
+            |id: &str| j(json!({ "price_id": id, "unit_amount": 7, "currency": "usd" }));
+        stripe_down(stripe);
+        s.expect(
+            admin,
+            post.clone(),
+            "/edit-price",
+            edit_price(&price_id),
+            502,
+        )
+        .await;
+        s.expect(
+            admin,
+            post.clone(),
+            "/edit-price",
+            edit_price("price_nothing"),
+            404,
+        )
+        .await;
+        s.expect(
+            admin,
+            post.clone(),
+            "/edit-price",
+            edit_price(&price_id),
+            200,
+        )
+        .await;
+        let product = |id: &str| j(json!({ "product_id": id }));
+        stripe_down(stripe);
+        s.expect(admin, delete.clone(), "/delete-product", product(&pid), 502)
+            .await;
+        s.expect(
+            admin,
+            delete.clone(),
+            "/delete-product",
+            product("prod_nothing"),
+            404,
+        )
+        .await;
+        s.expect(admin, delete.clone(), "/delete-product", product(&pid), 200)
+            .await;
+        stripe.assert_clean();
+    }
+
+    /// With the front end's pages configured, the pages Stripe returns to redirect.
+    async fn checkout_redirects(f: &Fixture, s: &mut Steps<'_>) {
+        let stripe = FakeStripe::start().await;
+        let app = TestApp::spawn_with(
+            crate::helpers::Backend::Sqlite,
+            &[
+                ("STRIPE_PRIVATE_KEY", SECRET_KEY),
+                ("STRIPE_API_BASE", stripe.url.as_str()),
+                ("CHECKOUT_SUCCESS_URL", "http://localhost:3000/paid"),
+                ("CHECKOUT_CANCEL_URL", "http://localhost:3000/cancelled"),
+            ],
+        )
+        .await;
+        let _ = f;
+        app.verified_user("buyer").await;
+        let buyer = Actor::logged_in(&app, "buyer").await;
+        let root = app
+            .scalar("SELECT id FROM users WHERE username = 'buyer'")
+            .await;
+        gatehouse::rbac::grant_role(app.state.db.pool(), root, "Super Admin")
+            .await
+            .unwrap();
+        let product = json!({ "name": "Book" });
+        let product = s
+            .expect(
+                &buyer,
+                Method::POST,
+                "/create-product",
+                Body::Json(product),
+                201,
+            )
+            .await;
+        let price =
+            json!({ "product_id": product["product_id"], "unit_amount": 5, "currency": "usd" });
+        let price = s
+            .expect(
+                &buyer,
+                Method::POST,
+                "/create-price",
+                Body::Json(price),
+                201,
+            )
+            .await;
+        let checkout = json!({ "price_id": price["price_id"] });
+        let opened = s
+            .expect(
+                &buyer,
+                Method::POST,
+                "/create-checkout-session",
+                Body::Json(checkout),
+                200,
+            )
+            .await;
+        let success = format!(
+            "/checkout-success?session_id={}",
+            opened["session_id"].as_str().unwrap()
+        );
+        let a = Actor::anonymous(&app);
+        s.expect(&a, Method::GET, &success, Body::None, 303).await;
+        s.expect(&a, Method::GET, "/checkout-cancel", Body::None, 303)
+            .await;
+        stripe.assert_clean();
     }
 }
