@@ -31,6 +31,7 @@ pub const RESET_INVALID: &str = "The password reset link is invalid, has expired
 #[derive(Deserialize, ToSchema)]
 #[schema(example = json!({ "email": "ada@example.com" }))]
 pub(super) struct ForgotBody {
+    #[schema(format = "email", max_length = 254)]
     email: String,
 }
 
@@ -133,6 +134,7 @@ pub(super) struct ResetBody {
         (status = 200, description = "Reset", body = Done,
             example = json!({ "success": true, "message": "Password has been reset" })),
         (status = 400, description = "The link is invalid, expired or used, or the password breaks the policy", body = ErrorBody),
+        (status = 429, description = "Too many tries from this address; see `Retry-After`", body = ErrorBody),
     )
 )]
 pub(super) async fn reset_password(

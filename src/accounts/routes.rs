@@ -44,10 +44,14 @@ pub fn routes() -> Routes {
     "password": "Analytical-Engine-1843"
 }))]
 struct SignupBody {
+    #[schema(min_length = 1, max_length = 100, pattern = r"\S")]
     first_name: String,
+    #[schema(min_length = 1, max_length = 100, pattern = r"\S")]
     last_name: String,
     /// 3–32 letters, digits, `.`, `_` or `-`.
+    #[schema(pattern = r"^\s*[A-Za-z0-9._-]{3,32}\s*$")]
     username: String,
+    #[schema(format = "email", max_length = 254)]
     email: String,
     /// The password policy's rules; the message of a 400 names those it breaks.
     password: String,
@@ -299,9 +303,14 @@ struct UpdateProfileBody {
     /// Another account's id: needs `manage_users`.
     #[serde(default)]
     user_id: Option<i64>,
+    #[schema(min_length = 1, max_length = 100, pattern = r"\S")]
     first_name: String,
+    #[schema(min_length = 1, max_length = 100, pattern = r"\S")]
     last_name: String,
+    #[schema(format = "email", max_length = 254)]
     email: String,
+    /// 3–32 letters, digits, `.`, `_` or `-`.
+    #[schema(pattern = r"^\s*[A-Za-z0-9._-]{3,32}\s*$")]
     username: String,
     /// A new password, if it changes.
     #[serde(default)]

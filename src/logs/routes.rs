@@ -58,10 +58,10 @@ pub struct LogQuery {
     /// Entries at or after this time: ISO 8601 (`2026-01-31T12:00:00Z`; without a zone,
     /// as a form's `2026-01-31T12:00`, read as UTC) or Unix seconds. The pattern lets
     /// through dates that do not exist (month 13): those are a 400.
-    #[param(value_type = Option<String>, pattern = r"^ *(-?[0-9]{1,18}|[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(:[0-9]{2})?|[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2}))? *$", example = "2026-01-31T12:00:00Z")]
+    #[param(value_type = Option<String>, pattern = r"^ *(-?[0-9]{1,18}|[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?|[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9]))? *$", example = "2026-01-31T12:00:00Z")]
     pub since: Option<String>,
     /// Entries at or before this time, written as `since` is.
-    #[param(value_type = Option<String>, pattern = r"^ *(-?[0-9]{1,18}|[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(:[0-9]{2})?|[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2}))? *$", example = "2026-02-01T00:00:00Z")]
+    #[param(value_type = Option<String>, pattern = r"^ *(-?[0-9]{1,18}|[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?|[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9]))? *$", example = "2026-02-01T00:00:00Z")]
     pub until: Option<String>,
     /// Text the message contains, case-insensitively, at most 200 characters.
     #[param(value_type = Option<String>, max_length = 200, example = "login failed")]

@@ -619,7 +619,7 @@ async fn all_user_profiles(
     post,
     path = "/admin/users/{id}/disable",
     tag = "rbac",
-    params(("id" = String, Path, description = "The user's id, an integer")),
+    params(("id" = i64, Path, description = "The user's id; anything else is 400 `The user id must be an integer`")),
     responses(
         (status = 200, description = "Disabled (or already was)", body = Done,
             example = json!({ "success": true, "message": "User disabled" })),
@@ -645,7 +645,7 @@ async fn disable_user(
     post,
     path = "/admin/users/{id}/enable",
     tag = "rbac",
-    params(("id" = String, Path, description = "The user's id, an integer")),
+    params(("id" = i64, Path, description = "The user's id; anything else is 400 `The user id must be an integer`")),
     responses(
         (status = 200, description = "Enabled (or already was)", body = Done,
             example = json!({ "success": true, "message": "User enabled" })),

@@ -706,6 +706,9 @@ mod recipes {
         .await;
         s.until(a, post.clone(), "/forgot_password", forgot, 429)
             .await;
+        let guess = json!({ "password": "Another-Granite-Violin-44" });
+        s.until(a, post.clone(), "/reset_password/not-a-token", guess, 429)
+            .await;
 
         // The reset ended plain's sessions: sign in again, twice.
         let plain = |app| Actor::logged_in_with(app, "plain", "Another-Granite-Violin-43");
