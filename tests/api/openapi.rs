@@ -1207,38 +1207,6 @@ mod recipes {
                 s.expect(admin, method.clone(), path, body, 200).await;
             }
         }
-        s.expect(
-            admin,
-            get.clone(),
-            &format!("/product?product_id={pid}"),
-            Body::None,
-            200,
-        )
-        .await;
-        s.expect(
-            admin,
-            get.clone(),
-            "/product?product_id=prod_nothing",
-            Body::None,
-            404,
-        )
-        .await;
-        s.expect(
-            admin,
-            post.clone(),
-            "/product",
-            j(json!({ "product_id": pid })),
-            200,
-        )
-        .await;
-        s.expect(
-            admin,
-            post.clone(),
-            "/product",
-            j(json!({ "product_id": "prod_nothing" })),
-            404,
-        )
-        .await;
 
         let price_body = |product: &str| {
             json!({ "product_id": product, "unit_amount": "5", "currency": "usd",
@@ -1281,60 +1249,20 @@ mod recipes {
         .await;
         let price_id = price["price_id"].as_str().unwrap().to_owned();
         let yearly_id = yearly["price_id"].as_str().unwrap().to_owned();
-        for (method, path, key) in [
-            (get.clone(), "/price", "price_id"),
-            (get.clone(), "/prices-for-product", "product_id"),
+        // Each lookup, by query string and by body: found, and not.
+        for (path, key, id) in [
+            ("/product", "product_id", pid.as_str()),
+            ("/price", "price_id", price_id.as_str()),
+            ("/prices-for-product", "product_id", pid.as_str()),
         ] {
-            let id = if key == "price_id" { &price_id } else { &pid };
-            s.expect(
-                admin,
-                method.clone(),
-                &format!("{path}?{key}={id}"),
-                Body::None,
-                200,
-            )
-            .await;
-            s.expect(
-                admin,
-                method,
-                &format!("{path}?{key}=x_nothing"),
-                Body::None,
-                404,
-            )
-            .await;
+            for (id, status) in [(id, 200), ("x_nothing", 404)] {
+                let query = format!("{path}?{key}={id}");
+                s.expect(admin, get.clone(), &query, Body::None, status)
+                    .await;
+                s.expect(admin, post.clone(), path, j(json!({ key: id })), status)
+                    .await;
+            }
         }
-        s.expect(
-            admin,
-            post.clone(),
-            "/price",
-            j(json!({ "price_id": price_id })),
-            200,
-        )
-        .await;
-        s.expect(
-            admin,
-            post.clone(),
-            "/price",
-            j(json!({ "price_id": "price_nothing" })),
-            404,
-        )
-        .await;
-        s.expect(
-            admin,
-            post.clone(),
-            "/prices-for-product",
-            j(json!({ "product_id": pid })),
-            200,
-        )
-        .await;
-        s.expect(
-            admin,
-            post.clone(),
-            "/prices-for-product",
-            j(json!({ "product_id": "prod_nothing" })),
-            404,
-        )
-        .await;
 
         // Subscriptions: the buyer is the plain user.
         let buyer = app
