@@ -71,6 +71,7 @@ impl AppState {
             .map_err(|e| anyhow::anyhow!("argon2 parameters: {e}"))?;
         let activity = ActivityLog::new(logs::writer::QUEUE_CAPACITY);
         let throttle = Throttle::new(&db, &config)?;
+        let sessions = SessionCache::new((db.backend() == Backend::Postgres).then(|| db.clone()));
         let billing = billing::from_config(&config);
         Ok(Self {
             config: Arc::new(config),
@@ -80,7 +81,7 @@ impl AppState {
             activity,
             metrics: Arc::new(Metrics::default()),
             throttle,
-            sessions: SessionCache::default(),
+            sessions,
             boards: kanban::events::BoardEvents::default(),
             billing,
             served: Arc::new(AtomicBool::new(false)),

@@ -98,8 +98,8 @@ pub struct Config {
     pub mail: MailConfig,
     pub require_email_verification: bool,
     /// Answer authenticated requests from memory on PostgreSQL (see
-    /// docs/performance.md): off by default, because another instance may still
-    /// accept a revoked session for the moment its notification takes to arrive.
+    /// docs/performance.md); on by default, `SESSION_CACHE=off` reads the database on
+    /// every request. SQLite always reads the database.
     pub session_cache: bool,
     pub totp_issuer: String,
     pub log_format: LogFormat,
@@ -363,7 +363,7 @@ impl Config {
             .get("SESSION_CACHE")
             .map(|v| parse_bool("SESSION_CACHE", v))
             .transpose()?
-            .unwrap_or(false);
+            .unwrap_or(true);
         let totp_issuer = vars.get("TOTP_ISSUER").unwrap_or("Gatehouse").to_owned();
 
         let log_format = match vars.get("LOG_FORMAT") {

@@ -199,7 +199,7 @@ pub async fn reset(
     )
     .await?;
     tx.commit().await?;
-    state.sessions.invalidate(Scope::User(user.id));
+    state.sessions.invalidate(Scope::User(user.id)).await;
     state.mailer.wake();
     Ok(())
 }

@@ -96,7 +96,7 @@ pub async fn verify_email(state: &AppState, token: &str) -> Result<i64, AppError
         return Err(AppError::invalid(VERIFY_INVALID));
     };
     store::mark_verified(&state.db, user_id).await?;
-    state.sessions.invalidate(Scope::User(user_id));
+    state.sessions.invalidate(Scope::User(user_id)).await;
     tracing::info!(user_id, "email verified");
     Ok(user_id)
 }
@@ -359,7 +359,7 @@ pub async fn logout(
     origin: &Origin,
 ) -> Result<(), AppError> {
     session::revoke(&state.db, user.session.id).await?;
-    state.sessions.invalidate(Scope::User(user.user.id));
+    state.sessions.invalidate(Scope::User(user.user.id)).await;
     state.activity.record(
         LogEntry::auth(Level::Info, "logout")
             .user(&user.user)
@@ -465,7 +465,7 @@ pub async fn update_profile(
         recovery::after_password_change(state, &mut tx, &target, keep, origin).await?;
     }
     tx.commit().await?;
-    state.sessions.invalidate(Scope::User(target.id));
+    state.sessions.invalidate(Scope::User(target.id)).await;
     if password_hash.is_some() {
         state.mailer.wake();
     }
@@ -507,7 +507,7 @@ pub async fn revoke_session(
     if !store::revoke_own_session(&state.db, caller.user.id, id).await? {
         return Err(AppError::not_found("Session not found"));
     }
-    state.sessions.invalidate(Scope::User(caller.user.id));
+    state.sessions.invalidate(Scope::User(caller.user.id)).await;
     state.activity.record(
         LogEntry::auth(Level::Info, "session revoked")
             .user(&caller.user)
@@ -525,7 +525,7 @@ pub async fn revoke_other_sessions(
 ) -> Result<u64, AppError> {
     let revoked =
         store::revoke_other_sessions(&state.db, caller.user.id, caller.session.id).await?;
-    state.sessions.invalidate(Scope::User(caller.user.id));
+    state.sessions.invalidate(Scope::User(caller.user.id)).await;
     state.activity.record(
         LogEntry::auth(Level::Info, "other sessions revoked")
             .user(&caller.user)

@@ -4,31 +4,45 @@
 //! An entry is keyed by the SHA-256 of the cookie value and holds what
 //! [`super::session::resolve`] read: the session, its user, the user's roles and
 //! permissions, and the session's expiry and last-seen times. What may make an entry
-//! stale is dropped at once on the instance that made the change ([`SessionCache::invalidate`],
-//! called right after the change commits) and, on PostgreSQL, on every other instance
-//! by the triggers of migration `0010_session_cache_notify.sql`, whose NOTIFY reaches
-//! the [`listen`] task of each instance when the change commits.
+//! stale is dropped at once on the instance that made the change
+//! ([`SessionCache::invalidate`], called right after the change commits) and, on
+//! PostgreSQL, on every other instance by the triggers of migration
+//! `0010_session_cache_notify.sql`, whose NOTIFY reaches the [`listen`] task of each
+//! instance when the change commits.
+//!
+//! A notification travels to each instance on that instance's own connection, so on
+//! its own a request sent to another instance right after the change could overtake
+//! it. [`SessionCache::invalidate`] therefore does not return until every other
+//! instance listening on the same tables has said it is past the change: it sends a
+//! sync notification after the change (notifications arrive in commit order), and each
+//! listener answers it once it has read everything before it. An instance that does
+//! not answer within [`SETTLE_TIMEOUT`] is named in a warning and not waited for.
 //!
 //! The cache is trusted only while that listener is connected: before it first
 //! connects, while it is reconnecting, and always on SQLite (whose many instances on
 //! one file would have no way to tell each other), every request reads the database.
 //! A reconnected listener may have missed notifications, so it empties the cache first.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
-use tokio::sync::watch;
+use sha2::{Digest, Sha256};
+use tokio::sync::{oneshot, watch};
 
 use super::session::Authenticated;
-use crate::db;
+use crate::db::{self, Db};
 
 /// The channel the triggers notify on.
 const CHANNEL: &str = "gatehouse_cache";
 /// Past this many entries the cache starts over rather than grow without bound.
 const MAX_ENTRIES: usize = 200_000;
-/// The start of the listener's `application_name`, which names its connection (and,
-/// by a random suffix, its instance) to operators.
+/// The start of the listener's `application_name`, which names its connection to
+/// operators and to the other instances; see [`SessionCache::new`].
 const LISTENER_NAME: &str = "gatehouse-cache-listener";
+/// How long a change waits for the other instances to confirm it reached them.
+pub const SETTLE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What a change made stale.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,17 +54,47 @@ pub enum Scope {
     All,
 }
 
-impl Scope {
-    /// Reads a trigger's payload; see the migration.
-    fn parse(payload: &str) -> Option<Self> {
-        match payload {
-            "*" => Some(Self::All),
-            _ => payload
-                .strip_prefix("u:")
-                .and_then(|id| id.parse().ok())
-                .map(Self::User),
-        }
+/// A notification on the channel.
+#[derive(Debug, PartialEq, Eq)]
+enum Message<'a> {
+    /// From a trigger (see the migration): `*` or `u:<user id>`.
+    Stale(Scope),
+    /// `s:<seq>:<origin>`: the instance whose listener is `origin` asks every other to
+    /// confirm it has read everything sent before.
+    Sync { seq: u64, origin: &'a str },
+    /// `a:<seq>:<origin>:<from>`: `from` confirms `origin`'s sync `seq`.
+    Ack {
+        seq: u64,
+        origin: &'a str,
+        from: &'a str,
+    },
+}
+
+impl<'a> Message<'a> {
+    /// Reads a payload strictly: anything else is `None`.
+    fn parse(payload: &'a str) -> Option<Self> {
+        let mut parts = payload.split(':');
+        let message = match (parts.next()?, parts.next(), parts.next(), parts.next()) {
+            ("*", None, ..) => Self::Stale(Scope::All),
+            ("u", Some(id), None, _) => Self::Stale(Scope::User(id.parse().ok()?)),
+            ("s", Some(seq), Some(origin), None) => Self::Sync {
+                seq: seq.parse().ok()?,
+                origin: name(origin)?,
+            },
+            ("a", Some(seq), Some(origin), Some(from)) => Self::Ack {
+                seq: seq.parse().ok()?,
+                origin: name(origin)?,
+                from: name(from)?,
+            },
+            _ => return None,
+        };
+        parts.next().is_none().then_some(message)
     }
+}
+
+/// A listener's name as a payload may carry it.
+fn name(text: &str) -> Option<&str> {
+    text.starts_with(LISTENER_NAME).then_some(text)
 }
 
 /// A resolved session as cached.
@@ -68,13 +112,27 @@ pub struct SessionCache {
     inner: Arc<Inner>,
 }
 
-impl Default for SessionCache {
-    fn default() -> Self {
+impl SessionCache {
+    /// A cache whose changes wait for the other instances on `db` (PostgreSQL), or for
+    /// none (`None`: SQLite, where the cache is never trusted anyway).
+    ///
+    /// The listener's name is `gatehouse-cache-listener-<tables>-<instance>`: `<tables>`
+    /// is the same for every instance on the same database and schema, so that each finds
+    /// its peers, and not the instances of another deployment sharing the server, by
+    /// name in `pg_stat_activity`; `<instance>` is random.
+    pub fn new(db: Option<Db>) -> Self {
+        let tables = db.as_ref().map_or_else(String::new, |db| {
+            hex::encode(&Sha256::digest(db.namespace().as_bytes())[..4])
+        });
         Self {
             inner: Arc::new(Inner {
                 listening: watch::Sender::new(false),
                 generation: watch::Sender::new(0),
-                listener_name: format!("{LISTENER_NAME}-{:08x}", rand::random::<u32>()),
+                peers: format!("{LISTENER_NAME}-{tables}-"),
+                listener_name: format!("{LISTENER_NAME}-{tables}-{:08x}", rand::random::<u32>()),
+                db,
+                syncs: Mutex::default(),
+                next_sync: AtomicU64::new(0),
                 maps: Mutex::default(),
             }),
         }
@@ -89,7 +147,21 @@ struct Inner {
     generation: watch::Sender<u64>,
     /// The listener connection's `application_name`.
     listener_name: String,
+    /// What the names of the other instances' listeners start with.
+    peers: String,
+    /// Where changes ask the other instances to confirm them; see [`SessionCache::new`].
+    db: Option<Db>,
+    /// This instance's syncs still waiting for answers, by sequence number.
+    syncs: Mutex<HashMap<u64, Sync>>,
+    next_sync: AtomicU64,
     maps: Mutex<Maps>,
+}
+
+/// A sync waiting for the listeners that have not answered yet.
+#[derive(Debug)]
+struct Sync {
+    waiting: HashSet<String>,
+    done: oneshot::Sender<()>,
 }
 
 #[derive(Debug, Default)]
@@ -101,11 +173,11 @@ struct Maps {
 
 impl SessionCache {
     fn maps(&self) -> MutexGuard<'_, Maps> {
-        // No code panics while holding the lock; a poisoned map is still consistent.
-        self.inner
-            .maps
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.inner.maps)
+    }
+
+    fn syncs(&self) -> MutexGuard<'_, HashMap<u64, Sync>> {
+        lock(&self.inner.syncs)
     }
 
     /// Whether entries may be used now.
@@ -180,9 +252,15 @@ impl SessionCache {
         self.maps().entries.remove(token_hash);
     }
 
-    /// Drops what `scope` made stale. Called once the change has committed; other
-    /// instances learn of it from the database's notification.
-    pub fn invalidate(&self, scope: Scope) {
+    /// Drops what `scope` made stale, here and on every other instance. Called once
+    /// the change has committed; returns when the other instances listening on the
+    /// same tables have confirmed they are past it (or after [`SETTLE_TIMEOUT`]).
+    pub async fn invalidate(&self, scope: Scope) {
+        self.drop_stale(scope);
+        self.settle().await;
+    }
+
+    fn drop_stale(&self, scope: Scope) {
         let mut maps = self.maps();
         self.inner
             .generation
@@ -200,17 +278,126 @@ impl SessionCache {
         }
     }
 
+    /// Waits until every other listening instance has read the notifications of the
+    /// change just committed. Without this instance's own listener no answer could
+    /// arrive, so there is nothing to wait for; the triggers' notifications still go.
+    async fn settle(&self) {
+        let Some(db) = self.inner.db.as_ref().filter(|_| self.trusted()) else {
+            return;
+        };
+        // Read before the sync is sent: a listener found here was listening before
+        // it, so it will hear it.
+        let peers = sqlx::query_scalar::<_, String>(
+            "SELECT application_name FROM pg_stat_activity \
+             WHERE datname = current_database() AND starts_with(application_name, $1) \
+             AND application_name <> $2",
+        )
+        .bind(&self.inner.peers)
+        .bind(self.listener_name())
+        .fetch_all(db.pool())
+        .await;
+        let peers = match peers {
+            Ok(peers) if peers.is_empty() => return,
+            Ok(peers) => peers,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot find the other instances to confirm a session change");
+                return;
+            }
+        };
+        let seq = self.inner.next_sync.fetch_add(1, Ordering::Relaxed);
+        let (done, confirmed) = oneshot::channel();
+        self.syncs().insert(
+            seq,
+            Sync {
+                waiting: peers.into_iter().collect(),
+                done,
+            },
+        );
+        let pending = Pending { cache: self, seq };
+        let sent = sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(CHANNEL)
+            .bind(format!("s:{seq}:{}", self.listener_name()))
+            .execute(db.pool())
+            .await;
+        if let Err(e) = sent {
+            tracing::warn!(error = %e, "cannot ask the other instances to confirm a session change");
+            return;
+        }
+        match tokio::time::timeout(SETTLE_TIMEOUT, confirmed).await {
+            Ok(Ok(())) => {}
+            // The listener went down: this instance no longer trusts its cache, and
+            // answers could no longer arrive.
+            Ok(Err(_)) => {}
+            Err(_) => {
+                let missing = pending.missing();
+                tracing::warn!(
+                    ?missing,
+                    "instances did not confirm a session change in time"
+                );
+            }
+        }
+    }
+
+    /// `from` confirmed this instance's sync `seq`.
+    fn confirmed(&self, seq: u64, from: &str) {
+        let mut syncs = self.syncs();
+        let Some(sync) = syncs.get_mut(&seq) else {
+            return;
+        };
+        sync.waiting.remove(from);
+        if sync.waiting.is_empty() {
+            if let Some(sync) = syncs.remove(&seq) {
+                // The waiter may have given up; then nobody needs to hear it.
+                let _ = sync.done.send(());
+            }
+        }
+    }
+
     /// Marks the listener connected (after emptying the cache, since notifications
     /// may have been missed) or disconnected (from then on the cache is bypassed).
     fn set_listening(&self, listening: bool) {
         if listening {
-            self.invalidate(Scope::All);
+            self.drop_stale(Scope::All);
         }
         self.inner.listening.send_replace(listening);
         if !listening {
-            self.invalidate(Scope::All);
+            self.drop_stale(Scope::All);
+            // Their answers would arrive on the lost connection: stop waiting.
+            self.syncs().clear();
         }
     }
+}
+
+/// A sync in flight, forgotten when its waiter is done or dropped.
+struct Pending<'a> {
+    cache: &'a SessionCache,
+    seq: u64,
+}
+
+impl Pending<'_> {
+    /// The listeners that have not answered.
+    fn missing(&self) -> Vec<String> {
+        let syncs = self.cache.syncs();
+        let mut missing: Vec<String> = syncs
+            .get(&self.seq)
+            .map(|sync| sync.waiting.iter().cloned().collect())
+            .unwrap_or_default();
+        missing.sort();
+        missing
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        self.cache.syncs().remove(&self.seq);
+    }
+}
+
+/// No code panics while holding these locks; a poisoned map is still consistent.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl db::listen::Subscriber for SessionCache {
@@ -218,9 +405,20 @@ impl db::listen::Subscriber for SessionCache {
         self.set_listening(true);
     }
 
-    fn notified(&self, payload: &str) {
-        // Not ours to read: stale is never safe, so drop all.
-        self.invalidate(Scope::parse(payload).unwrap_or(Scope::All));
+    fn notified(&self, payload: &str) -> Option<String> {
+        let me = self.listener_name();
+        match Message::parse(payload) {
+            Some(Message::Stale(scope)) => self.drop_stale(scope),
+            // Everything sent before it has been read: confirm.
+            Some(Message::Sync { seq, origin }) if origin != me => {
+                return Some(format!("a:{seq}:{origin}:{me}"));
+            }
+            Some(Message::Ack { seq, origin, from }) if origin == me => self.confirmed(seq, from),
+            Some(Message::Sync { .. } | Message::Ack { .. }) => {}
+            // Not ours to read: stale is never safe, so drop all.
+            None => self.drop_stale(Scope::All),
+        }
+        None
     }
 
     fn disconnected(&self) {
@@ -240,6 +438,7 @@ mod tests {
     use super::*;
     use crate::accounts::User;
     use crate::auth::session::Session;
+    use crate::db::listen::Subscriber;
     use crate::rbac::Access;
 
     fn entry(user_id: i64) -> Entry {
@@ -271,16 +470,98 @@ mod tests {
 
     #[test]
     fn payloads_are_read_strictly() {
-        assert_eq!(Scope::parse("*"), Some(Scope::All));
-        assert_eq!(Scope::parse("u:42"), Some(Scope::User(42)));
-        for bad in ["", "u:", "u:x", "42", "x:1", "**"] {
-            assert_eq!(Scope::parse(bad), None, "{bad}");
+        let a = "gatehouse-cache-listener-0badf00d-00000001";
+        let b = "gatehouse-cache-listener-0badf00d-00000002";
+        assert_eq!(Message::parse("*"), Some(Message::Stale(Scope::All)));
+        assert_eq!(
+            Message::parse("u:42"),
+            Some(Message::Stale(Scope::User(42)))
+        );
+        assert_eq!(
+            Message::parse(&format!("s:7:{a}")),
+            Some(Message::Sync { seq: 7, origin: a })
+        );
+        assert_eq!(
+            Message::parse(&format!("a:7:{a}:{b}")),
+            Some(Message::Ack {
+                seq: 7,
+                origin: a,
+                from: b
+            })
+        );
+        for bad in [
+            "",
+            "u:",
+            "u:x",
+            "u:1:2",
+            "42",
+            "x:1",
+            "**",
+            "*:1",
+            "s:1",
+            "s:x:gatehouse-cache-listener-1",
+            "s:1:someone",
+            &format!("s:1:{a}:{b}"),
+            &format!("a:1:{a}"),
+            &format!("a:1:{a}:{b}:x"),
+        ] {
+            assert_eq!(Message::parse(bad), None, "{bad}");
         }
     }
 
     #[test]
+    fn syncs_are_answered_by_others_and_complete_when_all_have() {
+        let cache = SessionCache::new(None);
+        let me = cache.listener_name().to_owned();
+        let other = "gatehouse-cache-listener--0000000f";
+        // Another instance's sync is answered, this instance's own is not.
+        assert_eq!(
+            cache.notified(&format!("s:3:{other}")),
+            Some(format!("a:3:{other}:{me}"))
+        );
+        assert_eq!(cache.notified(&format!("s:3:{me}")), None);
+
+        // A sync of this instance completes when the last listener has answered.
+        let (done, mut confirmed) = oneshot::channel();
+        cache.syncs().insert(
+            9,
+            Sync {
+                waiting: [other.to_owned(), format!("{other}0")].into(),
+                done,
+            },
+        );
+        assert_eq!(cache.notified(&format!("a:9:{me}:{other}")), None);
+        assert!(confirmed.try_recv().is_err());
+        // Answers to someone else's sync are not counted.
+        cache.notified(&format!("a:9:{other}:{other}0"));
+        assert!(confirmed.try_recv().is_err());
+        cache.notified(&format!("a:9:{me}:{other}0"));
+        assert_eq!(confirmed.try_recv(), Ok(()));
+        assert!(cache.syncs().is_empty());
+    }
+
+    #[test]
+    fn a_lost_listener_ends_the_waits() {
+        let cache = SessionCache::new(None);
+        cache.set_listening(true);
+        let (done, mut confirmed) = oneshot::channel();
+        cache.syncs().insert(
+            1,
+            Sync {
+                waiting: ["gatehouse-cache-listener--00000001".to_owned()].into(),
+                done,
+            },
+        );
+        cache.set_listening(false);
+        assert!(matches!(
+            confirmed.try_recv(),
+            Err(oneshot::error::TryRecvError::Closed)
+        ));
+    }
+
+    #[test]
     fn nothing_is_cached_or_served_while_the_listener_is_down() {
-        let cache = SessionCache::default();
+        let cache = SessionCache::new(None);
         cache.insert("a".into(), entry(1), cache.generation());
         assert!(cache.get("a").is_none());
 
@@ -297,13 +578,13 @@ mod tests {
 
     #[test]
     fn invalidation_drops_the_users_entries_and_stale_reads() {
-        let cache = SessionCache::default();
+        let cache = SessionCache::new(None);
         cache.set_listening(true);
         let generation = cache.generation();
         cache.insert("a1".into(), entry(1), generation);
         cache.insert("a2".into(), entry(1), generation);
         cache.insert("b".into(), entry(2), generation);
-        cache.invalidate(Scope::User(1));
+        cache.drop_stale(Scope::User(1));
         assert!(cache.get("a1").is_none() && cache.get("a2").is_none());
         assert!(cache.get("b").is_some());
 
@@ -311,7 +592,7 @@ mod tests {
         cache.insert("a1".into(), entry(1), generation);
         assert!(cache.get("a1").is_none());
 
-        cache.invalidate(Scope::All);
+        cache.drop_stale(Scope::All);
         assert!(cache.get("b").is_none());
     }
 }

@@ -5,6 +5,10 @@
 //! has gone quiet is asked to answer every [`PING_EVERY`]: one that does not answer
 //! within [`PING_TIMEOUT`] (a half-open connection, a server that stopped without
 //! closing it) counts as lost, instead of being trusted until TCP notices.
+//!
+//! The connection takes its name (`application_name`) only once it listens, so that
+//! whoever finds it in `pg_stat_activity` knows it hears every notification sent from
+//! then on; a subscriber may answer a notification with one of its own on the channel.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -24,8 +28,9 @@ pub const PING_TIMEOUT: Duration = Duration::from_secs(5);
 pub trait Subscriber {
     /// Listening (again): notifications sent before now may have been missed.
     fn connected(&self);
-    /// One notification on the channel.
-    fn notified(&self, payload: &str);
+    /// One notification on the channel; what it returns is sent on the channel in
+    /// answer, from this connection.
+    fn notified(&self, payload: &str) -> Option<String>;
     /// No longer listening, until the next [`Subscriber::connected`].
     fn disconnected(&self);
 }
@@ -64,7 +69,20 @@ pub async fn listen(
                             }
                         }
                         received = listener.try_recv() => match received {
-                            Ok(Some(notification)) => subscriber.notified(notification.payload()),
+                            Ok(Some(notification)) => {
+                                let Some(answer) = subscriber.notified(notification.payload()) else {
+                                    continue;
+                                };
+                                let sent = sqlx::query("SELECT pg_notify($1, $2)")
+                                    .bind(channel)
+                                    .bind(answer)
+                                    .execute(&mut listener)
+                                    .await;
+                                if let Err(e) = sent {
+                                    tracing::warn!(channel, error = %e, "listener cannot answer");
+                                    break;
+                                }
+                            }
                             Ok(None) => break,
                             Err(e) => {
                                 tracing::warn!(channel, error = %e, "listener failed");
@@ -86,9 +104,7 @@ pub async fn listen(
 }
 
 async fn connect(database_url: &str, name: &str, channel: &str) -> Result<PgListener, sqlx::Error> {
-    let options = PgConnectOptions::from_str(database_url)?
-        .application_name(name)
-        .disable_statement_logging();
+    let options = PgConnectOptions::from_str(database_url)?.disable_statement_logging();
     let pool = PgPoolOptions::new()
         .max_connections(1)
         .connect_with(options)
@@ -96,5 +112,9 @@ async fn connect(database_url: &str, name: &str, channel: &str) -> Result<PgList
     // The listener keeps the pool's one connection; the pool goes with the listener.
     let mut listener = PgListener::connect_with(&pool).await?;
     listener.listen(channel).await?;
+    sqlx::query("SELECT set_config('application_name', $1, false)")
+        .bind(name)
+        .execute(&mut listener)
+        .await?;
     Ok(listener)
 }

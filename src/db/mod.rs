@@ -33,6 +33,9 @@ pub enum Backend {
 pub struct Db {
     pool: AnyPool,
     backend: Backend,
+    /// PostgreSQL: the database and schema the tables live in (`test.gh_test_…`), which
+    /// tells this deployment's instances from others sharing the server.
+    namespace: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -93,7 +96,7 @@ impl Db {
         } else {
             Backend::Postgres
         };
-        let pool = match backend {
+        let (pool, namespace) = match backend {
             Backend::Sqlite => {
                 let options = sqlite_options(url)?;
                 create_parent_folder(&options)?;
@@ -102,7 +105,7 @@ impl Db {
                 let mut conn = options.connect().await?;
                 SQLITE_MIGRATIONS.run(&mut conn).await?;
                 conn.close().await?;
-                AnyPoolOptions::new()
+                let pool = AnyPoolOptions::new()
                     .max_connections(8)
                     .acquire_timeout(Duration::from_secs(5))
                     .after_connect(|conn, _| {
@@ -118,21 +121,32 @@ impl Db {
                         })
                     })
                     .connect(&sqlite_url(url))
-                    .await?
+                    .await?;
+                (pool, String::new())
             }
             Backend::Postgres => {
                 let options = PgConnectOptions::from_str(url)?;
                 let mut conn = options.connect().await?;
                 POSTGRES_MIGRATIONS.run(&mut conn).await?;
+                let namespace: String = sqlx::query_scalar(
+                    "SELECT current_database() || '.' || COALESCE(current_schema(), '')",
+                )
+                .fetch_one(&mut conn)
+                .await?;
                 conn.close().await?;
-                AnyPoolOptions::new()
+                let pool = AnyPoolOptions::new()
                     .max_connections(16)
                     .acquire_timeout(Duration::from_secs(5))
                     .connect(url)
-                    .await?
+                    .await?;
+                (pool, namespace)
             }
         };
-        let db = Self { pool, backend };
+        let db = Self {
+            pool,
+            backend,
+            namespace,
+        };
         crate::rbac::seed_builtin(&db).await?;
         Ok(db)
     }
@@ -154,6 +168,11 @@ impl Db {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// On PostgreSQL, `database.schema` of the tables; empty on SQLite.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
     }
 
     /// Whether the database answers a trivial query within two seconds.

@@ -94,8 +94,9 @@ impl db::listen::Subscriber for BoardEvents {
         self.announce(Change::Any);
     }
 
-    fn notified(&self, payload: &str) {
+    fn notified(&self, payload: &str) -> Option<String> {
         self.announce(payload.parse().map_or(Change::Any, Change::Board));
+        None
     }
 
     fn disconnected(&self) {}

@@ -61,7 +61,7 @@ pub async fn assign_role(
         record_role_change(&mut tx, caller, origin, &user, &role, true).await?;
     }
     tx.commit().await?;
-    state.sessions.invalidate(Scope::User(user.id));
+    state.sessions.invalidate(Scope::User(user.id)).await;
     Ok(())
 }
 
@@ -118,7 +118,7 @@ pub async fn remove_role(
         record_role_change(&mut tx, caller, origin, &user, &role, false).await?;
     }
     tx.commit().await?;
-    state.sessions.invalidate(Scope::User(user.id));
+    state.sessions.invalidate(Scope::User(user.id)).await;
     Ok(())
 }
 
@@ -176,7 +176,7 @@ pub async fn set_disabled(
         .await?;
     }
     tx.commit().await?;
-    state.sessions.invalidate(Scope::User(user.id));
+    state.sessions.invalidate(Scope::User(user.id)).await;
     Ok(())
 }
 
@@ -207,7 +207,7 @@ pub async fn end_sessions(
     )
     .await?;
     tx.commit().await?;
-    state.sessions.invalidate(Scope::User(user.id));
+    state.sessions.invalidate(Scope::User(user.id)).await;
     Ok(())
 }
 
@@ -231,7 +231,7 @@ pub async fn create_role(
     )
     .await?;
     tx.commit().await?;
-    state.sessions.invalidate(Scope::All);
+    state.sessions.invalidate(Scope::All).await;
     Ok((id, name))
 }
 
@@ -273,7 +273,7 @@ pub async fn delete_role(
     )
     .await?;
     tx.commit().await?;
-    state.sessions.invalidate(Scope::All);
+    state.sessions.invalidate(Scope::All).await;
     Ok(())
 }
 
@@ -351,7 +351,7 @@ pub async fn set_role_permission(
         .await?;
     }
     tx.commit().await?;
-    state.sessions.invalidate(Scope::All);
+    state.sessions.invalidate(Scope::All).await;
     Ok(())
 }
 
@@ -389,7 +389,7 @@ pub async fn rename_role(
     )
     .await?;
     tx.commit().await?;
-    state.sessions.invalidate(Scope::All);
+    state.sessions.invalidate(Scope::All).await;
     Ok(name)
 }
 
@@ -428,7 +428,7 @@ pub async fn create_permission(
     )
     .await?;
     tx.commit().await?;
-    state.sessions.invalidate(Scope::All);
+    state.sessions.invalidate(Scope::All).await;
     Ok((id, name))
 }
 
@@ -483,7 +483,7 @@ pub async fn rename_permission(
     )
     .await?;
     tx.commit().await?;
-    state.sessions.invalidate(Scope::All);
+    state.sessions.invalidate(Scope::All).await;
     Ok(name)
 }
 
@@ -508,7 +508,7 @@ pub async fn delete_permission(
     )
     .await?;
     tx.commit().await?;
-    state.sessions.invalidate(Scope::All);
+    state.sessions.invalidate(Scope::All).await;
     Ok(())
 }
 
@@ -535,7 +535,7 @@ pub async fn revoke_user_session(
     if !revoke_own_session(&state.db, user.id, session_id).await? {
         return Err(AppError::not_found("Session not found"));
     }
-    state.sessions.invalidate(Scope::User(user.id));
+    state.sessions.invalidate(Scope::User(user.id)).await;
     state.activity.record(
         LogEntry::admin(
             format!("session {session_id} of user {} ended", user.id),

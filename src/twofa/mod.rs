@@ -393,7 +393,8 @@ pub async fn enable(
     tx.commit().await?;
     state
         .sessions
-        .invalidate(crate::auth::cache::Scope::User(user.id));
+        .invalidate(crate::auth::cache::Scope::User(user.id))
+        .await;
     Ok(Some(codes))
 }
 
@@ -434,7 +435,8 @@ pub async fn disable(
     tx.commit().await?;
     state
         .sessions
-        .invalidate(crate::auth::cache::Scope::User(user.id));
+        .invalidate(crate::auth::cache::Scope::User(user.id))
+        .await;
     Ok(true)
 }
 

@@ -2,8 +2,8 @@
 //! balancer runs them, with the default settings: what one instance changes holds on
 //! the other at its very next request, the throttle keeps one count whichever
 //! instance a guess reaches, and each queued email is sent once however many
-//! instances drain the outbox. (`cache.rs` repeats the session checks with the
-//! session cache on; `throttle.rs` has the Redis backend.)
+//! instances drain the outbox. (`cache.rs` repeats the session checks and shows they
+//! were answered from the session cache; `throttle.rs` has the Redis backend.)
 
 use std::collections::HashMap;
 
