@@ -29,8 +29,9 @@
 //!   and the raw hash use the server's hash concurrency, one per CPU;
 //! - `BENCH_CLIENT_THREADS`: threads of the load generator (default: one per CPU);
 //! - `BENCH_DATABASE_URL`: a PostgreSQL URL to run over instead of SQLite, in a fresh
-//!   schema that is dropped afterwards; measuring starts once the session cache's
-//!   listener is connected, as it is in a running service;
+//!   schema that is dropped afterwards. On either, measuring starts once the session
+//!   cache is trusted (its listener connected, its change log followed), as it is in a
+//!   running service; `SESSION_CACHE=off` measures without it;
 //! - `RUST_LOG`: the server's log filter. The default here is `warn`, so the per-request
 //!   `info` line production writes is not included; `RUST_LOG=info cargo bench --bench
 //!   http 2>/dev/null` includes its cost without measuring a terminal.
@@ -46,7 +47,7 @@ use axum::http::{header, HeaderMap, Method, Request, StatusCode};
 use gatehouse::app::{self, AppState};
 use gatehouse::auth::session;
 use gatehouse::config::{Config, LogFormat, Vars};
-use gatehouse::db::{Backend, Db};
+use gatehouse::db::Db;
 use gatehouse::telemetry;
 use hdrhistogram::Histogram;
 use http_body_util::{BodyExt, Full};
@@ -200,7 +201,7 @@ fn main() {
         ),
     ];
 
-    print_preamble(&settings, hashers, server.state.db.backend());
+    print_preamble(&settings, hashers, &server.state);
     for round in 1..=settings.rounds {
         eprintln!("round {round} of {}", settings.rounds);
         // Every other round runs backwards, so that no phase always follows the same
@@ -261,7 +262,10 @@ impl Server {
                 "gatehouse-bench-secret-key-0123456789abc".to_owned(),
             ),
             ("MAIL_BACKEND", "log".to_owned()),
-            ("SESSION_CACHE", "on".to_owned()),
+            (
+                "SESSION_CACHE",
+                std::env::var("SESSION_CACHE").unwrap_or_else(|_| "on".to_owned()),
+            ),
         ]);
         let config = Config::from_vars(&vars).expect("the benchmark's configuration");
         let db = Db::connect(config.database_url.expose_secret())
@@ -272,7 +276,7 @@ impl Server {
         let task = tokio::spawn(app::serve(state.clone(), listener, async {
             let _ = stopped.await;
         }));
-        if state.db.backend() == Backend::Postgres {
+        if state.config.session_cache {
             state.sessions.until_trusted().await;
         }
         Self {
@@ -828,8 +832,17 @@ fn stat_ticks(stat: &str) -> Option<u64> {
     Some(utime + stime)
 }
 
-fn print_preamble(settings: &Settings, hashers: usize, backend: Backend) {
-    println!("Gatehouse HTTP benchmark: {backend:?}, server and load generator in one process");
+fn print_preamble(settings: &Settings, hashers: usize, state: &AppState) {
+    let cache = if state.config.session_cache {
+        "on"
+    } else {
+        "off"
+    };
+    println!(
+        "Gatehouse HTTP benchmark: {:?}, session cache {cache}, server and load generator \
+         in one process",
+        state.db.backend()
+    );
     if cfg!(debug_assertions) {
         println!("WARNING: debug build; run `cargo bench --bench http` for release figures");
     }

@@ -33,7 +33,7 @@ use crate::auth::password::PasswordHasher;
 use crate::auth::policy::Policy::Public;
 use crate::auth::policy::Routes;
 use crate::config::Config;
-use crate::db::{Backend, Db};
+use crate::db::{self, Backend, Db};
 use crate::error::{AppError, ErrorBody};
 use crate::logs::ActivityLog;
 use crate::mail::Mailer;
@@ -346,16 +346,19 @@ pub async fn serve(
         state.activity.clone(),
         stop_rx.clone(),
     ));
-    // Without the listener (SQLite, or the cache not asked for) the session cache is
-    // never trusted.
-    let cache_task =
-        (state.config.session_cache && state.db.backend() == Backend::Postgres).then(|| {
-            tokio::spawn(auth::cache::listen(
-                state.sessions.clone(),
-                state.config.database_url.expose_secret().to_owned(),
-                stop_rx.clone(),
-            ))
-        });
+    // With the cache turned off, nothing makes it trusted, so it is never used.
+    let cache_task = match state.db.backend() {
+        _ if !state.config.session_cache => None,
+        Backend::Sqlite => {
+            auth::cache::follow(&state.sessions, state.config.database_url.expose_secret()).await;
+            None
+        }
+        Backend::Postgres => Some(tokio::spawn(auth::cache::listen(
+            state.sessions.clone(),
+            state.config.database_url.expose_secret().to_owned(),
+            stop_rx.clone(),
+        ))),
+    };
     // On SQLite one instance's announcements are all there is; on PostgreSQL every
     // instance hears every change through the board trigger's NOTIFY.
     let board_task = (state.db.backend() == Backend::Postgres).then(|| {
@@ -497,6 +500,11 @@ async fn maintenance(state: AppState, mut stop: watch::Receiver<bool>) {
         }
         if let Err(e) = state.throttle.prune().await {
             tracing::warn!(error = %e, "pruning throttle counts failed");
+        }
+        if state.db.backend() == Backend::Sqlite {
+            if let Err(e) = db::changes::prune(state.db.pool()).await {
+                tracing::warn!(error = %e, "pruning the session cache's change log failed");
+            }
         }
         if let Some(days) = state.config.log_retention_days {
             match logs::store::prune(&state.db, days).await {

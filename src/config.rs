@@ -97,9 +97,8 @@ pub struct Config {
     pub trusted_proxies: Vec<IpNet>,
     pub mail: MailConfig,
     pub require_email_verification: bool,
-    /// Answer authenticated requests from memory on PostgreSQL (see
-    /// docs/performance.md); on by default, `SESSION_CACHE=off` reads the database on
-    /// every request. SQLite always reads the database.
+    /// Answer authenticated requests from memory (see docs/performance.md); on by
+    /// default, `SESSION_CACHE=off` reads the database on every request.
     pub session_cache: bool,
     pub totp_issuer: String,
     pub log_format: LogFormat,

@@ -19,19 +19,25 @@
 //! not answer within [`SETTLE_TIMEOUT`] is named in a warning and not waited for.
 //!
 //! The cache is trusted only while that listener is connected: before it first
-//! connects, while it is reconnecting, and always on SQLite (whose many instances on
-//! one file would have no way to tell each other), every request reads the database.
-//! A reconnected listener may have missed notifications, so it empties the cache first.
+//! connects and while it is reconnecting, every request reads the database. A
+//! reconnected listener may have missed notifications, so it empties the cache first.
+//!
+//! SQLite has no notifications; there, triggers record each change in a table that
+//! every request checks for news, at the cost of one read of SQLite's WAL-index header
+//! while nothing was committed (see [`db::changes`]). Nothing travels, so there is
+//! nothing to wait for either: a change is seen by the very next request of every
+//! instance on the file.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use tokio::sync::{oneshot, watch};
 
 use super::session::Authenticated;
+use crate::db::changes::{Caught, Changes};
 use crate::db::{self, Db};
 
 /// The channel the triggers notify on.
@@ -131,6 +137,7 @@ impl SessionCache {
                 peers: format!("{LISTENER_NAME}-{tables}-"),
                 listener_name: format!("{LISTENER_NAME}-{tables}-{:08x}", rand::random::<u32>()),
                 db,
+                changes: OnceLock::new(),
                 syncs: Mutex::default(),
                 next_sync: AtomicU64::new(0),
                 maps: Mutex::default(),
@@ -151,6 +158,8 @@ struct Inner {
     peers: String,
     /// Where changes ask the other instances to confirm them; see [`SessionCache::new`].
     db: Option<Db>,
+    /// On SQLite, the change log the cache follows instead of a listener.
+    changes: OnceLock<Changes>,
     /// This instance's syncs still waiting for answers, by sequence number.
     syncs: Mutex<HashMap<u64, Sync>>,
     next_sync: AtomicU64,
@@ -200,6 +209,31 @@ impl SessionCache {
     /// The `application_name` of this instance's listener connection.
     pub fn listener_name(&self) -> &str {
         &self.inner.listener_name
+    }
+
+    /// On SQLite, drops what other connections changed since the last request; to be
+    /// called before [`Self::get`]. While the change log cannot be read, everything is
+    /// dropped at every request, so the cache holds nothing it could not check.
+    pub async fn catch_up(&self) {
+        let Some(changes) = self.inner.changes.get() else {
+            return;
+        };
+        if changes.quiet() {
+            return;
+        }
+        match changes.catch_up().await {
+            Ok(Caught::Nothing) => {}
+            Ok(Caught::Users(users)) => {
+                for user in users {
+                    self.drop_stale(Scope::User(user));
+                }
+            }
+            Ok(Caught::Everything) => self.drop_stale(Scope::All),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the session cache's change log");
+                self.drop_stale(Scope::All);
+            }
+        }
     }
 
     /// The cached resolution of a token hash, if the cache is trusted and holds one.
@@ -304,15 +338,28 @@ impl SessionCache {
                 return;
             }
         };
+        self.sync(db, peers.into_iter().collect()).await;
+    }
+
+    /// Waits until this instance has read every change committed before the call, for
+    /// whoever changed the database behind the service's back (an operator, a test)
+    /// and must not race the notification: on PostgreSQL, until a sync sent now comes
+    /// back through this instance's own listener (notifications arrive in commit
+    /// order); on SQLite, the change log is read as the next request would.
+    pub async fn caught_up(&self) {
+        self.catch_up().await;
+        if let Some(db) = self.inner.db.as_ref().filter(|_| self.trusted()) {
+            let me = self.listener_name().to_owned();
+            self.sync(db, [me].into()).await;
+        }
+    }
+
+    /// Sends a sync and waits until the listeners `waiting` have answered it (this
+    /// instance's own by reading it), or [`SETTLE_TIMEOUT`] has passed.
+    async fn sync(&self, db: &Db, waiting: HashSet<String>) {
         let seq = self.inner.next_sync.fetch_add(1, Ordering::Relaxed);
         let (done, confirmed) = oneshot::channel();
-        self.syncs().insert(
-            seq,
-            Sync {
-                waiting: peers.into_iter().collect(),
-                done,
-            },
-        );
+        self.syncs().insert(seq, Sync { waiting, done });
         let pending = Pending { cache: self, seq };
         let sent = sqlx::query("SELECT pg_notify($1, $2)")
             .bind(CHANNEL)
@@ -320,7 +367,7 @@ impl SessionCache {
             .execute(db.pool())
             .await;
         if let Err(e) = sent {
-            tracing::warn!(error = %e, "cannot ask the other instances to confirm a session change");
+            tracing::warn!(error = %e, "cannot send a session cache sync");
             return;
         }
         match tokio::time::timeout(SETTLE_TIMEOUT, confirmed).await {
@@ -413,8 +460,10 @@ impl db::listen::Subscriber for SessionCache {
             Some(Message::Sync { seq, origin }) if origin != me => {
                 return Some(format!("a:{seq}:{origin}:{me}"));
             }
+            // This instance's own sync: everything before it has been read here.
+            Some(Message::Sync { seq, .. }) => self.confirmed(seq, me),
             Some(Message::Ack { seq, origin, from }) if origin == me => self.confirmed(seq, from),
-            Some(Message::Sync { .. } | Message::Ack { .. }) => {}
+            Some(Message::Ack { .. }) => {}
             // Not ours to read: stale is never safe, so drop all.
             None => self.drop_stale(Scope::All),
         }
@@ -423,6 +472,21 @@ impl db::listen::Subscriber for SessionCache {
 
     fn disconnected(&self) {
         self.set_listening(false);
+    }
+}
+
+/// Follows the change log of the SQLite database at `database_url` from now on; until
+/// this succeeds, the cache is not trusted.
+pub async fn follow(cache: &SessionCache, database_url: &str) {
+    match Changes::open(database_url).await {
+        Ok(changes) => {
+            if cache.inner.changes.set(changes).is_ok() {
+                cache.set_listening(true);
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "session cache off: cannot follow the database's changes")
+        }
     }
 }
 

@@ -103,6 +103,7 @@ pub async fn resolve(
     // Writing on every request would serialise all reads behind the database's
     // writer; the idle clock only needs a resolution well under the idle timeout.
     let touch_every = (secs(config.session_idle_timeout) / 4).min(60);
+    cache.catch_up().await;
     if let Some(entry) = cache.get(&hash) {
         if entry.expires_at <= now {
             cache.forget(&hash);

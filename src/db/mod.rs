@@ -16,6 +16,7 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{AnyPool, ConnectOptions, Connection, Executor};
 
+pub mod changes;
 pub mod count;
 pub mod listen;
 
@@ -44,6 +45,8 @@ pub enum DbError {
     Sqlx(#[from] sqlx::Error),
     #[error("migrations: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("cannot read SQLite's WAL index: {0}")]
+    Changes(std::io::Error),
     #[error("cannot create the database folder {path}: {source}")]
     Folder {
         path: String,

@@ -250,6 +250,7 @@ async fn usernames_and_emails_are_unique_ignoring_case(backend: Backend) {
     )
     .execute(app.state.db.pool())
     .await;
+    app.state.sessions.caught_up().await;
     assert!(direct.is_err());
 
     // Concurrent signups for one name: exactly one wins.
@@ -392,6 +393,7 @@ async fn unverified_and_disabled_accounts_cannot_log_in(backend: Backend) {
         .execute(app.state.db.pool())
         .await
         .unwrap();
+    app.state.sessions.caught_up().await;
     // The live session dies with the account, at once.
     expect_error(
         app.get("/current_user_details").await,
@@ -631,6 +633,7 @@ async fn password_change_needs_proof_and_ends_other_sessions(backend: Backend) {
         .execute(app.state.db.pool())
         .await
         .unwrap();
+    app.state.sessions.caught_up().await;
     let new_password = "Harbor-Quartz-77-Meadow";
     let res = app
         .post(

@@ -53,6 +53,7 @@ async fn two_instances_agree_on_sessions_roles_and_throttling(backend: Backend) 
     gatehouse::rbac::grant_role(a.state.db.pool(), root, "Super Admin")
         .await
         .unwrap();
+    a.state.sessions.caught_up().await;
     a.verified_user("sam").await;
     let b = beside(&a, backend, &[]).await;
 

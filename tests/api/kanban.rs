@@ -112,6 +112,7 @@ async fn user(app: &TestApp, username: &str, extra_role: Option<&str>) -> Browse
         gatehouse::rbac::grant_role(app.state.db.pool(), browser.user_id, role)
             .await
             .unwrap();
+        app.state.sessions.caught_up().await;
     }
     browser
 }
@@ -705,6 +706,7 @@ async fn reading_needs_view_dashboard_and_writing_needs_edit(backend: Backend) {
         .execute(app.state.db.pool())
         .await
         .unwrap();
+    app.state.sessions.caught_up().await;
     for path in &reads {
         expect_error(reader.get(path).await, StatusCode::FORBIDDEN).await;
     }

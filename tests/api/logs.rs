@@ -45,6 +45,7 @@ async fn logs_record_access_and_auth_events_with_visibility_rules(backend: Backe
     gatehouse::rbac::grant_role(app.state.db.pool(), id, "Admin")
         .await
         .unwrap();
+    app.state.sessions.caught_up().await;
 
     app.verified_user("plain").await;
     let bad = app
@@ -129,6 +130,7 @@ async fn log_filters_and_csv_export(backend: Backend) {
     gatehouse::rbac::grant_role(app.state.db.pool(), id, "Admin")
         .await
         .unwrap();
+    app.state.sessions.caught_up().await;
     for _ in 0..3 {
         app.post(
             "/login",
@@ -193,6 +195,7 @@ async fn deep_pages_of_a_large_log(backend: Backend) {
     gatehouse::rbac::grant_role(app.state.db.pool(), id, "Admin")
         .await
         .unwrap();
+    app.state.sessions.caught_up().await;
     // A generated volume, inserted in SQL (both backends).
     const ROWS: i64 = 200_000;
     sqlx::query(&format!(

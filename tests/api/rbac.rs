@@ -38,6 +38,7 @@ async fn grant(app: &TestApp, username: &str, role: &str) {
     gatehouse::rbac::grant_role(app.state.db.pool(), id, role)
         .await
         .unwrap();
+    app.state.sessions.caught_up().await;
 }
 
 async fn every_route_enforces_its_declared_policy(backend: Backend) {
@@ -48,6 +49,7 @@ async fn every_route_enforces_its_declared_policy(backend: Backend) {
         .execute(app.state.db.pool())
         .await
         .unwrap();
+    app.state.sessions.caught_up().await;
     let anonymous = new_client();
     let table = gatehouse::app::routes();
     let mut seen = std::collections::HashSet::new();
@@ -408,6 +410,7 @@ async fn no_escalation_for_a_user_manager(backend: Backend) {
         .execute(app.state.db.pool())
         .await
         .unwrap();
+    app.state.sessions.caught_up().await;
     grant(&app, "manager", "UserManager").await;
 
     // Allowed: reading, and handing out roles within its own powers.
@@ -615,6 +618,7 @@ async fn user_listing_pages_and_searches(backend: Backend) {
     .execute(app.state.db.pool())
     .await
     .unwrap();
+    app.state.sessions.caught_up().await;
     let page: Value = json(app.get("/admin/users/details?page=2&per_page=50").await).await;
     assert_eq!(page["total"], 121);
     assert_eq!(page["total_estimated"], false);
@@ -804,6 +808,7 @@ async fn refusals_each_route_documents(backend: Backend) {
         .execute(app.state.db.pool())
         .await
         .unwrap();
+    app.state.sessions.caught_up().await;
     grant(&app, "keeper", "Keeper").await;
     let editors = role_id(&app, "Editors").await;
 

@@ -39,6 +39,7 @@ async fn admin(app: &TestApp, name: &str) {
     gatehouse::rbac::grant_role(app.state.db.pool(), id, "Super Admin")
         .await
         .unwrap();
+    app.state.sessions.caught_up().await;
 }
 
 async fn control_characters_are_refused_naming_the_field(backend: Backend) {

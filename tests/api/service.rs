@@ -264,6 +264,7 @@ async fn sessions_expire_absolutely_and_when_idle(backend: Backend) {
         .execute(app.state.db.pool())
         .await
         .unwrap();
+    app.state.sessions.caught_up().await;
     expect_error(
         app.get("/current_user_details").await,
         StatusCode::UNAUTHORIZED,
@@ -276,6 +277,7 @@ async fn sessions_expire_absolutely_and_when_idle(backend: Backend) {
         .execute(app.state.db.pool())
         .await
         .unwrap();
+    app.state.sessions.caught_up().await;
     assert_eq!(
         app.get("/current_user_details").await.status(),
         StatusCode::OK

@@ -49,6 +49,7 @@ pub(super) async fn grant(app: &TestApp, username: &str, role: &str) {
     gatehouse::rbac::grant_role(app.state.db.pool(), id, role)
         .await
         .unwrap();
+    app.state.sessions.caught_up().await;
 }
 
 async fn an_administrator_manages_users_without_javascript(backend: Backend) {
@@ -881,6 +882,7 @@ async fn the_user_list_pages_by_key_in_every_order(backend: Backend) {
     .execute(app.state.db.pool())
     .await
     .unwrap();
+    app.state.sessions.caught_up().await;
     let mut w = signed_in(&app, "boss").await;
     let names = |html: &str| -> Vec<String> {
         html.split("\">Pager")

@@ -100,6 +100,7 @@ async fn an_auditor_sees_the_service_in_figures_and_charts(backend: Backend) {
         .execute(app.state.db.pool())
         .await
         .unwrap();
+    app.state.sessions.caught_up().await;
     for days_ago in [1, 1, 5] {
         auth_event(&app, days_ago, "INFO", "login ok", "192.0.2.1").await;
     }

@@ -35,6 +35,7 @@ async fn user_with(app: &TestApp, username: &str, role: Option<&str>) -> i64 {
         gatehouse::rbac::grant_role(app.state.db.pool(), id, role)
             .await
             .unwrap();
+        app.state.sessions.caught_up().await;
     }
     id
 }
@@ -329,6 +330,7 @@ async fn a_reader_reads_and_is_refused_changes(backend: Backend) {
         .execute(app.state.db.pool())
         .await
         .unwrap();
+    app.state.sessions.caught_up().await;
     for path in [
         "/ui/boards".to_owned(),
         format!("/ui/boards/{board}"),
