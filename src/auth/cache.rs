@@ -42,8 +42,9 @@ use crate::db::{self, Db};
 
 /// The channel the triggers notify on.
 const CHANNEL: &str = "gatehouse_cache";
-/// Past this many entries the cache starts over rather than grow without bound.
-const MAX_ENTRIES: usize = 200_000;
+/// Entries at most (about a kilobyte each: the user's fields, roles and permissions);
+/// past this, each new entry pushes out an arbitrary one.
+const MAX_ENTRIES: usize = 50_000;
 /// The start of the listener's `application_name`, which names its connection to
 /// operators and to the other instances; see [`SessionCache::new`].
 const LISTENER_NAME: &str = "gatehouse-cache-listener";
@@ -180,6 +181,21 @@ struct Maps {
     by_user: HashMap<i64, Vec<String>>,
 }
 
+impl Maps {
+    fn remove(&mut self, token_hash: &str) {
+        let Some(entry) = self.entries.remove(token_hash) else {
+            return;
+        };
+        let user_id = entry.auth.user.id;
+        if let Some(hashes) = self.by_user.get_mut(&user_id) {
+            hashes.retain(|hash| hash != token_hash);
+            if hashes.is_empty() {
+                self.by_user.remove(&user_id);
+            }
+        }
+    }
+}
+
 impl SessionCache {
     fn maps(&self) -> MutexGuard<'_, Maps> {
         lock(&self.inner.maps)
@@ -264,9 +280,10 @@ impl SessionCache {
         if self.generation() != generation {
             return;
         }
-        if maps.entries.len() >= MAX_ENTRIES {
-            maps.entries.clear();
-            maps.by_user.clear();
+        if maps.entries.len() >= MAX_ENTRIES && !maps.entries.contains_key(&token_hash) {
+            if let Some(victim) = maps.entries.keys().next().cloned() {
+                maps.remove(&victim);
+            }
         }
         let user_id = entry.auth.user.id;
         if maps.entries.insert(token_hash.clone(), entry).is_none() {
@@ -283,7 +300,7 @@ impl SessionCache {
 
     /// Forgets one entry, e.g. one found expired.
     pub fn forget(&self, token_hash: &str) {
-        self.maps().entries.remove(token_hash);
+        self.maps().remove(token_hash);
     }
 
     /// Drops what `scope` made stale, here and on every other instance. Called once
@@ -658,5 +675,25 @@ mod tests {
 
         cache.drop_stale(Scope::All);
         assert!(cache.get("b").is_none());
+    }
+
+    #[test]
+    fn a_full_cache_pushes_out_one_entry_and_forgets_cleanly() {
+        let cache = SessionCache::new(None);
+        cache.set_listening(true);
+        for i in 0..MAX_ENTRIES as i64 + 10 {
+            cache.insert(format!("t{i}"), entry(i % 1000), cache.generation());
+        }
+        let maps = cache.maps();
+        assert_eq!(maps.entries.len(), MAX_ENTRIES);
+        let indexed: usize = maps.by_user.values().map(Vec::len).sum();
+        assert_eq!(indexed, MAX_ENTRIES, "every entry indexed by its user once");
+        drop(maps);
+
+        cache.forget("t5");
+        cache.forget("t5");
+        let maps = cache.maps();
+        let indexed: usize = maps.by_user.values().map(Vec::len).sum();
+        assert_eq!(indexed, maps.entries.len());
     }
 }
