@@ -526,6 +526,11 @@ mod tests {
         assert_eq!(hasher.inner.release_if_idle(last_used + IDLE_RELEASE), None);
         assert_eq!(kept(&hasher), 0);
         assert!(!hasher.inner.memory.lock().unwrap().release_pending);
+        // New memory is reserved past glibc's mmap threshold, so that freeing it unmaps it.
+        let fresh = hasher.inner.take_memory(19 * 1024);
+        assert_eq!(fresh.len(), 19 * 1024);
+        assert!(fresh.capacity() * std::mem::size_of::<Block>() > 32 * 1024 * 1024);
+        drop(fresh);
         // Hashing again works with new memory, keeps it, and asks for a new release.
         assert!(hasher.verify("Correct-Horse-9", Some(&ours)).await.unwrap());
         assert_eq!(kept(&hasher), 1);
