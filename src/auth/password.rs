@@ -4,14 +4,17 @@
 //! blocking thread pool, never on the async workers, and a semaphore bounds how many
 //! hashes run at once: a flood of logins queues instead of exhausting memory. The work
 //! memory of a finished hash is kept for the next one (at most one per permit) rather
-//! than freed: freed 19 MiB blocks stayed in the allocator's per-thread arenas, so a
-//! wave of logins left the process hundreds of MiB larger.
+//! than allocated anew per login, and released once hashing has been idle for
+//! [`IDLE_RELEASE`], so that a server back at rest is back at its idle size; each is
+//! allocated so that freeing it really gives it back to the system ([`RESERVED_BLOCKS`]).
+//! docs/performance.md has the measurements behind both.
 //!
 //! Accounts imported from the old Flask service keep their Werkzeug hashes until their
 //! first successful sign-in (see [`legacy`]); they are verified here too, under
 //! the same semaphore, and reported as needing a rehash.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
 
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{Output, ParamsString, PasswordHash, Salt, SaltString};
@@ -26,6 +29,18 @@ const MEMORY_KIB: u32 = 19 * 1024;
 const ITERATIONS: u32 = 2;
 const PARALLELISM: u32 = 1;
 
+/// Kept work memory is freed once no hash has finished for this long: long enough that
+/// a stream of logins keeps reusing it, short enough that a flood's memory is gone
+/// soon after the flood.
+pub const IDLE_RELEASE: Duration = Duration::from_secs(5);
+
+/// Work memory is reserved at least this large (in 1 KiB blocks) so that glibc's
+/// allocator maps it on its own and unmaps it when it is freed. It carves smaller
+/// blocks, up to its adaptive threshold of at most 32 MiB, from per-thread arenas that
+/// keep them once freed: the 19 MiB a hash needs stayed resident after every flood.
+/// Only the blocks the hash touches become resident; the rest is address space.
+const RESERVED_BLOCKS: usize = 33 * 1024;
+
 #[derive(Clone)]
 pub struct PasswordHasher {
     inner: Arc<Inner>,
@@ -34,8 +49,7 @@ pub struct PasswordHasher {
 struct Inner {
     argon: Argon2<'static>,
     permits: Semaphore,
-    /// Work memory of finished hashes, for the next ones; never more than the permits.
-    memory: Mutex<Vec<Vec<Block>>>,
+    memory: Mutex<Pool>,
     max_concurrent: usize,
     /// Verified against when the account does not exist, so that an unknown user
     /// costs the same time as a wrong password.
@@ -50,14 +64,18 @@ impl PasswordHasher {
         let mut inner = Inner {
             argon,
             permits: Semaphore::new(max_concurrent),
-            memory: Mutex::new(Vec::with_capacity(max_concurrent)),
+            memory: Mutex::new(Pool {
+                idle: Vec::with_capacity(max_concurrent),
+                last_used: Instant::now(),
+                release_pending: false,
+            }),
             max_concurrent,
             dummy_hash: String::new(),
         };
         inner.dummy_hash = inner.hash_phc(b"no such account")?;
         // An idle server holds no work memory: the pool fills with the first logins.
         if let Ok(pool) = inner.memory.get_mut() {
-            pool.clear();
+            pool.idle.clear();
         }
         Ok(Self {
             inner: Arc::new(inner),
@@ -124,9 +142,28 @@ impl PasswordHasher {
             .map_err(AppError::internal)?;
         let inner = Arc::clone(&self.inner);
         let span = Span::current();
-        tokio::task::spawn_blocking(move || span.in_scope(|| work(&inner)))
+        let result = tokio::task::spawn_blocking(move || span.in_scope(|| work(&inner)))
             .await
-            .map_err(AppError::internal)?
+            .map_err(AppError::internal)?;
+        if self.inner.schedule_release() {
+            tokio::spawn(release_when_idle(Arc::downgrade(&self.inner)));
+        }
+        result
+    }
+}
+
+/// Frees the pooled work memory once hashing has been idle for [`IDLE_RELEASE`]; ends
+/// then, or when the hasher is gone. Holds no strong reference while it waits.
+async fn release_when_idle(inner: Weak<Inner>) {
+    loop {
+        let wait = match inner.upgrade() {
+            Some(inner) => inner.release_if_idle(Instant::now()),
+            None => None,
+        };
+        match wait {
+            Some(wait) => tokio::time::sleep(wait).await,
+            None => return,
+        }
     }
 }
 
@@ -193,20 +230,65 @@ impl Inner {
 
     fn take_memory(&self, blocks: usize) -> Vec<Block> {
         let pooled = self.memory.lock().ok().and_then(|mut pool| {
-            let at = pool.iter().position(|m| m.len() == blocks)?;
-            Some(pool.swap_remove(at))
+            let at = pool.idle.iter().position(|m| m.len() == blocks)?;
+            Some(pool.idle.swap_remove(at))
         });
-        pooled.unwrap_or_else(|| vec![Block::default(); blocks])
+        pooled.unwrap_or_else(|| {
+            let mut memory = Vec::with_capacity(blocks.max(RESERVED_BLOCKS));
+            memory.resize(blocks, Block::default());
+            memory
+        })
     }
 
     /// Keeps `memory` for the next hash, unless as many are kept as may run at once.
     fn give_back(&self, memory: Vec<Block>) {
         if let Ok(mut pool) = self.memory.lock() {
-            if pool.len() < self.max_concurrent {
-                pool.push(memory);
+            pool.last_used = Instant::now();
+            if pool.idle.len() < self.max_concurrent {
+                pool.idle.push(memory);
             }
         }
     }
+
+    /// Whether a release task must be started: memory is kept and no task is waiting
+    /// to release it. The caller starts one when told so.
+    fn schedule_release(&self) -> bool {
+        let Ok(mut pool) = self.memory.lock() else {
+            return false;
+        };
+        let start = !pool.release_pending && !pool.idle.is_empty();
+        pool.release_pending |= start;
+        start
+    }
+
+    /// Frees the kept memory if no hash has finished since [`IDLE_RELEASE`] before
+    /// `now`, and returns `None`: the release task is done. Otherwise returns how long
+    /// to wait before asking again.
+    fn release_if_idle(&self, now: Instant) -> Option<Duration> {
+        let freed = {
+            let Ok(mut pool) = self.memory.lock() else {
+                return None;
+            };
+            let idle_for = now.saturating_duration_since(pool.last_used);
+            if idle_for < IDLE_RELEASE && !pool.idle.is_empty() {
+                return Some(IDLE_RELEASE - idle_for);
+            }
+            pool.release_pending = false;
+            std::mem::take(&mut pool.idle)
+        };
+        // Freed outside the lock: returning 19 MiB blocks to the system is not free.
+        drop(freed);
+        None
+    }
+}
+
+/// Work memory of finished hashes, for the next ones; never more than the permits.
+struct Pool {
+    idle: Vec<Vec<Block>>,
+    /// When a hash last gave its memory back.
+    last_used: Instant,
+    /// Whether a task is waiting to release the memory once it has been idle long enough.
+    release_pending: bool,
 }
 
 /// The outcome of checking a password against a stored hash.
@@ -424,7 +506,35 @@ mod tests {
         for check in checks {
             assert!(check.await.unwrap().unwrap());
         }
-        assert!(hasher.inner.memory.lock().unwrap().len() <= 2);
+        let kept = |hasher: &PasswordHasher| hasher.inner.memory.lock().unwrap().idle.len();
+        assert!((1..=2).contains(&kept(&hasher)));
+        assert!(hasher.inner.memory.lock().unwrap().release_pending);
+        assert!(
+            !hasher.inner.schedule_release(),
+            "one release task at a time"
+        );
+
+        // What the release task does when it wakes: too early, nothing is freed and it
+        // is told how long to wait; once hashing has been idle long enough, the memory
+        // is freed and the task ends.
+        let last_used = hasher.inner.memory.lock().unwrap().last_used;
+        let wait = hasher
+            .inner
+            .release_if_idle(last_used + Duration::from_secs(1));
+        assert_eq!(wait, Some(IDLE_RELEASE - Duration::from_secs(1)));
+        assert!((1..=2).contains(&kept(&hasher)));
+        assert_eq!(hasher.inner.release_if_idle(last_used + IDLE_RELEASE), None);
+        assert_eq!(kept(&hasher), 0);
+        assert!(!hasher.inner.memory.lock().unwrap().release_pending);
+        // New memory is reserved past glibc's mmap threshold, so that freeing it unmaps it.
+        let fresh = hasher.inner.take_memory(19 * 1024);
+        assert_eq!(fresh.len(), 19 * 1024);
+        assert!(fresh.capacity() * std::mem::size_of::<Block>() > 32 * 1024 * 1024);
+        drop(fresh);
+        // Hashing again works with new memory, keeps it, and asks for a new release.
+        assert!(hasher.verify("Correct-Horse-9", Some(&ours)).await.unwrap());
+        assert_eq!(kept(&hasher), 1);
+        assert!(hasher.inner.memory.lock().unwrap().release_pending);
     }
 
     /// The two hashes of the old service's reference database and Werkzeug's pbkdf2
