@@ -26,6 +26,7 @@ use std::time::Duration;
 
 use tokio::sync::{watch, Notify};
 
+use super::store::Totals;
 use super::{Kind, LogEntry};
 use crate::db::{Backend, Db};
 
@@ -47,10 +48,12 @@ tokio::task_local! {
     static MUST_STORE: std::cell::Cell<u64>;
 }
 
-/// The handle requests log through; cheap to clone.
+/// The handle requests log through, and read this instance's exact totals from;
+/// cheap to clone.
 #[derive(Clone)]
 pub struct ActivityLog {
     shared: Arc<Shared>,
+    totals: Totals,
 }
 
 struct Shared {
@@ -91,7 +94,13 @@ impl ActivityLog {
                 settled: watch::Sender::new(0),
                 dropped: AtomicU64::new(0),
             }),
+            totals: Totals::default(),
         }
+    }
+
+    /// The exact totals this instance counted, which deep pages by number are read by.
+    pub fn totals(&self) -> &Totals {
+        &self.totals
     }
 
     /// Queues the entry without waiting. Inside a request ([`ActivityLog::scope`]) an

@@ -14,6 +14,7 @@ mod docs;
 mod import;
 mod instances;
 mod kanban;
+mod log_pages;
 mod logs;
 mod mail;
 mod openapi;
