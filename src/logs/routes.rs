@@ -243,7 +243,7 @@ async fn list(
     let before_id = before_id(query.before_id.as_deref())?;
     let (total, rows) = match before_id {
         Some(before) => (
-            store::count(&state.db, &filter).await?,
+            state.activity.totals().total(&state.db, &filter).await?,
             store::page_before(&state.db, &filter, before, per_page).await?,
         ),
         None => {

@@ -182,6 +182,10 @@ pub async fn count(db: &Db, filter: &Filter) -> Result<Total, sqlx::Error> {
 const RECOUNT_AFTER: Duration = Duration::from_secs(60);
 /// Filters whose exact totals an instance keeps, the least recently used dropped first.
 const TOTALS_KEPT: usize = 8;
+/// How long an estimated total (past [`db::count::EXACT_UP_TO`]) is reused: an
+/// estimate a second old is as good as a new one, and making one walks some 30,000
+/// index entries, most of what a first page of a large log costs.
+const ESTIMATE_REUSED_FOR: Duration = Duration::from_secs(1);
 
 /// The exact number of entries matching a filter, as counted at one moment.
 #[derive(Debug, Clone)]
@@ -226,9 +230,36 @@ impl Oldest {
 #[derive(Debug, Clone, Default)]
 pub struct Totals {
     kept: Arc<Mutex<Vec<Counted>>>,
+    /// Recent estimates, per filter.
+    estimates: Arc<Mutex<Vec<(Filter, Total, Instant)>>>,
 }
 
 impl Totals {
+    /// How many entries match: [`count`]'s answer, except that an estimate made in the
+    /// last [`ESTIMATE_REUSED_FOR`] is given again. Exact totals are always counted.
+    pub async fn total(&self, db: &Db, filter: &Filter) -> Result<Total, sqlx::Error> {
+        let reused = self.estimates.lock().ok().and_then(|mut estimates| {
+            estimates.retain(|(_, _, at)| at.elapsed() < ESTIMATE_REUSED_FOR);
+            estimates
+                .iter()
+                .find(|(f, _, _)| f == filter)
+                .map(|(_, total, _)| *total)
+        });
+        if let Some(total) = reused {
+            return Ok(total);
+        }
+        let total = count(db, filter).await?;
+        if !total.exact {
+            if let Ok(mut estimates) = self.estimates.lock() {
+                if estimates.len() >= TOTALS_KEPT {
+                    estimates.remove(0);
+                }
+                estimates.push((filter.clone(), total, Instant::now()));
+            }
+        }
+        Ok(total)
+    }
+
     /// The filter's exact total now, when this instance counted it in the last
     /// [`RECOUNT_AFTER`] and no counted entry has been pruned since: the count plus
     /// the matches with a higher id than any counted.
@@ -252,13 +283,30 @@ impl Totals {
         };
         let mut w = Where::new(filter);
         w.conditions.push(format!("id > {}", counted.highest));
-        let sql = format!("SELECT COUNT(*) FROM {table} {}", w.sql());
-        let arrived: i64 = w
-            .bind(sqlx::query(&sql))
-            .fetch_one(db.pool())
-            .await?
-            .try_get(0)?;
-        Ok(Some(counted.count + arrived))
+        let sql = format!("SELECT COUNT(*), MAX(id) FROM {table} {}", w.sql());
+        let row = w.bind(sqlx::query(&sql)).fetch_one(db.pool()).await?;
+        let arrived: i64 = row.try_get(0)?;
+        let newest: Option<i64> = row.try_get(1)?;
+        let total = counted.count + arrived;
+        // What arrived is counted in from now on, so that the next range starts past
+        // it rather than growing with everything logged until the recount.
+        if let Some(newest) = newest {
+            self.fold(filter, total, newest);
+        }
+        Ok(Some(total))
+    }
+
+    /// Adds what arrived up to `newest` to the filter's kept count, if it is still kept.
+    fn fold(&self, filter: &Filter, count: i64, newest: i64) {
+        let Ok(mut kept) = self.kept.lock() else {
+            return;
+        };
+        if let Some(counted) = kept.iter_mut().find(|c| &c.filter == filter) {
+            if newest > counted.highest {
+                counted.count = count;
+                counted.highest = newest;
+            }
+        }
     }
 
     /// Counts every match, keeps the count and returns it. One statement, so the
@@ -325,7 +373,7 @@ pub async fn page_at(
 ) -> Result<(Total, Vec<LogRow>), sqlx::Error> {
     let mut total = match totals.current(db, filter).await? {
         Some(value) => Total { value, exact: true },
-        None => count(db, filter).await?,
+        None => totals.total(db, filter).await?,
     };
     if !total.exact && offset > total.value / 2 {
         total = Total {

@@ -151,7 +151,11 @@ async fn logs_page(ctx: Ctx, Query(query): Query<LogQuery>) -> PageResult {
     let auth = caller(&ctx)?;
     let filter = filter(auth, &query)?;
     let before = before_id(query.before_id.as_deref())?;
-    let total = store::count(&ctx.state.db, &filter)
+    let total = ctx
+        .state
+        .activity
+        .totals()
+        .total(&ctx.state.db, &filter)
         .await
         .map_err(AppError::from)?;
     let entries = store::page_before(&ctx.state.db, &filter, before.unwrap_or(i64::MAX), PER_PAGE)
