@@ -38,6 +38,9 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+#[path = "schema.rs"]
+mod schema;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -54,7 +57,6 @@ use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use secrecy::ExposeSecret;
-use sqlx::Connection as _;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Runtime;
 use tokio::sync::oneshot;
@@ -255,7 +257,7 @@ impl Server {
             .expect("a loopback port to listen on");
         let addr = listener.local_addr().expect("the listening address");
         let database_url = match std::env::var("BENCH_DATABASE_URL") {
-            Ok(url) if !url.is_empty() => fresh_schema(&url).await,
+            Ok(url) if !url.is_empty() => schema::fresh(&url, "gh_bench").await.0,
             _ => format!("sqlite://{}", dir.path().join("gatehouse.db").display()),
         };
         let vars = Vars::from_pairs([
@@ -303,38 +305,8 @@ impl Server {
             Ok(Err(e)) => eprintln!("the server panicked: {e}"),
             Err(_) => eprintln!("the server did not stop within 20 s"),
         }
-        if let Some((base, schema)) = self
-            .state
-            .config
-            .database_url
-            .expose_secret()
-            .split_once(SCHEMA_OPTION)
-        {
-            let mut conn = sqlx::PgConnection::connect(base.trim_end_matches(['?', '&']))
-                .await
-                .expect("a connection to drop the benchmark's schema");
-            sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
-                .execute(&mut conn)
-                .await
-                .expect("the benchmark's schema dropped");
-        }
+        schema::drop(self.state.config.database_url.expose_secret()).await;
     }
-}
-
-const SCHEMA_OPTION: &str = "options=-c%20search_path%3D";
-
-/// A new schema in the PostgreSQL database at `base`, and the URL that works in it.
-async fn fresh_schema(base: &str) -> String {
-    let schema = format!("gh_bench_{:08x}", rand::random::<u32>());
-    let mut conn = sqlx::PgConnection::connect(base)
-        .await
-        .expect("a connection to BENCH_DATABASE_URL");
-    sqlx::query(&format!("CREATE SCHEMA {schema}"))
-        .execute(&mut conn)
-        .await
-        .expect("the benchmark's schema");
-    let sep = if base.contains('?') { '&' } else { '?' };
-    format!("{base}{sep}{SCHEMA_OPTION}{schema}")
 }
 
 /// One request, as every client of a phase sends it.

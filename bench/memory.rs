@@ -32,6 +32,9 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+#[path = "schema.rs"]
+mod schema;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -44,7 +47,6 @@ use axum::http::{header, Method, Request, StatusCode};
 use gatehouse::db::Db;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
-use sqlx::Connection as _;
 use tokio::net::TcpStream;
 use tokio::sync::Barrier;
 
@@ -102,15 +104,9 @@ fn main() {
 
 async fn run(settings: Settings) {
     let dir = tempfile::tempdir().expect("a temporary folder");
-    let (database_url, schema) = match &settings.database {
-        Some(base) => {
-            let (url, schema) = fresh_schema(base).await;
-            (url, Some((base.clone(), schema)))
-        }
-        None => (
-            format!("sqlite://{}", dir.path().join("gatehouse.db").display()),
-            None,
-        ),
+    let database_url = match &settings.database {
+        Some(base) => schema::fresh(base, "gh_membench").await.0,
+        None => format!("sqlite://{}", dir.path().join("gatehouse.db").display()),
     };
     let addr = free_port();
     let env = server_env(&database_url, addr, dir.path());
@@ -232,9 +228,7 @@ async fn run(settings: Settings) {
     }
 
     server.stop();
-    if let Some((base, schema)) = schema {
-        drop_schema(&base, &schema).await;
-    }
+    schema::drop(&database_url).await;
 }
 
 fn verdict(met: bool) -> &'static str {
@@ -275,32 +269,6 @@ fn server_env(database_url: &str, addr: SocketAddr, dir: &Path) -> Vec<(String, 
 fn free_port() -> SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port");
     listener.local_addr().expect("the listening address")
-}
-
-const SCHEMA_OPTION: &str = "options=-c%20search_path%3D";
-
-/// A new schema in the PostgreSQL database at `base`, and the URL that works in it.
-async fn fresh_schema(base: &str) -> (String, String) {
-    let schema = format!("gh_membench_{:08x}", rand::random::<u32>());
-    let mut conn = sqlx::PgConnection::connect(base)
-        .await
-        .expect("a connection to BENCH_DATABASE_URL");
-    sqlx::query(&format!("CREATE SCHEMA {schema}"))
-        .execute(&mut conn)
-        .await
-        .expect("the benchmark's schema");
-    let sep = if base.contains('?') { '&' } else { '?' };
-    (format!("{base}{sep}{SCHEMA_OPTION}{schema}"), schema)
-}
-
-async fn drop_schema(base: &str, schema: &str) {
-    let mut conn = sqlx::PgConnection::connect(base)
-        .await
-        .expect("a connection to drop the benchmark's schema");
-    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
-        .execute(&mut conn)
-        .await
-        .expect("the benchmark's schema dropped");
 }
 
 async fn generated_usernames(database_url: &str) -> Vec<String> {
