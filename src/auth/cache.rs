@@ -333,7 +333,7 @@ impl SessionCache {
     /// change just committed. Without this instance's own listener no answer could
     /// arrive, so there is nothing to wait for; the triggers' notifications still go.
     async fn settle(&self) {
-        let Some(db) = self.inner.db.as_ref().filter(|_| self.trusted()) else {
+        let Some(db) = self.answerable() else {
             return;
         };
         // Read before the sync is sent: a listener found here was listening before
@@ -365,10 +365,16 @@ impl SessionCache {
     /// order); on SQLite, the change log is read as the next request would.
     pub async fn caught_up(&self) {
         self.catch_up().await;
-        if let Some(db) = self.inner.db.as_ref().filter(|_| self.trusted()) {
+        if let Some(db) = self.answerable() {
             let me = self.listener_name().to_owned();
             self.sync(db, [me].into()).await;
         }
+    }
+
+    /// Where to send a sync, on PostgreSQL while this instance's listener is connected
+    /// (and so can hear the answers).
+    fn answerable(&self) -> Option<&Db> {
+        self.inner.db.as_ref().filter(|_| self.trusted())
     }
 
     /// Sends a sync and waits until the listeners `waiting` have answered it (this

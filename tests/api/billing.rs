@@ -57,7 +57,6 @@ pub(crate) async fn user(app: &TestApp, name: &str, manager: bool) -> i64 {
             .execute(app.state.db.pool())
             .await
             .ok();
-        app.state.sessions.caught_up().await;
         sqlx::query(
             "INSERT INTO role_permissions (role_id, permission_id) \
              SELECT r.id, p.id FROM roles r, permissions p \
@@ -66,11 +65,7 @@ pub(crate) async fn user(app: &TestApp, name: &str, manager: bool) -> i64 {
         .execute(app.state.db.pool())
         .await
         .unwrap();
-        app.state.sessions.caught_up().await;
-        gatehouse::rbac::grant_role(app.state.db.pool(), id, "Billing")
-            .await
-            .unwrap();
-        app.state.sessions.caught_up().await;
+        app.grant(id, "Billing").await;
     }
     id
 }

@@ -379,8 +379,5 @@ async fn role_id(app: &TestApp, name: &str) -> i64 {
 
 async fn grant(app: &TestApp, username: &str, role: &str) {
     let id = user_id(app, username).await;
-    gatehouse::rbac::grant_role(app.state.db.pool(), id, role)
-        .await
-        .unwrap();
-    app.state.sessions.caught_up().await;
+    app.grant(id, role).await;
 }

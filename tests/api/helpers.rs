@@ -292,6 +292,16 @@ impl TestApp {
         link_in(&message)
     }
 
+    /// Gives the user `role` directly in the database, as an operator would, and waits
+    /// until this instance's session cache has seen the change (see
+    /// `SessionCache::caught_up`).
+    pub async fn grant(&self, user_id: i64, role: &str) {
+        gatehouse::rbac::grant_role(self.state.db.pool(), user_id, role)
+            .await
+            .unwrap();
+        self.state.sessions.caught_up().await;
+    }
+
     pub async fn scalar(&self, sql: &str) -> i64 {
         sqlx::query_scalar(sql)
             .fetch_one(self.state.db.pool())

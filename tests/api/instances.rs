@@ -50,10 +50,7 @@ async fn two_instances_agree_on_sessions_roles_and_throttling(backend: Backend) 
     // outbox folder, which B's sender would otherwise race A's for.
     a.verified_user("root").await;
     let root = id_of(&a, "users", "username", "root").await;
-    gatehouse::rbac::grant_role(a.state.db.pool(), root, "Super Admin")
-        .await
-        .unwrap();
-    a.state.sessions.caught_up().await;
+    a.grant(root, "Super Admin").await;
     a.verified_user("sam").await;
     let b = beside(&a, backend, &[]).await;
 

@@ -109,10 +109,7 @@ async fn user(app: &TestApp, username: &str, extra_role: Option<&str>) -> Browse
     assert_eq!(res.status(), StatusCode::OK);
     let browser = log_in(app, username).await;
     if let Some(role) = extra_role {
-        gatehouse::rbac::grant_role(app.state.db.pool(), browser.user_id, role)
-            .await
-            .unwrap();
-        app.state.sessions.caught_up().await;
+        app.grant(browser.user_id, role).await;
     }
     browser
 }

@@ -23,9 +23,7 @@ async fn pages_by_number_equal_offset_from_both_ends(backend: Backend) {
     let reader = app
         .scalar("SELECT id FROM users WHERE username = 'reader'")
         .await;
-    gatehouse::rbac::grant_role(app.state.db.pool(), reader, "Admin")
-        .await
-        .unwrap();
+    app.grant(reader, "Admin").await;
     app.login("reader", crate::helpers::PASSWORD).await;
     // More entries than are counted exactly (10,000), over the generator's 60 days.
     gatehouse::seed::generate(&app.state.db, 20, 24_000)

@@ -42,10 +42,7 @@ async fn logs_record_access_and_auth_events_with_visibility_rules(backend: Backe
     let id = app
         .scalar("SELECT id FROM users WHERE username = 'auditor'")
         .await;
-    gatehouse::rbac::grant_role(app.state.db.pool(), id, "Admin")
-        .await
-        .unwrap();
-    app.state.sessions.caught_up().await;
+    app.grant(id, "Admin").await;
 
     app.verified_user("plain").await;
     let bad = app
@@ -127,10 +124,7 @@ async fn log_filters_and_csv_export(backend: Backend) {
     let id = app
         .scalar("SELECT id FROM users WHERE username = 'boss'")
         .await;
-    gatehouse::rbac::grant_role(app.state.db.pool(), id, "Admin")
-        .await
-        .unwrap();
-    app.state.sessions.caught_up().await;
+    app.grant(id, "Admin").await;
     for _ in 0..3 {
         app.post(
             "/login",
@@ -192,10 +186,7 @@ async fn deep_pages_of_a_large_log(backend: Backend) {
     let id = app
         .scalar("SELECT id FROM users WHERE username = 'reader'")
         .await;
-    gatehouse::rbac::grant_role(app.state.db.pool(), id, "Admin")
-        .await
-        .unwrap();
-    app.state.sessions.caught_up().await;
+    app.grant(id, "Admin").await;
     // A generated volume, inserted in SQL (both backends).
     const ROWS: i64 = 200_000;
     sqlx::query(&format!(

@@ -421,10 +421,7 @@ async fn every_documented_status_is_reachable() {
     let id = off
         .scalar("SELECT id FROM users WHERE username = 'root'")
         .await;
-    gatehouse::rbac::grant_role(off.state.db.pool(), id, "Super Admin")
-        .await
-        .unwrap();
-    off.state.sessions.caught_up().await;
+    off.grant(id, "Super Admin").await;
     let admin = Actor::logged_in(&off, "root").await;
     for op in ops.iter().filter(|op| op.needs_billing) {
         let body = if op.has_body {
@@ -486,10 +483,7 @@ mod recipes {
             let id = app
                 .scalar("SELECT id FROM users WHERE username = 'root'")
                 .await;
-            gatehouse::rbac::grant_role(app.state.db.pool(), id, "Super Admin")
-                .await
-                .unwrap();
-            app.state.sessions.caught_up().await;
+            app.grant(id, "Super Admin").await;
             app.verified_user("plain").await;
             app.verified_user("nobody").await;
             sqlx::query(
@@ -1591,10 +1585,7 @@ mod recipes {
         let root = app
             .scalar("SELECT id FROM users WHERE username = 'buyer'")
             .await;
-        gatehouse::rbac::grant_role(app.state.db.pool(), root, "Super Admin")
-            .await
-            .unwrap();
-        app.state.sessions.caught_up().await;
+        app.grant(root, "Super Admin").await;
         let product = json!({ "name": "Book" });
         let product = s
             .expect(

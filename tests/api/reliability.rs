@@ -36,10 +36,7 @@ async fn admin(app: &TestApp, name: &str) {
     let id = app
         .scalar(&format!("SELECT id FROM users WHERE username = '{name}'"))
         .await;
-    gatehouse::rbac::grant_role(app.state.db.pool(), id, "Super Admin")
-        .await
-        .unwrap();
-    app.state.sessions.caught_up().await;
+    app.grant(id, "Super Admin").await;
 }
 
 async fn control_characters_are_refused_naming_the_field(backend: Backend) {

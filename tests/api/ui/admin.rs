@@ -46,10 +46,7 @@ async fn linked(app: &TestApp, role: i64, permission: i64) -> bool {
 
 pub(super) async fn grant(app: &TestApp, username: &str, role: &str) {
     let id = id_of(app, username).await;
-    gatehouse::rbac::grant_role(app.state.db.pool(), id, role)
-        .await
-        .unwrap();
-    app.state.sessions.caught_up().await;
+    app.grant(id, role).await;
 }
 
 async fn an_administrator_manages_users_without_javascript(backend: Backend) {

@@ -32,10 +32,7 @@ async fn user_with(app: &TestApp, username: &str, role: Option<&str>) -> i64 {
         ))
         .await;
     if let Some(role) = role {
-        gatehouse::rbac::grant_role(app.state.db.pool(), id, role)
-            .await
-            .unwrap();
-        app.state.sessions.caught_up().await;
+        app.grant(id, role).await;
     }
     id
 }
