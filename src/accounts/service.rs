@@ -176,10 +176,7 @@ pub async fn login(
         Verdict::Mismatch
     };
     let user = match found {
-        Some((user, _)) if verdict.matches() => {
-            attempt.release(reservation).await?;
-            user
-        }
+        Some((user, _)) if verdict.matches() => user,
         other => {
             let mut entry = LogEntry::auth(Level::Warning, "login failed")
                 .origin(origin)
@@ -194,6 +191,31 @@ pub async fn login(
             ));
         }
     };
+    // The password is proven, so the attempt gives its slots back whatever comes next;
+    // a login that is done also forgets the name's failures, in the same statement.
+    let login = password_proven(state, origin, headers, known_device, user, body, verdict).await;
+    match &login {
+        Ok(Login::Done(_)) => {
+            attempt
+                .release_clearing(reservation, &throttle::LOGIN_ACCOUNT)
+                .await?
+        }
+        _ => attempt.release(reservation).await?,
+    }
+    login
+}
+
+/// The rest of a login whose password matched: the account's state, the second
+/// factor and the session.
+async fn password_proven(
+    state: &AppState,
+    origin: &Origin,
+    headers: &HeaderMap,
+    known_device: bool,
+    user: User,
+    body: &Credentials<'_>,
+    verdict: Verdict,
+) -> Result<Login, AppError> {
     if user.disabled {
         return Err(AppError::Forbidden(
             "account_disabled",
@@ -215,7 +237,6 @@ pub async fn login(
             Err(AppError::TwofaRequired) => return Ok(Login::SecondFactor(user)),
             other => other?,
         };
-    attempt.clear(&throttle::LOGIN_ACCOUNT).await?;
     start_session(state, origin, headers, user, second_factor).await
 }
 
@@ -232,8 +253,10 @@ async fn start_session(
         session::revoke_token(&state.db, old).await?;
         state.sessions.forget(&session::token_hash(old));
     }
-    let new = session::create(&state.db, &state.config, user.id, origin).await?;
-    let access = Access::load(state.db.pool(), user.id).await?;
+    let (new, access) = tokio::try_join!(
+        session::create(&state.db, &state.config, user.id, origin),
+        Access::load(state.db.pool(), user.id)
+    )?;
     let mut entry = LogEntry::auth(Level::Info, "login ok")
         .user(&user)
         .origin(origin);

@@ -200,9 +200,19 @@ impl Throttle {
     /// Counts an attempt as a failure before it is judged, unless the subject is
     /// blocked; see [`Attempt::reserve`].
     pub async fn reserve(&self, rule: &Rule, subject: &str) -> Result<Reserved, AppError> {
-        let now = now_ms();
+        self.reserve_at(rule, subject, now_ms()).await
+    }
+
+    /// [`Throttle::reserve`] as if the time were `now` (Unix milliseconds), so that a
+    /// test can walk a subject through its blocks without waiting them out.
+    pub async fn reserve_at(
+        &self,
+        rule: &Rule,
+        subject: &str,
+        now: i64,
+    ) -> Result<Reserved, AppError> {
         Ok(match &*self.inner {
-            Inner::Db(db) => store::reserve(db, rule, subject, now).await?,
+            Inner::Db(db) => store::reserve(db.pool(), rule, subject, now).await?,
             Inner::Redis(r) => r.reserve(rule, subject, now).await.map_err(redis_down)?,
         })
     }
@@ -416,6 +426,27 @@ impl<'a> Attempt<'a> {
                 .throttle
                 .release(rule, &subject, set_until_ms, previous_until_ms)
                 .await?;
+        }
+        Ok(())
+    }
+
+    /// Gives back the slots of a reservation and forgets the failures counted under
+    /// `rule`: the attempt succeeded and proved the subject. A slot of `rule` is not
+    /// given back first, since forgetting its row gives back everything.
+    pub async fn release_clearing(
+        &self,
+        reservation: Reservation,
+        rule: &'static Rule,
+    ) -> Result<(), AppError> {
+        for (held, subject, set_until_ms, previous_until_ms) in reservation.0 {
+            if std::ptr::eq(held, rule) {
+                self.state.throttle.clear(rule, &subject).await?;
+            } else {
+                self.state
+                    .throttle
+                    .release(held, &subject, set_until_ms, previous_until_ms)
+                    .await?;
+            }
         }
         Ok(())
     }

@@ -1,45 +1,75 @@
 //! The throttle state in the database, shared by every instance using it.
 
-use super::{delay_ms, Recorded, Reserved, Rule};
-use crate::db::Db;
+use std::sync::LazyLock;
 
-/// Counts one failure and, past the rule's free allowance, extends the block. The
-/// count is bumped by one upsert, so concurrent failures are all counted; the block
-/// only ever moves later.
+use super::{delay_ms, Recorded, Reserved, Rule};
+
+/// Counts one failure and, past the rule's free allowance, extends the block. One
+/// upsert counts and blocks, so concurrent failures are all counted; the block only
+/// ever moves later.
 pub async fn record(
     pool: &sqlx::AnyPool,
     rule: &Rule,
     subject: &str,
     now_ms: i64,
 ) -> Result<Recorded, sqlx::Error> {
-    let failures: i64 = sqlx::query_scalar(
-        "INSERT INTO throttle (scope, subject, failures, blocked_until_ms, updated_at_ms) \
-         VALUES ($1, $2, 1, 0, $3) ON CONFLICT (scope, subject) DO UPDATE SET \
-         failures = CASE WHEN throttle.updated_at_ms < $4 THEN 1 ELSE throttle.failures + 1 END, \
-         updated_at_ms = $3 RETURNING failures",
-    )
-    .bind(rule.scope)
-    .bind(subject)
-    .bind(now_ms)
-    .bind(now_ms - rule.window_ms)
-    .fetch_one(pool)
-    .await?;
-    let delay = delay_ms(rule, failures);
-    if delay > 0 {
-        sqlx::query(
-            "UPDATE throttle SET blocked_until_ms = CASE WHEN blocked_until_ms < $1 THEN $1 \
-             ELSE blocked_until_ms END WHERE scope = $2 AND subject = $3",
-        )
-        .bind(now_ms + delay)
-        .bind(rule.scope)
-        .bind(subject)
-        .execute(pool)
+    let (failures, _) = count_failure(&RECORD, rule, subject, now_ms)
+        .fetch_one(pool)
         .await?;
-    }
     Ok(Recorded {
         failures,
-        blocked_ms: delay,
+        blocked_ms: delay_ms(rule, failures),
     })
+}
+
+/// The upsert that counts one failure of a subject and moves its block to what
+/// [`delay_ms`] gives for the new count, if that is later; it returns the count and
+/// the block. `only_if` may add a `WHERE` on the row as it was, which, when false,
+/// leaves the row alone and returns nothing. Bound by [`count_failure`].
+fn count_failure_sql(only_if: &str) -> String {
+    // The SET expressions of an upsert all read the row as it was, so the block's
+    // expression works the new count out again itself.
+    const FAILURES: &str =
+        "(CASE WHEN throttle.updated_at_ms < $4 THEN 1 ELSE throttle.failures + 1 END)";
+    // `delay_ms` in SQL: the base doubled once per failure past the free allowance,
+    // at most 30 times, up to the cap. The shift count is cast because PostgreSQL
+    // shifts a bigint only by an integer.
+    let doublings =
+        format!("CAST(CASE WHEN {FAILURES} - $5 > 30 THEN 30 ELSE {FAILURES} - $5 END AS INTEGER)");
+    let until =
+        format!("$3 + (CASE WHEN ($6 << {doublings}) > $7 THEN $7 ELSE ($6 << {doublings}) END)");
+    format!(
+        "INSERT INTO throttle (scope, subject, failures, blocked_until_ms, updated_at_ms) \
+         VALUES ($1, $2, 1, $8, $3) ON CONFLICT (scope, subject) DO UPDATE SET \
+         failures = {FAILURES}, \
+         blocked_until_ms = CASE WHEN {FAILURES} < $5 OR {until} <= throttle.blocked_until_ms \
+         THEN throttle.blocked_until_ms ELSE {until} END, \
+         updated_at_ms = $3 {only_if} \
+         RETURNING failures, blocked_until_ms"
+    )
+}
+
+static RECORD: LazyLock<String> = LazyLock::new(|| count_failure_sql(""));
+static RESERVE: LazyLock<String> =
+    LazyLock::new(|| count_failure_sql("WHERE throttle.blocked_until_ms <= $3"));
+
+/// Binds [`RECORD`] or [`RESERVE`].
+fn count_failure<'q>(
+    sql: &'static str,
+    rule: &Rule,
+    subject: &'q str,
+    now_ms: i64,
+) -> sqlx::query::QueryAs<'q, sqlx::Any, (i64, i64), sqlx::any::AnyArguments<'q>> {
+    let first = delay_ms(rule, 1);
+    sqlx::query_as(sql)
+        .bind(rule.scope)
+        .bind(subject)
+        .bind(now_ms)
+        .bind(now_ms - rule.window_ms)
+        .bind(rule.free)
+        .bind(rule.base_ms)
+        .bind(rule.cap_ms)
+        .bind(if first > 0 { now_ms + first } else { 0 })
 }
 
 /// When the subject may try again (Unix milliseconds; 0 when never blocked).
@@ -83,62 +113,34 @@ pub async fn prune(
 }
 
 /// Counts an attempt as a failure before it is judged, unless the subject is blocked.
-/// The row is locked for the decision (PostgreSQL's upsert locks it, SQLite's
-/// `BEGIN IMMEDIATE` the whole database), so concurrent attempts are counted one
-/// after the other and no more of them than the rule allows get through.
+/// One upsert decides and counts, so concurrent attempts are counted one after the
+/// other (the row is locked for it: by PostgreSQL's upsert, by SQLite's single writer)
+/// and no more of them than the rule allows get through. A blocked row is left alone.
 pub async fn reserve(
-    db: &Db,
+    pool: &sqlx::AnyPool,
     rule: &Rule,
     subject: &str,
     now_ms: i64,
 ) -> Result<Reserved, sqlx::Error> {
-    let mut tx = db.begin().await?;
-    let (failures, blocked_until, updated_at): (i64, i64, i64) = sqlx::query_as(
-        "INSERT INTO throttle (scope, subject, failures, blocked_until_ms, updated_at_ms) \
-         VALUES ($1, $2, 0, 0, $3) ON CONFLICT (scope, subject) DO UPDATE SET \
-         scope = excluded.scope RETURNING failures, blocked_until_ms, updated_at_ms",
-    )
-    .bind(rule.scope)
-    .bind(subject)
-    .bind(now_ms)
-    .fetch_one(&mut *tx)
-    .await?;
-    if blocked_until > now_ms {
-        tx.commit().await?;
+    let counted = count_failure(&RESERVE, rule, subject, now_ms)
+        .fetch_optional(pool)
+        .await?;
+    let Some((failures, until)) = counted else {
         return Ok(Reserved::Blocked {
-            until_ms: blocked_until,
+            until_ms: blocked_until(pool, rule, subject).await?,
         });
-    }
-    let failures = if updated_at < now_ms - rule.window_ms {
-        1
-    } else {
-        failures + 1
     };
     let delay = delay_ms(rule, failures);
-    let until = if delay > 0 {
-        blocked_until.max(now_ms + delay)
-    } else {
-        blocked_until
-    };
-    sqlx::query(
-        "UPDATE throttle SET failures = $1, blocked_until_ms = $2, updated_at_ms = $3 \
-         WHERE scope = $4 AND subject = $5",
-    )
-    .bind(failures)
-    .bind(until)
-    .bind(now_ms)
-    .bind(rule.scope)
-    .bind(subject)
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
     Ok(Reserved::Counted {
         recorded: Recorded {
             failures,
             blocked_ms: delay,
         },
         set_until_ms: until,
-        previous_until_ms: blocked_until,
+        // A block this attempt started replaced one that had ended by `now_ms`; giving
+        // back `now_ms` restores "not blocked" for every later decision, which is all
+        // the old value meant.
+        previous_until_ms: if delay > 0 { now_ms } else { until },
     })
 }
 

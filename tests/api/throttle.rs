@@ -11,6 +11,8 @@ use reqwest::StatusCode;
 use secrecy::ExposeSecret;
 use serde_json::json;
 
+use gatehouse::throttle::{self, Reserved, Throttle};
+
 use crate::helpers::{expect_error, new_client, Backend, TestApp, PASSWORD};
 use crate::on_both_databases;
 
@@ -23,6 +25,7 @@ on_both_databases!(
     instances_share_the_count,
     concurrent_guesses_are_counted_before_they_are_judged,
     answers_do_not_tell_which_email_goes_with_a_name,
+    reservations_block_double_and_cap_by_the_rule,
 );
 
 async fn attempt(
@@ -488,4 +491,99 @@ async fn answers_do_not_tell_which_email_goes_with_a_name(backend: Backend) {
         let res = attempt(&app, &attacker, name, "Wrong-Guess-123!").await;
         expect_error(res, StatusCode::UNAUTHORIZED).await;
     }
+}
+
+/// One subject reserved over and over at chosen times: every reservation counts one
+/// failure; past the free allowance each starts a block that doubles up to the cap;
+/// while blocked nothing is counted; a lapsed window starts the count again (where the
+/// store keeps time itself: Redis lets the key expire instead); a released slot is
+/// given back with the block it started.
+async fn walk_the_rule(throttle: &Throttle, lapses: bool) {
+    let rule = &throttle::LOGIN_ACCOUNT;
+    let subject = format!("name:walk-{:016x}", rand::thread_rng().gen::<u64>());
+    let mut now = 1_800_000_000_000;
+    let mut capped = 0;
+    for failures in 1..=rule.free + 14 {
+        let Reserved::Counted {
+            recorded,
+            set_until_ms,
+            ..
+        } = throttle.reserve_at(rule, &subject, now).await.unwrap()
+        else {
+            panic!("failure {failures} refused at {now}");
+        };
+        let delay = throttle::delay_ms(rule, failures);
+        assert_eq!((recorded.failures, recorded.blocked_ms), (failures, delay));
+        if delay == 0 {
+            continue;
+        }
+        assert_eq!(set_until_ms, now + delay, "failure {failures}");
+        capped += i64::from(delay == rule.cap_ms);
+        match throttle
+            .reserve_at(rule, &subject, now + delay - 1)
+            .await
+            .unwrap()
+        {
+            Reserved::Blocked { until_ms } => assert_eq!(until_ms, now + delay),
+            other => panic!("counted while blocked: {other:?}"),
+        }
+        now += delay;
+    }
+    assert!(capped >= 3, "the cap was reached and held");
+
+    // A slot given back takes its block with it.
+    let Reserved::Counted {
+        set_until_ms,
+        previous_until_ms,
+        recorded,
+    } = throttle.reserve_at(rule, &subject, now).await.unwrap()
+    else {
+        panic!("refused after the block ended");
+    };
+    throttle
+        .release(rule, &subject, set_until_ms, previous_until_ms)
+        .await
+        .unwrap();
+    match throttle.reserve_at(rule, &subject, now).await.unwrap() {
+        Reserved::Counted {
+            recorded: again, ..
+        } => {
+            assert_eq!(again.failures, recorded.failures)
+        }
+        other => panic!("the released block still holds: {other:?}"),
+    }
+
+    if lapses {
+        let later = now + rule.cap_ms + rule.window_ms + 1;
+        match throttle.reserve_at(rule, &subject, later).await.unwrap() {
+            Reserved::Counted { recorded, .. } => {
+                assert_eq!((recorded.failures, recorded.blocked_ms), (1, 0))
+            }
+            other => panic!("refused after the window: {other:?}"),
+        }
+    }
+    throttle.clear(rule, &subject).await.unwrap();
+}
+
+async fn reservations_block_double_and_cap_by_the_rule(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    walk_the_rule(&app.state.throttle, true).await;
+}
+
+/// The same walk through Redis's scripts, so that both stores keep one rule.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_reservations_block_double_and_cap_by_the_rule() {
+    if local_redis().await.is_none() {
+        return;
+    }
+    let prefix = format!("gh_test_{:016x}:", rand::thread_rng().gen::<u64>());
+    let app = TestApp::spawn_with(
+        Backend::Sqlite,
+        &[
+            ("REDIS_URL", "redis://127.0.0.1:6379"),
+            ("REDIS_KEY_PREFIX", prefix.as_str()),
+        ],
+    )
+    .await;
+    walk_the_rule(&app.state.throttle, false).await;
 }
