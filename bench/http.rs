@@ -1,17 +1,20 @@
 //! The HTTP benchmark: `cargo bench --bench http`.
 //!
 //! Starts Gatehouse in this process on a loopback port over a fresh SQLite file, signs
-//! up one user, marks the email verified, makes them an Admin (creating boards needs
-//! `edit`) and logs in over HTTP. Then, phase by
-//! phase, a fixed number of clients each on its own keep-alive connection call one
-//! route as fast as answers come back: a warm-up that is thrown away, then a measured
-//! slice in which every latency goes into a histogram. In the same run, the server's
-//! own `PasswordHasher` verifies the user's password with no HTTP around it, with as
-//! many concurrent callers as the login phase has: the hash cost a login cannot go
-//! below. A phase calls the session lookup every authenticated request makes, with
-//! no HTTP around it, to show what the database alone allows. The last two are the
-//! old service's other measured workloads: the first page of the activity log
-//! (`GET /logs?page=1`) and creating a board (`POST /boards` with the CSRF header).
+//! up the benchmark user and a few more (the login phase's), marks their emails
+//! verified, makes the first an Admin (creating boards needs `edit`) and logs in over
+//! HTTP. Then, phase by phase, a fixed number of clients each on its own keep-alive
+//! connection call one route as fast as answers come back: a warm-up that is thrown
+//! away, then a measured slice in which every latency goes into a histogram. In the same run, the server's
+//! own `PasswordHasher` verifies the user's password with no HTTP around it, one caller
+//! per hash permit: the rate of hashes a login cannot beat. Logins run with two callers
+//! per permit, each as its own account, so that a permit is always wanted while
+//! another login waits for its database; and again with one caller per permit, where
+//! those waits leave a core idle. A phase calls the session lookup every authenticated
+//! request makes, with no HTTP around it, to show what the database alone allows. The
+//! last two are the old service's other measured workloads: the first page of the
+//! activity log (`GET /logs?page=1`) and creating a board (`POST /boards` with the
+//! CSRF header).
 //!
 //! The machine is shared (by the load generator, and by whatever else runs), so the
 //! phases take turns in rounds: each phase gets one slice per round and the figures add
@@ -25,8 +28,9 @@
 //! - `BENCH_SECONDS`: measured time per phase, over all rounds (default 5);
 //! - `BENCH_ROUNDS`: how many slices that time is cut into (default 5);
 //! - `BENCH_WARMUP_SECONDS`: the warm-up before each slice (default 1);
-//! - `BENCH_CONNECTIONS`: concurrent clients for the GET routes (default 16); login
-//!   and the raw hash use the server's hash concurrency, one per CPU;
+//! - `BENCH_CONNECTIONS`: concurrent clients for the GET routes (default 16); the raw
+//!   hash uses the server's hash concurrency (one per CPU), login twice that and once
+//!   more the same;
 //! - `BENCH_CLIENT_THREADS`: threads of the load generator (default: one per CPU);
 //! - `BENCH_DATABASE_URL`: a PostgreSQL URL to run over instead of SQLite, in a fresh
 //!   schema that is dropped afterwards. On either, measuring starts once the session
@@ -74,6 +78,9 @@ const HEALTHZ: &str = "GET /healthz";
 const CHECK_AUTH: &str = "GET /check_auth_status";
 const USER_DETAILS: &str = "GET /current_user_details";
 const LOGIN: &str = "POST /login";
+/// The same with one caller per hash permit: each login's database round trips leave
+/// its core idle, so this shows a login's latency more than the rate a server sustains.
+const LOGIN_PER_PERMIT: &str = "POST /login, 1 per permit";
 const LOG_PAGE: &str = "GET /logs";
 const BOARD: &str = "POST /boards";
 /// The old service's authenticated GETs per second, their p99, and logins per second.
@@ -151,9 +158,22 @@ fn main() {
     let server = rt.server.block_on(Server::start());
     let addr = server.addr;
 
-    rt.client.block_on(sign_up(addr));
-    // The database is reached from the server's runtime, where its pool lives.
-    rt.server.block_on(mark_verified(&server.state));
+    let hashers = server.state.config.max_concurrent_hashes;
+    // The login phase's callers are two per hash permit, each its own account, so that
+    // a hash permit is always wanted while another login waits for its database, and
+    // no account is throttled by its own concurrent logins.
+    let login_users: Vec<String> = (0..2 * hashers)
+        .map(|i| match i {
+            0 => USERNAME.to_owned(),
+            _ => format!("{USERNAME}{i}"),
+        })
+        .collect();
+    for user in &login_users {
+        rt.client.block_on(sign_up(addr, user));
+        // The database is reached from the server's runtime, where its pool lives.
+        rt.server.block_on(mark_verified(&server.state, user));
+    }
+    rt.server.block_on(make_admin(&server.state));
     let (token, csrf) = rt.client.block_on(log_in(addr));
     let stored_hash: String = rt
         .server
@@ -163,7 +183,6 @@ fn main() {
                 .fetch_one(server.state.db.pool()),
         )
         .expect("the benchmark user's password hash");
-    let hashers = server.state.config.max_concurrent_hashes;
 
     let get = |path: &'static str, token: Option<&str>| {
         Work::Http(Call {
@@ -186,7 +205,12 @@ fn main() {
         ),
         // Next to login, so that both see the same background load.
         Phase::new(HASH, hashers, Work::Hash(stored_hash)),
-        Phase::new(LOGIN, hashers, Work::Http(login_call())),
+        Phase::new(
+            LOGIN,
+            login_users.len(),
+            Work::HttpEach(login_users.iter().map(|u| login_call(u)).collect()),
+        ),
+        Phase::new(LOGIN_PER_PERMIT, hashers, Work::Http(login_call(USERNAME))),
         Phase::new(LOOKUP, conns, Work::Lookup(token.clone())),
         Phase::new(LOG_PAGE, conns, get("/logs?page=1", Some(&token))),
         Phase::new(
@@ -386,13 +410,13 @@ async fn call_once(addr: SocketAddr, call: &Call) -> (StatusCode, HeaderMap, Byt
         .unwrap_or_else(|e| panic!("{} {}: {e}", call.method, call.path))
 }
 
-/// Signs the benchmark user up over HTTP, as a real user would.
-async fn sign_up(addr: SocketAddr) {
+/// Signs a benchmark user up over HTTP, as a real user would.
+async fn sign_up(addr: SocketAddr, username: &str) {
     let body = serde_json::json!({
         "first_name": "Bench",
         "last_name": "User",
-        "username": USERNAME,
-        "email": format!("{USERNAME}@example.com"),
+        "username": username,
+        "email": format!("{username}@example.com"),
         "password": PASSWORD,
     });
     let signup = Call {
@@ -412,15 +436,18 @@ async fn sign_up(addr: SocketAddr) {
     );
 }
 
-/// Marks the user's email verified, as following the emailed link would, and makes
-/// them an Admin, whose `edit` permission creating boards needs.
-async fn mark_verified(state: &AppState) {
+/// Marks a user's email verified, as following the emailed link would.
+async fn mark_verified(state: &AppState, username: &str) {
     let verified = sqlx::query("UPDATE users SET email_verified = 1 WHERE username = $1")
-        .bind(USERNAME)
+        .bind(username)
         .execute(state.db.pool())
         .await
         .expect("marking the benchmark user verified");
     assert_eq!(verified.rows_affected(), 1, "the benchmark user exists");
+}
+
+/// Makes the benchmark user an Admin, whose `edit` permission creating boards needs.
+async fn make_admin(state: &AppState) {
     let id: i64 = sqlx::query_scalar("SELECT id FROM users WHERE username = $1")
         .bind(USERNAME)
         .fetch_one(state.db.pool())
@@ -431,15 +458,15 @@ async fn mark_verified(state: &AppState) {
         .expect("the benchmark user made an Admin");
 }
 
-/// The benchmark user's login, with a JSON body.
-fn login_call() -> Call {
+/// A benchmark user's login, with a JSON body.
+fn login_call(username: &str) -> Call {
     Call {
         method: Method::POST,
         path: "/login",
         cookie: None,
         csrf: None,
         body: Some(Bytes::from(
-            serde_json::json!({ "username_or_email": USERNAME, "password": PASSWORD }).to_string(),
+            serde_json::json!({ "username_or_email": username, "password": PASSWORD }).to_string(),
         )),
         expect: StatusCode::OK,
     }
@@ -447,7 +474,7 @@ fn login_call() -> Call {
 
 /// Logs in over HTTP and returns the `session` cookie's value and the CSRF token.
 async fn log_in(addr: SocketAddr) -> (String, String) {
-    let (status, headers, body) = call_once(addr, &login_call()).await;
+    let (status, headers, body) = call_once(addr, &login_call(USERNAME)).await;
     assert_eq!(
         status,
         StatusCode::OK,
@@ -550,6 +577,8 @@ impl Tally {
 enum Work {
     /// Send this request over HTTP.
     Http(Call),
+    /// Each caller sends its own request over HTTP: the n-th caller the n-th.
+    HttpEach(Vec<Call>),
     /// Verify the benchmark password against this stored hash with the server's hasher.
     Hash(String),
     /// Resolve this session token as the server does for every request carrying it.
@@ -608,8 +637,12 @@ fn run_slice(
         end: start + settings.slice,
     };
     let callers: Vec<JoinHandle<Tally>> = (0..phase.concurrency)
-        .map(|_| match &phase.work {
+        .map(|n| match &phase.work {
             Work::Http(call) => rt.client.spawn(http_caller(addr, call.clone(), window)),
+            Work::HttpEach(calls) => {
+                rt.client
+                    .spawn(http_caller(addr, calls[n % calls.len()].clone(), window))
+            }
             // The hasher and the session lookup run where the server runs them: on its
             // runtime, its blocking pool and its database pool.
             Work::Hash(stored) => {
@@ -837,9 +870,13 @@ fn print_preamble(settings: &Settings, hashers: usize, state: &AppState) {
         settings.measured().as_secs_f64(),
     );
     println!(
-        "callers: GET routes and session lookup {} keep-alive connections or tasks; login \
-         and raw hash {} (the server's hash concurrency)",
-        settings.connections, hashers
+        "callers: GET routes and session lookup {} keep-alive connections or tasks; raw hash \
+         {} (the server's hash concurrency); login {} (two per hash permit, each its own \
+         account) and, in its own phase, {}",
+        settings.connections,
+        hashers,
+        2 * hashers,
+        hashers
     );
     let logging = if settings.log_filter == "warn" {
         " (the per-request info line is off)"
@@ -958,6 +995,12 @@ fn print_results(settings: &Settings, phases: &[Phase]) {
         rate(LOGIN) / rate(HASH),
         overhead * 100.0,
         verdict(overhead < 0.10)
+    );
+    println!(
+        "  {LOGIN_PER_PERMIT} / {HASH} = {:.3}: {:+.1} % (one caller per permit: its database \
+         waits leave the core idle)",
+        rate(LOGIN_PER_PERMIT) / rate(HASH),
+        (rate(HASH) / rate(LOGIN_PER_PERMIT) - 1.0) * 100.0
     );
     if overhead < 0.0 {
         println!(
