@@ -376,9 +376,9 @@ const URI_TOO_LONG: &str = "The request URI is too long.";
 const HEADERS_TOO_LARGE: &str = "The request's header fields are too large.";
 
 /// Refuses an over-long URI (414) or oversized headers (431) with the contract's body.
-/// These limits sit well below the HTTP parser's own (64 KiB of URI, 1000 fields,
-/// about 400 KiB of header), whose refusals it sends by itself with an empty body,
-/// so that any client a proxy would let through meets these instead.
+/// These limits sit below the HTTP parser's own (64 KiB of URI, 128 fields, about
+/// 400 KiB of header), whose refusals it sends by itself with an empty body, so that
+/// a client a little over them meets these instead.
 pub async fn request_limits(req: Request, next: Next) -> Response {
     let page = is_page(req.uri().path());
     let uri_bytes = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
