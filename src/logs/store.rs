@@ -190,7 +190,7 @@ const ESTIMATE_REUSED_FOR: Duration = Duration::from_secs(1);
 /// so that the match at any rank is a walk of at most half this many matches from a
 /// kept id, whatever the depth: 10,000 ids (80 KB) for a view of ten million entries.
 /// Between two kept ids lie `MARK_EVERY` matches; for a filter read through the
-/// primary key (a time window, `kind`, `q`) that walk also reads the entries between
+/// primary key (a time window, `q`, a kind but `auth`) that walk also reads the entries between
 /// them that do not match, so a smaller step costs more memory but less per page.
 const MARK_EVERY: i64 = 1_000;
 /// A page by number deeper than this many entries from the newest (or past the middle
@@ -295,9 +295,13 @@ impl Oldest {
 }
 
 /// Whether the filter has an index that holds its matches in id order (a user, a
-/// level); the others are read in id order through the primary key.
+/// level, the authentication events of migration 0016); the others are read in id
+/// order through the primary key.
 fn in_id_order(filter: &Filter) -> bool {
-    filter.only_user_id.is_some() || filter.user.is_some() || filter.level.is_some()
+    filter.only_user_id.is_some()
+        || filter.user.is_some()
+        || filter.level.is_some()
+        || filter.kind == Some(Kind::Auth)
 }
 
 /// Whether the filter is a time window (`since`, `until` or both).
@@ -313,16 +317,19 @@ fn ends_in_the_past(filter: &Filter) -> bool {
 }
 
 /// The table as a read of the filter's matches in id order, from the newest, names
-/// it. SQLite, without statistics, reads `kind = 'auth'` through that kind's partial
-/// index (ordered by the dashboard's columns) and sorts every match for each page;
-/// the primary key, walked from the newest, finds a page among the first few thousand
-/// entries. (A time window stays on its index: it may lie far behind the newest
-/// entries. Reads between two ids written out need no telling: SQLite then walks the
-/// primary key's range by itself.)
+/// it. SQLite, without statistics, reads `kind = 'auth'` through the dashboard's
+/// partial index `activity_logs_auth`, which covers the page's columns but is ordered
+/// by message and time, and sorts every authentication event for each page; it is
+/// told to walk their ids' index instead. (A read between two ids written out needs no
+/// telling: SQLite then picks an index holding that range by itself.)
 fn in_order(backend: Backend, filter: &Filter) -> &'static str {
-    let auth_only = filter.kind == Some(Kind::Auth) && !windowed(filter) && !in_id_order(filter);
+    let auth_only = filter.kind == Some(Kind::Auth)
+        && !windowed(filter)
+        && filter.only_user_id.is_none()
+        && filter.user.is_none()
+        && filter.level.is_none();
     if backend == Backend::Sqlite && auth_only {
-        "activity_logs NOT INDEXED"
+        "activity_logs INDEXED BY activity_logs_auth_id"
     } else {
         "activity_logs"
     }
