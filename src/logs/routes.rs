@@ -44,7 +44,7 @@ pub fn routes() -> Routes {
 #[into_params(parameter_in = Query)]
 pub struct LogQuery {
     /// The page, from 1 (by offset from the newest entry; a deep page first counts the
-    /// view exactly, once a minute).
+    /// view exactly, at most once a minute).
     /// Past 9223372036854775 it reads as that.
     #[param(value_type = Option<i64>, minimum = 1, example = 1)]
     page: Option<String>,

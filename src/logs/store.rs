@@ -180,6 +180,18 @@ pub async fn count(db: &Db, filter: &Filter) -> Result<Total, sqlx::Error> {
 /// added to it by a short range count, but on PostgreSQL an id can commit after a
 /// higher one was counted, and only a recount sees it.
 const RECOUNT_AFTER: Duration = Duration::from_secs(60);
+/// The same on SQLite, where ids are handed out under the one writer's lock and so
+/// commit in order: nothing but a prune (which the oldest entry tells) makes a count
+/// wrong, and the bound only limits how long an unforeseen change (an operator's
+/// `DELETE`) could go unseen.
+const RECOUNT_AFTER_SQLITE: Duration = Duration::from_secs(600);
+
+fn recount_after(backend: Backend) -> Duration {
+    match backend {
+        Backend::Sqlite => RECOUNT_AFTER_SQLITE,
+        Backend::Postgres => RECOUNT_AFTER,
+    }
+}
 /// Filters whose exact totals an instance keeps, the least recently used dropped first.
 const TOTALS_KEPT: usize = 8;
 /// How long an estimated total (past [`db::count::EXACT_UP_TO`]) is reused: an
@@ -450,10 +462,11 @@ impl Totals {
     }
 
     /// The filter's exact count now, when this instance counted it in the last
-    /// [`RECOUNT_AFTER`] and no counted entry has been pruned since: the count plus
-    /// the matches with a higher id than any counted, with kept ids for them too.
+    /// [`RECOUNT_AFTER`] ([`RECOUNT_AFTER_SQLITE`]) and no counted entry has been
+    /// pruned since: the count plus the matches with a higher id than any counted,
+    /// with kept ids for them too.
     async fn current(&self, db: &Db, filter: &Filter) -> Result<Option<Counted>, sqlx::Error> {
-        let Some(counted) = self.kept(filter) else {
+        let Some(counted) = self.kept(db.backend(), filter) else {
             return Ok(None);
         };
         let row = sqlx::query(&format!("SELECT {OLDEST}"))
@@ -590,10 +603,10 @@ impl Totals {
     }
 
     /// The filter's count while it is young enough, marked as the most recently used.
-    fn kept(&self, filter: &Filter) -> Option<Counted> {
+    fn kept(&self, backend: Backend, filter: &Filter) -> Option<Counted> {
         // A poisoned lock only costs a recount.
         let mut kept = self.kept.lock().ok()?;
-        kept.retain(|c| c.at.elapsed() < RECOUNT_AFTER);
+        kept.retain(|c| c.at.elapsed() < recount_after(backend));
         let i = kept.iter().position(|c| &c.filter == filter)?;
         let counted = kept.remove(i);
         kept.push(counted.clone());
@@ -619,7 +632,8 @@ impl Totals {
 /// matches at any depth, and the page is read between that entry and a kept id below
 /// its oldest one. A page deeper than [`WALK_FROM_NEWEST_UP_TO`] entries or past the
 /// middle by [`count`]'s total, or any page of a time window ending in the past, has
-/// the view counted exactly first (once per [`RECOUNT_AFTER`]); other pages are walked
+/// the view counted exactly first (once per [`RECOUNT_AFTER`], [`RECOUNT_AFTER_SQLITE`]
+/// on SQLite); other pages are walked
 /// from the newest entry.
 pub async fn page_at(
     db: &Db,
