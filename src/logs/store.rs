@@ -330,9 +330,9 @@ fn ends_in_the_past(filter: &Filter) -> bool {
 
 /// The table as a read of the filter's matches in id order, from the newest, names
 /// it. SQLite, without statistics, reads `kind = 'auth'` through the dashboard's
-/// partial index `activity_logs_auth`, which covers the page's columns but is ordered
-/// by message and time, and sorts every authentication event for each page; it is
-/// told to walk their ids' index instead. (A read between two ids written out needs no
+/// partial index `activity_logs_auth`, which holds every column a walk of ids reads
+/// but is ordered by message and time, and sorts every authentication event for each
+/// page; it is told to walk their ids' index instead. (A read between two ids written out needs no
 /// telling: SQLite then picks an index holding that range by itself.)
 fn in_order(backend: Backend, filter: &Filter) -> &'static str {
     let auth_only = filter.kind == Some(Kind::Auth)
