@@ -8,7 +8,8 @@
 //! signed-in Super Admin calls each case through the whole middleware stack (no
 //! socket), one request after another: the JSON routes and the web UI's pages for the
 //! user list (first page, a deep page, a search) and the activity log (first, middle
-//! and deepest pages, by number and by key, with and without filters), each timed from
+//! and deepest pages, by number and by key, with and without filters, and the first
+//! page of a 20-day window ending 20 days before the newest entry), each timed from
 //! the request going in to the last byte coming out, p50 and p99, and the case's first
 //! request on its own (that is when a page by number deep in a large view counts it
 //! exactly). Last, the CSV export of the million oldest entries, with its rate and the
@@ -215,6 +216,17 @@ async fn run() {
             format!("/logs?per_page={per_page}&{query}&page={last}"),
         ));
     }
+    // A time window ending in the past: its first page lies behind 20 days of newer
+    // entries, which a read from the newest walks through.
+    let window = format!("since={since}&until={until}");
+    deep_pages.push((
+        "JSON logs, 20 days first page".to_owned(),
+        format!("/logs?per_page={per_page}&{window}"),
+    ));
+    deep_pages.push((
+        "UI logs, 20 days first page".to_owned(),
+        format!("/ui/logs?{window}"),
+    ));
     let oldest_errors = scalar(
         &db,
         "SELECT MAX(id) FROM (SELECT id FROM activity_logs WHERE level = 'ERROR' \

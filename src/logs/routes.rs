@@ -1,17 +1,18 @@
 //! Reading the activity log: `GET /logs` (paged JSON) and `GET /logs/export.csv`.
 //!
-//! Pagination: `page` is what the old client sends. It is served by an offset walked
-//! from the newest entry or, for a page in the older half of an exactly counted view,
-//! from the oldest one (see `store::page_at`): fast at both ends, slowest in the middle.
-//! Deep reading uses the keyset cursor `before_id` (every answer carries
-//! `next_before_id`), which walks the primary key index and costs the same at row ten
-//! million as at row ten.
+//! Pagination: `page` is what the old client sends. A shallow page is walked from the
+//! newest entry; a deep one (or any page of a time window ending in the past) is placed
+//! by an exact count of the view that keeps the id of every thousandth match, and
+//! walked from the nearest of those (see `store::page_at`), so any depth costs about
+//! the same. Deep reading can also use the keyset cursor `before_id` (every answer
+//! carries `next_before_id`), which walks the primary key index and costs the same at
+//! row ten million as at row ten.
 //!
 //! Totals: `total` and `total_pages` are exact up to 10,000 matching entries and an
 //! estimate past that (`total_estimated: true`), so that a page view never counts the
-//! whole log (see `db::count`); except that a page by number in the older half counts
-//! its view exactly, and this instance then answers that view's pages with the exact
-//! total for a minute (see `store::Totals`).
+//! whole log (see `db::count`); except that a deep page by number counts its view
+//! exactly, and this instance then answers that view's pages with the exact total for
+//! a minute (see `store::Totals`).
 
 use axum::body::Body;
 use axum::extract::{Query, State};
@@ -42,8 +43,8 @@ pub fn routes() -> Routes {
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct LogQuery {
-    /// The page, from 1 (by offset from the nearer end; pages in the middle of a large
-    /// view go faster with `before_id`).
+    /// The page, from 1 (by offset from the newest entry; a deep page first counts the
+    /// view exactly, at most once a minute).
     /// Past 9223372036854775 it reads as that.
     #[param(value_type = Option<i64>, minimum = 1, example = 1)]
     page: Option<String>,
@@ -207,7 +208,8 @@ struct LogPage {
     /// The `page` served; `null` when paging by `before_id`.
     current_page: Option<i64>,
     /// Matching entries: exact up to 10,000, an estimate past that, except where a
-    /// recent page by number in the older half of the view counted them exactly.
+    /// recent deep page by number (or a page of a time window ending in the past)
+    /// counted them exactly.
     total: i64,
     /// Whether `total` (and so `total_pages`) is an estimate.
     total_estimated: bool,
@@ -219,9 +221,11 @@ struct LogPage {
 ///
 /// Newest first. A caller with `access_logs` sees every entry, others only their own.
 /// `total` and `total_pages` are exact up to 10,000 matching entries and an estimate
-/// past that (`total_estimated`). A `page` in the older half of a larger view counts it
-/// exactly (and the same view's pages carry that exact total for a minute after), so
-/// the last page is placed by the same `total_pages` the answer gives.
+/// past that (`total_estimated`). A `page` past the middle of a larger view, or deeper
+/// than 20,000 entries, and any page of a time window (`until`) ending in the past,
+/// counts the view exactly (and the same view's pages carry that exact total for a
+/// minute after), so the last page is placed by the same `total_pages` the answer
+/// gives.
 #[utoipa::path(
     get,
     path = "/logs",
@@ -241,13 +245,10 @@ async fn list(
     let per_page = page_param("per_page", query.per_page.as_deref(), 10, 100)?;
     let page = page_param("page", query.page.as_deref(), 1, i64::MAX / 1000)?;
     let before_id = before_id(query.before_id.as_deref())?;
+    let totals = state.activity.totals();
     let (total, rows) = match before_id {
-        Some(before) => (
-            state.activity.totals().total(&state.db, &filter).await?,
-            store::page_before(&state.db, &filter, before, per_page).await?,
-        ),
+        Some(before) => store::page_below(&state.db, totals, &filter, before, per_page).await?,
         None => {
-            let totals = state.activity.totals();
             let offset = (page - 1) * per_page;
             store::page_at(&state.db, totals, &filter, offset, per_page).await?
         }

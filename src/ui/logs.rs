@@ -151,16 +151,15 @@ async fn logs_page(ctx: Ctx, Query(query): Query<LogQuery>) -> PageResult {
     let auth = caller(&ctx)?;
     let filter = filter(auth, &query)?;
     let before = before_id(query.before_id.as_deref())?;
-    let total = ctx
-        .state
-        .activity
-        .totals()
-        .total(&ctx.state.db, &filter)
-        .await
-        .map_err(AppError::from)?;
-    let entries = store::page_before(&ctx.state.db, &filter, before.unwrap_or(i64::MAX), PER_PAGE)
-        .await
-        .map_err(AppError::from)?;
+    let (total, entries) = store::page_below(
+        &ctx.state.db,
+        ctx.state.activity.totals(),
+        &filter,
+        before.unwrap_or(i64::MAX),
+        PER_PAGE,
+    )
+    .await
+    .map_err(AppError::from)?;
     let filters = serde_urlencoded::to_string([
         ("user", query.user.as_deref().unwrap_or_default()),
         ("level", query.level.as_deref().unwrap_or_default()),

@@ -1,6 +1,8 @@
-//! The activity log's pages by number (`GET /logs?page=N`) from both ends of a
-//! generated log, with and without filters: each is exactly the page `OFFSET` gives,
-//! also after new entries arrive and after retention prunes the oldest.
+//! The activity log's pages by number (`GET /logs?page=N`) at both ends and in the
+//! middle of a generated log, and its pages by `before_id`, with and without filters
+//! (time windows among them): each is exactly the page `OFFSET` or `id <` gives, also
+//! after new entries arrive (with higher ids but older times, so that ids and times
+//! disagree) and after retention prunes the oldest.
 
 use serde_json::Value;
 
@@ -48,6 +50,10 @@ async fn pages_by_number_equal_offset_from_both_ends(backend: Backend) {
             format!("created_at >= {since} AND created_at <= {until}"),
         ),
         ("q=LOGIN", "lower(message) LIKE '%login%'".to_owned()),
+        (
+            &*format!("kind=auth&since={since}&until={until}"),
+            format!("kind = 'auth' AND created_at >= {since} AND created_at <= {until}"),
+        ),
     ]
     .map(|(query, condition)| Case {
         query: query.to_owned(),
@@ -76,7 +82,9 @@ async fn pages_by_number_equal_offset_from_both_ends(backend: Backend) {
     }
 }
 
-/// The first, middle and last pages (and the one past the end) at two page sizes.
+/// The first, middle and last pages (and the one past the end) and pages around a
+/// quarter and three quarters of the view, at two page sizes; and pages by
+/// `before_id` from an answer's `next_before_id` and from ids of the table's middle.
 async fn check_both_ends(app: &TestApp, case: &Case) {
     for per_page in [100, 7] {
         app.state.activity.drain().await;
@@ -88,20 +96,31 @@ async fn check_both_ends(app: &TestApp, case: &Case) {
             .await;
         let last = (total + per_page - 1) / per_page;
         let middle = last / 2;
+        // The newest 1,200 entries whole: after arrivals, ranks whose place was counted
+        // with them rather than by the first count.
+        let newest = (per_page == 100).then_some(3..=12).into_iter().flatten();
         for page in [
             1,
             2,
+            last / 4,
             middle,
             middle + 1,
             middle + 2,
+            last * 3 / 4,
             last - 1,
             last,
             last + 1,
-        ] {
+        ]
+        .into_iter()
+        .chain(newest)
+        {
             if page < 1 {
                 continue;
             }
             let body = page_equals_offset(app, case, page, per_page).await;
+            if let Some(next) = body["next_before_id"].as_i64() {
+                page_equals_before(app, case, next, per_page).await;
+            }
             if page >= last - 1 {
                 // Past the middle the page is placed by an exact total, which the
                 // answer carries (checked against the count as it is now: every
@@ -110,6 +129,58 @@ async fn check_both_ends(app: &TestApp, case: &Case) {
             }
         }
     }
+    // Below ids that need not match: past the newest, the table's middle, its oldest.
+    let lowest = app.scalar("SELECT MIN(id) FROM activity_logs").await;
+    let highest = app.scalar("SELECT MAX(id) FROM activity_logs").await;
+    for before in [highest + 1, lowest + (highest - lowest) / 2, lowest + 1] {
+        page_equals_before(app, case, before, 7).await;
+    }
+}
+
+/// Reads the page below `before_id` and checks it holds the ids `id <` gives on the
+/// same data, and that an exact total is the count.
+async fn page_equals_before(app: &TestApp, case: &Case, before_id: i64, per_page: i64) {
+    app.state.activity.drain().await;
+    let expected: Vec<i64> = sqlx::query_scalar(&format!(
+        "SELECT id FROM activity_logs WHERE {} AND id < {before_id} ORDER BY id DESC \
+         LIMIT {per_page}",
+        case.condition
+    ))
+    .fetch_all(app.state.db.pool())
+    .await
+    .unwrap();
+    let total = app
+        .scalar(&format!(
+            "SELECT COUNT(*) FROM activity_logs WHERE {}",
+            case.condition
+        ))
+        .await;
+    let body: Value = json(
+        app.get(&format!(
+            "/logs?{}&before_id={before_id}&per_page={per_page}",
+            case.query
+        ))
+        .await,
+    )
+    .await;
+    assert_eq!(
+        ids(&body),
+        expected,
+        "{} before {before_id} ({per_page})",
+        case.query
+    );
+    if body["total_estimated"] == false {
+        assert_eq!(body["total"], total, "{} before {before_id}", case.query);
+    }
+}
+
+fn ids(body: &Value) -> Vec<i64> {
+    body["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_i64().unwrap())
+        .collect()
 }
 
 /// Reads `page` and checks it holds the ids `OFFSET` gives on the same data, and that
@@ -140,13 +211,12 @@ async fn page_equals_offset(app: &TestApp, case: &Case, page: i64, per_page: i64
         .await,
     )
     .await;
-    let ids: Vec<i64> = body["logs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["id"].as_i64().unwrap())
-        .collect();
-    assert_eq!(ids, expected, "{} page {page} of {per_page}", case.query);
+    assert_eq!(
+        ids(&body),
+        expected,
+        "{} page {page} of {per_page}",
+        case.query
+    );
     assert_eq!(body["current_page"], page);
     if body["total_estimated"] == false {
         assert_eq!(body["total"], total, "{} page {page}", case.query);
