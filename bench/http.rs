@@ -9,8 +9,9 @@
 //! own `PasswordHasher` verifies the user's password with no HTTP around it, one caller
 //! per hash permit: the rate of hashes a login cannot beat. Logins run with two callers
 //! per permit, each as its own account, so that a permit is always wanted while
-//! another login waits for its database; and again with one caller per permit, where
-//! those waits leave a core idle. A phase calls the session lookup every authenticated
+//! another login waits for its database (the rate set beside the hash's); and again
+//! with one caller per permit, where those waits leave a core idle (the CPU per login
+//! set beside the hash's, at the same concurrency). A phase calls the session lookup every authenticated
 //! request makes, with no HTTP around it, to show what the database alone allows. The
 //! last two are the old service's other measured workloads: the first page of the
 //! activity log (`GET /logs?page=1`) and creating a board (`POST /boards` with the
@@ -1065,14 +1066,25 @@ fn print_results(settings: &Settings, phases: &[Phase]) {
             );
         }
     }
-    if let (Some(login), Some(hash)) = (cpu(LOGIN), cpu(HASH)) {
+    // By CPU a login is judged beside the hash at the same concurrency, one caller per
+    // permit: with two per permit the cores are oversubscribed, which the hash phase
+    // never is, and the switching and the caches it costs land on every login.
+    if let (Some(login), Some(hash)) = (cpu(LOGIN_PER_PERMIT), cpu(HASH)) {
         let overhead = login / hash - 1.0;
         println!(
-            "  {LOGIN}: {:.1} ms against {:.1} ms per hash: {:+.1} %  (under 10 %: {})",
+            "  {LOGIN_PER_PERMIT}: {:.1} ms against {:.1} ms per hash: {:+.1} %  (under 10 %: {})",
             login * 1e3,
             hash * 1e3,
             overhead * 100.0,
             verdict(overhead < 0.10)
+        );
+    }
+    if let (Some(login), Some(hash)) = (cpu(LOGIN), cpu(HASH)) {
+        println!(
+            "  {LOGIN}: {:.1} ms against {:.1} ms per hash: {:+.1} % (two callers per permit)",
+            login * 1e3,
+            hash * 1e3,
+            (login / hash - 1.0) * 100.0
         );
     }
 }
