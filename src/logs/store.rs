@@ -202,8 +202,8 @@ const ESTIMATE_REUSED_FOR: Duration = Duration::from_secs(1);
 /// so that the match at any rank is a walk of at most half this many matches from a
 /// kept id, whatever the depth: 10,000 ids (80 KB) for a view of ten million entries.
 /// Between two kept ids lie `MARK_EVERY` matches; for a filter read through the
-/// primary key (a time window, `q`, a kind but `auth`) that walk also reads the entries between
-/// them that do not match, so a smaller step costs more memory but less per page.
+/// primary key (a time window, `q`, a kind but `auth`) that walk also reads the entries
+/// between them that do not match, so a smaller step costs more memory but less per page.
 const MARK_EVERY: i64 = 1_000;
 /// A page by number deeper than this many entries from the newest (or past the middle
 /// of the view) is placed by an exact count rather than by a walk from the newest.
@@ -332,8 +332,8 @@ fn ends_in_the_past(filter: &Filter) -> bool {
 /// it. SQLite, without statistics, reads `kind = 'auth'` through the dashboard's
 /// partial index `activity_logs_auth`, which holds every column a walk of ids reads
 /// but is ordered by message and time, and sorts every authentication event for each
-/// page; it is told to walk their ids' index instead. (A read between two ids written out needs no
-/// telling: SQLite then picks an index holding that range by itself.)
+/// page; it is told to walk their ids' index instead. (A read between two ids written
+/// out needs no telling: SQLite then picks an index holding that range by itself.)
 fn in_order(backend: Backend, filter: &Filter) -> &'static str {
     let auth_only = filter.kind == Some(Kind::Auth)
         && !windowed(filter)
@@ -633,8 +633,7 @@ impl Totals {
 /// its oldest one. A page deeper than [`WALK_FROM_NEWEST_UP_TO`] entries or past the
 /// middle by [`count`]'s total, or any page of a time window ending in the past, has
 /// the view counted exactly first (once per [`RECOUNT_AFTER`], [`RECOUNT_AFTER_SQLITE`]
-/// on SQLite); other pages are walked
-/// from the newest entry.
+/// on SQLite); other pages are walked from the newest entry.
 pub async fn page_at(
     db: &Db,
     totals: &Totals,
