@@ -67,6 +67,8 @@ use tokio::runtime::Runtime;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use schema::env_number;
+
 const USERNAME: &str = "bench";
 const PASSWORD: &str = "Granite-Violin-42-Lantern";
 /// Thread names, by which the CPU accounting tells the parts of this process apart.
@@ -125,16 +127,6 @@ impl Settings {
 
     fn measured(&self) -> Duration {
         self.slice * self.rounds
-    }
-}
-
-fn env_number(name: &str, default: u64) -> u64 {
-    match std::env::var(name) {
-        Ok(v) => v.trim().parse().unwrap_or_else(|_| {
-            eprintln!("{name} must be a whole number, not {v:?}");
-            std::process::exit(2)
-        }),
-        Err(_) => default,
     }
 }
 

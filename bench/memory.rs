@@ -50,6 +50,8 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::sync::Barrier;
 
+use schema::env_number;
+
 const MIB: f64 = 1024.0 * 1024.0;
 /// Issue 15's targets.
 const IDLE_TARGET_MIB: f64 = 30.0;
@@ -79,16 +81,6 @@ impl Settings {
                 .ok()
                 .filter(|v| !v.is_empty()),
         }
-    }
-}
-
-fn env_number(name: &str, default: u64) -> u64 {
-    match std::env::var(name) {
-        Ok(v) => v.trim().parse().unwrap_or_else(|_| {
-            eprintln!("{name} must be a whole number, not {v:?}");
-            std::process::exit(2)
-        }),
-        Err(_) => default,
     }
 }
 

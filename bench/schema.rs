@@ -1,6 +1,7 @@
-//! A schema of its own in a PostgreSQL database, for a benchmark that runs over
-//! `BENCH_DATABASE_URL`: made at the start, dropped at the end. Shared by the
-//! benchmarks that include it (`#[path = "schema.rs"] mod schema;`).
+//! What the benchmarks that include it share (`#[path = "schema.rs"] mod schema;`):
+//! a schema of its own in a PostgreSQL database, for a benchmark that runs over
+//! `BENCH_DATABASE_URL`, made at the start and dropped at the end; and reading their
+//! numeric settings.
 
 use sqlx::Connection as _;
 
@@ -33,4 +34,16 @@ pub async fn drop(url: &str) {
         .execute(&mut conn)
         .await
         .expect("the benchmark's schema dropped");
+}
+
+/// A whole-number setting from the environment, or `default` when unset; anything
+/// else ends the benchmark with a message.
+pub fn env_number(name: &str, default: u64) -> u64 {
+    match std::env::var(name) {
+        Ok(v) => v.trim().parse().unwrap_or_else(|_| {
+            eprintln!("{name} must be a whole number, not {v:?}");
+            std::process::exit(2)
+        }),
+        Err(_) => default,
+    }
 }

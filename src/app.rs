@@ -76,7 +76,7 @@ pub struct Shared {
     /// The Stripe client; `None` when billing is not configured.
     pub billing: Option<Arc<billing::Billing>>,
     /// Set by [`serve`]: one state has one activity log writer.
-    served: Arc<AtomicBool>,
+    served: AtomicBool,
 }
 
 impl AppState {
@@ -98,7 +98,7 @@ impl AppState {
             sessions,
             boards: kanban::events::BoardEvents::default(),
             billing,
-            served: Arc::new(AtomicBool::new(false)),
+            served: AtomicBool::new(false),
         })))
     }
 }

@@ -534,6 +534,25 @@ impl Totals {
         Ok(Some(now))
     }
 
+    /// The filter's kept exact count when there is one; else [`Totals::total`]'s answer,
+    /// unless that is an estimate `needs_count` will not place the page by, and then an
+    /// exact count made now.
+    async fn counted_or_total(
+        &self,
+        db: &Db,
+        filter: &Filter,
+        needs_count: impl FnOnce(&Total) -> bool,
+    ) -> Result<Result<Counted, Total>, sqlx::Error> {
+        if let Some(counted) = self.current(db, filter).await? {
+            return Ok(Ok(counted));
+        }
+        let total = self.total(db, filter).await?;
+        if total.exact || !needs_count(&total) {
+            return Ok(Err(total));
+        }
+        Ok(Ok(self.count(db, filter).await?))
+    }
+
     /// Replaces the filter's kept count `was` by `now`, unless it changed meanwhile.
     fn fold(&self, was: &Counted, now: &Counted) {
         let Ok(mut kept) = self.kept.lock() else {
@@ -641,16 +660,12 @@ pub async fn page_at(
     offset: i64,
     limit: i64,
 ) -> Result<(Total, Vec<LogRow>), sqlx::Error> {
-    let counted = match totals.current(db, filter).await? {
-        Some(counted) => counted,
-        None => {
-            let total = totals.total(db, filter).await?;
-            let deep = offset > WALK_FROM_NEWEST_UP_TO.min(total.value / 2);
-            if total.exact || !(deep || ends_in_the_past(filter)) {
-                return from_newest(db, filter, total, offset, limit).await;
-            }
-            totals.count(db, filter).await?
-        }
+    let needs_count = |total: &Total| {
+        offset > WALK_FROM_NEWEST_UP_TO.min(total.value / 2) || ends_in_the_past(filter)
+    };
+    let counted = match totals.counted_or_total(db, filter, needs_count).await? {
+        Ok(counted) => counted,
+        Err(total) => return from_newest(db, filter, total, offset, limit).await,
     };
     let total = Total {
         value: counted.count,
@@ -755,15 +770,10 @@ pub async fn page_below(
     before_id: i64,
     limit: i64,
 ) -> Result<(Total, Vec<LogRow>), sqlx::Error> {
-    let counted = match totals.current(db, filter).await? {
-        Some(counted) => counted,
-        None => {
-            let total = totals.total(db, filter).await?;
-            if total.exact || !ends_in_the_past(filter) {
-                return Ok((total, page_before(db, filter, before_id, limit).await?));
-            }
-            totals.count(db, filter).await?
-        }
+    let needs_count = |_: &Total| ends_in_the_past(filter);
+    let counted = match totals.counted_or_total(db, filter, needs_count).await? {
+        Ok(counted) => counted,
+        Err(total) => return Ok((total, page_before(db, filter, before_id, limit).await?)),
     };
     let total = Total {
         value: counted.count,

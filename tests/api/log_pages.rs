@@ -140,10 +140,24 @@ async fn check_both_ends(app: &TestApp, case: &Case) {
 /// Reads the page below `before_id` and checks it holds the ids `id <` gives on the
 /// same data, and that an exact total is the count.
 async fn page_equals_before(app: &TestApp, case: &Case, before_id: i64, per_page: i64) {
+    page_equals(
+        app,
+        case,
+        &format!("before_id={before_id}&per_page={per_page}"),
+        &format!("AND id < {before_id} ORDER BY id DESC LIMIT {per_page}"),
+    )
+    .await;
+}
+
+/// Reads `/logs?<the case's query>&<params>` and checks it holds the ids of `SELECT id
+/// … WHERE <the case's condition> <rest>` on the same data, and that an exact total is
+/// the count; returns the answer and the count.
+async fn page_equals(app: &TestApp, case: &Case, params: &str, rest: &str) -> (Value, i64) {
+    // Every request so far is stored, so the data holds still until this one's own
+    // access line, which is written after its page was read.
     app.state.activity.drain().await;
     let expected: Vec<i64> = sqlx::query_scalar(&format!(
-        "SELECT id FROM activity_logs WHERE {} AND id < {before_id} ORDER BY id DESC \
-         LIMIT {per_page}",
+        "SELECT id FROM activity_logs WHERE {} {rest}",
         case.condition
     ))
     .fetch_all(app.state.db.pool())
@@ -155,23 +169,12 @@ async fn page_equals_before(app: &TestApp, case: &Case, before_id: i64, per_page
             case.condition
         ))
         .await;
-    let body: Value = json(
-        app.get(&format!(
-            "/logs?{}&before_id={before_id}&per_page={per_page}",
-            case.query
-        ))
-        .await,
-    )
-    .await;
-    assert_eq!(
-        ids(&body),
-        expected,
-        "{} before {before_id} ({per_page})",
-        case.query
-    );
+    let body: Value = json(app.get(&format!("/logs?{}&{params}", case.query)).await).await;
+    assert_eq!(ids(&body), expected, "{} {params}", case.query);
     if body["total_estimated"] == false {
-        assert_eq!(body["total"], total, "{} before {before_id}", case.query);
+        assert_eq!(body["total"], total, "{} {params}", case.query);
     }
+    (body, total)
 }
 
 fn ids(body: &Value) -> Vec<i64> {
@@ -186,40 +189,18 @@ fn ids(body: &Value) -> Vec<i64> {
 /// Reads `page` and checks it holds the ids `OFFSET` gives on the same data, and that
 /// an exact total is the count.
 async fn page_equals_offset(app: &TestApp, case: &Case, page: i64, per_page: i64) -> Value {
-    // Every request so far is stored, so the data holds still until this one's own
-    // access line, which is written after its page was read.
-    app.state.activity.drain().await;
-    let expected: Vec<i64> = sqlx::query_scalar(&format!(
-        "SELECT id FROM activity_logs WHERE {} ORDER BY id DESC LIMIT {per_page} OFFSET {}",
-        case.condition,
-        (page - 1) * per_page
-    ))
-    .fetch_all(app.state.db.pool())
-    .await
-    .unwrap();
-    let total = app
-        .scalar(&format!(
-            "SELECT COUNT(*) FROM activity_logs WHERE {}",
-            case.condition
-        ))
-        .await;
-    let body: Value = json(
-        app.get(&format!(
-            "/logs?{}&page={page}&per_page={per_page}",
-            case.query
-        ))
-        .await,
+    let (body, total) = page_equals(
+        app,
+        case,
+        &format!("page={page}&per_page={per_page}"),
+        &format!(
+            "ORDER BY id DESC LIMIT {per_page} OFFSET {}",
+            (page - 1) * per_page
+        ),
     )
     .await;
-    assert_eq!(
-        ids(&body),
-        expected,
-        "{} page {page} of {per_page}",
-        case.query
-    );
     assert_eq!(body["current_page"], page);
     if body["total_estimated"] == false {
-        assert_eq!(body["total"], total, "{} page {page}", case.query);
         assert_eq!(
             body["total_pages"],
             (total + per_page - 1) / per_page,
