@@ -61,7 +61,9 @@ pub fn token_hash(token: &str) -> String {
     hex::encode(sha2::Sha256::digest(token.as_bytes()))
 }
 
-/// Starts a session for the user.
+/// Starts a session for the user. Written through [`Db::relaxed_pool`]: a crash of
+/// the database server may lose a session begun just before it, whose user then logs
+/// in again.
 pub async fn create(
     db: &Db,
     config: &Config,
@@ -82,7 +84,7 @@ pub async fn create(
     .bind(now + secs(config.session_lifetime))
     .bind(origin.ip.as_deref())
     .bind(origin.user_agent.as_deref())
-    .execute(db.pool())
+    .execute(db.relaxed_pool())
     .await?;
     Ok(NewSession { token, csrf_token })
 }
@@ -180,12 +182,14 @@ pub async fn resolve(
     Ok(Some(auth))
 }
 
-/// Moves the session's idle clock to `now`.
+/// Moves the session's idle clock to `now`, through [`Db::relaxed_pool`]: a touch lost
+/// in a crash of the database server leaves the clock a little early, which shortens
+/// the session and never lengthens it.
 async fn touch(db: &Db, session_id: i64, now: i64) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE id = $2")
         .bind(now)
         .bind(session_id)
-        .execute(db.pool())
+        .execute(db.relaxed_pool())
         .await?;
     Ok(())
 }

@@ -33,6 +33,8 @@ pub enum Backend {
 #[derive(Clone, Debug)]
 pub struct Db {
     pool: AnyPool,
+    /// See [`Db::relaxed_pool`]; the same pool on SQLite.
+    relaxed: AnyPool,
     backend: Backend,
     /// PostgreSQL: the database and schema the tables live in (`test.gh_test_…`), which
     /// tells this deployment's instances from others sharing the server.
@@ -99,7 +101,7 @@ impl Db {
         } else {
             Backend::Postgres
         };
-        let (pool, namespace) = match backend {
+        let (pool, relaxed, namespace) = match backend {
             Backend::Sqlite => {
                 let options = sqlite_options(url)?;
                 create_parent_folder(&options)?;
@@ -108,9 +110,11 @@ impl Db {
                 let mut conn = options.connect().await?;
                 SQLITE_MIGRATIONS.run(&mut conn).await?;
                 conn.close().await?;
-                let pool = AnyPoolOptions::new()
-                    .max_connections(8)
-                    .acquire_timeout(Duration::from_secs(5))
+                // A SQLite connection is a file handle in this process and cannot go
+                // stale in the pool, so it is not checked before it is handed out: a
+                // statement makes two trips to the connection's thread, not three.
+                let pool = pool_options(8)
+                    .test_before_acquire(false)
                     .after_connect(|conn, _| {
                         Box::pin(async move {
                             // The Any driver does not carry SQLite's connect options,
@@ -125,7 +129,7 @@ impl Db {
                     })
                     .connect(&sqlite_url(url))
                     .await?;
-                (pool, String::new())
+                (pool.clone(), pool, String::new())
             }
             Backend::Postgres => {
                 let options = PgConnectOptions::from_str(url)?;
@@ -137,16 +141,25 @@ impl Db {
                 .fetch_one(&mut conn)
                 .await?;
                 conn.close().await?;
-                let pool = AnyPoolOptions::new()
-                    .max_connections(16)
-                    .acquire_timeout(Duration::from_secs(5))
+                // A PostgreSQL connection is checked with a round trip before it is
+                // handed out (sqlx's default): one broken by a restart of the server
+                // is replaced then, instead of failing its request.
+                let pool = pool_options(16).connect(url).await?;
+                let relaxed = pool_options(8)
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            conn.execute("SET synchronous_commit = off").await?;
+                            Ok(())
+                        })
+                    })
                     .connect(url)
                     .await?;
-                (pool, namespace)
+                (pool, relaxed, namespace)
             }
         };
         let db = Self {
             pool,
+            relaxed,
             backend,
             namespace,
         };
@@ -167,6 +180,18 @@ impl Db {
 
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// The pool for writes that a crash of the database server may lose without harm:
+    /// a throttle's counts, a new session (its user logs in again). On PostgreSQL its
+    /// connections commit without waiting for the write-ahead log to reach the disk
+    /// (`synchronous_commit = off`), so a login does not wait for five flushes; a crash
+    /// loses at most the last few hundred milliseconds of them, and never leaves one
+    /// half done. What they write is visible to every other
+    /// connection at commit, as with any other. SQLite commits a WAL transaction without
+    /// a sync already (`synchronous = NORMAL`), so there it is the one pool.
+    pub fn relaxed_pool(&self) -> &AnyPool {
+        &self.relaxed
     }
 
     pub fn backend(&self) -> Backend {
@@ -191,8 +216,15 @@ impl Db {
     }
 
     pub async fn close(&self) {
+        self.relaxed.close().await;
         self.pool.close().await;
     }
+}
+
+fn pool_options(max_connections: u32) -> AnyPoolOptions {
+    AnyPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(5))
 }
 
 fn sqlite_options(url: &str) -> Result<SqliteConnectOptions, sqlx::Error> {

@@ -12,7 +12,9 @@
 //! attacker hammering an account from elsewhere does not keep its owner out; it stays
 //! subject to the per-address limits like anyone else.
 //!
-//! The state lives where every instance sees it: the database, or Redis when
+//! The state lives where every instance sees it: the database (written through
+//! [`Db::relaxed_pool`]: a crash of the database server may forget the counts of the
+//! last moments before it, as a Redis restart forgets all of them), or Redis when
 //! `REDIS_URL` is set. Every decision to refuse or to start blocking is written to the
 //! activity log as an authentication event.
 
@@ -182,7 +184,7 @@ impl Throttle {
     /// Milliseconds until the subject may try again (0: now).
     pub async fn wait_ms(&self, rule: &Rule, subject: &str) -> Result<i64, AppError> {
         let until = match &*self.inner {
-            Inner::Db(db) => store::blocked_until(db.pool(), rule, subject).await?,
+            Inner::Db(db) => store::blocked_until(db.relaxed_pool(), rule, subject).await?,
             Inner::Redis(r) => r.blocked_until(rule, subject).await.map_err(redis_down)?,
         };
         Ok((until - now_ms()).max(0))
@@ -192,7 +194,7 @@ impl Throttle {
     pub async fn record(&self, rule: &Rule, subject: &str) -> Result<Recorded, AppError> {
         let now = now_ms();
         Ok(match &*self.inner {
-            Inner::Db(db) => store::record(db.pool(), rule, subject, now).await?,
+            Inner::Db(db) => store::record(db.relaxed_pool(), rule, subject, now).await?,
             Inner::Redis(r) => r.record(rule, subject, now).await.map_err(redis_down)?,
         })
     }
@@ -212,7 +214,7 @@ impl Throttle {
         now: i64,
     ) -> Result<Reserved, AppError> {
         Ok(match &*self.inner {
-            Inner::Db(db) => store::reserve(db.pool(), rule, subject, now).await?,
+            Inner::Db(db) => store::reserve(db.relaxed_pool(), rule, subject, now).await?,
             Inner::Redis(r) => r.reserve(rule, subject, now).await.map_err(redis_down)?,
         })
     }
@@ -227,7 +229,14 @@ impl Throttle {
     ) -> Result<(), AppError> {
         match &*self.inner {
             Inner::Db(db) => {
-                store::release(db.pool(), rule, subject, set_until_ms, previous_until_ms).await?
+                store::release(
+                    db.relaxed_pool(),
+                    rule,
+                    subject,
+                    set_until_ms,
+                    previous_until_ms,
+                )
+                .await?
             }
             Inner::Redis(r) => r
                 .release(rule, subject, set_until_ms, previous_until_ms)
@@ -240,7 +249,7 @@ impl Throttle {
     /// Forgets the subject's failures, after it has proven itself.
     pub async fn clear(&self, rule: &Rule, subject: &str) -> Result<(), AppError> {
         match &*self.inner {
-            Inner::Db(db) => store::clear(db.pool(), rule, subject).await?,
+            Inner::Db(db) => store::clear(db.relaxed_pool(), rule, subject).await?,
             Inner::Redis(r) => r.clear(rule, subject).await.map_err(redis_down)?,
         }
         Ok(())
@@ -249,7 +258,9 @@ impl Throttle {
     /// Forgets lapsed entries (Redis expires its keys by itself).
     pub async fn prune(&self) -> Result<u64, AppError> {
         match &*self.inner {
-            Inner::Db(db) => Ok(store::prune(db.pool(), now_ms(), LONGEST_WINDOW_MS).await?),
+            Inner::Db(db) => {
+                Ok(store::prune(db.relaxed_pool(), now_ms(), LONGEST_WINDOW_MS).await?)
+            }
             Inner::Redis(_) => Ok(0),
         }
     }

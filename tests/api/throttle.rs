@@ -26,6 +26,7 @@ on_both_databases!(
     concurrent_guesses_are_counted_before_they_are_judged,
     answers_do_not_tell_which_email_goes_with_a_name,
     reservations_block_double_and_cap_by_the_rule,
+    counts_and_new_sessions_commit_without_waiting_for_the_disk,
 );
 
 async fn attempt(
@@ -325,6 +326,63 @@ async fn instances_share_the_count(backend: Backend) {
     hammer(&first, "nina").await;
     let res = attempt(&second, &new_client(), "nina", PASSWORD).await;
     expect_error(res, StatusCode::TOO_MANY_REQUESTS).await;
+}
+
+/// The throttle's counts and a login's session go through the relaxed pool: on
+/// PostgreSQL its commits do not wait for the disk while every other write's do, and
+/// what it commits is seen at once through the other pool. SQLite has one pool.
+async fn counts_and_new_sessions_commit_without_waiting_for_the_disk(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let db = &app.state.db;
+    let setting = |pool| async move {
+        let sql = match backend {
+            Backend::Sqlite => "PRAGMA synchronous",
+            Backend::Postgres => "SHOW synchronous_commit",
+        };
+        let row = sqlx::query(sql).fetch_one(pool).await.unwrap();
+        sqlx::Row::try_get::<String, _>(&row, 0)
+            .or_else(|_| sqlx::Row::try_get::<i64, _>(&row, 0).map(|n| n.to_string()))
+            .unwrap()
+    };
+    let (durable, relaxed) = match backend {
+        // 1: NORMAL, a WAL commit without a sync, on every connection.
+        Backend::Sqlite => ("1", "1"),
+        Backend::Postgres => ("on", "off"),
+    };
+    assert_eq!(setting(db.pool()).await, durable);
+    assert_eq!(setting(db.relaxed_pool()).await, relaxed);
+
+    app.verified_user("rita").await;
+    let client = new_client();
+    let res = attempt(&app, &client, "rita", "wrong password").await;
+    expect_error(res, StatusCode::UNAUTHORIZED).await;
+    assert_eq!(
+        app.scalar(
+            "SELECT failures FROM throttle WHERE scope = 'login_account' AND subject = 'name:rita'"
+        )
+        .await,
+        1
+    );
+    let live_sessions = "SELECT COUNT(*) FROM sessions s JOIN users u ON u.id = s.user_id \
+                         WHERE u.username = 'rita' AND s.revoked_at IS NULL";
+    let before = app.scalar(live_sessions).await;
+    let res = attempt(&app, &client, "rita", PASSWORD).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(
+        app.scalar(
+            "SELECT COUNT(*) FROM throttle WHERE scope = 'login_account' AND subject = 'name:rita'"
+        )
+        .await,
+        0,
+        "a login forgets the name's failures"
+    );
+    assert_eq!(app.scalar(live_sessions).await, before + 1);
+    let me = client
+        .get(app.url("/current_user_details"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), StatusCode::OK);
 }
 
 /// A Redis at 127.0.0.1:6379, or `None` where there is none (a failure under CI).
