@@ -333,8 +333,19 @@ async fn export_csv(
     page_param("per_page", query.per_page.as_deref(), 10, 100)?;
     page_param("page", query.page.as_deref(), 1, i64::MAX / 1000)?;
     let start = before_id(query.before_id.as_deref())?.unwrap_or(i64::MAX);
-    // Fail before the first byte when the database is down.
-    let first = store::page_before(&state.db, &filter, start, EXPORT_BATCH).await?;
+    // A time window is read between its first and last match's ids: a walk in id
+    // order from the newest entry down to the oldest would pass everything logged
+    // after it and before it. Both reads come before the first byte, so a database
+    // that is down gives the contract's 503, not a file cut short.
+    let (above, start) = if store::windowed(&filter) {
+        match store::window_ids(state.db.pool(), &filter).await? {
+            Some((first, last)) => (Some(first - 1), start.min(last.saturating_add(1))),
+            None => (Some(start), start),
+        }
+    } else {
+        (None, start)
+    };
+    let first = store::page_between(&state.db, &filter, above, start, EXPORT_BATCH).await?;
     let db = state.db.clone();
     let stream = futures_util::stream::unfold(
         (Some(first), String::from(CSV_HEADER)),
@@ -352,7 +363,8 @@ async fn export_csv(
                 }
                 let next = match rows.last() {
                     Some(last) if rows.len() as i64 == EXPORT_BATCH => {
-                        match store::page_before(&db, &filter, last.id, EXPORT_BATCH).await {
+                        match store::page_between(&db, &filter, above, last.id, EXPORT_BATCH).await
+                        {
                             Ok(rows) => Some(rows),
                             Err(e) => {
                                 tracing::error!(error = %e, "log export cut short");

@@ -317,7 +317,7 @@ fn in_id_order(filter: &Filter) -> bool {
 }
 
 /// Whether the filter is a time window (`since`, `until` or both).
-fn windowed(filter: &Filter) -> bool {
+pub(super) fn windowed(filter: &Filter) -> bool {
     filter.since.is_some() || filter.until.is_some()
 }
 
@@ -580,23 +580,9 @@ impl Totals {
         let oldest = Oldest::read(&row, 1)?;
         let range = match (oldest.id, highest) {
             (Some(lowest), Some(highest)) if !windowed(filter) => Some((lowest - 1, highest)),
-            (Some(_), Some(_)) => {
-                // A window's matches are walked in id order through the primary key,
-                // so the walk is narrowed to the ids the window holds, read from its
-                // own index (`id + 0`: PostgreSQL would otherwise answer MIN and MAX by
-                // walking the primary key from either end until a match, through
-                // everything outside the window).
-                let w = Where::new(filter);
-                let sql = format!(
-                    "SELECT MIN(id + 0), MAX(id + 0) FROM activity_logs {}",
-                    w.sql()
-                );
-                let row = w.bind(sqlx::query(&sql)).fetch_one(&mut *tx).await?;
-                match (row.try_get::<Option<i64>, _>(0)?, row.try_get(1)?) {
-                    (Some(first), Some(last)) => Some((first - 1, last)),
-                    _ => None,
-                }
-            }
+            (Some(_), Some(_)) => window_ids(&mut *tx, filter)
+                .await?
+                .map(|(first, last)| (first - 1, last)),
             _ => None,
         };
         let matches = match range {
@@ -793,15 +779,57 @@ pub async fn page_before(
     before_id: i64,
     limit: i64,
 ) -> Result<Vec<LogRow>, sqlx::Error> {
+    page_between(db, filter, None, before_id, limit).await
+}
+
+/// [`page_before`] that stops at `above_id` (exclusive) when given: below the lowest
+/// id a filter can match, a walk in id order would only pass entries that fail it.
+pub async fn page_between(
+    db: &Db,
+    filter: &Filter,
+    above_id: Option<i64>,
+    before_id: i64,
+    limit: i64,
+) -> Result<Vec<LogRow>, sqlx::Error> {
     let mut w = Where::new(filter);
     w.push("id < ?", Arg::Int(before_id));
+    if let Some(above) = above_id {
+        w.push("id > ?", Arg::Int(above));
+    }
     let sql = format!(
         "SELECT {COLUMNS} FROM {} {} ORDER BY id DESC LIMIT {limit}",
         in_order(db.backend(), filter),
         w.sql()
     );
-    let rows = w.bind(sqlx::query(&sql)).fetch_all(db.pool()).await?;
+    // A window is planned for its own values each time: after five runs of a prepared
+    // statement PostgreSQL may settle on a generic plan, and for a time range that plan
+    // reads the window's rest through `activity_logs_created_id` and sorts it, for every
+    // batch of an export (39 ms a batch where the primary key takes 0.5 ms).
+    let query = w.bind(sqlx::query(&sql)).persistent(!windowed(filter));
+    let rows = query.fetch_all(db.pool()).await?;
     rows.iter().map(row).collect()
+}
+
+/// The lowest and highest id among a time window's matches, or `None` when it has
+/// none. A window's matches are walked in id order through the primary key; these
+/// bounds keep the walk to the ids the window holds. They are read from the window's
+/// own index (`id + 0`: PostgreSQL would otherwise answer `MIN` and `MAX` by walking
+/// the primary key from either end until a match, through everything outside the
+/// window). Ids and times need not agree: the bounds are those of the matches.
+pub async fn window_ids<'e, E>(
+    executor: E,
+    filter: &Filter,
+) -> Result<Option<(i64, i64)>, sqlx::Error>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let w = Where::new(filter);
+    let sql = format!(
+        "SELECT MIN(id + 0), MAX(id + 0) FROM activity_logs {}",
+        w.sql()
+    );
+    let row = w.bind(sqlx::query(&sql)).fetch_one(executor).await?;
+    Ok(row.try_get::<Option<i64>, _>(0)?.zip(row.try_get(1)?))
 }
 
 /// The messages of the authentication events the dashboard counts.
