@@ -85,14 +85,7 @@ async fn pages_by_number_equal_offset_from_both_ends(backend: Backend) {
 /// `GET /logs/export.csv` with the case's filters holds exactly the ids SQL selects,
 /// newest first; a window's export reads between its first and last match's ids.
 async fn export_equals_sql(app: &TestApp, case: &Case) {
-    app.state.activity.drain().await;
-    let expected: Vec<i64> = sqlx::query_scalar(&format!(
-        "SELECT id FROM activity_logs WHERE {} ORDER BY id DESC",
-        case.condition
-    ))
-    .fetch_all(app.state.db.pool())
-    .await
-    .unwrap();
+    let expected = stored_ids(app, case, "ORDER BY id DESC").await;
     let res = app.get(&format!("/logs/export.csv?{}", case.query)).await;
     assert_eq!(res.status(), reqwest::StatusCode::OK, "{}", case.query);
     let csv = res.text().await.unwrap();
@@ -179,14 +172,7 @@ async fn page_equals_before(app: &TestApp, case: &Case, before_id: i64, per_page
 async fn page_equals(app: &TestApp, case: &Case, params: &str, rest: &str) -> (Value, i64) {
     // Every request so far is stored, so the data holds still until this one's own
     // access line, which is written after its page was read.
-    app.state.activity.drain().await;
-    let expected: Vec<i64> = sqlx::query_scalar(&format!(
-        "SELECT id FROM activity_logs WHERE {} {rest}",
-        case.condition
-    ))
-    .fetch_all(app.state.db.pool())
-    .await
-    .unwrap();
+    let expected = stored_ids(app, case, rest).await;
     let total = app
         .scalar(&format!(
             "SELECT COUNT(*) FROM activity_logs WHERE {}",
@@ -233,4 +219,17 @@ async fn page_equals_offset(app: &TestApp, case: &Case, page: i64, per_page: i64
         );
     }
     body
+}
+
+/// The ids of the case's entries in the order `rest` gives, once every request so far
+/// is stored.
+async fn stored_ids(app: &TestApp, case: &Case, rest: &str) -> Vec<i64> {
+    app.state.activity.drain().await;
+    sqlx::query_scalar(&format!(
+        "SELECT id FROM activity_logs WHERE {} {rest}",
+        case.condition
+    ))
+    .fetch_all(app.state.db.pool())
+    .await
+    .unwrap()
 }
