@@ -333,18 +333,9 @@ async fn export_csv(
     page_param("per_page", query.per_page.as_deref(), 10, 100)?;
     page_param("page", query.page.as_deref(), 1, i64::MAX / 1000)?;
     let start = before_id(query.before_id.as_deref())?.unwrap_or(i64::MAX);
-    // A time window is read between its first and last match's ids: a walk in id
-    // order from the newest entry down to the oldest would pass everything logged
-    // after it and before it. Both reads come before the first byte, so a database
-    // that is down gives the contract's 503, not a file cut short.
-    let (above, start) = if store::windowed(&filter) {
-        match store::window_ids(state.db.pool(), &filter).await? {
-            Some((first, last)) => (Some(first - 1), start.min(last.saturating_add(1))),
-            None => (Some(start), start),
-        }
-    } else {
-        (None, start)
-    };
+    // Both reads come before the first byte, so a database that is down gives the
+    // contract's 503, not a file cut short.
+    let (above, start) = store::export_bounds(&state.db, &filter, start).await?;
     let first = store::page_between(&state.db, &filter, above, start, EXPORT_BATCH).await?;
     let db = state.db.clone();
     let stream = futures_util::stream::unfold(

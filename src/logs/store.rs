@@ -317,7 +317,7 @@ fn in_id_order(filter: &Filter) -> bool {
 }
 
 /// Whether the filter is a time window (`since`, `until` or both).
-pub(super) fn windowed(filter: &Filter) -> bool {
+fn windowed(filter: &Filter) -> bool {
     filter.since.is_some() || filter.until.is_some()
 }
 
@@ -808,6 +808,25 @@ pub async fn page_between(
     let query = w.bind(sqlx::query(&sql)).persistent(!windowed(filter));
     let rows = query.fetch_all(db.pool()).await?;
     rows.iter().map(row).collect()
+}
+
+/// Where a walk of `filter`'s matches below `before_id` by [`page_between`] starts and
+/// stops, as (`above_id`, `before_id`): a time window's between its first and last
+/// match's ids ([`window_ids`]), since from the newest entry down to the oldest the
+/// walk would pass everything logged after the window and before it; any other filter
+/// down to the oldest entry.
+pub async fn export_bounds(
+    db: &Db,
+    filter: &Filter,
+    before_id: i64,
+) -> Result<(Option<i64>, i64), sqlx::Error> {
+    if !windowed(filter) {
+        return Ok((None, before_id));
+    }
+    Ok(match window_ids(db.pool(), filter).await? {
+        Some((first, last)) => (Some(first - 1), before_id.min(last.saturating_add(1))),
+        None => (Some(before_id), before_id),
+    })
 }
 
 /// The lowest and highest id among a time window's matches, or `None` when it has

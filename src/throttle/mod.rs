@@ -161,7 +161,8 @@ pub struct Throttle {
 }
 
 enum Inner {
-    Db(Db),
+    /// The database's relaxed pool ([`Db::relaxed_pool`]).
+    Db(sqlx::AnyPool),
     Redis(Box<redis_store::RedisStore>),
 }
 
@@ -174,7 +175,7 @@ impl Throttle {
                 redis_store::RedisStore::new(url.expose_secret(), &config.redis_key_prefix)
                     .map_err(|e| anyhow::anyhow!("REDIS_URL: {e}"))?,
             )),
-            None => Inner::Db(db.clone()),
+            None => Inner::Db(db.relaxed_pool().clone()),
         };
         Ok(Self {
             inner: Arc::new(inner),
@@ -184,7 +185,7 @@ impl Throttle {
     /// Milliseconds until the subject may try again (0: now).
     pub async fn wait_ms(&self, rule: &Rule, subject: &str) -> Result<i64, AppError> {
         let until = match &*self.inner {
-            Inner::Db(db) => store::blocked_until(db.relaxed_pool(), rule, subject).await?,
+            Inner::Db(pool) => store::blocked_until(pool, rule, subject).await?,
             Inner::Redis(r) => r.blocked_until(rule, subject).await.map_err(redis_down)?,
         };
         Ok((until - now_ms()).max(0))
@@ -194,7 +195,7 @@ impl Throttle {
     pub async fn record(&self, rule: &Rule, subject: &str) -> Result<Recorded, AppError> {
         let now = now_ms();
         Ok(match &*self.inner {
-            Inner::Db(db) => store::record(db.relaxed_pool(), rule, subject, now).await?,
+            Inner::Db(pool) => store::record(pool, rule, subject, now).await?,
             Inner::Redis(r) => r.record(rule, subject, now).await.map_err(redis_down)?,
         })
     }
@@ -214,7 +215,7 @@ impl Throttle {
         now: i64,
     ) -> Result<Reserved, AppError> {
         Ok(match &*self.inner {
-            Inner::Db(db) => store::reserve(db.relaxed_pool(), rule, subject, now).await?,
+            Inner::Db(pool) => store::reserve(pool, rule, subject, now).await?,
             Inner::Redis(r) => r.reserve(rule, subject, now).await.map_err(redis_down)?,
         })
     }
@@ -228,15 +229,8 @@ impl Throttle {
         previous_until_ms: i64,
     ) -> Result<(), AppError> {
         match &*self.inner {
-            Inner::Db(db) => {
-                store::release(
-                    db.relaxed_pool(),
-                    rule,
-                    subject,
-                    set_until_ms,
-                    previous_until_ms,
-                )
-                .await?
+            Inner::Db(pool) => {
+                store::release(pool, rule, subject, set_until_ms, previous_until_ms).await?
             }
             Inner::Redis(r) => r
                 .release(rule, subject, set_until_ms, previous_until_ms)
@@ -249,7 +243,7 @@ impl Throttle {
     /// Forgets the subject's failures, after it has proven itself.
     pub async fn clear(&self, rule: &Rule, subject: &str) -> Result<(), AppError> {
         match &*self.inner {
-            Inner::Db(db) => store::clear(db.relaxed_pool(), rule, subject).await?,
+            Inner::Db(pool) => store::clear(pool, rule, subject).await?,
             Inner::Redis(r) => r.clear(rule, subject).await.map_err(redis_down)?,
         }
         Ok(())
@@ -258,9 +252,7 @@ impl Throttle {
     /// Forgets lapsed entries (Redis expires its keys by itself).
     pub async fn prune(&self) -> Result<u64, AppError> {
         match &*self.inner {
-            Inner::Db(db) => {
-                Ok(store::prune(db.relaxed_pool(), now_ms(), LONGEST_WINDOW_MS).await?)
-            }
+            Inner::Db(pool) => Ok(store::prune(pool, now_ms(), LONGEST_WINDOW_MS).await?),
             Inner::Redis(_) => Ok(0),
         }
     }

@@ -334,23 +334,27 @@ async fn instances_share_the_count(backend: Backend) {
 async fn counts_and_new_sessions_commit_without_waiting_for_the_disk(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let db = &app.state.db;
-    let setting = |pool| async move {
-        let sql = match backend {
-            Backend::Sqlite => "PRAGMA synchronous",
-            Backend::Postgres => "SHOW synchronous_commit",
-        };
-        let row = sqlx::query(sql).fetch_one(pool).await.unwrap();
-        sqlx::Row::try_get::<String, _>(&row, 0)
-            .or_else(|_| sqlx::Row::try_get::<i64, _>(&row, 0).map(|n| n.to_string()))
-            .unwrap()
-    };
-    let (durable, relaxed) = match backend {
+    match backend {
         // 1: NORMAL, a WAL commit without a sync, on every connection.
-        Backend::Sqlite => ("1", "1"),
-        Backend::Postgres => ("on", "off"),
-    };
-    assert_eq!(setting(db.pool()).await, durable);
-    assert_eq!(setting(db.relaxed_pool()).await, relaxed);
+        Backend::Sqlite => {
+            for pool in [db.pool(), db.relaxed_pool()] {
+                let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
+                    .fetch_one(pool)
+                    .await
+                    .unwrap();
+                assert_eq!(synchronous, 1);
+            }
+        }
+        Backend::Postgres => {
+            for (pool, expected) in [(db.pool(), "on"), (db.relaxed_pool(), "off")] {
+                let setting: String = sqlx::query_scalar("SHOW synchronous_commit")
+                    .fetch_one(pool)
+                    .await
+                    .unwrap();
+                assert_eq!(setting, expected);
+            }
+        }
+    }
 
     app.verified_user("rita").await;
     let client = new_client();
