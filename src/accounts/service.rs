@@ -152,11 +152,11 @@ pub async fn login(
     };
     // A browser that has logged in to this account before (or holds a live session of
     // it) is not held back by failures others cause on the account; see `throttle`.
-    let known_device = found.as_ref().is_some_and(|(user, _)| {
-        device::is_known(&state.config, headers, user)
-            || current.as_ref().is_some_and(|c| c.user.id == user.id)
+    let known_device = found.as_ref().is_some_and(|a| {
+        device::is_known(&state.config, headers, &a.user)
+            || current.as_ref().is_some_and(|c| c.user.id == a.user.id)
     });
-    let account: Option<User> = found.as_ref().map(|(user, _)| user.clone());
+    let account: Option<User> = found.as_ref().map(|a| a.user.clone());
     let mut attempt = Attempt::new(state, origin)
         .user(account.as_ref())
         .by_ip(&throttle::LOGIN_IP);
@@ -170,19 +170,22 @@ pub async fn login(
     let verdict = if body.password.len() <= 1024 {
         state
             .hasher
-            .check(body.password, found.as_ref().map(|(_, h)| h.as_str()))
+            .check(
+                body.password,
+                found.as_ref().map(|a| a.password_hash.as_str()),
+            )
             .await?
     } else {
         Verdict::Mismatch
     };
-    let user = match found {
-        Some((user, _)) if verdict.matches() => user,
+    let account = match found {
+        Some(account) if verdict.matches() => account,
         other => {
             let mut entry = LogEntry::auth(Level::Warning, "login failed")
                 .origin(origin)
                 .details(json!({ "username_or_email": truncate(identifier, 64) }));
-            if let Some((user, _)) = other {
-                entry = entry.user(&user);
+            if let Some(account) = other {
+                entry = entry.user(&account.user);
             }
             state.activity.record(entry);
             return Err(AppError::Unauthenticated(
@@ -193,7 +196,7 @@ pub async fn login(
     };
     // The password is proven, so the attempt gives its slots back whatever comes next;
     // a login that is done also forgets the name's failures, in the same statement.
-    let login = password_proven(state, origin, headers, known_device, user, body, verdict).await;
+    let login = password_proven(state, origin, headers, known_device, account, body, verdict).await;
     match &login {
         Ok(Login::Done(_)) => {
             attempt
@@ -212,10 +215,11 @@ async fn password_proven(
     origin: &Origin,
     headers: &HeaderMap,
     known_device: bool,
-    user: User,
+    account: store::LoginAccount,
     body: &Credentials<'_>,
     verdict: Verdict,
 ) -> Result<Login, AppError> {
+    let store::LoginAccount { user, access, .. } = account;
     if user.disabled {
         return Err(AppError::Forbidden(
             "account_disabled",
@@ -237,7 +241,7 @@ async fn password_proven(
             Err(AppError::TwofaRequired) => return Ok(Login::SecondFactor(user)),
             other => other?,
         };
-    start_session(state, origin, headers, user, second_factor).await
+    start_session(state, origin, headers, user, access, second_factor).await
 }
 
 /// The end of every successful login.
@@ -246,6 +250,7 @@ async fn start_session(
     origin: &Origin,
     headers: &HeaderMap,
     user: User,
+    access: Access,
     second_factor: Option<twofa::Proof>,
 ) -> Result<Login, AppError> {
     // A new session at every login: a value planted before login is worthless after.
@@ -253,10 +258,7 @@ async fn start_session(
         session::revoke_token(&state.db, old).await?;
         state.sessions.forget(&session::token_hash(old));
     }
-    let (new, access) = tokio::try_join!(
-        session::create(&state.db, &state.config, user.id, origin),
-        Access::load(state.db.pool(), user.id)
-    )?;
+    let new = session::create(&state.db, &state.config, user.id, origin).await?;
     let mut entry = LogEntry::auth(Level::Info, "login ok")
         .user(&user)
         .origin(origin);
@@ -303,7 +305,8 @@ pub async fn login_second_factor(
         .by(&throttle::LOGIN_ACCOUNT, throttle::account_subject(user.id))
         .clear(&throttle::LOGIN_ACCOUNT)
         .await?;
-    match start_session(state, origin, headers, user, second_factor).await? {
+    let access = Access::load(state.db.pool(), user.id).await?;
+    match start_session(state, origin, headers, user, access, second_factor).await? {
         Login::Done(done) => Ok(done),
         Login::SecondFactor(_) => Err(AppError::TwofaRequired),
     }

@@ -4,6 +4,7 @@ use sqlx::Row;
 
 use crate::auth::session::{self, random_token, token_hash, USER_COLUMNS};
 use crate::db::{self, Db};
+use crate::rbac::Access;
 
 use super::User;
 
@@ -83,20 +84,52 @@ pub async fn insert_user(
     })
 }
 
-/// A user with the password hash, for login.
+/// The account a login names, with what the login needs of it.
+pub struct LoginAccount {
+    pub user: User,
+    pub password_hash: String,
+    pub access: Access,
+}
+
+/// The account with the username or email, its password hash and its roles and
+/// permissions, in one statement (a row per role and permission): a login that
+/// succeeds answers with its roles without asking again. Should an imported username
+/// equal another account's email, the older account is the one named.
 pub async fn find_for_login(
     db: &Db,
     username_or_email: &str,
-) -> Result<Option<(User, String)>, sqlx::Error> {
-    let row = sqlx::query(&format!(
-        "SELECT {USER_COLUMNS}, password_hash FROM users \
-         WHERE lower(username) = lower($1) OR lower(email) = lower($1)"
-    ))
+) -> Result<Option<LoginAccount>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT u.id, u.username, u.email, u.first_name, u.last_name, u.email_verified, \
+         u.disabled, u.twofa_enabled, u.created_at, u.password_changed_at, u.password_hash, \
+         r.name, p.name \
+         FROM users u \
+         LEFT JOIN user_roles ur ON ur.user_id = u.id \
+         LEFT JOIN roles r ON r.id = ur.role_id \
+         LEFT JOIN role_permissions rp ON rp.role_id = r.id \
+         LEFT JOIN permissions p ON p.id = rp.permission_id \
+         WHERE lower(u.username) = lower($1) OR lower(u.email) = lower($1) \
+         ORDER BY u.id, r.name",
+    )
     .bind(username_or_email)
-    .fetch_optional(db.pool())
+    .fetch_all(db.pool())
     .await?;
-    row.map(|r| Ok((session::user_from_row(&r, 0)?, r.try_get(10)?)))
-        .transpose()
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let user = session::user_from_row(first, 0)?;
+    let mut access = Access::default();
+    for row in &rows {
+        if row.try_get::<i64, _>(0)? == user.id {
+            access.add(row.try_get(11)?, row.try_get(12)?);
+        }
+    }
+    access.complete(db.pool()).await?;
+    Ok(Some(LoginAccount {
+        user,
+        password_hash: first.try_get(10)?,
+        access,
+    }))
 }
 
 pub async fn find_by_id<'e, E>(executor: E, id: i64) -> Result<Option<User>, sqlx::Error>

@@ -31,7 +31,7 @@ use serde_json::json;
 use crate::accounts::User;
 use crate::app::AppState;
 use crate::config::Config;
-use crate::db::Db;
+use crate::db::{Backend, Db};
 use crate::error::AppError;
 use crate::http::{truncate, Origin};
 use crate::logs::{Level, LogEntry};
@@ -154,6 +154,34 @@ pub fn now_ms() -> i64 {
     i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
 }
 
+/// A failure to give back: the attempt that reserved it succeeded.
+#[derive(Debug, Clone, Copy)]
+pub enum Return<'a> {
+    /// Gives back one reserved failure, with the block it started (see
+    /// [`Reserved::Counted`]).
+    Release {
+        rule: &'static Rule,
+        subject: &'a str,
+        set_until_ms: i64,
+        previous_until_ms: i64,
+    },
+    /// Forgets all the subject's failures: it has proven itself.
+    Clear {
+        rule: &'static Rule,
+        subject: &'a str,
+    },
+}
+
+impl Return<'_> {
+    fn key(&self) -> (&'static str, &str) {
+        match *self {
+            Return::Release { rule, subject, .. } | Return::Clear { rule, subject } => {
+                (rule.scope, subject)
+            }
+        }
+    }
+}
+
 /// The shared throttle state, in the database or in Redis; cheap to clone.
 #[derive(Clone)]
 pub struct Throttle {
@@ -162,7 +190,10 @@ pub struct Throttle {
 
 enum Inner {
     /// The database's relaxed pool ([`Db::relaxed_pool`]).
-    Db(sqlx::AnyPool),
+    Db {
+        pool: sqlx::AnyPool,
+        backend: Backend,
+    },
     Redis(Box<redis_store::RedisStore>),
 }
 
@@ -175,7 +206,10 @@ impl Throttle {
                 redis_store::RedisStore::new(url.expose_secret(), &config.redis_key_prefix)
                     .map_err(|e| anyhow::anyhow!("REDIS_URL: {e}"))?,
             )),
-            None => Inner::Db(db.relaxed_pool().clone()),
+            None => Inner::Db {
+                pool: db.relaxed_pool().clone(),
+                backend: db.backend(),
+            },
         };
         Ok(Self {
             inner: Arc::new(inner),
@@ -185,7 +219,7 @@ impl Throttle {
     /// Milliseconds until the subject may try again (0: now).
     pub async fn wait_ms(&self, rule: &Rule, subject: &str) -> Result<i64, AppError> {
         let until = match &*self.inner {
-            Inner::Db(pool) => store::blocked_until(pool, rule, subject).await?,
+            Inner::Db { pool, .. } => store::blocked_until(pool, rule, subject).await?,
             Inner::Redis(r) => r.blocked_until(rule, subject).await.map_err(redis_down)?,
         };
         Ok((until - now_ms()).max(0))
@@ -195,67 +229,134 @@ impl Throttle {
     pub async fn record(&self, rule: &Rule, subject: &str) -> Result<Recorded, AppError> {
         let now = now_ms();
         Ok(match &*self.inner {
-            Inner::Db(pool) => store::record(pool, rule, subject, now).await?,
+            Inner::Db { pool, .. } => store::record(pool, rule, subject, now).await?,
             Inner::Redis(r) => r.record(rule, subject, now).await.map_err(redis_down)?,
         })
     }
 
-    /// Counts an attempt as a failure before it is judged, unless the subject is
-    /// blocked; see [`Attempt::reserve`].
-    pub async fn reserve(&self, rule: &Rule, subject: &str) -> Result<Reserved, AppError> {
-        self.reserve_at(rule, subject, now_ms()).await
+    /// Counts an attempt as a failure under each of its rules before it is judged,
+    /// unless that subject is blocked; see [`Attempt::reserve`]. The answers are in
+    /// the order of `keys`.
+    pub async fn reserve(&self, keys: &[(&'static Rule, &str)]) -> Result<Vec<Reserved>, AppError> {
+        self.reserve_at(keys, now_ms()).await
     }
 
     /// [`Throttle::reserve`] as if the time were `now` (Unix milliseconds), so that a
     /// test can walk a subject through its blocks without waiting them out.
     pub async fn reserve_at(
         &self,
-        rule: &Rule,
-        subject: &str,
+        keys: &[(&'static Rule, &str)],
         now: i64,
-    ) -> Result<Reserved, AppError> {
-        Ok(match &*self.inner {
-            Inner::Db(pool) => store::reserve(pool, rule, subject, now).await?,
-            Inner::Redis(r) => r.reserve(rule, subject, now).await.map_err(redis_down)?,
-        })
+    ) -> Result<Vec<Reserved>, AppError> {
+        if let Inner::Db {
+            pool,
+            backend: Backend::Postgres,
+        } = &*self.inner
+        {
+            if keys.len() > 1 && distinct(keys.iter().map(|(rule, s)| (rule.scope, *s))) {
+                return Ok(store::reserve_together(pool, keys, now).await?);
+            }
+        }
+        let mut answers = Vec::with_capacity(keys.len());
+        for &(rule, subject) in keys {
+            let answer = match &*self.inner {
+                Inner::Db { pool, .. } => store::reserve(pool, rule, subject, now)
+                    .await
+                    .map_err(AppError::from),
+                Inner::Redis(r) => r.reserve(rule, subject, now).await.map_err(redis_down),
+            };
+            match answer {
+                Ok(reserved) => answers.push(reserved),
+                Err(e) => {
+                    // Counted all together or not at all, as in one statement.
+                    self.give_back(&returns(keys, &answers)).await?;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(answers)
     }
 
-    /// Gives back a failure counted by [`Throttle::reserve`].
-    pub async fn release(
-        &self,
-        rule: &Rule,
-        subject: &str,
-        set_until_ms: i64,
-        previous_until_ms: i64,
-    ) -> Result<(), AppError> {
+    /// Gives back failures counted by [`Throttle::reserve`], or forgets subjects.
+    pub async fn give_back(&self, items: &[Return<'_>]) -> Result<(), AppError> {
         match &*self.inner {
-            Inner::Db(pool) => {
-                store::release(pool, rule, subject, set_until_ms, previous_until_ms).await?
+            Inner::Db {
+                pool,
+                backend: Backend::Postgres,
+            } if items.len() > 1 && distinct(items.iter().map(Return::key)) => {
+                store::give_back_together(pool, items).await?
             }
-            Inner::Redis(r) => r
-                .release(rule, subject, set_until_ms, previous_until_ms)
-                .await
-                .map_err(redis_down)?,
+            Inner::Db { pool, .. } => {
+                for item in items {
+                    store::give_back(pool, item).await?;
+                }
+            }
+            Inner::Redis(r) => {
+                for item in items {
+                    match *item {
+                        Return::Release {
+                            rule,
+                            subject,
+                            set_until_ms,
+                            previous_until_ms,
+                        } => {
+                            r.release(rule, subject, set_until_ms, previous_until_ms)
+                                .await
+                        }
+                        Return::Clear { rule, subject } => r.clear(rule, subject).await,
+                    }
+                    .map_err(redis_down)?;
+                }
+            }
         }
         Ok(())
     }
 
     /// Forgets the subject's failures, after it has proven itself.
-    pub async fn clear(&self, rule: &Rule, subject: &str) -> Result<(), AppError> {
-        match &*self.inner {
-            Inner::Db(pool) => store::clear(pool, rule, subject).await?,
-            Inner::Redis(r) => r.clear(rule, subject).await.map_err(redis_down)?,
-        }
-        Ok(())
+    pub async fn clear(&self, rule: &'static Rule, subject: &str) -> Result<(), AppError> {
+        self.give_back(&[Return::Clear { rule, subject }]).await
     }
 
     /// Forgets lapsed entries (Redis expires its keys by itself).
     pub async fn prune(&self) -> Result<u64, AppError> {
         match &*self.inner {
-            Inner::Db(pool) => Ok(store::prune(pool, now_ms(), LONGEST_WINDOW_MS).await?),
+            Inner::Db { pool, .. } => Ok(store::prune(pool, now_ms(), LONGEST_WINDOW_MS).await?),
             Inner::Redis(_) => Ok(0),
         }
     }
+}
+
+/// Whether no (scope, subject) comes twice: the steps of one statement must not write
+/// one row twice.
+fn distinct<'a>(keys: impl Iterator<Item = (&'static str, &'a str)>) -> bool {
+    let mut seen = Vec::new();
+    for key in keys {
+        if seen.contains(&key) {
+            return false;
+        }
+        seen.push(key);
+    }
+    true
+}
+
+/// What gives back the counted ones among `answers`, the reservations of `keys`.
+fn returns<'a>(keys: &[(&'static Rule, &'a str)], answers: &[Reserved]) -> Vec<Return<'a>> {
+    keys.iter()
+        .zip(answers)
+        .filter_map(|(&(rule, subject), answer)| match *answer {
+            Reserved::Counted {
+                set_until_ms,
+                previous_until_ms,
+                ..
+            } => Some(Return::Release {
+                rule,
+                subject,
+                set_until_ms,
+                previous_until_ms,
+            }),
+            Reserved::Blocked { .. } => None,
+        })
+        .collect()
 }
 
 /// Without its shared state the throttle cannot decide; refusing (503) is safer than
@@ -376,15 +477,21 @@ impl<'a> Attempt<'a> {
     /// attempts behind it are refused (429) without being judged. An attempt that
     /// succeeds gives its slots back with [`Attempt::release`]; a failure keeps them.
     pub async fn reserve(&self) -> Result<Reservation, AppError> {
-        let mut held = Vec::with_capacity(self.keys.len());
+        let keys: Vec<(&'static Rule, &str)> = self
+            .keys
+            .iter()
+            .map(|(rule, subject)| (*rule, subject.as_str()))
+            .collect();
+        let answers = self.state.throttle.reserve(&keys).await?;
+        let mut held = Vec::with_capacity(keys.len());
         let mut longest = 0;
-        for (rule, subject) in &self.keys {
-            match self.state.throttle.reserve(rule, subject).await {
-                Ok(Reserved::Counted {
+        for (&(rule, subject), answer) in keys.iter().zip(answers) {
+            match answer {
+                Reserved::Counted {
                     recorded,
                     set_until_ms,
                     previous_until_ms,
-                }) => {
+                } => {
                     if recorded.blocked_ms > 0 {
                         self.log(
                             format!("throttle engaged: {}", rule.scope),
@@ -396,19 +503,15 @@ impl<'a> Attempt<'a> {
                             }),
                         );
                     }
-                    held.push((*rule, subject.clone(), set_until_ms, previous_until_ms));
+                    held.push((rule, subject.to_owned(), set_until_ms, previous_until_ms));
                 }
-                Ok(Reserved::Blocked { until_ms }) => {
+                Reserved::Blocked { until_ms } => {
                     let wait = (until_ms - now_ms()).max(1);
                     self.log(
                         format!("throttled: {}", rule.scope),
                         json!({ "scope": rule.scope, "subject": truncate(subject, 64), "retry_after_secs": secs(wait) }),
                     );
                     longest = longest.max(wait);
-                }
-                Err(e) => {
-                    self.release(Reservation(held)).await?;
-                    return Err(e);
                 }
             }
         }
@@ -424,34 +527,46 @@ impl<'a> Attempt<'a> {
 
     /// Gives back the slots of a reservation: the attempt succeeded.
     pub async fn release(&self, reservation: Reservation) -> Result<(), AppError> {
-        for (rule, subject, set_until_ms, previous_until_ms) in reservation.0 {
-            self.state
-                .throttle
-                .release(rule, &subject, set_until_ms, previous_until_ms)
-                .await?;
-        }
-        Ok(())
+        self.release_clearing_if(reservation, None).await
     }
 
     /// Gives back the slots of a reservation and forgets the failures counted under
     /// `rule`: the attempt succeeded and proved the subject. A slot of `rule` is not
-    /// given back first, since forgetting its row gives back everything.
+    /// given back first, since forgetting its row gives back everything. One round
+    /// trip on PostgreSQL.
     pub async fn release_clearing(
         &self,
         reservation: Reservation,
         rule: &'static Rule,
     ) -> Result<(), AppError> {
-        for (held, subject, set_until_ms, previous_until_ms) in reservation.0 {
-            if std::ptr::eq(held, rule) {
-                self.state.throttle.clear(rule, &subject).await?;
-            } else {
-                self.state
-                    .throttle
-                    .release(held, &subject, set_until_ms, previous_until_ms)
-                    .await?;
-            }
+        self.release_clearing_if(reservation, Some(rule)).await
+    }
+
+    async fn release_clearing_if(
+        &self,
+        reservation: Reservation,
+        clearing: Option<&'static Rule>,
+    ) -> Result<(), AppError> {
+        let items: Vec<Return> = reservation
+            .0
+            .iter()
+            .map(|(rule, subject, set_until_ms, previous_until_ms)| {
+                if clearing.is_some_and(|c| std::ptr::eq(*rule, c)) {
+                    Return::Clear { rule, subject }
+                } else {
+                    Return::Release {
+                        rule,
+                        subject,
+                        set_until_ms: *set_until_ms,
+                        previous_until_ms: *previous_until_ms,
+                    }
+                }
+            })
+            .collect();
+        if items.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        self.state.throttle.give_back(&items).await
     }
 
     /// Forgets the failures counted under `rule`, after a success.

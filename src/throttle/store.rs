@@ -2,7 +2,7 @@
 
 use std::sync::LazyLock;
 
-use super::{delay_ms, Recorded, Reserved, Rule};
+use super::{delay_ms, Recorded, Reserved, Return, Rule};
 
 /// Counts one failure and, past the rule's free allowance, extends the block. One
 /// upsert counts and blocks, so concurrent failures are all counted; the block only
@@ -55,13 +55,23 @@ static RESERVE: LazyLock<String> =
 
 /// Binds [`RECORD`] or [`RESERVE`].
 fn count_failure<'q>(
-    sql: &'static str,
+    sql: &'q str,
     rule: &Rule,
     subject: &'q str,
     now_ms: i64,
 ) -> sqlx::query::QueryAs<'q, sqlx::Any, (i64, i64), sqlx::any::AnyArguments<'q>> {
+    bind_count(sqlx::query_as(sql), rule, subject, now_ms)
+}
+
+/// The eight parameters of [`count_failure_sql`], after those already bound.
+fn bind_count<'q, O>(
+    query: sqlx::query::QueryAs<'q, sqlx::Any, O, sqlx::any::AnyArguments<'q>>,
+    rule: &Rule,
+    subject: &'q str,
+    now_ms: i64,
+) -> sqlx::query::QueryAs<'q, sqlx::Any, O, sqlx::any::AnyArguments<'q>> {
     let first = delay_ms(rule, 1);
-    sqlx::query_as(sql)
+    query
         .bind(rule.scope)
         .bind(subject)
         .bind(now_ms)
@@ -86,15 +96,6 @@ pub async fn blocked_until(
     .fetch_optional(pool)
     .await?
     .unwrap_or(0))
-}
-
-pub async fn clear(pool: &sqlx::AnyPool, rule: &Rule, subject: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM throttle WHERE scope = $1 AND subject = $2")
-        .bind(rule.scope)
-        .bind(subject)
-        .execute(pool)
-        .await?;
-    Ok(())
 }
 
 /// Forgets entries that no longer block and whose failures have lapsed.
@@ -125,6 +126,49 @@ pub async fn reserve(
     let counted = count_failure(&RESERVE, rule, subject, now_ms)
         .fetch_optional(pool)
         .await?;
+    reserved(pool, rule, subject, now_ms, counted).await
+}
+
+/// [`reserve`] for several subjects (of distinct rules) in one PostgreSQL statement:
+/// each upsert is a step of one `WITH`, so a login's reservations cost one round trip
+/// and are counted together or not at all.
+pub async fn reserve_together(
+    pool: &sqlx::AnyPool,
+    keys: &[(&Rule, &str)],
+    now_ms: i64,
+) -> Result<Vec<Reserved>, sqlx::Error> {
+    let steps: Vec<String> = (0..keys.len())
+        .map(|i| shift_parameters(&RESERVE, i * COUNT_PARAMETERS))
+        .collect();
+    let picks: Vec<String> = (0..keys.len())
+        .map(|i| format!("SELECT CAST({i} AS BIGINT), failures, blocked_until_ms FROM k{i}"))
+        .collect();
+    let sql = format!("{} {}", with_steps("k", &steps), picks.join(" UNION ALL "));
+    let mut query = sqlx::query_as::<_, (i64, i64, i64)>(&sql);
+    for (rule, subject) in keys {
+        query = bind_count(query, rule, subject, now_ms);
+    }
+    let rows = query.fetch_all(pool).await?;
+    let mut answers = Vec::with_capacity(keys.len());
+    for (i, (rule, subject)) in keys.iter().enumerate() {
+        let counted = rows
+            .iter()
+            .find(|(k, ..)| usize::try_from(*k).is_ok_and(|k| k == i))
+            .map(|&(_, failures, until)| (failures, until));
+        answers.push(reserved(pool, rule, subject, now_ms, counted).await?);
+    }
+    Ok(answers)
+}
+
+/// What a reservation did, from the count and block its upsert returned (none: the
+/// subject was blocked, and is asked when it may try again).
+async fn reserved(
+    pool: &sqlx::AnyPool,
+    rule: &Rule,
+    subject: &str,
+    now_ms: i64,
+    counted: Option<(i64, i64)>,
+) -> Result<Reserved, sqlx::Error> {
     let Some((failures, until)) = counted else {
         return Ok(Reserved::Blocked {
             until_ms: blocked_until(pool, rule, subject).await?,
@@ -144,25 +188,125 @@ pub async fn reserve(
     })
 }
 
-/// Gives back a reserved failure: the attempt succeeded. A block the reservation
-/// started is undone unless a later failure has moved it since.
-pub async fn release(
-    pool: &sqlx::AnyPool,
-    rule: &Rule,
-    subject: &str,
-    set_until_ms: i64,
-    previous_until_ms: i64,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE throttle SET failures = CASE WHEN failures > 0 THEN failures - 1 ELSE 0 END, \
-         blocked_until_ms = CASE WHEN blocked_until_ms = $1 THEN $2 ELSE blocked_until_ms END \
-         WHERE scope = $3 AND subject = $4",
-    )
-    .bind(set_until_ms)
-    .bind(previous_until_ms)
-    .bind(rule.scope)
-    .bind(subject)
-    .execute(pool)
-    .await?;
+const RELEASE: &str =
+    "UPDATE throttle SET failures = CASE WHEN failures > 0 THEN failures - 1 ELSE 0 END, \
+     blocked_until_ms = CASE WHEN blocked_until_ms = $1 THEN $2 ELSE blocked_until_ms END \
+     WHERE scope = $3 AND subject = $4";
+const CLEAR: &str = "DELETE FROM throttle WHERE scope = $1 AND subject = $2";
+
+/// Gives back a reserved failure ([`Return::Release`]) or forgets a subject
+/// ([`Return::Clear`]).
+pub async fn give_back(pool: &sqlx::AnyPool, item: &Return<'_>) -> Result<(), sqlx::Error> {
+    match *item {
+        Return::Release {
+            rule,
+            subject,
+            set_until_ms,
+            previous_until_ms,
+        } => {
+            sqlx::query(RELEASE)
+                .bind(set_until_ms)
+                .bind(previous_until_ms)
+                .bind(rule.scope)
+                .bind(subject)
+                .execute(pool)
+                .await?
+        }
+        Return::Clear { rule, subject } => {
+            sqlx::query(CLEAR)
+                .bind(rule.scope)
+                .bind(subject)
+                .execute(pool)
+                .await?
+        }
+    };
     Ok(())
+}
+
+/// [`give_back`] for several subjects in one PostgreSQL statement, each a step of one
+/// `WITH`.
+pub async fn give_back_together(
+    pool: &sqlx::AnyPool,
+    items: &[Return<'_>],
+) -> Result<(), sqlx::Error> {
+    let mut steps = Vec::with_capacity(items.len());
+    let mut bound = 0;
+    for item in items {
+        let (sql, count) = match item {
+            Return::Release { .. } => (RELEASE, 4),
+            Return::Clear { .. } => (CLEAR, 2),
+        };
+        steps.push(shift_parameters(sql, bound));
+        bound += count;
+    }
+    let sql = format!("{} SELECT 0", with_steps("g", &steps));
+    let mut query = sqlx::query(&sql);
+    for item in items {
+        query = match *item {
+            Return::Release {
+                rule,
+                subject,
+                set_until_ms,
+                previous_until_ms,
+            } => query
+                .bind(set_until_ms)
+                .bind(previous_until_ms)
+                .bind(rule.scope)
+                .bind(subject),
+            Return::Clear { rule, subject } => query.bind(rule.scope).bind(subject),
+        };
+    }
+    query.execute(pool).await?;
+    Ok(())
+}
+
+/// The parameters [`count_failure_sql`] takes.
+const COUNT_PARAMETERS: usize = 8;
+
+/// `WITH p0 AS (step), p1 AS (step) ...`: PostgreSQL runs every data-modifying step of
+/// a `WITH` exactly once, whether or not the statement reads its rows.
+fn with_steps(prefix: &str, steps: &[String]) -> String {
+    let named: Vec<String> = steps
+        .iter()
+        .enumerate()
+        .map(|(i, step)| format!("{prefix}{i} AS ({step})"))
+        .collect();
+    format!("WITH {}", named.join(", "))
+}
+
+/// The statement with each placeholder `$N` renumbered `$(N + by)`, so that several
+/// statements' parameters can follow one another in one statement.
+fn shift_parameters(sql: &str, by: usize) -> String {
+    let mut shifted = String::with_capacity(sql.len() + 16);
+    let mut rest = sql;
+    while let Some(at) = rest.find('$') {
+        shifted.push_str(&rest[..=at]);
+        rest = &rest[at + 1..];
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        match rest[..digits].parse::<usize>() {
+            Ok(n) => shifted.push_str(&(n + by).to_string()),
+            Err(_) => shifted.push_str(&rest[..digits]),
+        }
+        rest = &rest[digits..];
+    }
+    shifted.push_str(rest);
+    shifted
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameters_shift_past_those_before() {
+        assert_eq!(
+            shift_parameters("a = $1 AND b = $12 OR $ c", 8),
+            "a = $9 AND b = $20 OR $ c"
+        );
+        assert_eq!(shift_parameters(CLEAR, 0), CLEAR);
+        assert_eq!(
+            with_steps("g", &["DELETE x".into(), "UPDATE y".into()]),
+            "WITH g0 AS (DELETE x), g1 AS (UPDATE y)"
+        );
+    }
 }

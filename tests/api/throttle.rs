@@ -11,7 +11,7 @@ use reqwest::StatusCode;
 use secrecy::ExposeSecret;
 use serde_json::json;
 
-use gatehouse::throttle::{self, Reserved, Throttle};
+use gatehouse::throttle::{self, Reserved, Return, Throttle};
 
 use crate::helpers::{expect_error, new_client, Backend, TestApp, PASSWORD};
 use crate::on_both_databases;
@@ -26,6 +26,7 @@ on_both_databases!(
     concurrent_guesses_are_counted_before_they_are_judged,
     answers_do_not_tell_which_email_goes_with_a_name,
     reservations_block_double_and_cap_by_the_rule,
+    reservations_of_two_subjects_are_judged_apart,
     counts_and_new_sessions_commit_without_waiting_for_the_disk,
 );
 
@@ -555,6 +556,118 @@ async fn answers_do_not_tell_which_email_goes_with_a_name(backend: Backend) {
     }
 }
 
+async fn reserve_one(
+    throttle: &Throttle,
+    rule: &'static throttle::Rule,
+    subject: &str,
+    now: i64,
+) -> Reserved {
+    let mut answers = throttle.reserve_at(&[(rule, subject)], now).await.unwrap();
+    assert_eq!(answers.len(), 1);
+    answers.remove(0)
+}
+
+fn random_subject(kind: &str) -> String {
+    format!("{kind}:{:016x}", rand::thread_rng().gen::<u64>())
+}
+
+/// A login's two subjects reserved in one call (one statement on PostgreSQL): each is
+/// counted or refused on its own, in the order asked, and a blocked one leaves the
+/// other's count to be given back; one call gives back a slot and forgets the other
+/// subject, and the counts then read as if neither attempt had been made.
+async fn subjects_reserved_together_are_judged_each_on_its_own(throttle: &Throttle) {
+    let (ip_rule, name_rule) = (&throttle::LOGIN_IP, &throttle::LOGIN_ACCOUNT);
+    let ip = random_subject("ip");
+    let name = random_subject("name");
+    let now = 1_800_000_000_000;
+    for failures in 1..=name_rule.free {
+        let answers = throttle
+            .reserve_at(&[(ip_rule, &ip), (name_rule, &name)], now)
+            .await
+            .unwrap();
+        for answer in &answers {
+            let Reserved::Counted { recorded, .. } = answer else {
+                panic!("failure {failures} refused: {answers:?}");
+            };
+            assert_eq!(recorded.failures, failures, "{answers:?}");
+        }
+    }
+    // The name is blocked now; the address is not, and is counted.
+    let blocked_until = now + throttle::delay_ms(name_rule, name_rule.free);
+    let answers = throttle
+        .reserve_at(&[(ip_rule, &ip), (name_rule, &name)], now + 1)
+        .await
+        .unwrap();
+    let [Reserved::Counted {
+        recorded,
+        set_until_ms,
+        previous_until_ms,
+    }, Reserved::Blocked { until_ms }] = answers[..]
+    else {
+        panic!("{answers:?}");
+    };
+    assert_eq!(recorded.failures, name_rule.free + 1);
+    assert_eq!(until_ms, blocked_until);
+    throttle
+        .give_back(&[Return::Release {
+            rule: ip_rule,
+            subject: &ip,
+            set_until_ms,
+            previous_until_ms,
+        }])
+        .await
+        .unwrap();
+
+    // After the block: a success gives the address's slot back and forgets the name.
+    let answers = throttle
+        .reserve_at(&[(name_rule, &name), (ip_rule, &ip)], blocked_until)
+        .await
+        .unwrap();
+    let [Reserved::Counted { .. }, Reserved::Counted {
+        recorded,
+        set_until_ms,
+        previous_until_ms,
+    }] = answers[..]
+    else {
+        panic!("{answers:?}");
+    };
+    assert_eq!(recorded.failures, name_rule.free + 1, "the given-back slot");
+    throttle
+        .give_back(&[
+            Return::Clear {
+                rule: name_rule,
+                subject: &name,
+            },
+            Return::Release {
+                rule: ip_rule,
+                subject: &ip,
+                set_until_ms,
+                previous_until_ms,
+            },
+        ])
+        .await
+        .unwrap();
+    let answers = throttle
+        .reserve_at(&[(ip_rule, &ip), (name_rule, &name)], blocked_until)
+        .await
+        .unwrap();
+    let counts: Vec<i64> = answers
+        .iter()
+        .map(|answer| match answer {
+            Reserved::Counted { recorded, .. } => recorded.failures,
+            Reserved::Blocked { .. } => panic!("{answers:?}"),
+        })
+        .collect();
+    assert_eq!(counts, [name_rule.free + 1, 1]);
+    throttle.clear(ip_rule, &ip).await.unwrap();
+    throttle.clear(name_rule, &name).await.unwrap();
+}
+
+async fn reservations_of_two_subjects_are_judged_apart(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    subjects_reserved_together_are_judged_each_on_its_own(&app.state.throttle).await;
+}
+
 /// One subject reserved over and over at chosen times: every reservation counts one
 /// failure; past the free allowance each starts a block that doubles up to the cap;
 /// while blocked nothing is counted; a lapsed window starts the count again (where the
@@ -562,7 +675,7 @@ async fn answers_do_not_tell_which_email_goes_with_a_name(backend: Backend) {
 /// given back with the block it started.
 async fn walk_the_rule(throttle: &Throttle, lapses: bool) {
     let rule = &throttle::LOGIN_ACCOUNT;
-    let subject = format!("name:walk-{:016x}", rand::thread_rng().gen::<u64>());
+    let subject = random_subject("name");
     let mut now = 1_800_000_000_000;
     let mut capped = 0;
     for failures in 1..=rule.free + 14 {
@@ -570,7 +683,7 @@ async fn walk_the_rule(throttle: &Throttle, lapses: bool) {
             recorded,
             set_until_ms,
             ..
-        } = throttle.reserve_at(rule, &subject, now).await.unwrap()
+        } = reserve_one(throttle, rule, &subject, now).await
         else {
             panic!("failure {failures} refused at {now}");
         };
@@ -581,11 +694,7 @@ async fn walk_the_rule(throttle: &Throttle, lapses: bool) {
         }
         assert_eq!(set_until_ms, now + delay, "failure {failures}");
         capped += i64::from(delay == rule.cap_ms);
-        match throttle
-            .reserve_at(rule, &subject, now + delay - 1)
-            .await
-            .unwrap()
-        {
+        match reserve_one(throttle, rule, &subject, now + delay - 1).await {
             Reserved::Blocked { until_ms } => assert_eq!(until_ms, now + delay),
             other => panic!("counted while blocked: {other:?}"),
         }
@@ -598,15 +707,20 @@ async fn walk_the_rule(throttle: &Throttle, lapses: bool) {
         set_until_ms,
         previous_until_ms,
         recorded,
-    } = throttle.reserve_at(rule, &subject, now).await.unwrap()
+    } = reserve_one(throttle, rule, &subject, now).await
     else {
         panic!("refused after the block ended");
     };
     throttle
-        .release(rule, &subject, set_until_ms, previous_until_ms)
+        .give_back(&[Return::Release {
+            rule,
+            subject: &subject,
+            set_until_ms,
+            previous_until_ms,
+        }])
         .await
         .unwrap();
-    match throttle.reserve_at(rule, &subject, now).await.unwrap() {
+    match reserve_one(throttle, rule, &subject, now).await {
         Reserved::Counted {
             recorded: again, ..
         } => {
@@ -617,7 +731,7 @@ async fn walk_the_rule(throttle: &Throttle, lapses: bool) {
 
     if lapses {
         let later = now + rule.cap_ms + rule.window_ms + 1;
-        match throttle.reserve_at(rule, &subject, later).await.unwrap() {
+        match reserve_one(throttle, rule, &subject, later).await {
             Reserved::Counted { recorded, .. } => {
                 assert_eq!((recorded.failures, recorded.blocked_ms), (1, 0))
             }
@@ -648,4 +762,5 @@ async fn redis_reservations_block_double_and_cap_by_the_rule() {
     )
     .await;
     walk_the_rule(&app.state.throttle, false).await;
+    subjects_reserved_together_are_judged_each_on_its_own(&app.state.throttle).await;
 }
