@@ -154,7 +154,7 @@ pub fn now_ms() -> i64 {
     i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
 }
 
-/// A failure to give back: the attempt that reserved it succeeded.
+/// What an attempt that succeeded gives back of its reservation.
 #[derive(Debug, Clone, Copy)]
 pub enum Return<'a> {
     /// Gives back one reserved failure, with the block it started (see
