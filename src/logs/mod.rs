@@ -131,6 +131,31 @@ impl LogEntry {
         self.details = Some(details);
         self
     }
+
+    /// The entry with every NUL character in its text replaced by U+FFFD: PostgreSQL's
+    /// text cannot hold one, and a batch it refuses would be retried forever, holding
+    /// up every entry behind it.
+    pub(crate) fn without_nul(mut self) -> Self {
+        fn mend(text: &mut String) {
+            if text.contains('\0') {
+                *text = text.replace('\0', "\u{FFFD}");
+            }
+        }
+        mend(&mut self.message);
+        for text in [
+            &mut self.user_email,
+            &mut self.client_ip,
+            &mut self.user_agent,
+            &mut self.method,
+            &mut self.path,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            mend(text);
+        }
+        self
+    }
 }
 
 /// The entry for a change that `user` made from `origin`: the one shape the

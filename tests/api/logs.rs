@@ -16,6 +16,7 @@ on_both_databases!(
     deep_pages_of_a_large_log,
     nothing_is_lost_on_a_clean_shutdown,
     metrics_count_requests_logins_and_queues,
+    the_writer_stores_every_field_of_every_entry_in_order,
 );
 
 /// Waits for the writer to store at least `n` entries matching `condition`.
@@ -317,4 +318,85 @@ async fn metrics_count_requests_logins_and_queues(backend: Backend) {
     assert!(text.contains("gatehouse_activity_log_queue_depth "));
     assert!(text.contains("gatehouse_activity_log_dropped_total 0"));
     assert!(text.ends_with("# EOF\n"), "one OpenMetrics exposition");
+}
+
+/// Entries recorded faster than one batch holds, with every field set or left empty,
+/// text that SQL and JSON must carry as it is, and details: each is stored exactly
+/// once, in the order recorded. A NUL, which PostgreSQL's text cannot hold, is stored
+/// as U+FFFD on both databases (a batch it refused would be retried forever).
+async fn the_writer_stores_every_field_of_every_entry_in_order(backend: Backend) {
+    use gatehouse::logs::{Kind, Level, LogEntry};
+
+    let app = TestApp::spawn(backend).await;
+    app.state.activity.drain().await;
+    let before = app
+        .scalar("SELECT COALESCE(MAX(id), 0) FROM activity_logs")
+        .await;
+    const ENTRIES: i64 = 301;
+    let recorded: Vec<LogEntry> = (0..ENTRIES)
+        .map(|i| {
+            let mut entry = LogEntry::new(
+                if i % 3 == 0 {
+                    Kind::Access
+                } else {
+                    Kind::Change
+                },
+                if i % 2 == 0 {
+                    Level::Info
+                } else {
+                    Level::Error
+                },
+                format!("entry {i}: it's \"quoted\", ?, $1, ; -- ✓"),
+            );
+            entry.created_at = 1_700_000_000_000 + i;
+            if i % 5 != 0 {
+                entry.user_id = Some(i);
+                entry.user_email = Some(format!("user{i}@example.com"));
+                entry.client_ip = Some("2001:db8::1".to_owned());
+                entry.user_agent = Some("Agent/1.0 (\u{0}\u{7f} '\\')".to_owned());
+                entry.method = Some("GET".to_owned());
+                entry.path = Some(format!("/p/{i}"));
+                entry.status = Some(200 + i);
+                entry.duration_ms = Some(i * 7);
+                entry.details = Some(json!({"n": i, "text": "a \"b\" ✓", "list": [1, null]}));
+            }
+            entry
+        })
+        .collect();
+    for entry in recorded.clone() {
+        app.state.activity.record(entry);
+    }
+    app.state.activity.drain().await;
+
+    let rows = sqlx::query(&format!(
+        "SELECT created_at, level, kind, message, user_id, user_email, client_ip, user_agent, \
+         method, path, status, duration_ms, details FROM activity_logs \
+         WHERE id > {before} AND created_at >= 1700000000000 ORDER BY id"
+    ))
+    .fetch_all(app.state.db.pool())
+    .await
+    .unwrap();
+    assert_eq!(rows.len() as i64, ENTRIES);
+    for (row, e) in rows.iter().zip(&recorded) {
+        use sqlx::Row;
+        assert_eq!(row.get::<i64, _>(0), e.created_at);
+        assert_eq!(row.get::<String, _>(1), e.level.as_str());
+        assert_eq!(row.get::<String, _>(2), e.kind.as_str());
+        assert_eq!(row.get::<String, _>(3), e.message);
+        assert_eq!(row.get::<Option<i64>, _>(4), e.user_id);
+        assert_eq!(row.get::<Option<String>, _>(5), e.user_email);
+        assert_eq!(row.get::<Option<String>, _>(6), e.client_ip);
+        assert_eq!(
+            row.get::<Option<String>, _>(7),
+            e.user_agent.as_ref().map(|a| a.replace('\0', "\u{FFFD}"))
+        );
+        assert_eq!(row.get::<Option<String>, _>(8), e.method);
+        assert_eq!(row.get::<Option<String>, _>(9), e.path);
+        assert_eq!(row.get::<Option<i64>, _>(10), e.status);
+        assert_eq!(row.get::<Option<i64>, _>(11), e.duration_ms);
+        let details: Option<Value> = row
+            .get::<Option<String>, _>(12)
+            .map(|d| serde_json::from_str(&d).unwrap());
+        assert_eq!(details, e.details);
+    }
 }
