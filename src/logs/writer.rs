@@ -356,8 +356,7 @@ async fn insert(db: &Db, batch: &[(u64, LogEntry)]) -> Result<(), sqlx::Error> {
 }
 
 /// On PostgreSQL the batch travels as one JSON array bound to one parameter and is
-/// unpacked by the database: thousands of bound values through sqlx's `Any` driver
-/// cost more there than the inserts themselves.
+/// unpacked by the database, in its own process; bound rows were not measured there.
 const INSERT_POSTGRES: &str = "INSERT INTO activity_logs (created_at, level, kind, message, \
      user_id, user_email, client_ip, user_agent, method, path, status, duration_ms, details) \
      SELECT (r ->> 0)::bigint, r ->> 1, r ->> 2, r ->> 3, (r ->> 4)::bigint, r ->> 5, \
@@ -379,11 +378,11 @@ async fn insert_json<'c>(
 /// [`insert_values`] needs one prepared statement per size (nine in all) and a full
 /// batch is one statement.
 ///
-/// SQLite binds values in the same thread that runs the statement, where unpacking
-/// the rows from JSON cost more than the rest of the insert: 3.3 µs of about 10 µs per
-/// row with SQLite's own JSON functions, at the activity log's six indexes (measured
-/// with the bundled SQLite on 100,000 access lines), on the thread that takes a core
-/// from the requests while it writes.
+/// SQLite runs the statement on a thread that takes a core from the requests while
+/// it writes, and there unpacking the rows from JSON cost more than the rest of the
+/// insert: about 10 µs per row that way against 6.5 µs bound, with the five indexes an
+/// access line enters (the bundled SQLite, 100,000 access lines; see
+/// docs/performance.md).
 fn sqlite_chunks(batch: &[(u64, LogEntry)]) -> impl Iterator<Item = &[(u64, LogEntry)]> {
     let mut rest = batch;
     std::iter::from_fn(move || {
