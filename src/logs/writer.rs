@@ -340,17 +340,15 @@ async fn insert(db: &Db, batch: &[(u64, LogEntry)]) -> Result<(), sqlx::Error> {
     match db.backend() {
         Backend::Postgres => insert_json(db.pool(), batch).await,
         Backend::Sqlite => {
-            let mut chunks = sqlite_chunks(batch);
-            match (chunks.next(), chunks.next()) {
-                (Some(only), None) => insert_values(db.pool(), only).await,
-                (first, second) => {
-                    let mut tx = db.pool().begin().await?;
-                    for chunk in first.into_iter().chain(second).chain(chunks) {
-                        insert_values(&mut *tx, chunk).await?;
-                    }
-                    tx.commit().await
-                }
+            let chunks: Vec<&[(u64, LogEntry)]> = sqlite_chunks(batch).collect();
+            if let [only] = chunks[..] {
+                return insert_values(db.pool(), only).await;
             }
+            let mut tx = db.pool().begin().await?;
+            for chunk in chunks {
+                insert_values(&mut *tx, chunk).await?;
+            }
+            tx.commit().await
         }
     }
 }

@@ -333,6 +333,8 @@ async fn the_writer_stores_every_field_of_every_entry_in_order(backend: Backend)
         .scalar("SELECT COALESCE(MAX(id), 0) FROM activity_logs")
         .await;
     const ENTRIES: i64 = 301;
+    // Times long past, which no entry of the app's own can have.
+    const FIRST: i64 = 1_700_000_000_000;
     let recorded: Vec<LogEntry> = (0..ENTRIES)
         .map(|i| {
             let mut entry = LogEntry::new(
@@ -348,7 +350,7 @@ async fn the_writer_stores_every_field_of_every_entry_in_order(backend: Backend)
                 },
                 format!("entry {i}: it's \"quoted\", ?, $1, ; -- ✓"),
             );
-            entry.created_at = 1_700_000_000_000 + i;
+            entry.created_at = FIRST + i;
             if i % 5 != 0 {
                 entry.user_id = Some(i);
                 entry.user_email = Some(format!("user{i}@example.com"));
@@ -371,7 +373,8 @@ async fn the_writer_stores_every_field_of_every_entry_in_order(backend: Backend)
     let rows = sqlx::query(&format!(
         "SELECT created_at, level, kind, message, user_id, user_email, client_ip, user_agent, \
          method, path, status, duration_ms, details FROM activity_logs \
-         WHERE id > {before} AND created_at >= 1700000000000 ORDER BY id"
+         WHERE id > {before} AND created_at BETWEEN {FIRST} AND {FIRST} + {ENTRIES} \
+         ORDER BY id"
     ))
     .fetch_all(app.state.db.pool())
     .await
