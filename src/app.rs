@@ -355,24 +355,30 @@ pub async fn serve(
         state.mailer.clone(),
         stop_rx.clone(),
     ));
+    // With the cache turned off, nothing makes it trusted, so it is never used.
+    let (cache_task, changes) = match state.db.backend() {
+        _ if !state.config.session_cache => (None, None),
+        Backend::Sqlite => {
+            let changes =
+                auth::cache::follow(&state.sessions, state.config.database_url.expose_secret())
+                    .await;
+            (None, changes)
+        }
+        Backend::Postgres => {
+            let task = tokio::spawn(auth::cache::listen(
+                state.sessions.clone(),
+                state.config.database_url.expose_secret().to_owned(),
+                stop_rx.clone(),
+            ));
+            (Some(task), None)
+        }
+    };
     let log_task = tokio::spawn(logs::writer::run(
         state.db.clone(),
         state.activity.clone(),
+        changes,
         stop_rx.clone(),
     ));
-    // With the cache turned off, nothing makes it trusted, so it is never used.
-    let cache_task = match state.db.backend() {
-        _ if !state.config.session_cache => None,
-        Backend::Sqlite => {
-            auth::cache::follow(&state.sessions, state.config.database_url.expose_secret()).await;
-            None
-        }
-        Backend::Postgres => Some(tokio::spawn(auth::cache::listen(
-            state.sessions.clone(),
-            state.config.database_url.expose_secret().to_owned(),
-            stop_rx.clone(),
-        ))),
-    };
     // On SQLite one instance's announcements are all there is; on PostgreSQL every
     // instance hears every change through the board trigger's NOTIFY.
     let board_task = (state.db.backend() == Backend::Postgres).then(|| {

@@ -160,7 +160,7 @@ struct Inner {
     /// Where changes ask the other instances to confirm them; see [`SessionCache::new`].
     db: Option<Db>,
     /// On SQLite, the change log the cache follows instead of a listener.
-    changes: OnceLock<Changes>,
+    changes: OnceLock<Arc<Changes>>,
     /// This instance's syncs still waiting for answers, by sequence number.
     syncs: Mutex<HashMap<u64, Sync>>,
     next_sync: AtomicU64,
@@ -499,16 +499,19 @@ impl db::listen::Subscriber for SessionCache {
 }
 
 /// Follows the change log of the SQLite database at `database_url` from now on; until
-/// this succeeds, the cache is not trusted.
-pub async fn follow(cache: &SessionCache, database_url: &str) {
+/// this succeeds, the cache is not trusted. Returns the change log, for the activity
+/// log's writer to mark its own commits read ([`Changes::after_own_commit`]).
+pub async fn follow(cache: &SessionCache, database_url: &str) -> Option<Arc<Changes>> {
     match Changes::open(database_url).await {
         Ok(changes) => {
-            if cache.inner.changes.set(changes).is_ok() {
+            if cache.inner.changes.set(Arc::new(changes)).is_ok() {
                 cache.set_listening(true);
             }
+            cache.inner.changes.get().cloned()
         }
         Err(e) => {
-            tracing::warn!(error = %e, "session cache off: cannot follow the database's changes")
+            tracing::warn!(error = %e, "session cache off: cannot follow the database's changes");
+            None
         }
     }
 }

@@ -44,6 +44,11 @@ pub enum Caught {
     Everything,
 }
 
+/// The WAL-index header before a commit of this process's own; see
+/// [`Changes::before_own_commit`].
+#[derive(Debug)]
+pub struct OwnCommit([u8; HEADER]);
+
 /// The change log of one SQLite database, as one instance reads it.
 #[derive(Debug)]
 pub struct Changes {
@@ -85,6 +90,38 @@ impl Changes {
     /// Whether nothing can have been committed since the last catch-up.
     pub fn quiet(&self) -> bool {
         header(&self.shm).is_ok_and(|now| now == *lock(&self.seen))
+    }
+
+    /// The WAL-index header as it is now. Call it in a transaction that has written,
+    /// and so holds the database's write lock: no other commit can come between this
+    /// reading and the transaction's own commit. See [`Changes::after_own_commit`].
+    pub fn before_own_commit(&self) -> Option<OwnCommit> {
+        header(&self.shm).ok().map(OwnCommit)
+    }
+
+    /// After the commit of a transaction of this process that wrote nothing the
+    /// triggers record (the activity log's rows): when it was the only commit since
+    /// `before` and everything up to `before` had been read, there is nothing new to
+    /// read, so the header is taken as read and requests stay [`Changes::quiet`].
+    /// Otherwise nothing changes and the next request catches up as usual.
+    ///
+    /// The activity log's writer commits a batch several times a second under load,
+    /// and a catch-up holds up every request that arrives while it reads, for the
+    /// round trip to its connection's thread: 1.6 ms on average, 10–15 ms at worst, on
+    /// the two busy cores of the benchmark.
+    ///
+    /// The header's change counter goes up by exactly one at each commit, and by
+    /// nothing else (<https://sqlite.org/walformat.html>; `iChange` in SQLite's
+    /// `walFrames`): one more than `before` means that this commit, which held the write
+    /// lock since `before` was read, is the only one.
+    pub fn after_own_commit(&self, before: OwnCommit) {
+        let Ok(now) = header(&self.shm) else {
+            return;
+        };
+        let mut seen = lock(&self.seen);
+        if *seen == before.0 && change_counter(&now) == change_counter(&before.0).wrapping_add(1) {
+            *seen = now;
+        }
     }
 
     /// Reads what was committed since the last catch-up. Callers that find the file
@@ -156,6 +193,11 @@ fn header(shm: &File) -> std::io::Result<[u8; HEADER]> {
     Ok(bytes)
 }
 
+/// The header's `iChange`: bytes 8 to 11, in the machine's byte order.
+fn change_counter(header: &[u8; HEADER]) -> u32 {
+    u32::from_ne_bytes([header[8], header[9], header[10], header[11]])
+}
+
 /// No code panics while holding the lock; the header is plain bytes.
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
@@ -166,6 +208,66 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::db::Db;
+
+    /// An activity log row, written the way the log's writer writes a batch.
+    async fn log_row(db: &Db, changes: &Changes, after_commit: impl AsyncFnOnce()) {
+        let mut tx = db.pool().begin().await.unwrap();
+        sqlx::query(
+            "INSERT INTO activity_logs (created_at, level, kind, message) \
+             VALUES (1, 'INFO', 'access', 'GET / 200')",
+        )
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+        let before = changes.before_own_commit().unwrap();
+        tx.commit().await.unwrap();
+        after_commit().await;
+        changes.after_own_commit(before);
+    }
+
+    /// What a trigger records when a user's session changes.
+    async fn session_change(db: &Db, user: i64) {
+        sqlx::query("INSERT INTO cache_changes (user_id) VALUES ($1)")
+            .bind(user)
+            .execute(db.pool())
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_own_commit_is_taken_as_read_only_when_nothing_else_is_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("changes.db").display());
+        let db = Db::connect(&url).await.unwrap();
+        let changes = Changes::open(&url).await.unwrap();
+        assert!(changes.quiet());
+
+        // The only commit since the last catch-up: nothing to read.
+        log_row(&db, &changes, async || {}).await;
+        assert!(changes.quiet());
+
+        // Another commit right after it: the next request must read it.
+        log_row(&db, &changes, async || session_change(&db, 7).await).await;
+        assert!(!changes.quiet());
+        assert_eq!(changes.catch_up().await.unwrap(), Caught::Users(vec![7]));
+        assert!(changes.quiet());
+
+        // A commit before it that was not read yet: still read, own commit or not.
+        session_change(&db, 8).await;
+        log_row(&db, &changes, async || {}).await;
+        assert!(!changes.quiet());
+        assert_eq!(changes.catch_up().await.unwrap(), Caught::Users(vec![8]));
+
+        // A commit that is not the activity log's, after one that was.
+        log_row(&db, &changes, async || {}).await;
+        assert!(changes.quiet());
+        session_change(&db, 9).await;
+        assert!(!changes.quiet());
+        assert_eq!(changes.catch_up().await.unwrap(), Caught::Users(vec![9]));
+        assert!(changes.quiet());
+        db.close().await;
+    }
 
     #[test]
     fn rows_are_read_as_users_or_everything() {

@@ -28,6 +28,7 @@ use tokio::sync::{watch, Notify};
 
 use super::store::Totals;
 use super::{Kind, LogEntry};
+use crate::db::changes::Changes;
 use crate::db::{Backend, Db};
 
 /// Entries waiting for the writer, at most.
@@ -251,8 +252,16 @@ impl ActivityLog {
 }
 
 /// Writes queued entries until `stop` turns true, then writes what is left (trying for
-/// at most [`SHUTDOWN_FLUSH`]) and returns.
-pub async fn run(db: Db, log: ActivityLog, mut stop: watch::Receiver<bool>) {
+/// at most [`SHUTDOWN_FLUSH`]) and returns. On SQLite, `changes` is the change log the
+/// session cache follows, if it does: each batch's commit is marked as read there
+/// ([`Changes::after_own_commit`]), so that it does not make requests catch up.
+pub async fn run(
+    db: Db,
+    log: ActivityLog,
+    changes: Option<Arc<Changes>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let changes = changes.as_deref();
     loop {
         if log.queued() == 0 {
             tokio::select! {
@@ -275,7 +284,7 @@ pub async fn run(db: Db, log: ActivityLog, mut stop: watch::Receiver<bool>) {
         let mut pause = Duration::from_millis(50);
         let mut failures = 0u32;
         loop {
-            match insert(&db, &batch).await {
+            match insert(&db, changes, &batch).await {
                 Ok(()) => break,
                 Err(e) => {
                     failures += 1;
@@ -304,7 +313,7 @@ pub async fn run(db: Db, log: ActivityLog, mut stop: watch::Receiver<bool>) {
     let flushed = tokio::time::timeout(SHUTDOWN_FLUSH, async {
         while let Some(batch) = log.take_batch() {
             let last = batch.last().map_or(0, |(seq, _)| *seq);
-            while let Err(e) = insert(&db, &batch).await {
+            while let Err(e) = insert(&db, changes, &batch).await {
                 tracing::warn!(error = %e, "writing the activity log at shutdown failed; retrying");
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
@@ -336,19 +345,25 @@ fn requeue(log: &ActivityLog, batch: Batch) {
     }
 }
 
-async fn insert(db: &Db, batch: &[(u64, LogEntry)]) -> Result<(), sqlx::Error> {
+async fn insert(
+    db: &Db,
+    changes: Option<&Changes>,
+    batch: &[(u64, LogEntry)],
+) -> Result<(), sqlx::Error> {
     match db.backend() {
         Backend::Postgres => insert_json(db.pool(), batch).await,
         Backend::Sqlite => {
-            let chunks: Vec<&[(u64, LogEntry)]> = sqlite_chunks(batch).collect();
-            if let [only] = chunks[..] {
-                return insert_values(db.pool(), only).await;
-            }
             let mut tx = db.pool().begin().await?;
-            for chunk in chunks {
+            for chunk in sqlite_chunks(batch) {
                 insert_values(&mut *tx, chunk).await?;
             }
-            tx.commit().await
+            // The rows are written, so the transaction holds the write lock.
+            let before = changes.and_then(Changes::before_own_commit);
+            tx.commit().await?;
+            if let (Some(changes), Some(before)) = (changes, before) {
+                changes.after_own_commit(before);
+            }
+            Ok(())
         }
     }
 }
