@@ -392,8 +392,9 @@ async fn insert_json<'c>(
     conn: impl sqlx::Executor<'c, Database = sqlx::Any>,
     rows: &[(u64, LogEntry)],
 ) -> Result<(), sqlx::Error> {
+    let rows = rows_json(rows).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
     sqlx::query(INSERT_POSTGRES)
-        .bind(rows_json(rows))
+        .bind(rows)
         .execute(conn)
         .await?;
     Ok(())
@@ -470,29 +471,30 @@ async fn insert_values<'c>(
     Ok(())
 }
 
-/// The entries as the one JSON array the INSERT unpacks.
-fn rows_json(batch: &[(u64, LogEntry)]) -> String {
-    let rows: Vec<serde_json::Value> = batch
+/// The entries as the one JSON array the INSERT unpacks, each an array of its
+/// columns, serialised from borrowed fields (no `serde_json::Value` per field).
+fn rows_json(batch: &[(u64, LogEntry)]) -> Result<String, serde_json::Error> {
+    let rows: Vec<_> = batch
         .iter()
         .map(|(_, e)| {
-            serde_json::json!([
+            (
                 e.created_at,
                 e.level.as_str(),
                 e.kind.as_str(),
-                e.message,
+                &e.message,
                 e.user_id,
-                e.user_email,
-                e.client_ip,
-                e.user_agent,
-                e.method,
-                e.path,
+                &e.user_email,
+                &e.client_ip,
+                &e.user_agent,
+                &e.method,
+                &e.path,
                 e.status,
                 e.duration_ms,
                 e.details.as_ref().map(|d| d.to_string()),
-            ])
+            )
         })
         .collect();
-    serde_json::Value::Array(rows).to_string()
+    serde_json::to_string(&rows)
 }
 
 #[cfg(test)]
