@@ -11,9 +11,10 @@
 # WRK_SECONDS (20 per workload), WRK_CONNECTIONS (32), WRK_THREADS (2), WRK_PORT (5077),
 # RUST_LOG (info: a JSON line per request; warn turns it off), WRK_KEEP (set: keep the
 # temporary folder with the server's log). The server runs as in production
-# (APP_ENV=production, mail only logged), with no other load than wrk's. For each workload it prints wrk's rate and
-# latency percentiles, the server's CPU per request (from /proc; on PostgreSQL also that
-# of every postgres process) and the old service's figure beside it.
+# (APP_ENV=production, mail only logged), with no other load than wrk's. For each
+# workload it prints wrk's rate and latency percentiles, the server's CPU per request
+# (from /proc; on PostgreSQL also that of every postgres process) and the old service's
+# figure beside it.
 set -euo pipefail
 
 seconds=${WRK_SECONDS:-20}
