@@ -42,7 +42,11 @@ cleanup() {
     if [[ -n ${pg_admin:-} ]]; then
         psql -q "$pg_admin" -c 'DROP DATABASE IF EXISTS gatehouse_wrk' || true
     fi
-    [[ -n ${WRK_KEEP:-} ]] && echo "kept: $work" || rm -rf "$work"
+    if [[ -n ${WRK_KEEP:-} ]]; then
+        echo "kept: $work"
+    else
+        rm -rf "$work"
+    fi
 }
 trap cleanup EXIT
 
@@ -102,36 +106,41 @@ request = function()
 end
 EOF
 
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$server/stat"; }
-# Every PostgreSQL process on the machine: the server's statements run there.
-postgres_ticks() {
+# CPU time (user and system, in clock ticks) of the given processes together.
+ticks() {
     local p total=0
-    for p in $(pgrep -x postgres); do
+    for p in "$@"; do
         total=$((total + $(awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null || echo 0)))
     done
     echo "$total"
 }
+# Every PostgreSQL process on the machine: the server's statements run there.
+postgres() { pgrep -x postgres || true; }
 hz=$(getconf CLK_TCK)
+
+# label, ticks before, ticks after, requests
+per_request() {
+    awk -v label="$1" -v b="$2" -v a="$3" -v hz="$hz" -v n="$4" \
+        'BEGIN { printf "   %s CPU per request: %.1f µs\n", label, (a - b) / hz / n * 1e6 }'
+}
 
 # name, old service's rate (or -), wrk arguments
 run() {
     local name=$1 old=$2
     shift 2
     local before after pg_before pg_after out rate requests
-    before=$(cpu_ticks)
-    pg_before=$(postgres_ticks)
+    before=$(ticks "$server")
+    pg_before=$(ticks $(postgres))
     out=$(wrk -t "$threads" -c "$connections" -d "${seconds}s" --latency "$@" 2>&1)
-    after=$(cpu_ticks)
-    pg_after=$(postgres_ticks)
+    after=$(ticks "$server")
+    pg_after=$(ticks $(postgres))
     rate=$(awk '/^Requests\/sec/ { print $2 }' <<<"$out")
     requests=$(awk '/requests in/ { print $1 }' <<<"$out")
     echo "== $name"
     grep -E 'Latency|50%|90%|99%|requests in|Non-2xx|Socket errors|Requests/sec' <<<"$out" | sed 's/^/   /'
-    awk -v b="$before" -v a="$after" -v hz="$hz" -v n="$requests" \
-        'BEGIN { printf "   server CPU per request: %.1f µs\n", (a - b) / hz / n * 1e6 }'
+    per_request server "$before" "$after" "$requests"
     if [[ -n ${pg_admin:-} ]]; then
-        awk -v b="$pg_before" -v a="$pg_after" -v hz="$hz" -v n="$requests" \
-            'BEGIN { printf "   PostgreSQL CPU per request: %.1f µs\n", (a - b) / hz / n * 1e6 }'
+        per_request PostgreSQL "$pg_before" "$pg_after" "$requests"
     fi
     if [[ $old != - ]]; then
         awk -v r="$rate" -v o="$old" 'BEGIN { printf "   beside the old service: %.0f/s against %d/s = %.1fx\n", r, o, r / o }'

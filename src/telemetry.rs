@@ -20,7 +20,7 @@ use tracing_subscriber::field::RecordFields;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
-use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::registry::{LookupSpan, Scope, SpanRef};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
@@ -43,7 +43,7 @@ pub fn init(format: LogFormat) {
 
 /// A span's fields as the members of a JSON object without its braces:
 /// `"id":"…","method":"GET"`.
-pub struct JsonFields;
+struct JsonFields;
 
 impl<'writer> FormatFields<'writer> for JsonFields {
     fn format_fields<R: RecordFields>(&self, writer: Writer<'writer>, fields: R) -> fmt::Result {
@@ -65,7 +65,7 @@ impl<'writer> FormatFields<'writer> for JsonFields {
 }
 
 /// One JSON object per event, on one line.
-pub struct JsonLines;
+struct JsonLines;
 
 impl<S> FormatEvent<S, JsonFields> for JsonLines
 where
@@ -86,30 +86,44 @@ where
         members.result?;
         writer.write_str(",\"target\":")?;
         string(&mut writer, meta.target())?;
-        if let Some(scope) = ctx.event_scope() {
-            let mut spans = String::new();
-            let mut innermost = String::new();
-            for span in scope.from_root() {
-                innermost.clear();
-                innermost.push('{');
-                if let Some(fields) = span.extensions().get::<FormattedFields<JsonFields>>() {
-                    if !fields.fields.is_empty() {
-                        innermost.push_str(&fields.fields);
-                        innermost.push(',');
-                    }
+        // The scope is walked twice, innermost span first and then from the root,
+        // rather than gathered into a buffer.
+        if let Some(innermost) = ctx.event_scope().and_then(|mut scope| scope.next()) {
+            writer.write_str(",\"span\":")?;
+            span_object(&mut writer, &innermost)?;
+            writer.write_str(",\"spans\":[")?;
+            for (i, span) in ctx
+                .event_scope()
+                .into_iter()
+                .flat_map(Scope::from_root)
+                .enumerate()
+            {
+                if i > 0 {
+                    writer.write_char(',')?;
                 }
-                innermost.push_str("\"name\":");
-                string(&mut innermost, span.name())?;
-                innermost.push('}');
-                if !spans.is_empty() {
-                    spans.push(',');
-                }
-                spans.push_str(&innermost);
+                span_object(&mut writer, &span)?;
             }
-            write!(writer, ",\"span\":{innermost},\"spans\":[{spans}]")?;
+            writer.write_char(']')?;
         }
         writer.write_str("}\n")
     }
+}
+
+/// A span's fields and its name, as one JSON object.
+fn span_object<S>(writer: &mut Writer<'_>, span: &SpanRef<'_, S>) -> fmt::Result
+where
+    S: for<'a> LookupSpan<'a>,
+{
+    writer.write_char('{')?;
+    if let Some(fields) = span.extensions().get::<FormattedFields<JsonFields>>() {
+        if !fields.fields.is_empty() {
+            writer.write_str(&fields.fields)?;
+            writer.write_char(',')?;
+        }
+    }
+    writer.write_str("\"name\":")?;
+    string(writer, span.name())?;
+    writer.write_char('}')
 }
 
 /// Writes the fields it visits as JSON members, each preceded by a comma but the
@@ -181,25 +195,19 @@ impl Visit for Members<'_> {
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        self.member(field, |w| quoted(w, format_args!("{value}")));
+        self.member(field, |w| string(w, value));
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.member(field, |w| quoted(w, format_args!("{value:?}")));
+        self.member(field, |w| string(w, format_args!("{value:?}")));
     }
 }
 
-/// `value` as a JSON string.
-fn string(w: &mut impl fmt::Write, value: &str) -> fmt::Result {
+/// What `value` displays as, as a JSON string, escaped as it is written rather than
+/// formatted apart first.
+fn string(w: &mut impl fmt::Write, value: impl fmt::Display) -> fmt::Result {
     w.write_char('"')?;
-    Escaped(&mut *w).write_str(value)?;
-    w.write_char('"')
-}
-
-/// What `args` writes, as a JSON string, without formatting it apart first.
-fn quoted(w: &mut impl fmt::Write, args: fmt::Arguments<'_>) -> fmt::Result {
-    w.write_char('"')?;
-    Escaped(&mut *w).write_fmt(args)?;
+    write!(Escaped(&mut *w), "{value}")?;
     w.write_char('"')
 }
 

@@ -500,7 +500,7 @@ impl db::listen::Subscriber for SessionCache {
 
 /// Follows the change log of the SQLite database at `database_url` from now on; until
 /// this succeeds, the cache is not trusted. Returns the change log, for the activity
-/// log's writer to mark its own commits read ([`Changes::after_own_commit`]).
+/// log's writer to mark its own commits read ([`Changes::before_own_commit`]).
 pub async fn follow(cache: &SessionCache, database_url: &str) -> Option<Arc<Changes>> {
     match Changes::open(database_url).await {
         Ok(changes) => {

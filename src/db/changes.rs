@@ -44,10 +44,13 @@ pub enum Caught {
     Everything,
 }
 
-/// The WAL-index header before a commit of this process's own; see
-/// [`Changes::before_own_commit`].
+/// The WAL-index header before a commit of this process's own, and the change log it
+/// belongs to; see [`Changes::before_own_commit`].
 #[derive(Debug)]
-pub struct OwnCommit([u8; HEADER]);
+pub struct OwnCommit<'a> {
+    changes: &'a Changes,
+    before: [u8; HEADER],
+}
 
 /// The change log of one SQLite database, as one instance reads it.
 #[derive(Debug)]
@@ -94,34 +97,12 @@ impl Changes {
 
     /// The WAL-index header as it is now. Call it in a transaction that has written,
     /// and so holds the database's write lock: no other commit can come between this
-    /// reading and the transaction's own commit. See [`Changes::after_own_commit`].
-    pub fn before_own_commit(&self) -> Option<OwnCommit> {
-        header(&self.shm).ok().map(OwnCommit)
-    }
-
-    /// After the commit of a transaction of this process that wrote nothing the
-    /// triggers record (the activity log's rows): when it was the only commit since
-    /// `before` and everything up to `before` had been read, there is nothing new to
-    /// read, so the header is taken as read and requests stay [`Changes::quiet`].
-    /// Otherwise nothing changes and the next request catches up as usual.
-    ///
-    /// The activity log's writer commits a batch several times a second under load,
-    /// and a catch-up holds up every request that arrives while it reads, for the
-    /// round trip to its connection's thread: 1.6 ms on average, 10–15 ms at worst, on
-    /// the two busy cores of the benchmark.
-    ///
-    /// The header's change counter goes up by exactly one at each commit, and by
-    /// nothing else (<https://sqlite.org/walformat.html>; `iChange` in SQLite's
-    /// `walFrames`): one more than `before` means that this commit, which held the write
-    /// lock since `before` was read, is the only one.
-    pub fn after_own_commit(&self, before: OwnCommit) {
-        let Ok(now) = header(&self.shm) else {
-            return;
-        };
-        let mut seen = lock(&self.seen);
-        if *seen == before.0 && change_counter(&now) == change_counter(&before.0).wrapping_add(1) {
-            *seen = now;
-        }
+    /// reading and the transaction's own commit. See [`OwnCommit::committed`].
+    pub fn before_own_commit(&self) -> Option<OwnCommit<'_>> {
+        header(&self.shm).ok().map(|before| OwnCommit {
+            changes: self,
+            before,
+        })
     }
 
     /// Reads what was committed since the last catch-up. Callers that find the file
@@ -150,6 +131,36 @@ impl Changes {
         }
         *lock(&self.seen) = now;
         Ok(caught)
+    }
+}
+
+impl OwnCommit<'_> {
+    /// After the commit of a transaction of this process that wrote nothing the
+    /// triggers record (the activity log's rows): when it was the only commit since
+    /// the header was read, and everything up to that header had been read, there is
+    /// nothing new to read, so the header is taken as read and requests stay
+    /// [`Changes::quiet`]. Otherwise nothing changes and the next request catches up as
+    /// usual.
+    ///
+    /// The activity log's writer commits a batch several times a second under load,
+    /// and a catch-up holds up every request that arrives while it reads, for the
+    /// round trip to its connection's thread: 1.6 ms on average, 10–15 ms at worst, on
+    /// the two busy cores of the benchmark.
+    ///
+    /// The header's change counter goes up by exactly one at each commit, and by
+    /// nothing else (<https://sqlite.org/walformat.html>; `iChange` in SQLite's
+    /// `walFrames`): one more than before means that this commit, which held the write
+    /// lock since the header was read, is the only one.
+    pub fn committed(self) {
+        let Ok(now) = header(&self.changes.shm) else {
+            return;
+        };
+        let mut seen = lock(&self.changes.seen);
+        if *seen == self.before
+            && change_counter(&now) == change_counter(&self.before).wrapping_add(1)
+        {
+            *seen = now;
+        }
     }
 }
 
@@ -220,10 +231,10 @@ mod tests {
         .execute(&mut *tx)
         .await
         .unwrap();
-        let before = changes.before_own_commit().unwrap();
+        let own = changes.before_own_commit().unwrap();
         tx.commit().await.unwrap();
         after_commit().await;
-        changes.after_own_commit(before);
+        own.committed();
     }
 
     /// What a trigger records when a user's session changes.

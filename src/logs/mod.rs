@@ -51,6 +51,13 @@ impl Kind {
         Self::ALL.into_iter().find(|k| k.as_str() == s)
     }
 
+    /// Whether a request that records an entry of this kind is answered only once the
+    /// entry is stored: authentication events and changes are; access lines never hold
+    /// anything up.
+    pub fn awaited(self) -> bool {
+        self != Self::Access
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Access => "access",

@@ -130,7 +130,7 @@ impl ActivityLog {
             queue.entries.push_back((seq, entry));
             seq
         };
-        if kind != Kind::Access {
+        if kind.awaited() {
             let _ = MUST_STORE.try_with(|must| must.set(must.get().max(seq)));
         }
         self.shared.arrived.notify_one();
@@ -254,7 +254,8 @@ impl ActivityLog {
 /// Writes queued entries until `stop` turns true, then writes what is left (trying for
 /// at most [`SHUTDOWN_FLUSH`]) and returns. On SQLite, `changes` is the change log the
 /// session cache follows, if it does: each batch's commit is marked as read there
-/// ([`Changes::after_own_commit`]), so that it does not make requests catch up.
+/// ([`crate::db::changes::OwnCommit::committed`]), so that it does not make requests
+/// catch up.
 pub async fn run(
     db: Db,
     log: ActivityLog,
@@ -359,10 +360,10 @@ async fn insert(
                 insert_values(&mut *tx, chunk).await?;
             }
             // The rows are written, so the transaction holds the write lock.
-            let before = changes.and_then(Changes::before_own_commit);
+            let own = changes.and_then(Changes::before_own_commit);
             tx.commit().await?;
-            if let (Some(changes), Some(before)) = (changes, before) {
-                changes.after_own_commit(before);
+            if let Some(own) = own {
+                own.committed();
             }
             Ok(())
         }
@@ -377,7 +378,7 @@ async fn insert(
 /// writer does not wait for the disk under load. (Under the benchmark's flood of GETs
 /// one batch took 1.3 s to commit, and the queue dropped 8,335 access lines behind it.)
 fn must_be_durable(batch: &[(u64, LogEntry)]) -> bool {
-    batch.iter().any(|(_, e)| e.kind != Kind::Access)
+    batch.iter().any(|(_, e)| e.kind.awaited())
 }
 
 /// On PostgreSQL the batch travels as one JSON array bound to one parameter and is
