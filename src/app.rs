@@ -526,7 +526,7 @@ async fn maintenance(state: AppState, mut stop: watch::Receiver<bool>) {
             tracing::warn!(error = %e, "pruning throttle counts failed");
         }
         if state.db.backend() == Backend::Sqlite {
-            if let Err(e) = db::changes::prune(state.db.pool()).await {
+            if let Err(e) = db::changes::prune(state.db.writer()).await {
                 tracing::warn!(error = %e, "pruning the session cache's change log failed");
             }
         }

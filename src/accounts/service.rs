@@ -90,7 +90,7 @@ pub async fn verify_email(state: &AppState, token: &str) -> Result<i64, AppError
     let user_id = if token.len() > 128 {
         None
     } else {
-        store::consume_token(state.db.pool(), TokenPurpose::VerifyEmail, token).await?
+        store::consume_token(state.db.writer(), TokenPurpose::VerifyEmail, token).await?
     };
     let Some(user_id) = user_id else {
         return Err(AppError::invalid(VERIFY_INVALID));

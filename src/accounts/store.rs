@@ -348,7 +348,7 @@ pub async fn revoke_own_session(
     .bind(db::now())
     .bind(session_id)
     .bind(user_id)
-    .execute(db.pool())
+    .execute(db.writer())
     .await?;
     Ok(done.rows_affected() == 1)
 }
@@ -362,7 +362,7 @@ pub async fn revoke_other_sessions(db: &Db, user_id: i64, keep: i64) -> Result<u
     .bind(db::now())
     .bind(user_id)
     .bind(keep)
-    .execute(db.pool())
+    .execute(db.writer())
     .await?;
     Ok(done.rows_affected())
 }
@@ -392,7 +392,7 @@ pub async fn mark_verified(db: &Db, user_id: i64) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE users SET email_verified = 1, updated_at = $1 WHERE id = $2")
         .bind(db::now())
         .bind(user_id)
-        .execute(db.pool())
+        .execute(db.writer())
         .await?;
     Ok(())
 }
@@ -406,7 +406,7 @@ pub async fn replace_legacy_hash(db: &Db, user_id: i64, new_hash: &str) -> Resul
     )
     .bind(new_hash)
     .bind(user_id)
-    .execute(db.pool())
+    .execute(db.writer())
     .await?;
     Ok(())
 }

@@ -218,7 +218,7 @@ pub async fn revoke(db: &Db, session_id: i64) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE sessions SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
         .bind(db::now())
         .bind(session_id)
-        .execute(db.pool())
+        .execute(db.writer())
         .await?;
     Ok(())
 }
@@ -228,7 +228,7 @@ pub async fn revoke_token(db: &Db, token: &str) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE sessions SET revoked_at = $1 WHERE token_hash = $2 AND revoked_at IS NULL")
         .bind(db::now())
         .bind(token_hash(token))
-        .execute(db.pool())
+        .execute(db.writer())
         .await?;
     Ok(())
 }
@@ -262,7 +262,7 @@ pub async fn prune(db: &Db, config: &Config) -> Result<u64, sqlx::Error> {
     )
     .bind(now - 86_400)
     .bind(now - secs(config.session_idle_timeout) - 86_400)
-    .execute(db.pool())
+    .execute(db.writer())
     .await?;
     Ok(result.rows_affected())
 }

@@ -95,7 +95,7 @@ pub async fn mirror_subscription(
     s: &stripe::Subscription,
     user_id: Option<i64>,
 ) -> Result<Subscription, AppError> {
-    let mut conn = state.db.pool().acquire().await?;
+    let mut conn = state.db.writer().acquire().await?;
     store::apply_subscription(&mut conn, s, user_id, crate::db::now()).await?;
     drop(conn);
     store::find_subscription(&state.db, &Ref::Stripe(s.id.clone()))
@@ -133,7 +133,7 @@ pub async fn record_paid_session(
         Some("paid" | "no_payment_required")
     );
     if paid {
-        let mut conn = state.db.pool().acquire().await?;
+        let mut conn = state.db.writer().acquire().await?;
         webhook::record_checkout(&mut conn, &session).await?;
     }
     Ok(paid)

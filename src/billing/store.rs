@@ -79,7 +79,7 @@ pub async fn upsert_product(db: &Db, p: &stripe::Product) -> Result<Product, Sto
     .bind(i64::from(p.active))
     .bind(db::now())
     .bind(Value::Object(p.rest.clone()).to_string())
-    .fetch_one(db.pool())
+    .fetch_one(db.writer())
     .await?;
     Ok(product(&row)?)
 }
@@ -187,7 +187,7 @@ pub async fn upsert_price(
     .bind(i64::from(p.active))
     .bind(db::now())
     .bind(price_object(p))
-    .fetch_one(db.pool())
+    .fetch_one(db.writer())
     .await?;
     find_price(db, &Ref::Local(id))
         .await?
@@ -212,7 +212,7 @@ pub async fn replace_price(db: &Db, id: i64, p: &stripe::Price) -> Result<Price,
     .bind(db::now())
     .bind(price_object(p))
     .bind(id)
-    .execute(db.pool())
+    .execute(db.writer())
     .await?;
     find_price(db, &Ref::Local(id))
         .await?
@@ -224,7 +224,7 @@ pub async fn find_price(db: &Db, r: &Ref) -> Result<Option<Price>, StoreError> {
         Ref::Local(id) => {
             sqlx::query(&format!("{PRICE_SELECT} WHERE pr.id = $1"))
                 .bind(*id)
-                .fetch_optional(db.pool())
+                .fetch_optional(db.writer())
                 .await?
         }
         Ref::Stripe(id) => {
@@ -274,7 +274,7 @@ pub async fn link_customer(db: &Db, user_id: i64, customer: &str) -> Result<Stri
     .bind(user_id)
     .bind(customer)
     .bind(db::now())
-    .execute(db.pool())
+    .execute(db.writer())
     .await?;
     customer_of(db, user_id)
         .await?
@@ -443,7 +443,7 @@ pub async fn find_subscription(db: &Db, r: &Ref) -> Result<Option<Subscription>,
                 "{SUBSCRIPTION_SELECT} WHERE s.id = $1 AND s.deleted_at IS NULL"
             ))
             .bind(*id)
-            .fetch_optional(db.pool())
+            .fetch_optional(db.writer())
             .await?
         }
         Ref::Stripe(id) => {
@@ -481,7 +481,7 @@ pub async fn hide_subscription(db: &Db, id: i64) -> Result<(), StoreError> {
     sqlx::query("UPDATE billing_subscriptions SET deleted_at = $1 WHERE id = $2")
         .bind(db::now())
         .bind(id)
-        .execute(db.pool())
+        .execute(db.writer())
         .await?;
     Ok(())
 }
@@ -520,7 +520,7 @@ pub async fn insert_checkout(
     .bind(mode)
     .bind(session.url.as_deref())
     .bind(db::now())
-    .execute(db.pool())
+    .execute(db.writer())
     .await?;
     Ok(())
 }

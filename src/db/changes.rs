@@ -223,7 +223,7 @@ mod tests {
 
     /// An activity log row, written the way the log's writer writes a batch.
     async fn log_row(db: &Db, changes: &Changes, after_commit: impl AsyncFnOnce()) {
-        let mut tx = db.pool().begin().await.unwrap();
+        let mut tx = db.writer().begin().await.unwrap();
         sqlx::query(
             "INSERT INTO activity_logs (created_at, level, kind, message) \
              VALUES (1, 'INFO', 'access', 'GET / 200')",
@@ -241,7 +241,7 @@ mod tests {
     async fn session_change(db: &Db, user: i64) {
         sqlx::query("INSERT INTO cache_changes (user_id) VALUES ($1)")
             .bind(user)
-            .execute(db.pool())
+            .execute(db.writer())
             .await
             .unwrap();
     }

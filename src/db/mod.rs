@@ -32,8 +32,11 @@ pub enum Backend {
 /// The application's handle on its database; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Db {
+    /// See [`Db::pool`]; on SQLite its connections cannot write.
     pool: AnyPool,
-    /// See [`Db::relaxed_pool`]; the same pool on SQLite.
+    /// See [`Db::writer`]; the same pool as `pool` on PostgreSQL.
+    writer: AnyPool,
+    /// See [`Db::relaxed_pool`]; the same pool as `writer` on SQLite.
     relaxed: AnyPool,
     backend: Backend,
     /// PostgreSQL: the database and schema the tables live in (`test.gh_test_…`), which
@@ -101,7 +104,7 @@ impl Db {
         } else {
             Backend::Postgres
         };
-        let (pool, relaxed, namespace) = match backend {
+        let (pool, writer, relaxed, namespace) = match backend {
             Backend::Sqlite => {
                 let options = sqlite_options(url)?;
                 create_parent_folder(&options)?;
@@ -113,23 +116,22 @@ impl Db {
                 // A SQLite connection is a file handle in this process and cannot go
                 // stale in the pool, so it is not checked before it is handed out: a
                 // statement makes two trips to the connection's thread, not three.
+                // Reads have eight connections that cannot write; every write goes
+                // through the one writer connection (see `Db::writer`).
+                let url = sqlite_url(url);
                 let pool = pool_options(8)
                     .test_before_acquire(false)
                     .after_connect(|conn, _| {
-                        Box::pin(async move {
-                            // The Any driver does not carry SQLite's connect options,
-                            // so each pooled connection sets its pragmas here.
-                            conn.execute(
-                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                                 PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
-                            )
-                            .await?;
-                            Ok(())
-                        })
+                        Box::pin(sqlite_pragmas(conn, "PRAGMA query_only = ON;"))
                     })
-                    .connect(&sqlite_url(url))
+                    .connect(&url)
                     .await?;
-                (pool.clone(), pool, String::new())
+                let writer = pool_options(1)
+                    .test_before_acquire(false)
+                    .after_connect(|conn, _| Box::pin(sqlite_pragmas(conn, "")))
+                    .connect(&url)
+                    .await?;
+                (pool, writer.clone(), writer, String::new())
             }
             Backend::Postgres => {
                 let options = PgConnectOptions::from_str(url)?;
@@ -154,11 +156,12 @@ impl Db {
                     })
                     .connect(url)
                     .await?;
-                (pool, relaxed, namespace)
+                (pool.clone(), pool, relaxed, namespace)
             }
         };
         let db = Self {
             pool,
+            writer,
             relaxed,
             backend,
             namespace,
@@ -173,13 +176,32 @@ impl Db {
     /// immediate one waits its turn under the busy timeout.
     pub async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
         match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
-            Backend::Postgres => self.pool.begin().await,
+            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.writer.begin().await,
         }
     }
 
+    /// The pool for reads. On SQLite its connections are opened read-only
+    /// (`PRAGMA query_only`), so a write sent here fails at once instead of queueing
+    /// beside the writer; on PostgreSQL it is also the pool of [`Db::writer`].
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// The pool for writes that must survive a crash of the database server, and for
+    /// transactions ([`Db::begin`]).
+    ///
+    /// On SQLite it is one connection. SQLite lets one connection write at a time, and
+    /// a connection that finds the file locked sleeps in SQLite's busy handler for
+    /// growing pauses (1, 2, 5, 10, … 100 ms) before it tries again, whoever let go of
+    /// the lock meanwhile: with eight connections writing, a write waited up to 50 ms
+    /// at p99 behind writes of a fraction of a millisecond. Writers of this process
+    /// now wait their turn in the pool's queue, first come first served, and the busy
+    /// handler is left for other processes (a command run beside the server). A
+    /// transaction holding the writer must not ask for it again, through this pool or
+    /// [`Db::relaxed_pool`]: it would wait for itself until the acquire timeout.
+    pub fn writer(&self) -> &AnyPool {
+        &self.writer
     }
 
     /// The pool for writes that a crash of the database server may lose without harm:
@@ -190,7 +212,7 @@ impl Db {
     /// hundred milliseconds of them, and never leaves one half done. What they write is
     /// visible to every other connection at commit, as with any other. SQLite commits a
     /// WAL transaction without a sync already (`synchronous = NORMAL`), so there it is
-    /// the one pool.
+    /// [`Db::writer`].
     pub fn relaxed_pool(&self) -> &AnyPool {
         &self.relaxed
     }
@@ -218,6 +240,7 @@ impl Db {
 
     pub async fn close(&self) {
         self.relaxed.close().await;
+        self.writer.close().await;
         self.pool.close().await;
     }
 }
@@ -226,6 +249,20 @@ fn pool_options(max_connections: u32) -> AnyPoolOptions {
     AnyPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(5))
+}
+
+/// The settings of every pooled SQLite connection, then `extra`: the `Any` driver does
+/// not carry SQLite's connect options, so each connection sets them itself.
+async fn sqlite_pragmas(conn: &mut sqlx::AnyConnection, extra: &str) -> Result<(), sqlx::Error> {
+    conn.execute(
+        format!(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+             PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; {extra}"
+        )
+        .as_str(),
+    )
+    .await?;
+    Ok(())
 }
 
 fn sqlite_options(url: &str) -> Result<SqliteConnectOptions, sqlx::Error> {
@@ -302,4 +339,52 @@ pub async fn sync_id_sequence(
         .await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// On SQLite every write goes through one connection: the read pool refuses a
+    /// write at once (so a write sent to the wrong pool fails in the tests instead of
+    /// queueing in SQLite's busy handler), and a second writer waits in the writer's
+    /// queue until the first commits, then writes.
+    #[tokio::test]
+    async fn on_sqlite_only_the_one_writer_connection_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("writer.db").display());
+        let db = Db::connect(&url).await.unwrap();
+        for pool in [db.writer(), db.relaxed_pool()] {
+            assert_eq!(pool.options().get_max_connections(), 1);
+        }
+        let insert = "INSERT INTO cache_changes (user_id) VALUES ($1)";
+
+        let refused = sqlx::query(insert)
+            .bind(1001)
+            .execute(db.pool())
+            .await
+            .unwrap_err();
+        assert!(refused.to_string().contains("readonly"), "{refused}");
+
+        let mut first = db.begin().await.unwrap();
+        sqlx::query(insert)
+            .bind(1002)
+            .execute(&mut *first)
+            .await
+            .unwrap();
+        let second = tokio::spawn({
+            let db = db.clone();
+            async move { sqlx::query(insert).bind(1003).execute(db.writer()).await }
+        });
+        first.commit().await.unwrap();
+        second.await.unwrap().unwrap();
+
+        let written: Vec<i64> = sqlx::query_scalar(
+            "SELECT user_id FROM cache_changes WHERE user_id > 1000 ORDER BY id",
+        )
+        .fetch_all(db.pool())
+        .await
+        .unwrap();
+        assert_eq!(written, [1002, 1003]);
+    }
 }

@@ -237,7 +237,7 @@ pub async fn create_board(db: &Db, name: &str) -> Result<Board, StoreError> {
     )
     .bind(name)
     .bind(now)
-    .fetch_one(db.pool())
+    .fetch_one(db.writer())
     .await?;
     Ok(Board {
         id,

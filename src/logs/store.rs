@@ -916,7 +916,7 @@ pub async fn prune(db: &Db, days: u32) -> Result<u64, sqlx::Error> {
              (SELECT id FROM activity_logs WHERE created_at < $1 ORDER BY id LIMIT 5000)",
         )
         .bind(cutoff)
-        .execute(db.pool())
+        .execute(db.writer())
         .await?;
         total += done.rows_affected();
         if done.rows_affected() < 5000 {

@@ -352,10 +352,10 @@ async fn insert(
     batch: &[(u64, LogEntry)],
 ) -> Result<(), sqlx::Error> {
     match db.backend() {
-        Backend::Postgres if must_be_durable(batch) => insert_json(db.pool(), batch).await,
+        Backend::Postgres if must_be_durable(batch) => insert_json(db.writer(), batch).await,
         Backend::Postgres => insert_json(db.relaxed_pool(), batch).await,
         Backend::Sqlite => {
-            let mut tx = db.pool().begin().await?;
+            let mut tx = db.writer().begin().await?;
             for chunk in sqlite_chunks(batch) {
                 insert_values(&mut *tx, chunk).await?;
             }

@@ -189,7 +189,7 @@ async fn lease_next(db: &Db) -> Result<Option<Queued>, sqlx::Error> {
     ))
     .bind(now)
     .bind(now + LEASE_SECS)
-    .fetch_optional(db.pool())
+    .fetch_optional(db.writer())
     .await?;
     row.map(|r| {
         Ok(Queued {
@@ -239,7 +239,7 @@ impl Sender {
                     // clear text and should keep them no longer than needed.
                     sqlx::query("DELETE FROM mail_outbox WHERE id = $1")
                         .bind(mail.id)
-                        .execute(self.db.pool())
+                        .execute(self.db.writer())
                         .await
                 }
                 Err(e) => {
@@ -258,7 +258,7 @@ impl Sender {
                     .bind(db::now() + crate::auth::session::secs(delay).max(1))
                     .bind(e.to_string())
                     .bind(mail.id)
-                    .execute(self.db.pool())
+                    .execute(self.db.writer())
                     .await
                 }
             };

@@ -188,7 +188,7 @@ async fn use_totp(state: &AppState, user_id: i64, code: &str) -> Result<bool, Ap
         &sealed_secret,
     )?;
     match totp::verify(&secret, code, db::now(), row.last_step) {
-        Some(step) => Ok(store::claim_step(state.db.pool(), user_id, step).await?),
+        Some(step) => Ok(store::claim_step(state.db.writer(), user_id, step).await?),
         None => Ok(false),
     }
 }
@@ -199,7 +199,7 @@ async fn use_recovery_code(
     normalized: &str,
 ) -> Result<bool, AppError> {
     let hash = recovery_hash(state.config.secret_key.expose_secret(), user_id, normalized);
-    Ok(store::consume_recovery_code(state.db.pool(), user_id, &hash).await?)
+    Ok(store::consume_recovery_code(state.db.writer(), user_id, &hash).await?)
 }
 
 /// Which second factor `token` proves for the user, if any; each is used up.

@@ -46,7 +46,7 @@ pub async fn set_pending(db: &Db, user_id: i64, pending_enc: &str) -> Result<(),
     .bind(user_id)
     .bind(pending_enc)
     .bind(db::now())
-    .execute(db.pool())
+    .execute(db.writer())
     .await?;
     Ok(())
 }
@@ -225,7 +225,7 @@ pub async fn consume_email_code(
     .bind(now)
     .bind(user_id)
     .bind(code_hash)
-    .execute(db.pool())
+    .execute(db.writer())
     .await?;
     Ok(done.rows_affected() == 1)
 }

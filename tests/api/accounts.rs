@@ -248,7 +248,7 @@ async fn usernames_and_emails_are_unique_ignoring_case(backend: Backend) {
          created_at, updated_at, password_changed_at) \
          VALUES ('cArOl', 'x@example.com', 'a', 'b', 'h', 0, 0, 0)",
     )
-    .execute(app.state.db.pool())
+    .execute(app.state.db.writer())
     .await;
     app.state.sessions.caught_up().await;
     assert!(direct.is_err());
@@ -390,7 +390,7 @@ async fn unverified_and_disabled_accounts_cannot_log_in(backend: Backend) {
         StatusCode::OK
     );
     sqlx::query("UPDATE users SET disabled = 1 WHERE username = 'ivan'")
-        .execute(app.state.db.pool())
+        .execute(app.state.db.writer())
         .await
         .unwrap();
     app.state.sessions.caught_up().await;
@@ -630,7 +630,7 @@ async fn password_change_needs_proof_and_ends_other_sessions(backend: Backend) {
 
     // The session is old: the current password is required.
     sqlx::query("UPDATE sessions SET created_at = created_at - 3600")
-        .execute(app.state.db.pool())
+        .execute(app.state.db.writer())
         .await
         .unwrap();
     app.state.sessions.caught_up().await;

@@ -54,7 +54,7 @@ pub(crate) async fn user(app: &TestApp, name: &str, manager: bool) -> i64 {
     let id = body["user"]["id"].as_i64().unwrap();
     if manager {
         sqlx::query("INSERT INTO roles (name) VALUES ('Billing')")
-            .execute(app.state.db.pool())
+            .execute(app.state.db.writer())
             .await
             .ok();
         sqlx::query(
@@ -62,7 +62,7 @@ pub(crate) async fn user(app: &TestApp, name: &str, manager: bool) -> i64 {
              SELECT r.id, p.id FROM roles r, permissions p \
              WHERE r.name = 'Billing' AND p.name = 'manage_billing' ON CONFLICT DO NOTHING",
         )
-        .execute(app.state.db.pool())
+        .execute(app.state.db.writer())
         .await
         .unwrap();
         app.grant(id, "Billing").await;

@@ -296,7 +296,7 @@ impl TestApp {
     /// until this instance's session cache has seen the change (see
     /// `SessionCache::caught_up`).
     pub async fn grant(&self, user_id: i64, role: &str) {
-        gatehouse::rbac::grant_role(self.state.db.pool(), user_id, role)
+        gatehouse::rbac::grant_role(self.state.db.writer(), user_id, role)
             .await
             .unwrap();
         self.state.sessions.caught_up().await;

@@ -160,7 +160,7 @@ async fn each_queued_email_is_sent_once_by_two_instances(backend: Backend) {
          SELECT 'user' || n || '@example.com', 'Message ' || n, 'Hello', '<p>Hello</p>', 0, 0 \
          FROM seq"
     ))
-    .execute(a.state.db.pool())
+    .execute(a.state.db.writer())
     .await
     .unwrap();
     // Both drain at once, racing for the same rows. A pass ends when it finds no row

@@ -700,7 +700,7 @@ async fn reading_needs_view_dashboard_and_writing_needs_edit(backend: Backend) {
     // Without view_dashboard, not even reads.
     sqlx::query("DELETE FROM user_roles WHERE user_id = $1")
         .bind(reader.user_id)
-        .execute(app.state.db.pool())
+        .execute(app.state.db.writer())
         .await
         .unwrap();
     app.state.sessions.caught_up().await;

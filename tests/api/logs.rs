@@ -195,7 +195,7 @@ async fn deep_pages_of_a_large_log(backend: Backend) {
          WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq WHERE n < {ROWS}) \
          SELECT 1700000000 + n, 'INFO', 'access', 'generated ' || n, 'bulk@example.com' FROM seq"
     ))
-    .execute(app.state.db.pool())
+    .execute(app.state.db.writer())
     .await
     .unwrap();
     // The writer stores the access lines of the requests so far, so the count holds.

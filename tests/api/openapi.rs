@@ -490,7 +490,7 @@ mod recipes {
                 "DELETE FROM user_roles WHERE user_id = \
                  (SELECT id FROM users WHERE username = 'nobody')",
             )
-            .execute(app.state.db.pool())
+            .execute(app.state.db.writer())
             .await
             .unwrap();
             app.state.sessions.caught_up().await;
@@ -616,7 +616,7 @@ mod recipes {
         s.until(a, post.clone(), "/login", wrong, 429).await;
         let throwaway = Actor::logged_in(app, "plain").await;
         sqlx::query("UPDATE users SET disabled = TRUE WHERE username = 'newcomer'")
-            .execute(app.state.db.pool())
+            .execute(app.state.db.writer())
             .await
             .unwrap();
         app.state.sessions.caught_up().await;

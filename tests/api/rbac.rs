@@ -43,7 +43,7 @@ async fn every_route_enforces_its_declared_policy(backend: Backend) {
     app.verified_user("roleless").await;
     let id = user_id(&app, "roleless").await;
     sqlx::query(&format!("DELETE FROM user_roles WHERE user_id = {id}"))
-        .execute(app.state.db.pool())
+        .execute(app.state.db.writer())
         .await
         .unwrap();
     app.state.sessions.caught_up().await;
@@ -404,7 +404,7 @@ async fn no_escalation_for_a_user_manager(backend: Backend) {
     manager_app.verified_user("manager").await;
     let manager = user_id(&app, "manager").await;
     sqlx::query(&format!("DELETE FROM user_roles WHERE user_id = {manager}"))
-        .execute(app.state.db.pool())
+        .execute(app.state.db.writer())
         .await
         .unwrap();
     app.state.sessions.caught_up().await;
@@ -612,7 +612,7 @@ async fn user_listing_pages_and_searches(backend: Backend) {
          SELECT 'member' || n, 'member' || n || '@corp.example', 'Member', 'Number' || n, 'x', 0, 0, 0 \
          FROM seq",
     )
-    .execute(app.state.db.pool())
+    .execute(app.state.db.writer())
     .await
     .unwrap();
     app.state.sessions.caught_up().await;
@@ -802,7 +802,7 @@ async fn refusals_each_route_documents(backend: Backend) {
     keeper_app.verified_user("keeper").await;
     let keeper = user_id(&app, "keeper").await;
     sqlx::query(&format!("DELETE FROM user_roles WHERE user_id = {keeper}"))
-        .execute(app.state.db.pool())
+        .execute(app.state.db.writer())
         .await
         .unwrap();
     app.state.sessions.caught_up().await;

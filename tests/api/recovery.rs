@@ -294,7 +294,7 @@ async fn reset_links_expire_and_die_with_any_password_change(backend: Backend) {
     sqlx::query(
         "UPDATE email_tokens SET expires_at = expires_at - 3601 WHERE purpose = 'reset_password'",
     )
-    .execute(app.state.db.pool())
+    .execute(app.state.db.writer())
     .await
     .unwrap();
     expect_error(
@@ -338,7 +338,7 @@ async fn reset_links_expire_and_die_with_any_password_change(backend: Backend) {
     // Two links for one account: use one, the other dies. (A fourth request within
     // the hour would be throttled; the throttle has its own tests.)
     sqlx::query("DELETE FROM throttle")
-        .execute(app.state.db.pool())
+        .execute(app.state.db.writer())
         .await
         .unwrap();
     let all = link_for(4).await;

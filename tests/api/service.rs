@@ -178,7 +178,7 @@ async fn a_database_failure_is_a_500_with_a_request_id(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     app.verified_user("pat").await;
     sqlx::query("DROP TABLE user_roles")
-        .execute(app.state.db.pool())
+        .execute(app.state.db.writer())
         .await
         .unwrap();
     let res = app.get("/current_user_details").await;
@@ -261,7 +261,7 @@ async fn sessions_expire_absolutely_and_when_idle(backend: Backend) {
     );
     // Two hours pass without a request.
     sqlx::query("UPDATE sessions SET last_seen_at = last_seen_at - 7201")
-        .execute(app.state.db.pool())
+        .execute(app.state.db.writer())
         .await
         .unwrap();
     app.state.sessions.caught_up().await;
@@ -274,7 +274,7 @@ async fn sessions_expire_absolutely_and_when_idle(backend: Backend) {
     // and its clock is reset by the request.
     app.login("rita", PASSWORD).await;
     sqlx::query("UPDATE sessions SET last_seen_at = last_seen_at - 6000 WHERE revoked_at IS NULL")
-        .execute(app.state.db.pool())
+        .execute(app.state.db.writer())
         .await
         .unwrap();
     app.state.sessions.caught_up().await;

@@ -80,7 +80,7 @@ async fn extend_blocks(app: &TestApp) {
     sqlx::query(
         "UPDATE throttle SET blocked_until_ms = blocked_until_ms + 600000 WHERE blocked_until_ms > 0",
     )
-    .execute(app.state.db.pool())
+    .execute(app.state.db.writer())
     .await
     .unwrap();
 }

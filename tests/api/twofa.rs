@@ -497,7 +497,7 @@ async fn login_takes_each_kind_of_second_factor_once(backend: Backend) {
 
     // An emailed code expires after ten minutes (moved into the past here).
     sqlx::query("UPDATE twofa SET email_code_sent_at = email_code_sent_at - 61")
-        .execute(app.state.db.pool())
+        .execute(app.state.db.writer())
         .await
         .unwrap();
     let res = login_with(&app, &client, "wanda", None).await;
@@ -506,7 +506,7 @@ async fn login_takes_each_kind_of_second_factor_once(backend: Backend) {
     let second = code_in(&mail[1]);
     sqlx::query("UPDATE twofa_email_codes SET expires_at = expires_at - 601 WHERE user_id = $1")
         .bind(user_id)
-        .execute(app.state.db.pool())
+        .execute(app.state.db.writer())
         .await
         .unwrap();
     let res = login_with(&app, &client, "wanda", Some(&second)).await;
@@ -514,13 +514,13 @@ async fn login_takes_each_kind_of_second_factor_once(backend: Backend) {
 
     // A newer code retires the one before it.
     sqlx::query("UPDATE twofa SET email_code_sent_at = email_code_sent_at - 61")
-        .execute(app.state.db.pool())
+        .execute(app.state.db.writer())
         .await
         .unwrap();
     login_with(&app, &client, "wanda", None).await;
     let third = code_in(&wait_for_subject(&smtp, "sign-in code", 3).await[2]);
     sqlx::query("UPDATE twofa SET email_code_sent_at = email_code_sent_at - 61")
-        .execute(app.state.db.pool())
+        .execute(app.state.db.writer())
         .await
         .unwrap();
     login_with(&app, &client, "wanda", None).await;

@@ -381,7 +381,7 @@ async fn the_activity_log_page_filters_and_pages_without_javascript(backend: Bac
         .bind(if i == 7 { "WARNING" } else { "INFO" })
         .bind(format!("entry number {i}"))
         .bind(olga)
-        .execute(app.state.db.pool())
+        .execute(app.state.db.writer())
         .await
         .unwrap();
     }
@@ -876,7 +876,7 @@ async fn the_user_list_pages_by_key_in_every_order(backend: Backend) {
          SELECT 'Pager' || n, 'm' || (99 - n) || '@corp.example', 'P', 'N', 'x', 0, 0, 0 \
          FROM seq",
     )
-    .execute(app.state.db.pool())
+    .execute(app.state.db.writer())
     .await
     .unwrap();
     app.state.sessions.caught_up().await;

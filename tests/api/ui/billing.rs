@@ -551,7 +551,7 @@ async fn a_manager_runs_billing_without_javascript(backend: Backend) {
              VALUES ($1, 'invoice.paid', 1700000000, 1700000000)",
         )
         .bind(format!("evt_old_{i:02}"))
-        .execute(app.state.db.pool())
+        .execute(app.state.db.writer())
         .await
         .unwrap();
     }

@@ -27,7 +27,7 @@ async fn auth_event(app: &TestApp, days_ago: i64, level: &str, message: &str, ip
     .bind(level)
     .bind(message)
     .bind(ip)
-    .execute(app.state.db.pool())
+    .execute(app.state.db.writer())
     .await
     .unwrap();
 }
@@ -97,7 +97,7 @@ async fn an_auditor_sees_the_service_in_figures_and_charts(backend: Backend) {
     let alice = id_of(&app, "alice").await;
     sqlx::query("UPDATE users SET twofa_enabled = 1 WHERE id = $1")
         .bind(alice)
-        .execute(app.state.db.pool())
+        .execute(app.state.db.writer())
         .await
         .unwrap();
     app.state.sessions.caught_up().await;

@@ -533,7 +533,7 @@ async fn pages_carry_their_headers_and_errors_are_pages(backend: Backend) {
     // A server error is a page that names the request.
     app.verified_user("quin").await;
     sqlx::query("DROP TABLE twofa")
-        .execute(app.state.db.pool())
+        .execute(app.state.db.writer())
         .await
         .unwrap();
     let res = app

@@ -324,7 +324,7 @@ async fn a_reader_reads_and_is_refused_changes(backend: Backend) {
 
     // Without view_dashboard (no role at all): 403 pages, and no Boards in the menu.
     sqlx::query(&format!("DELETE FROM user_roles WHERE user_id = {rita}"))
-        .execute(app.state.db.pool())
+        .execute(app.state.db.writer())
         .await
         .unwrap();
     app.state.sessions.caught_up().await;
