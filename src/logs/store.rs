@@ -198,6 +198,10 @@ const TOTALS_KEPT: usize = 8;
 /// estimate a second old is as good as a new one, and making one walks some 30,000
 /// index entries, most of what a first page of a large log costs.
 const ESTIMATE_REUSED_FOR: Duration = Duration::from_secs(1);
+/// How old an estimate may be and still be given while one request makes the next.
+/// Under steady reading a new one is made every [`ESTIMATE_REUSED_FOR`]; after a
+/// quiet spell the first readers wait for a new one rather than get an old one.
+const ESTIMATE_KEPT_FOR: Duration = Duration::from_secs(10);
 /// An exact count keeps the id of every `MARK_EVERY`-th match counted from the oldest,
 /// so that the match at any rank is a walk of at most half this many matches from a
 /// kept id, whatever the depth: 10,000 ids (80 KB) for a view of ten million entries.
@@ -432,33 +436,104 @@ async fn within(
 pub struct Totals {
     kept: Arc<Mutex<Vec<Counted>>>,
     /// Recent estimates, per filter.
-    estimates: Arc<Mutex<Vec<(Filter, Total, Instant)>>>,
+    estimates: Arc<Mutex<Vec<Estimate>>>,
+}
+
+/// An estimated total and when it was made; `renewing` while one request makes the
+/// next, during which the others are given this one.
+#[derive(Debug)]
+struct Estimate {
+    filter: Filter,
+    total: Total,
+    at: Instant,
+    renewing: bool,
+}
+
+/// What [`Totals::total`] finds kept for a filter.
+enum Kept {
+    /// An estimate to answer with.
+    Reuse(Total),
+    /// None fresh: this request makes it, and the guard's drop gives the turn back
+    /// should it not finish.
+    Renew(Renewal),
+}
+
+/// The turn of the one request making a filter's next estimate.
+struct Renewal {
+    estimates: Arc<Mutex<Vec<Estimate>>>,
+    filter: Filter,
+}
+
+impl Renewal {
+    /// Keeps `total` as the filter's estimate, the least recently made dropped first;
+    /// an exact total is not kept, and leaves none.
+    fn done(self, total: Total) {
+        let Ok(mut estimates) = self.estimates.lock() else {
+            return;
+        };
+        estimates.retain(|e| e.filter != self.filter);
+        if total.exact {
+            return;
+        }
+        if estimates.len() >= TOTALS_KEPT {
+            estimates.remove(0);
+        }
+        estimates.push(Estimate {
+            filter: self.filter.clone(),
+            total,
+            at: Instant::now(),
+            renewing: false,
+        });
+    }
+}
+
+impl Drop for Renewal {
+    /// A request that fails or is dropped while renewing lets the next one try.
+    fn drop(&mut self) {
+        if let Ok(mut estimates) = self.estimates.lock() {
+            if let Some(e) = estimates.iter_mut().find(|e| e.filter == self.filter) {
+                e.renewing = false;
+            }
+        }
+    }
 }
 
 impl Totals {
     /// How many entries match: [`count`]'s answer, except that an estimate made in the
-    /// last [`ESTIMATE_REUSED_FOR`] is given again. Exact totals are always counted.
+    /// last [`ESTIMATE_REUSED_FOR`] is given again, and so is an older one while
+    /// another request makes the next (at most [`ESTIMATE_KEPT_FOR`] old): requests
+    /// that arrive together do not each walk the same 30,000 index entries. Exact
+    /// totals are always counted.
     pub async fn total(&self, db: &Db, filter: &Filter) -> Result<Total, sqlx::Error> {
-        let reused = self.estimates.lock().ok().and_then(|mut estimates| {
-            estimates.retain(|(_, _, at)| at.elapsed() < ESTIMATE_REUSED_FOR);
-            estimates
-                .iter()
-                .find(|(f, _, _)| f == filter)
-                .map(|(_, total, _)| *total)
-        });
-        if let Some(total) = reused {
-            return Ok(total);
-        }
+        let renewal = match self.kept_estimate(filter) {
+            Kept::Reuse(total) => return Ok(total),
+            Kept::Renew(renewal) => renewal,
+        };
         let total = count(db, filter).await?;
-        if !total.exact {
-            if let Ok(mut estimates) = self.estimates.lock() {
-                if estimates.len() >= TOTALS_KEPT {
-                    estimates.remove(0);
-                }
-                estimates.push((filter.clone(), total, Instant::now()));
-            }
-        }
+        renewal.done(total);
         Ok(total)
+    }
+
+    fn kept_estimate(&self, filter: &Filter) -> Kept {
+        let renew = || {
+            Kept::Renew(Renewal {
+                estimates: Arc::clone(&self.estimates),
+                filter: filter.clone(),
+            })
+        };
+        let Ok(mut estimates) = self.estimates.lock() else {
+            return renew();
+        };
+        estimates.retain(|e| e.at.elapsed() < ESTIMATE_KEPT_FOR);
+        let Some(kept) = estimates.iter_mut().find(|e| e.filter == *filter) else {
+            return renew();
+        };
+        if kept.at.elapsed() < ESTIMATE_REUSED_FOR || kept.renewing {
+            return Kept::Reuse(kept.total);
+        }
+        kept.renewing = true;
+        drop(estimates);
+        renew()
     }
 
     /// The filter's exact count now, when this instance counted it in the last
@@ -986,6 +1061,91 @@ pub async fn insert_imported(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn estimate(value: i64) -> Total {
+        Total {
+            value,
+            exact: false,
+        }
+    }
+
+    /// Keeps `total` for `filter` as if it had been made `age` ago.
+    fn kept_since(totals: &Totals, filter: &Filter, total: Total, age: Duration) {
+        totals.estimates.lock().unwrap().push(Estimate {
+            filter: filter.clone(),
+            total,
+            at: Instant::now().checked_sub(age).unwrap(),
+            renewing: false,
+        });
+    }
+
+    fn reused(kept: &Kept) -> Option<Total> {
+        match kept {
+            Kept::Reuse(total) => Some(*total),
+            Kept::Renew(_) => None,
+        }
+    }
+
+    /// One request at a time makes a filter's next estimate; those arriving meanwhile
+    /// are given the last one, unless it is older than `ESTIMATE_KEPT_FOR`.
+    #[test]
+    fn one_request_renews_an_estimate_while_the_others_reuse_it() {
+        let totals = Totals::default();
+        let filter = Filter {
+            level: Some("error".into()),
+            ..Filter::default()
+        };
+        let Kept::Renew(first) = totals.kept_estimate(&filter) else {
+            panic!("nothing was kept yet");
+        };
+        first.done(estimate(50_000));
+        assert_eq!(
+            reused(&totals.kept_estimate(&filter)),
+            Some(estimate(50_000))
+        );
+        assert!(reused(&totals.kept_estimate(&Filter::default())).is_none());
+
+        // Stale: the first request renews it, the next ones reuse it meanwhile.
+        totals.estimates.lock().unwrap().clear();
+        kept_since(&totals, &filter, estimate(40_000), Duration::from_secs(2));
+        let renewal = totals.kept_estimate(&filter);
+        assert!(reused(&renewal).is_none());
+        for _ in 0..3 {
+            assert_eq!(
+                reused(&totals.kept_estimate(&filter)),
+                Some(estimate(40_000))
+            );
+        }
+        // A renewal that does not finish (its request failed or went away) gives the
+        // turn to the next request.
+        drop(renewal);
+        let Kept::Renew(second) = totals.kept_estimate(&filter) else {
+            panic!("the turn was not given back");
+        };
+        second.done(estimate(60_000));
+        assert_eq!(
+            reused(&totals.kept_estimate(&filter)),
+            Some(estimate(60_000))
+        );
+
+        // An exact total leaves no estimate behind.
+        totals.estimates.lock().unwrap().clear();
+        kept_since(&totals, &filter, estimate(40_000), Duration::from_secs(2));
+        let Kept::Renew(third) = totals.kept_estimate(&filter) else {
+            panic!("a stale estimate is renewed");
+        };
+        third.done(Total {
+            value: 9_000,
+            exact: true,
+        });
+        assert!(reused(&totals.kept_estimate(&filter)).is_none());
+
+        // Too old to be given at all, even while another request renews it.
+        totals.estimates.lock().unwrap().clear();
+        kept_since(&totals, &filter, estimate(40_000), ESTIMATE_KEPT_FOR);
+        let _renewing = totals.kept_estimate(&filter);
+        assert!(reused(&totals.kept_estimate(&filter)).is_none());
+    }
 
     /// A count of 2,500 matches, every other id from 1 (ids 1, 3, …, 4,999).
     fn counted() -> Counted {
