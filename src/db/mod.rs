@@ -1,4 +1,5 @@
-//! The database: one pool over SQLite or PostgreSQL, migrations and built-in data.
+//! The database: its pools over SQLite or PostgreSQL (see [`Db::writer`]), migrations and
+//! built-in data.
 //!
 //! Gatehouse writes one dialect of SQL for both backends and runs it through sqlx's
 //! `Any` driver: `$N` placeholders (SQLite accepts them too), `RETURNING`, integers

@@ -458,7 +458,7 @@ struct Estimate {
 }
 
 /// What [`Totals::total`] finds kept for a filter.
-enum Kept {
+enum Estimated {
     /// An estimate to answer with.
     Reuse(Total),
     /// None fresh: this request makes it, and the guard's drop gives the turn back
@@ -513,18 +513,18 @@ impl Totals {
     /// that arrive together do not each walk the same 30,000 index entries. Exact
     /// totals are always counted.
     pub async fn total(&self, db: &Db, filter: &Filter) -> Result<Total, sqlx::Error> {
-        let renewal = match self.kept_estimate(filter) {
-            Kept::Reuse(total) => return Ok(total),
-            Kept::Renew(renewal) => renewal,
+        let renewal = match self.estimate_for(filter) {
+            Estimated::Reuse(total) => return Ok(total),
+            Estimated::Renew(renewal) => renewal,
         };
         let total = count(db, filter).await?;
         renewal.done(total);
         Ok(total)
     }
 
-    fn kept_estimate(&self, filter: &Filter) -> Kept {
+    fn estimate_for(&self, filter: &Filter) -> Estimated {
         let renew = || {
-            Kept::Renew(Renewal {
+            Estimated::Renew(Renewal {
                 estimates: Arc::clone(&self.estimates),
                 filter: filter.clone(),
             })
@@ -537,7 +537,7 @@ impl Totals {
             return renew();
         };
         if kept.at.elapsed() < ESTIMATE_REUSED_FOR || kept.renewing {
-            return Kept::Reuse(kept.total);
+            return Estimated::Reuse(kept.total);
         }
         kept.renewing = true;
         drop(estimates);
@@ -1106,10 +1106,10 @@ mod tests {
         });
     }
 
-    fn reused(kept: &Kept) -> Option<Total> {
+    fn reused(kept: &Estimated) -> Option<Total> {
         match kept {
-            Kept::Reuse(total) => Some(*total),
-            Kept::Renew(_) => None,
+            Estimated::Reuse(total) => Some(*total),
+            Estimated::Renew(_) => None,
         }
     }
 
@@ -1122,56 +1122,56 @@ mod tests {
             level: Some("error".into()),
             ..Filter::default()
         };
-        let Kept::Renew(first) = totals.kept_estimate(&filter) else {
+        let Estimated::Renew(first) = totals.estimate_for(&filter) else {
             panic!("nothing was kept yet");
         };
         first.done(estimate(50_000));
         assert_eq!(
-            reused(&totals.kept_estimate(&filter)),
+            reused(&totals.estimate_for(&filter)),
             Some(estimate(50_000))
         );
-        assert!(reused(&totals.kept_estimate(&Filter::default())).is_none());
+        assert!(reused(&totals.estimate_for(&Filter::default())).is_none());
 
         // Stale: the first request renews it, the next ones reuse it meanwhile.
         totals.estimates.lock().unwrap().clear();
         kept_since(&totals, &filter, estimate(40_000), Duration::from_secs(2));
-        let renewal = totals.kept_estimate(&filter);
+        let renewal = totals.estimate_for(&filter);
         assert!(reused(&renewal).is_none());
         for _ in 0..3 {
             assert_eq!(
-                reused(&totals.kept_estimate(&filter)),
+                reused(&totals.estimate_for(&filter)),
                 Some(estimate(40_000))
             );
         }
         // A renewal that does not finish (its request failed or went away) gives the
         // turn to the next request.
         drop(renewal);
-        let Kept::Renew(second) = totals.kept_estimate(&filter) else {
+        let Estimated::Renew(second) = totals.estimate_for(&filter) else {
             panic!("the turn was not given back");
         };
         second.done(estimate(60_000));
         assert_eq!(
-            reused(&totals.kept_estimate(&filter)),
+            reused(&totals.estimate_for(&filter)),
             Some(estimate(60_000))
         );
 
         // An exact total leaves no estimate behind.
         totals.estimates.lock().unwrap().clear();
         kept_since(&totals, &filter, estimate(40_000), Duration::from_secs(2));
-        let Kept::Renew(third) = totals.kept_estimate(&filter) else {
+        let Estimated::Renew(third) = totals.estimate_for(&filter) else {
             panic!("a stale estimate is renewed");
         };
         third.done(Total {
             value: 9_000,
             exact: true,
         });
-        assert!(reused(&totals.kept_estimate(&filter)).is_none());
+        assert!(reused(&totals.estimate_for(&filter)).is_none());
 
         // Too old to be given at all, even while another request renews it.
         totals.estimates.lock().unwrap().clear();
         kept_since(&totals, &filter, estimate(40_000), ESTIMATE_KEPT_FOR);
-        let _renewing = totals.kept_estimate(&filter);
-        assert!(reused(&totals.kept_estimate(&filter)).is_none());
+        let _renewing = totals.estimate_for(&filter);
+        assert!(reused(&totals.estimate_for(&filter)).is_none());
     }
 
     /// A count of 2,500 matches, every other id from 1 (ids 1, 3, …, 4,999).
