@@ -433,7 +433,7 @@ async fn sign_up(addr: SocketAddr, username: &str) {
 async fn mark_verified(state: &AppState, username: &str) {
     let verified = sqlx::query("UPDATE users SET email_verified = 1 WHERE username = $1")
         .bind(username)
-        .execute(state.db.pool())
+        .execute(state.db.writer())
         .await
         .expect("marking the benchmark user verified");
     assert_eq!(verified.rows_affected(), 1, "the benchmark user exists");
@@ -446,7 +446,7 @@ async fn make_admin(state: &AppState) {
         .fetch_one(state.db.pool())
         .await
         .expect("the benchmark user's id");
-    gatehouse::rbac::grant_role(state.db.pool(), id, "Admin")
+    gatehouse::rbac::grant_role(state.db.writer(), id, "Admin")
         .await
         .expect("the benchmark user made an Admin");
 }

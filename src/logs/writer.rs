@@ -207,7 +207,7 @@ impl ActivityLog {
 
     fn count_dropped(&self, n: u64) {
         let before = self.shared.dropped.fetch_add(n, Ordering::Relaxed);
-        if before == 0 || (before + n).is_power_of_two() || before.is_power_of_two() {
+        if before == 0 || (before + n).ilog2() > before.ilog2() {
             tracing::warn!(
                 dropped = before + n,
                 "activity log entries are being dropped"
