@@ -224,7 +224,7 @@ pub async fn find_price(db: &Db, r: &Ref) -> Result<Option<Price>, StoreError> {
         Ref::Local(id) => {
             sqlx::query(&format!("{PRICE_SELECT} WHERE pr.id = $1"))
                 .bind(*id)
-                .fetch_optional(db.writer())
+                .fetch_optional(db.pool())
                 .await?
         }
         Ref::Stripe(id) => {
@@ -443,7 +443,7 @@ pub async fn find_subscription(db: &Db, r: &Ref) -> Result<Option<Subscription>,
                 "{SUBSCRIPTION_SELECT} WHERE s.id = $1 AND s.deleted_at IS NULL"
             ))
             .bind(*id)
-            .fetch_optional(db.writer())
+            .fetch_optional(db.pool())
             .await?
         }
         Ref::Stripe(id) => {

@@ -1106,9 +1106,11 @@ mod tests {
         });
     }
 
-    fn reused(kept: &Estimated) -> Option<Total> {
-        match kept {
-            Estimated::Reuse(total) => Some(*total),
+    /// The estimate `totals` gives for `filter`, if it gives one rather than the turn to
+    /// make it (a turn taken here is given back at once).
+    fn reused(totals: &Totals, filter: &Filter) -> Option<Total> {
+        match totals.estimate_for(filter) {
+            Estimated::Reuse(total) => Some(total),
             Estimated::Renew(_) => None,
         }
     }
@@ -1126,22 +1128,17 @@ mod tests {
             panic!("nothing was kept yet");
         };
         first.done(estimate(50_000));
-        assert_eq!(
-            reused(&totals.estimate_for(&filter)),
-            Some(estimate(50_000))
-        );
-        assert!(reused(&totals.estimate_for(&Filter::default())).is_none());
+        assert_eq!(reused(&totals, &filter), Some(estimate(50_000)));
+        assert!(reused(&totals, &Filter::default()).is_none());
 
         // Stale: the first request renews it, the next ones reuse it meanwhile.
         totals.estimates.lock().unwrap().clear();
         kept_since(&totals, &filter, estimate(40_000), Duration::from_secs(2));
-        let renewal = totals.estimate_for(&filter);
-        assert!(reused(&renewal).is_none());
+        let Estimated::Renew(renewal) = totals.estimate_for(&filter) else {
+            panic!("a stale estimate is renewed");
+        };
         for _ in 0..3 {
-            assert_eq!(
-                reused(&totals.estimate_for(&filter)),
-                Some(estimate(40_000))
-            );
+            assert_eq!(reused(&totals, &filter), Some(estimate(40_000)));
         }
         // A renewal that does not finish (its request failed or went away) gives the
         // turn to the next request.
@@ -1150,10 +1147,7 @@ mod tests {
             panic!("the turn was not given back");
         };
         second.done(estimate(60_000));
-        assert_eq!(
-            reused(&totals.estimate_for(&filter)),
-            Some(estimate(60_000))
-        );
+        assert_eq!(reused(&totals, &filter), Some(estimate(60_000)));
 
         // An exact total leaves no estimate behind.
         totals.estimates.lock().unwrap().clear();
@@ -1165,13 +1159,13 @@ mod tests {
             value: 9_000,
             exact: true,
         });
-        assert!(reused(&totals.estimate_for(&filter)).is_none());
+        assert!(reused(&totals, &filter).is_none());
 
         // Too old to be given at all, even while another request renews it.
         totals.estimates.lock().unwrap().clear();
         kept_since(&totals, &filter, estimate(40_000), ESTIMATE_KEPT_FOR);
         let _renewing = totals.estimate_for(&filter);
-        assert!(reused(&totals.estimate_for(&filter)).is_none());
+        assert!(reused(&totals, &filter).is_none());
     }
 
     /// A count of 2,500 matches, every other id from 1 (ids 1, 3, …, 4,999).
