@@ -211,6 +211,7 @@ impl IntoResponse for AppError {
 
 impl From<sqlx::Error> for AppError {
     fn from(e: sqlx::Error) -> Self {
+        crate::db::note_failure(&e);
         if is_outage(&e) {
             Self::Unavailable(e.into())
         } else {
@@ -220,21 +221,15 @@ impl From<sqlx::Error> for AppError {
 }
 
 /// Whether the error means the database cannot be reached or is going away, as
-/// opposed to a mistake in a query: no connection, a broken one, or PostgreSQL
-/// refusing or ending sessions (class 08 connection exceptions, 57P0x operator
-/// intervention such as a terminated backend or a shutdown, 53300 too many
+/// opposed to a mistake in a query: no connection, a broken one
+/// ([`crate::db::is_broken`]), or PostgreSQL refusing sessions (53300 too many
 /// connections, 55000 for a database that does not allow connections).
 pub fn is_outage(e: &sqlx::Error) -> bool {
     match e {
-        sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::Protocol(_)
-        | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-            code.starts_with("08") || code.starts_with("57P") || code == "53300" || code == "55000"
-        }),
-        _ => false,
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) if db.code().is_some_and(|c| c == "53300" || c == "55000") => {
+            true
+        }
+        _ => crate::db::is_broken(e),
     }
 }

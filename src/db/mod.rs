@@ -9,7 +9,9 @@
 //! queries here are checked by the test suite running on both databases instead.
 
 use std::str::FromStr;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::Migrator;
@@ -144,11 +146,8 @@ impl Db {
                 .fetch_one(&mut conn)
                 .await?;
                 conn.close().await?;
-                // A PostgreSQL connection is checked with a round trip before it is
-                // handed out (sqlx's default): one broken by a restart of the server
-                // is replaced then, instead of failing its request.
-                let pool = pool_options(16).connect(url).await?;
-                let relaxed = pool_options(8)
+                let pool = pg_pool_options(16).connect(url).await?;
+                let relaxed = pg_pool_options(8)
                     .after_connect(|conn, _| {
                         Box::pin(async move {
                             conn.execute("SET synchronous_commit = off").await?;
@@ -250,6 +249,79 @@ fn pool_options(max_connections: u32) -> AnyPoolOptions {
     AnyPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(5))
+}
+
+/// A PostgreSQL pool that checks a connection with a round trip before handing it out
+/// only when it may have broken unseen: when it has been idle for [`CHECK_IDLE_AFTER`],
+/// or when a statement failed on a broken connection in the last [`CHECK_IDLE_AFTER`]
+/// ([`note_failure`]). One broken by a restart of the server or a dropped link is
+/// replaced then, instead of failing its request.
+///
+/// Any other connection was in use a moment ago, and sqlx checked it with a round trip
+/// when it came back to the pool, so it is handed out as it is: checking it again
+/// before each statement made three trips to the server of every statement, and board
+/// creations on PostgreSQL ran 12–30 % faster without (docs/performance.md). What is
+/// left: a connection that broke less than a second after its last use, before any
+/// statement failed on a broken one, fails the request that gets it, as the server's
+/// restart fails the requests in flight; the first such failure turns the checks back on
+/// for every connection.
+fn pg_pool_options(max_connections: u32) -> AnyPoolOptions {
+    pool_options(max_connections)
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= CHECK_IDLE_AFTER || failed_lately() {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
+}
+
+/// See [`pg_pool_options`].
+pub const CHECK_IDLE_AFTER: Duration = Duration::from_secs(1);
+
+/// When a statement of this process last failed on a broken connection, in milliseconds
+/// since [`clock`] started, plus one (0: never).
+static BROKEN_AT: AtomicU64 = AtomicU64::new(0);
+
+fn clock() -> Duration {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed()
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Takes note of a failed statement. One whose connection broke ([`is_broken`]) means
+/// the other connections may be broken as well, although used a moment ago: for the next
+/// [`CHECK_IDLE_AFTER`] every PostgreSQL connection is checked before it is handed out.
+/// The mark is this process's, shared by its pools: a check too many costs a round trip.
+pub fn note_failure(e: &sqlx::Error) {
+    if is_broken(e) {
+        BROKEN_AT.store(millis(clock()) + 1, Ordering::Relaxed);
+    }
+}
+
+/// Whether the statement failed because its connection broke or the server ended it:
+/// an I/O, TLS or protocol error, or PostgreSQL's class 08 (connection exception) or
+/// 57P0x (operator intervention such as a terminated backend or a shutdown).
+pub fn is_broken(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
+        _ => false,
+    }
+}
+
+fn failed_lately() -> bool {
+    match BROKEN_AT.load(Ordering::Relaxed) {
+        0 => false,
+        at => millis(clock()) < at - 1 + millis(CHECK_IDLE_AFTER),
+    }
 }
 
 /// The settings of every pooled SQLite connection, then `extra`: the `Any` driver does

@@ -288,6 +288,7 @@ pub async fn run(
             match insert(&db, changes, &batch).await {
                 Ok(()) => break,
                 Err(e) => {
+                    crate::db::note_failure(&e);
                     failures += 1;
                     if failures == 1 || failures.is_power_of_two() {
                         tracing::warn!(error = %e, failures, waiting = batch.len() + log.queued(), "writing the activity log failed; retrying");

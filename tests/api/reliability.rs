@@ -194,15 +194,25 @@ impl OutageDb {
     }
 
     pub(crate) async fn go_down(&mut self) {
-        let name = &self.name;
-        for sql in [
-            format!("ALTER DATABASE {name} WITH ALLOW_CONNECTIONS false"),
-            format!(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
-            ),
-        ] {
-            sqlx::query(&sql).execute(&mut self.admin).await.unwrap();
-        }
+        sqlx::query(&format!(
+            "ALTER DATABASE {} WITH ALLOW_CONNECTIONS false",
+            self.name
+        ))
+        .execute(&mut self.admin)
+        .await
+        .unwrap();
+        self.end_sessions().await;
+    }
+
+    /// Ends every session on the database, as a restart of the server would.
+    pub(crate) async fn end_sessions(&mut self) {
+        sqlx::query(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{}'",
+            self.name
+        ))
+        .execute(&mut self.admin)
+        .await
+        .unwrap();
     }
 
     pub(crate) async fn come_back(&mut self) {
@@ -224,6 +234,74 @@ impl OutageDb {
         .await
         .unwrap();
     }
+}
+
+/// A pooled connection is handed out unchecked only when it was in use a moment ago: one
+/// the server ended while it sat idle longer is found dead and replaced, and the query
+/// never sees it. (Without that check the query fails with the ended connection's
+/// error.)
+#[tokio::test]
+async fn an_idle_postgres_connection_the_server_ended_is_replaced_before_use() {
+    if !postgres_available().await {
+        return;
+    }
+    let mut outage = OutageDb::create().await;
+    let db = gatehouse::db::Db::connect(&outage.url).await.unwrap();
+    let backend = "SELECT pg_backend_pid()";
+    let mut before = Vec::new();
+    for pool in [db.pool(), db.relaxed_pool()] {
+        let pid: i32 = sqlx::query_scalar(backend).fetch_one(pool).await.unwrap();
+        before.push(pid);
+    }
+    outage.end_sessions().await;
+    // The ended connections wait in the pools until they count as idle.
+    tokio::time::sleep(gatehouse::db::CHECK_IDLE_AFTER + Duration::from_millis(100)).await;
+    for (pool, ended) in [db.pool(), db.relaxed_pool()].into_iter().zip(before) {
+        let pid: i32 = sqlx::query_scalar(backend).fetch_one(pool).await.unwrap();
+        assert_ne!(pid, ended, "a new connection answers");
+    }
+    db.close().await;
+    outage.drop_it().await;
+}
+
+/// Connections used a moment ago are handed out unchecked, so when the server ends them
+/// the first request to meet one fails; from then on every connection is checked before
+/// it is handed out for a while, and the others do not fail a request each. (Without that
+/// the second statement below fails too.)
+#[tokio::test]
+async fn after_a_statement_fails_on_an_ended_connection_every_connection_is_checked() {
+    if !postgres_available().await {
+        return;
+    }
+    let mut outage = OutageDb::create().await;
+    let db = gatehouse::db::Db::connect(&outage.url).await.unwrap();
+    let pool = db.pool();
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(pool.acquire().await.unwrap());
+    }
+    for conn in &mut held {
+        sqlx::query("SELECT 1").execute(&mut **conn).await.unwrap();
+    }
+    drop(held);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while pool.num_idle() < pool.size() as usize {
+        assert!(
+            Instant::now() < deadline,
+            "the connections come back to the pool"
+        );
+        tokio::task::yield_now().await;
+    }
+    outage.end_sessions().await;
+    // The request that meets the first ended connection fails, as the service maps it.
+    if let Err(e) = sqlx::query("SELECT 1").execute(pool).await {
+        let _ = gatehouse::error::AppError::from(e);
+    }
+    for _ in 0..3 {
+        sqlx::query("SELECT 1").execute(pool).await.unwrap();
+    }
+    db.close().await;
+    outage.drop_it().await;
 }
 
 /// Whether the answer is the contract's 503 for an outage.
