@@ -137,7 +137,10 @@ impl Db {
                 (pool, writer.clone(), writer, String::new())
             }
             Backend::Postgres => {
-                let options = PgConnectOptions::from_str(url)?;
+                // sqlx's migrator creates its table with `IF NOT EXISTS`, which
+                // PostgreSQL answers with a notice at every start; warnings still show.
+                let options =
+                    PgConnectOptions::from_str(url)?.options([("client_min_messages", "warning")]);
                 let mut conn = options.connect().await?;
                 POSTGRES_MIGRATIONS.run(&mut conn).await?;
                 let namespace: String = sqlx::query_scalar(
