@@ -194,45 +194,42 @@ impl OutageDb {
     }
 
     pub(crate) async fn go_down(&mut self) {
-        sqlx::query(&format!(
+        self.run(&format!(
             "ALTER DATABASE {} WITH ALLOW_CONNECTIONS false",
             self.name
         ))
-        .execute(&mut self.admin)
-        .await
-        .unwrap();
+        .await;
         self.end_sessions().await;
     }
 
     /// Ends every session on the database, as a restart of the server would.
     pub(crate) async fn end_sessions(&mut self) {
-        sqlx::query(&format!(
+        self.run(&format!(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{}'",
             self.name
         ))
-        .execute(&mut self.admin)
-        .await
-        .unwrap();
+        .await;
     }
 
     pub(crate) async fn come_back(&mut self) {
-        sqlx::query(&format!(
+        self.run(&format!(
             "ALTER DATABASE {} WITH ALLOW_CONNECTIONS true",
             self.name
         ))
-        .execute(&mut self.admin)
-        .await
-        .unwrap();
+        .await;
     }
 
     pub(crate) async fn drop_it(mut self) {
-        sqlx::query(&format!(
+        self.run(&format!(
             "DROP DATABASE IF EXISTS {} WITH (FORCE)",
             self.name
         ))
-        .execute(&mut self.admin)
-        .await
-        .unwrap();
+        .await;
+    }
+
+    /// Runs `sql` on the administrative connection, outside the database.
+    async fn run(&mut self, sql: &str) {
+        sqlx::query(sql).execute(&mut self.admin).await.unwrap();
     }
 }
 
