@@ -211,6 +211,8 @@ impl IntoResponse for AppError {
 
 impl From<sqlx::Error> for AppError {
     fn from(e: sqlx::Error) -> Self {
+        // Every request's database failure passes here: one on a broken connection
+        // makes the pools check the others before handing them out.
         crate::db::note_failure(&e);
         if is_outage(&e) {
             Self::Unavailable(e.into())

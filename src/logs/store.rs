@@ -297,17 +297,22 @@ struct Oldest {
     at: Option<i64>,
 }
 
-/// The columns [`Oldest::read`] reads, in one statement.
-const OLDEST: &str =
-    "(SELECT MIN(id) FROM activity_logs), (SELECT MIN(created_at) FROM activity_logs)";
-
-impl Oldest {
-    fn read(row: &AnyRow, from: usize) -> Result<Self, sqlx::Error> {
-        Ok(Self {
-            id: row.try_get(from)?,
-            at: row.try_get(from + 1)?,
-        })
-    }
+/// The table's highest id and its [`Oldest`], three index probes in one statement.
+async fn edges<'e, E>(executor: E) -> Result<(Option<i64>, Oldest), sqlx::Error>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let row = sqlx::query(
+        "SELECT (SELECT MAX(id) FROM activity_logs), (SELECT MIN(id) FROM activity_logs), \
+         (SELECT MIN(created_at) FROM activity_logs)",
+    )
+    .fetch_one(executor)
+    .await?;
+    let oldest = Oldest {
+        id: row.try_get(1)?,
+        at: row.try_get(2)?,
+    };
+    Ok((row.try_get(0)?, oldest))
 }
 
 /// Whether the filter has an index that holds its matches in id order (a user, a
@@ -552,15 +557,11 @@ impl Totals {
         let Some(counted) = self.kept(db.backend(), filter) else {
             return Ok(None);
         };
-        let row = sqlx::query(&format!(
-            "SELECT (SELECT MAX(id) FROM activity_logs), {OLDEST}"
-        ))
-        .fetch_one(db.pool())
-        .await?;
-        if Oldest::read(&row, 1)? != counted.oldest {
+        let (highest, oldest) = edges(db.pool()).await?;
+        if oldest != counted.oldest {
             return Ok(None);
         }
-        let Some(highest) = row.try_get::<Option<i64>, _>(0)? else {
+        let Some(highest) = highest else {
             return Ok(None);
         };
         // What arrived since is a short range of the primary key, and must be read as
@@ -673,13 +674,7 @@ impl Totals {
         }
         let at = Instant::now();
         let mut tx = snapshot(db).await?;
-        let row = sqlx::query(&format!(
-            "SELECT (SELECT MAX(id) FROM activity_logs), {OLDEST}"
-        ))
-        .fetch_one(&mut *tx)
-        .await?;
-        let highest: Option<i64> = row.try_get(0)?;
-        let oldest = Oldest::read(&row, 1)?;
+        let (highest, oldest) = edges(&mut *tx).await?;
         let range = match (oldest.id, highest) {
             (Some(lowest), Some(highest)) if !windowed(filter) => Some((lowest - 1, highest)),
             (Some(_), Some(_)) => window_ids(&mut *tx, filter)
