@@ -719,6 +719,10 @@ async fn lookup_caller(state: AppState, token: String, window: Window) -> Tally 
                 Err(e) => Err(e.to_string()),
             };
         tally.record(&window, started, outcome);
+        // A lookup served from the cache never waits, so without this the callers
+        // would hold the server's workers for the whole slice and its other tasks
+        // (the log writer, the cache's listener, the pool's upkeep) would not run.
+        tokio::task::consume_budget().await;
     }
     tally
 }
