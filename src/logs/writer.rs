@@ -63,7 +63,8 @@ struct Shared {
     capacity: usize,
     /// Wakes the writer when entries arrive.
     arrived: Notify,
-    /// Tells the writer to stop lingering: someone waits for the entries.
+    /// Tells the writer to stop lingering: someone waits for the entries, or a full
+    /// batch is waiting.
     hurry: Notify,
     /// How many entries, in order of arrival, are settled (stored or dropped).
     settled: watch::Sender<u64>,
@@ -111,7 +112,7 @@ impl ActivityLog {
     pub fn record(&self, entry: LogEntry) {
         let entry = entry.without_nul();
         let kind = entry.kind;
-        let seq = {
+        let (seq, full_batch) = {
             let Ok(mut queue) = self.shared.queue.lock() else {
                 self.count_dropped(1);
                 return;
@@ -128,12 +129,18 @@ impl ActivityLog {
             let seq = queue.next;
             queue.next += 1;
             queue.entries.push_back((seq, entry));
-            seq
+            (seq, queue.entries.len() == BATCH)
         };
         if kind.awaited() {
             let _ = MUST_STORE.try_with(|must| must.set(must.get().max(seq)));
         }
         self.shared.arrived.notify_one();
+        // Lingering gathers a burst into one batch; once a batch is full, waiting longer
+        // only lets the queue grow (under 30,000 requests a second, 200 ms of it held
+        // 7,000 access lines, and a hiccup on top filled the queue).
+        if full_batch {
+            self.shared.hurry.notify_one();
+        }
     }
 
     /// Runs a request's handler and returns its answer once the events and changes it
@@ -270,7 +277,8 @@ pub async fn run(
                 _ = stop.wait_for(|s| *s) => break,
             }
         }
-        // Let a burst gather into one transaction, unless someone waits for it.
+        // Let a burst gather into one transaction, unless someone waits for it or a
+        // full batch is already waiting.
         if log.queued() < BATCH {
             tokio::select! {
                 _ = tokio::time::sleep(LINGER) => {}
@@ -501,6 +509,8 @@ fn rows_json(batch: &[(u64, LogEntry)]) -> Result<String, serde_json::Error> {
 
 #[cfg(test)]
 mod tests {
+    use futures::FutureExt;
+
     use super::*;
     use crate::logs::Level;
 
@@ -521,6 +531,20 @@ mod tests {
         let batch = log.take_batch().unwrap();
         let kept: Vec<&str> = batch.iter().map(|(_, e)| e.message.as_str()).collect();
         assert_eq!(kept, ["entry 1", "entry 3", "entry 4"]);
+    }
+
+    #[test]
+    fn a_full_batch_ends_the_writers_lingering() {
+        let log = ActivityLog::new(QUEUE_CAPACITY);
+        let hurried = |log: &ActivityLog| log.shared.hurry.notified().now_or_never().is_some();
+        for i in 0..BATCH - 1 {
+            log.record(entry(Kind::Access, i));
+        }
+        assert!(!hurried(&log), "fewer entries than a batch wait for more");
+        log.record(entry(Kind::Access, BATCH));
+        assert!(hurried(&log), "a full batch is written at once");
+        log.record(entry(Kind::Access, BATCH + 1));
+        assert!(!hurried(&log), "the writer is told once per full batch");
     }
 
     #[test]
