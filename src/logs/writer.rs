@@ -63,9 +63,11 @@ struct Shared {
     capacity: usize,
     /// Wakes the writer when entries arrive.
     arrived: Notify,
-    /// Tells the writer to stop lingering: someone waits for the entries, or a full
-    /// batch is waiting.
+    /// Tells the writer to stop lingering: someone waits for the entries.
     hurry: Notify,
+    /// Tells the writer that a full batch may be waiting (it checks: a wake-up left
+    /// over from before its last batch is stale).
+    filled: Notify,
     /// How many entries, in order of arrival, are settled (stored or dropped).
     settled: watch::Sender<u64>,
     dropped: AtomicU64,
@@ -94,6 +96,7 @@ impl ActivityLog {
                 capacity: capacity.max(1),
                 arrived: Notify::new(),
                 hurry: Notify::new(),
+                filled: Notify::new(),
                 settled: watch::Sender::new(0),
                 dropped: AtomicU64::new(0),
             }),
@@ -139,7 +142,7 @@ impl ActivityLog {
         // only lets the queue grow (under 30,000 requests a second, 200 ms of it held
         // 7,000 access lines, and a hiccup on top filled the queue).
         if full_batch {
-            self.shared.hurry.notify_one();
+            self.shared.filled.notify_one();
         }
     }
 
@@ -278,12 +281,18 @@ pub async fn run(
             }
         }
         // Let a burst gather into one transaction, unless someone waits for it or a
-        // full batch is already waiting.
+        // full batch has arrived.
         if log.queued() < BATCH {
-            tokio::select! {
-                _ = tokio::time::sleep(LINGER) => {}
-                _ = log.shared.hurry.notified() => {}
-                _ = stop.wait_for(|s| *s) => {}
+            let until = tokio::time::Instant::now() + LINGER;
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(until) => break,
+                    _ = log.shared.hurry.notified() => break,
+                    _ = log.shared.filled.notified() => if log.queued() >= BATCH {
+                        break;
+                    },
+                    _ = stop.wait_for(|s| *s) => break,
+                }
             }
         }
         let Some(batch) = log.take_batch() else {
@@ -536,7 +545,7 @@ mod tests {
     #[test]
     fn a_full_batch_ends_the_writers_lingering() {
         let log = ActivityLog::new(QUEUE_CAPACITY);
-        let hurried = |log: &ActivityLog| log.shared.hurry.notified().now_or_never().is_some();
+        let hurried = |log: &ActivityLog| log.shared.filled.notified().now_or_never().is_some();
         for i in 0..BATCH - 1 {
             log.record(entry(Kind::Access, i));
         }
