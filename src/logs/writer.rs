@@ -280,20 +280,8 @@ pub async fn run(
                 _ = stop.wait_for(|s| *s) => break,
             }
         }
-        // Let a burst gather into one transaction, unless someone waits for it or a
-        // full batch has arrived.
         if log.queued() < BATCH {
-            let until = tokio::time::Instant::now() + LINGER;
-            loop {
-                tokio::select! {
-                    _ = tokio::time::sleep_until(until) => break,
-                    _ = log.shared.hurry.notified() => break,
-                    _ = log.shared.filled.notified() => if log.queued() >= BATCH {
-                        break;
-                    },
-                    _ = stop.wait_for(|s| *s) => break,
-                }
-            }
+            linger(&log, LINGER, &mut stop).await;
         }
         let Some(batch) = log.take_batch() else {
             continue;
@@ -351,6 +339,22 @@ pub async fn run(
             queue.entries.clear();
         }
         log.settle(u64::MAX);
+    }
+}
+
+/// Waits up to `longest` for a burst to gather into one transaction; returns sooner
+/// when someone waits for the entries, a batch is full or the writer is told to stop.
+async fn linger(log: &ActivityLog, longest: Duration, stop: &mut watch::Receiver<bool>) {
+    let until = tokio::time::Instant::now() + longest;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep_until(until) => return,
+            _ = log.shared.hurry.notified() => return,
+            _ = log.shared.filled.notified() => if log.queued() >= BATCH {
+                return;
+            },
+            _ = stop.wait_for(|s| *s) => return,
+        }
     }
 }
 
@@ -518,8 +522,6 @@ fn rows_json(batch: &[(u64, LogEntry)]) -> Result<String, serde_json::Error> {
 
 #[cfg(test)]
 mod tests {
-    use futures::FutureExt;
-
     use super::*;
     use crate::logs::Level;
 
@@ -542,18 +544,40 @@ mod tests {
         assert_eq!(kept, ["entry 1", "entry 3", "entry 4"]);
     }
 
-    #[test]
-    fn a_full_batch_ends_the_writers_lingering() {
+    #[tokio::test]
+    async fn the_writer_lingers_for_a_partial_batch_only() {
+        let (_stopper, mut stop) = watch::channel(false);
         let log = ActivityLog::new(QUEUE_CAPACITY);
-        let hurried = |log: &ActivityLog| log.shared.filled.notified().now_or_never().is_some();
         for i in 0..BATCH - 1 {
             log.record(entry(Kind::Access, i));
         }
-        assert!(!hurried(&log), "fewer entries than a batch wait for more");
-        log.record(entry(Kind::Access, BATCH));
-        assert!(hurried(&log), "a full batch is written at once");
-        log.record(entry(Kind::Access, BATCH + 1));
-        assert!(!hurried(&log), "the writer is told once per full batch");
+        // The wake-up of a batch filled while the writer was writing the one before.
+        log.shared.filled.notify_one();
+        let wait = Duration::from_millis(50);
+        let started = tokio::time::Instant::now();
+        linger(&log, wait, &mut stop).await;
+        assert!(started.elapsed() >= wait, "a stale wake-up ended the wait");
+
+        // A batch filled while the writer waits ends the wait (of an hour: the
+        // timeout only keeps a broken writer from hanging the test).
+        let hour = Duration::from_secs(3600);
+        let full = async {
+            tokio::task::yield_now().await;
+            log.record(entry(Kind::Access, BATCH));
+        };
+        tokio::time::timeout(Duration::from_secs(10), async {
+            tokio::join!(linger(&log, hour, &mut stop), full)
+        })
+        .await
+        .expect("a full batch ends the wait");
+
+        // So does a request waiting for its entries, whatever the queue holds.
+        let _ = log.take_batch();
+        log.record(entry(Kind::Auth, 0));
+        log.shared.hurry.notify_one();
+        tokio::time::timeout(Duration::from_secs(10), linger(&log, hour, &mut stop))
+            .await
+            .expect("a waiting request ends the wait");
     }
 
     #[test]
