@@ -65,8 +65,7 @@ struct Shared {
     arrived: Notify,
     /// Tells the writer to stop lingering: someone waits for the entries.
     hurry: Notify,
-    /// Tells the writer that a full batch may be waiting (it checks: a wake-up left
-    /// over from before its last batch is stale).
+    /// Tells the writer that a full batch may be waiting (see [`linger`]).
     filled: Notify,
     /// How many entries, in order of arrival, are settled (stored or dropped).
     settled: watch::Sender<u64>,
@@ -138,9 +137,8 @@ impl ActivityLog {
             let _ = MUST_STORE.try_with(|must| must.set(must.get().max(seq)));
         }
         self.shared.arrived.notify_one();
-        // Lingering gathers a burst into one batch; once a batch is full, waiting longer
-        // only lets the queue grow (under 30,000 requests a second, 200 ms of it held
-        // 7,000 access lines, and a hiccup on top filled the queue).
+        // Once a batch is full, lingering longer only lets the queue grow (see
+        // docs/performance.md, "a full batch does not wait").
         if full_batch {
             self.shared.filled.notify_one();
         }
@@ -280,9 +278,7 @@ pub async fn run(
                 _ = stop.wait_for(|s| *s) => break,
             }
         }
-        if log.queued() < BATCH {
-            linger(&log, LINGER, &mut stop).await;
-        }
+        linger(&log, LINGER, &mut stop).await;
         let Some(batch) = log.take_batch() else {
             continue;
         };
@@ -342,17 +338,17 @@ pub async fn run(
     }
 }
 
-/// Waits up to `longest` for a burst to gather into one transaction; returns sooner
-/// when someone waits for the entries, a batch is full or the writer is told to stop.
+/// Waits up to `longest` for a burst to gather into one transaction, unless a batch
+/// is full; returns sooner when one fills, someone waits for the entries or the writer
+/// is told to stop.
 async fn linger(log: &ActivityLog, longest: Duration, stop: &mut watch::Receiver<bool>) {
     let until = tokio::time::Instant::now() + longest;
-    loop {
+    while log.queued() < BATCH {
         tokio::select! {
             _ = tokio::time::sleep_until(until) => return,
             _ = log.shared.hurry.notified() => return,
-            _ = log.shared.filled.notified() => if log.queued() >= BATCH {
-                return;
-            },
+            // Only a hint: a wake-up stored during the batch before may be stale.
+            _ = log.shared.filled.notified() => {}
             _ = stop.wait_for(|s| *s) => return,
         }
     }
