@@ -137,7 +137,7 @@ async fn run() {
     )
     .await
     .unwrap();
-    let new = session::create(&db, &config, admin.id, &Origin::default())
+    let new = session::create(&db, &config, admin.id, &Origin::default(), Vec::new())
         .await
         .unwrap();
     let cookie = format!("session={}", new.token);

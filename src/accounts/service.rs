@@ -11,6 +11,7 @@ use crate::app::AppState;
 use crate::auth::cache::Scope;
 use crate::auth::password::Verdict;
 use crate::auth::session::{self, Authenticated, NewSession};
+use crate::db::batch::Step;
 use crate::error::AppError;
 use crate::http::{truncate, Origin};
 use crate::logs::{Level, LogEntry};
@@ -194,10 +195,20 @@ pub async fn login(
             ));
         }
     };
-    // The password is proven, so the attempt gives its slots back whatever comes next;
-    // a login that is done also forgets the name's failures, in the same statement.
-    let login = password_proven(state, origin, headers, known_device, account, body, verdict).await;
+    // The password is proven, so the attempt gives its slots back whatever comes next.
+    // A login that is done also forgets the name's failures, in the round trip that
+    // writes its session where the throttle is in the database.
+    let steps = attempt.release_clearing_steps(&reservation, &throttle::LOGIN_ACCOUNT);
+    let given_back_with_session = steps.is_some();
+    let proven = Proven {
+        account,
+        verdict,
+        known_device,
+        release: steps.unwrap_or_default(),
+    };
+    let login = password_proven(state, origin, headers, body, proven).await;
     match &login {
+        Ok(Login::Done(_)) if given_back_with_session => reservation.given_back(),
         Ok(Login::Done(_)) => {
             attempt
                 .release_clearing(reservation, &throttle::LOGIN_ACCOUNT)
@@ -208,18 +219,30 @@ pub async fn login(
     login
 }
 
+/// A login whose password matched.
+struct Proven<'a> {
+    account: store::LoginAccount,
+    verdict: Verdict,
+    known_device: bool,
+    /// The throttle's give-back, written with the session if there is one.
+    release: Vec<Step<'a>>,
+}
+
 /// The rest of a login whose password matched: the account's state, the second
 /// factor and the session.
 async fn password_proven(
     state: &AppState,
     origin: &Origin,
     headers: &HeaderMap,
-    known_device: bool,
-    account: store::LoginAccount,
     body: &Credentials<'_>,
-    verdict: Verdict,
+    proven: Proven<'_>,
 ) -> Result<Login, AppError> {
-    let store::LoginAccount { user, access, .. } = account;
+    let Proven {
+        account: store::LoginAccount { user, access, .. },
+        verdict,
+        known_device,
+        release,
+    } = proven;
     if user.disabled {
         return Err(AppError::Forbidden(
             "account_disabled",
@@ -241,10 +264,10 @@ async fn password_proven(
             Err(AppError::TwofaRequired) => return Ok(Login::SecondFactor(user)),
             other => other?,
         };
-    start_session(state, origin, headers, user, access, second_factor).await
+    start_session(state, origin, headers, user, access, second_factor, release).await
 }
 
-/// The end of every successful login.
+/// The end of every successful login; `also` is written in the session's round trip.
 async fn start_session(
     state: &AppState,
     origin: &Origin,
@@ -252,13 +275,14 @@ async fn start_session(
     user: User,
     access: Access,
     second_factor: Option<twofa::Proof>,
+    also: Vec<Step<'_>>,
 ) -> Result<Login, AppError> {
     // A new session at every login: a value planted before login is worthless after.
     if let Some(old) = session::cookie(headers, session::SESSION_COOKIE) {
         session::revoke_token(&state.db, old).await?;
         state.sessions.forget(&session::token_hash(old));
     }
-    let new = session::create(&state.db, &state.config, user.id, origin).await?;
+    let new = session::create(&state.db, &state.config, user.id, origin, also).await?;
     let mut entry = LogEntry::auth(Level::Info, "login ok")
         .user(&user)
         .origin(origin);
@@ -306,7 +330,17 @@ pub async fn login_second_factor(
         .clear(&throttle::LOGIN_ACCOUNT)
         .await?;
     let access = Access::load(state.db.pool(), user.id).await?;
-    match start_session(state, origin, headers, user, access, second_factor).await? {
+    match start_session(
+        state,
+        origin,
+        headers,
+        user,
+        access,
+        second_factor,
+        Vec::new(),
+    )
+    .await?
+    {
         Login::Done(done) => Ok(done),
         Login::SecondFactor(_) => Err(AppError::TwofaRequired),
     }

@@ -17,6 +17,7 @@ use sqlx::Row;
 use super::cache::{Entry, SessionCache};
 use crate::accounts::User;
 use crate::config::Config;
+use crate::db::batch::{self, Step, Value};
 use crate::db::{self, Db};
 use crate::http::Origin;
 use crate::rbac::Access;
@@ -63,29 +64,34 @@ pub fn token_hash(token: &str) -> String {
 
 /// Starts a session for the user. Written through [`Db::relaxed_pool`]: a crash of
 /// the database server may lose a session begun just before it, whose user then logs
-/// in again.
+/// in again. `also` goes to the database in the same round trip, after the session's
+/// row (see [`batch`]): a login gives its throttle slots back there.
 pub async fn create(
     db: &Db,
     config: &Config,
     user_id: i64,
     origin: &Origin,
+    also: Vec<Step<'_>>,
 ) -> Result<NewSession, sqlx::Error> {
     let token = random_token();
     let csrf_token = random_token();
+    let token_hash = token_hash(&token);
     let now = db::now();
-    sqlx::query(
+    let mut steps = vec![Step::new(
         "INSERT INTO sessions (token_hash, user_id, csrf_token, created_at, last_seen_at, \
          expires_at, ip, user_agent) VALUES ($1, $2, $3, $4, $4, $5, $6, $7)",
-    )
-    .bind(token_hash(&token))
-    .bind(user_id)
-    .bind(&csrf_token)
-    .bind(now)
-    .bind(now + secs(config.session_lifetime))
-    .bind(origin.ip.as_deref())
-    .bind(origin.user_agent.as_deref())
-    .execute(db.relaxed_pool())
-    .await?;
+        vec![
+            Value::Text(&token_hash),
+            Value::Int(user_id),
+            Value::Text(&csrf_token),
+            Value::Int(now),
+            Value::Int(now + secs(config.session_lifetime)),
+            Value::OptionalText(origin.ip.as_deref()),
+            Value::OptionalText(origin.user_agent.as_deref()),
+        ],
+    )];
+    steps.extend(also);
+    batch::run(db.relaxed_pool(), db.backend(), &steps).await?;
     Ok(NewSession { token, csrf_token })
 }
 

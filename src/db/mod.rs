@@ -19,6 +19,7 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{AnyPool, ConnectOptions, Connection, Executor};
 
+pub mod batch;
 pub mod changes;
 pub mod count;
 pub mod listen;

@@ -31,6 +31,7 @@ use serde_json::json;
 use crate::accounts::User;
 use crate::app::AppState;
 use crate::config::Config;
+use crate::db::batch::{self, Step};
 use crate::db::{Backend, Db};
 use crate::error::AppError;
 use crate::http::{truncate, Origin};
@@ -277,20 +278,32 @@ impl Throttle {
         Ok(answers)
     }
 
-    /// Gives back failures counted by [`Throttle::reserve`], or forgets subjects.
+    /// The writes that give `items` back, for a caller to send in one round trip with
+    /// writes of its own ([`batch::run`]); none where that cannot be done: the
+    /// throttle is in Redis, or on PostgreSQL two items are about one row.
+    pub fn give_back_steps<'a>(&self, items: &[Return<'a>]) -> Option<Vec<Step<'a>>> {
+        match &*self.inner {
+            Inner::Db { backend, .. }
+                if *backend == Backend::Sqlite || distinct(items.iter().map(Return::key)) =>
+            {
+                Some(items.iter().map(store::give_back_step).collect())
+            }
+            _ => None,
+        }
+    }
+
+    /// Gives back failures counted by [`Throttle::reserve`], or forgets subjects: in
+    /// one round trip where the store allows it.
     pub async fn give_back(&self, items: &[Return<'_>]) -> Result<(), AppError> {
         match &*self.inner {
-            Inner::Db {
-                pool,
-                backend: Backend::Postgres,
-            } if items.len() > 1 && distinct(items.iter().map(Return::key)) => {
-                store::give_back_together(pool, items).await?
-            }
-            Inner::Db { pool, .. } => {
-                for item in items {
-                    store::give_back(pool, item).await?;
+            Inner::Db { pool, backend } => match self.give_back_steps(items) {
+                Some(steps) => batch::run(pool, *backend, &steps).await?,
+                None => {
+                    for item in items {
+                        batch::run(pool, *backend, &[store::give_back_step(item)]).await?;
+                    }
                 }
-            }
+            },
             Inner::Redis(r) => {
                 for item in items {
                     match *item {
@@ -533,7 +546,7 @@ impl<'a> Attempt<'a> {
     /// Gives back the slots of a reservation and forgets the failures counted under
     /// `rule`: the attempt succeeded and proved the subject. A slot of `rule` is not
     /// given back first, since forgetting its row gives back everything. One round
-    /// trip on PostgreSQL.
+    /// trip where the store allows it.
     pub async fn release_clearing(
         &self,
         reservation: Reservation,
@@ -542,27 +555,26 @@ impl<'a> Attempt<'a> {
         self.release_clearing_if(reservation, Some(rule)).await
     }
 
+    /// The writes of [`Attempt::release_clearing`], for a caller to send in one round
+    /// trip with writes of its own ([`batch::run`]); once they are done the reservation
+    /// is [`Reservation::given_back`]. None where the throttle cannot (see
+    /// [`Throttle::give_back_steps`]): then release it as usual.
+    pub fn release_clearing_steps<'r>(
+        &self,
+        reservation: &'r Reservation,
+        rule: &'static Rule,
+    ) -> Option<Vec<Step<'r>>> {
+        self.state
+            .throttle
+            .give_back_steps(&reservation.returns(Some(rule)))
+    }
+
     async fn release_clearing_if(
         &self,
         reservation: Reservation,
         clearing: Option<&'static Rule>,
     ) -> Result<(), AppError> {
-        let items: Vec<Return> = reservation
-            .0
-            .iter()
-            .map(|(rule, subject, set_until_ms, previous_until_ms)| {
-                if clearing.is_some_and(|c| std::ptr::eq(*rule, c)) {
-                    Return::Clear { rule, subject }
-                } else {
-                    Return::Release {
-                        rule,
-                        subject,
-                        set_until_ms: *set_until_ms,
-                        previous_until_ms: *previous_until_ms,
-                    }
-                }
-            })
-            .collect();
+        let items = reservation.returns(clearing);
         if items.is_empty() {
             return Ok(());
         }
@@ -594,6 +606,32 @@ impl<'a> Attempt<'a> {
 /// The failures an attempt has counted in advance; see [`Attempt::reserve`].
 #[must_use = "a reservation that is not released stays counted as a failure"]
 pub struct Reservation(Vec<(&'static Rule, String, i64, i64)>);
+
+impl Reservation {
+    /// What giving the reservation back writes: a failure given back under each rule,
+    /// except that the subject of `clearing` is forgotten (which gives back everything
+    /// it counted).
+    fn returns(&self, clearing: Option<&'static Rule>) -> Vec<Return<'_>> {
+        self.0
+            .iter()
+            .map(|(rule, subject, set_until_ms, previous_until_ms)| {
+                if clearing.is_some_and(|c| std::ptr::eq(*rule, c)) {
+                    Return::Clear { rule, subject }
+                } else {
+                    Return::Release {
+                        rule,
+                        subject,
+                        set_until_ms: *set_until_ms,
+                        previous_until_ms: *previous_until_ms,
+                    }
+                }
+            })
+            .collect()
+    }
+
+    /// Done with: the writes of [`Attempt::release_clearing_steps`] have run.
+    pub fn given_back(self) {}
+}
 
 /// Whole seconds, rounded up: a client told to wait 0 s would retry at once.
 fn secs(ms: i64) -> u64 {

@@ -3,6 +3,7 @@
 use std::sync::LazyLock;
 
 use super::{delay_ms, Recorded, Reserved, Return, Rule};
+use crate::db::batch::{shift_parameters, with_steps, Step, Value};
 
 /// Counts one failure and, past the rule's free allowance, extends the block. One
 /// upsert counts and blocks, so concurrent failures are all counted; the block only
@@ -194,119 +195,29 @@ const RELEASE: &str =
      WHERE scope = $3 AND subject = $4";
 const CLEAR: &str = "DELETE FROM throttle WHERE scope = $1 AND subject = $2";
 
-/// Gives back a reserved failure ([`Return::Release`]) or forgets a subject
-/// ([`Return::Clear`]).
-pub async fn give_back(pool: &sqlx::AnyPool, item: &Return<'_>) -> Result<(), sqlx::Error> {
+/// The write that gives back a reserved failure ([`Return::Release`]) or forgets a
+/// subject ([`Return::Clear`]), to be run with [`batch::run`].
+pub fn give_back_step<'a>(item: &Return<'a>) -> Step<'a> {
     match *item {
         Return::Release {
             rule,
             subject,
             set_until_ms,
             previous_until_ms,
-        } => {
-            sqlx::query(RELEASE)
-                .bind(set_until_ms)
-                .bind(previous_until_ms)
-                .bind(rule.scope)
-                .bind(subject)
-                .execute(pool)
-                .await?
-        }
+        } => Step::new(
+            RELEASE,
+            vec![
+                Value::Int(set_until_ms),
+                Value::Int(previous_until_ms),
+                Value::Text(rule.scope),
+                Value::Text(subject),
+            ],
+        ),
         Return::Clear { rule, subject } => {
-            sqlx::query(CLEAR)
-                .bind(rule.scope)
-                .bind(subject)
-                .execute(pool)
-                .await?
+            Step::new(CLEAR, vec![Value::Text(rule.scope), Value::Text(subject)])
         }
-    };
-    Ok(())
-}
-
-/// [`give_back`] for several subjects in one PostgreSQL statement, each a step of one
-/// `WITH`.
-pub async fn give_back_together(
-    pool: &sqlx::AnyPool,
-    items: &[Return<'_>],
-) -> Result<(), sqlx::Error> {
-    let mut steps = Vec::with_capacity(items.len());
-    let mut bound = 0;
-    for item in items {
-        let (sql, count) = match item {
-            Return::Release { .. } => (RELEASE, 4),
-            Return::Clear { .. } => (CLEAR, 2),
-        };
-        steps.push(shift_parameters(sql, bound));
-        bound += count;
     }
-    let sql = format!("{} SELECT 0", with_steps("g", &steps));
-    let mut query = sqlx::query(&sql);
-    for item in items {
-        query = match *item {
-            Return::Release {
-                rule,
-                subject,
-                set_until_ms,
-                previous_until_ms,
-            } => query
-                .bind(set_until_ms)
-                .bind(previous_until_ms)
-                .bind(rule.scope)
-                .bind(subject),
-            Return::Clear { rule, subject } => query.bind(rule.scope).bind(subject),
-        };
-    }
-    query.execute(pool).await?;
-    Ok(())
 }
 
 /// The parameters [`count_failure_sql`] takes.
 const COUNT_PARAMETERS: usize = 8;
-
-/// `WITH p0 AS (step), p1 AS (step) ...`: PostgreSQL runs every data-modifying step of
-/// a `WITH` exactly once, whether or not the statement reads its rows.
-fn with_steps(prefix: &str, steps: &[String]) -> String {
-    let named: Vec<String> = steps
-        .iter()
-        .enumerate()
-        .map(|(i, step)| format!("{prefix}{i} AS ({step})"))
-        .collect();
-    format!("WITH {}", named.join(", "))
-}
-
-/// The statement with each placeholder `$N` renumbered `$(N + by)`, so that several
-/// statements' parameters can follow one another in one statement.
-fn shift_parameters(sql: &str, by: usize) -> String {
-    let mut shifted = String::with_capacity(sql.len() + 16);
-    let mut rest = sql;
-    while let Some(at) = rest.find('$') {
-        shifted.push_str(&rest[..=at]);
-        rest = &rest[at + 1..];
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        match rest[..digits].parse::<usize>() {
-            Ok(n) => shifted.push_str(&(n + by).to_string()),
-            Err(_) => shifted.push_str(&rest[..digits]),
-        }
-        rest = &rest[digits..];
-    }
-    shifted.push_str(rest);
-    shifted
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parameters_shift_past_those_before() {
-        assert_eq!(
-            shift_parameters("a = $1 AND b = $12 OR $ c", 8),
-            "a = $9 AND b = $20 OR $ c"
-        );
-        assert_eq!(shift_parameters(CLEAR, 0), CLEAR);
-        assert_eq!(
-            with_steps("g", &["DELETE x".into(), "UPDATE y".into()]),
-            "WITH g0 AS (DELETE x), g1 AS (UPDATE y)"
-        );
-    }
-}

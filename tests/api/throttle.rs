@@ -11,6 +11,9 @@ use reqwest::StatusCode;
 use secrecy::ExposeSecret;
 use serde_json::json;
 
+use gatehouse::auth::session;
+use gatehouse::db::batch::{self, Step, Value};
+use gatehouse::http::Origin;
 use gatehouse::throttle::{self, Reserved, Return, Throttle};
 
 use crate::helpers::{expect_error, new_client, Backend, TestApp, PASSWORD};
@@ -28,6 +31,7 @@ on_both_databases!(
     reservations_block_double_and_cap_by_the_rule,
     reservations_of_two_subjects_are_judged_apart,
     counts_and_new_sessions_commit_without_waiting_for_the_disk,
+    a_give_back_sent_with_a_session_waits_for_its_row,
 );
 
 async fn attempt(
@@ -381,6 +385,14 @@ async fn counts_and_new_sessions_commit_without_waiting_for_the_disk(backend: Ba
         0,
         "a login forgets the name's failures"
     );
+    assert_eq!(
+        app.scalar(
+            "SELECT failures FROM throttle WHERE scope = 'login_ip' AND subject = '127.0.0.1'"
+        )
+        .await,
+        1,
+        "the login gave the address's slot back: only the wrong password counts"
+    );
     assert_eq!(app.scalar(live_sessions).await, before + 1);
     let me = client
         .get(app.url("/current_user_details"))
@@ -388,6 +400,76 @@ async fn counts_and_new_sessions_commit_without_waiting_for_the_disk(backend: Ba
         .await
         .unwrap();
     assert_eq!(me.status(), StatusCode::OK);
+}
+
+/// A login sends its throttle give-back in the round trip that writes its session,
+/// after the session's row: when the row cannot be written, nothing is given back (the
+/// login fails and releases its reservation as any failed login does). PostgreSQL
+/// writes such a round trip all or nothing; SQLite stops at the first write that fails
+/// and keeps those before it.
+async fn a_give_back_sent_with_a_session_waits_for_its_row(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let db = &app.state.db;
+    let user = app.verified_user("sven").await;
+    let user_id = user["user"]["id"].as_i64().unwrap();
+    let rule = &throttle::LOGIN_IP;
+    let subject = random_subject("ip");
+    let Reserved::Counted {
+        set_until_ms,
+        previous_until_ms,
+        ..
+    } = reserve_one(&app.state.throttle, rule, &subject, throttle::now_ms()).await
+    else {
+        panic!("a first attempt refused");
+    };
+    let give_back = [Return::Release {
+        rule,
+        subject: &subject,
+        set_until_ms,
+        previous_until_ms,
+    }];
+    let count = format!(
+        "SELECT failures FROM throttle WHERE scope = '{}' AND subject = '{subject}'",
+        rule.scope
+    );
+
+    // A session of an account that does not exist: its row breaks a foreign key.
+    let steps = app.state.throttle.give_back_steps(&give_back).unwrap();
+    let origin = Origin::default();
+    let created = session::create(db, &app.state.config, i64::MAX, &origin, steps).await;
+    assert!(created.is_err(), "no such user");
+    assert_eq!(
+        app.scalar(&count).await,
+        1,
+        "nothing given back without the row"
+    );
+
+    // A write that fails after another: PostgreSQL keeps neither.
+    let insert = "INSERT INTO sessions (token_hash, user_id, csrf_token, created_at, \
+                  last_seen_at, expires_at) VALUES ($1, $2, 'csrf', 0, 0, 0)";
+    let row = |hash: &'static str| Step::new(insert, vec![Value::Text(hash), Value::Int(user_id)]);
+    let rows = |hash: &str| format!("SELECT COUNT(*) FROM sessions WHERE token_hash = '{hash}'");
+    batch::run(db.relaxed_pool(), db.backend(), &[row("gh-batch-taken")])
+        .await
+        .unwrap();
+    let failing_after = [row("gh-batch-new"), row("gh-batch-taken")];
+    batch::run(db.relaxed_pool(), db.backend(), &failing_after)
+        .await
+        .expect_err("the second token hash is taken");
+    let kept = app.scalar(&rows("gh-batch-new")).await;
+    match backend {
+        Backend::Postgres => assert_eq!(kept, 0, "all or nothing"),
+        Backend::Sqlite => assert_eq!(kept, 1, "the writes before the failing one stay"),
+    }
+
+    let steps = app.state.throttle.give_back_steps(&give_back).unwrap();
+    let live = "SELECT COUNT(*) FROM sessions WHERE revoked_at IS NULL";
+    let before = app.scalar(live).await;
+    session::create(db, &app.state.config, user_id, &origin, steps)
+        .await
+        .unwrap();
+    assert_eq!(app.scalar(live).await, before + 1);
+    assert_eq!(app.scalar(&count).await, 0, "given back with the row");
 }
 
 /// A Redis at 127.0.0.1:6379, or `None` where there is none (a failure under CI).
