@@ -852,6 +852,8 @@ async fn the_billing_pages_in_a_browser() {
     b.screenshots("billing-plans-new").await;
     // Stripe's page is another host; the browser is sent there, and comes back.
     let session_before = fake.count("POST", "/v1/checkout/sessions");
+    let rows = "SELECT COUNT(*) FROM billing_checkout_sessions";
+    let rows_before = app.scalar(rows).await;
     let buttons = b
         .client
         .find_all(fantoccini::Locator::Css(
@@ -860,19 +862,22 @@ async fn the_billing_pages_in_a_browser() {
         .await
         .unwrap();
     buttons[0].click().await.unwrap();
+    // The row is written once Stripe has answered, before the browser is sent on: wait
+    // for the row, not for Stripe's count, which moves first.
     for _ in 0..200 {
-        if fake.count("POST", "/v1/checkout/sessions") > session_before {
+        if app.scalar(rows).await > rows_before {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
-    let sent = fake.last("POST", "/v1/checkout/sessions");
+    assert!(fake.count("POST", "/v1/checkout/sessions") > session_before);
     let session: String = sqlx::query_scalar(
         "SELECT stripe_session_id FROM billing_checkout_sessions ORDER BY id DESC LIMIT 1",
     )
     .fetch_one(app.state.db.pool())
     .await
     .unwrap();
+    let sent = fake.last("POST", "/v1/checkout/sessions");
     fake.pay(&session, 999);
     let success = sent.get("success_url").unwrap();
     let back = success[success.find("/ui/billing/success").unwrap()..]
