@@ -68,7 +68,7 @@ async fn run(requests: u64) {
     )
     .await
     .unwrap();
-    let new = session::create(&db, &config, admin.id, &Origin::default(), Vec::new())
+    let new = session::create(&db, &config, admin.id, &Origin::default())
         .await
         .unwrap();
     let cookie = format!("session={}", new.token);

@@ -11,9 +11,10 @@ use crate::app::AppState;
 use crate::auth::cache::Scope;
 use crate::auth::password::Verdict;
 use crate::auth::session::{self, Authenticated, NewSession};
-use crate::db::batch::Step;
+use crate::db::batch::{self, Step};
 use crate::error::AppError;
 use crate::http::{truncate, Origin};
+use crate::logs::writer::Direct;
 use crate::logs::{Level, LogEntry};
 use crate::rbac::{self, Access, Permission};
 use crate::text::label;
@@ -267,7 +268,11 @@ async fn password_proven(
     start_session(state, origin, headers, user, access, second_factor, release).await
 }
 
-/// The end of every successful login; `also` is written in the session's round trip.
+/// The end of every successful login: the session's row, the event "login ok" and
+/// `also` (the throttle's give-back) in one round trip. The event is durable, as the
+/// activity log stores every authentication event, so the round trip goes through
+/// [`db::Db::writer`]: the answer waits for one commit to reach the disk, as it waited
+/// for the log's before.
 async fn start_session(
     state: &AppState,
     origin: &Origin,
@@ -282,18 +287,21 @@ async fn start_session(
         session::revoke_token(&state.db, old).await?;
         state.sessions.forget(&session::token_hash(old));
     }
-    let new = session::create(&state.db, &state.config, user.id, origin, also).await?;
+    let pending = session::Pending::new(&state.config, user.id, origin);
     let mut entry = LogEntry::auth(Level::Info, "login ok")
         .user(&user)
         .origin(origin);
     if let Some(proof) = second_factor {
         entry = entry.details(json!({ "second_factor": proof.as_str() }));
     }
-    state.activity.record(entry);
+    let event = Direct::new(entry);
+    let mut steps = vec![pending.step(), event.step()];
+    steps.extend(also);
+    batch::run(state.db.writer(), state.db.backend(), &steps).await?;
     Ok(Login::Done(Box::new(LoggedIn {
         user,
         access,
-        session: new,
+        session: pending.session,
     })))
 }
 

@@ -64,35 +64,64 @@ pub fn token_hash(token: &str) -> String {
 
 /// Starts a session for the user. Written through [`Db::relaxed_pool`]: a crash of
 /// the database server may lose a session begun just before it, whose user then logs
-/// in again. `also` goes to the database in the same round trip, after the session's
-/// row (see [`batch`]): a login gives its throttle slots back there.
+/// in again.
 pub async fn create(
     db: &Db,
     config: &Config,
     user_id: i64,
     origin: &Origin,
-    also: Vec<Step<'_>>,
 ) -> Result<NewSession, sqlx::Error> {
-    let token = random_token();
-    let csrf_token = random_token();
-    let token_hash = token_hash(&token);
-    let now = db::now();
-    let mut steps = vec![Step::new(
-        "INSERT INTO sessions (token_hash, user_id, csrf_token, created_at, last_seen_at, \
-         expires_at, ip, user_agent) VALUES ($1, $2, $3, $4, $4, $5, $6, $7)",
-        vec![
-            Value::Text(&token_hash),
-            Value::Int(user_id),
-            Value::Text(&csrf_token),
-            Value::Int(now),
-            Value::Int(now + secs(config.session_lifetime)),
-            Value::OptionalText(origin.ip.as_deref()),
-            Value::OptionalText(origin.user_agent.as_deref()),
-        ],
-    )];
-    steps.extend(also);
-    batch::run(db.relaxed_pool(), db.backend(), &steps).await?;
-    Ok(NewSession { token, csrf_token })
+    let pending = Pending::new(config, user_id, origin);
+    batch::run(db.relaxed_pool(), db.backend(), &[pending.step()]).await?;
+    Ok(pending.session)
+}
+
+/// A session whose row is yet to be written, for a caller that writes it in one round
+/// trip with writes of its own ([`batch::run`]); [`create`] writes it alone.
+pub struct Pending {
+    pub session: NewSession,
+    token_hash: String,
+    user_id: i64,
+    created_at: i64,
+    expires_at: i64,
+    ip: Option<String>,
+    user_agent: Option<String>,
+}
+
+impl Pending {
+    pub fn new(config: &Config, user_id: i64, origin: &Origin) -> Self {
+        let session = NewSession {
+            token: random_token(),
+            csrf_token: random_token(),
+        };
+        let created_at = db::now();
+        Self {
+            token_hash: token_hash(&session.token),
+            session,
+            user_id,
+            created_at,
+            expires_at: created_at + secs(config.session_lifetime),
+            ip: origin.ip.clone(),
+            user_agent: origin.user_agent.clone(),
+        }
+    }
+
+    /// The `INSERT` that makes the session live.
+    pub fn step(&self) -> Step<'_> {
+        Step::new(
+            "INSERT INTO sessions (token_hash, user_id, csrf_token, created_at, last_seen_at, \
+             expires_at, ip, user_agent) VALUES ($1, $2, $3, $4, $4, $5, $6, $7)",
+            vec![
+                Value::Text(&self.token_hash),
+                Value::Int(self.user_id),
+                Value::Text(&self.session.csrf_token),
+                Value::Int(self.created_at),
+                Value::Int(self.expires_at),
+                Value::OptionalText(self.ip.as_deref()),
+                Value::OptionalText(self.user_agent.as_deref()),
+            ],
+        )
+    }
 }
 
 /// The live session and user behind a cookie value, if there is one: not revoked, not

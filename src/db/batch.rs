@@ -20,6 +20,7 @@ use super::Backend;
 #[derive(Debug, Clone, Copy)]
 pub enum Value<'a> {
     Int(i64),
+    OptionalInt(Option<i64>),
     Text(&'a str),
     OptionalText(Option<&'a str>),
 }
@@ -58,6 +59,7 @@ pub async fn run(pool: &AnyPool, backend: Backend, steps: &[Step<'_>]) -> Result
     for value in steps.iter().flat_map(|step| &step.values) {
         query = match *value {
             Value::Int(v) => query.bind(v),
+            Value::OptionalInt(v) => query.bind(v),
             Value::Text(v) => query.bind(v),
             Value::OptionalText(v) => query.bind(v),
         };

@@ -28,6 +28,7 @@ use tokio::sync::{watch, Notify};
 
 use super::store::Totals;
 use super::{Kind, LogEntry};
+use crate::db::batch::{Step, Value};
 use crate::db::changes::Changes;
 use crate::db::{Backend, Db};
 
@@ -399,13 +400,23 @@ fn must_be_durable(batch: &[(u64, LogEntry)]) -> bool {
     batch.iter().any(|(_, e)| e.kind.awaited())
 }
 
+/// The columns an entry fills, in the order every insert binds them.
+macro_rules! columns {
+    () => {
+        "(created_at, level, kind, message, user_id, user_email, client_ip, user_agent, \
+         method, path, status, duration_ms, details)"
+    };
+}
+
 /// On PostgreSQL the batch travels as one JSON array bound to one parameter and is
 /// unpacked by the database, in its own process; bound rows were not measured there.
-const INSERT_POSTGRES: &str = "INSERT INTO activity_logs (created_at, level, kind, message, \
-     user_id, user_email, client_ip, user_agent, method, path, status, duration_ms, details) \
-     SELECT (r ->> 0)::bigint, r ->> 1, r ->> 2, r ->> 3, (r ->> 4)::bigint, r ->> 5, \
+const INSERT_POSTGRES: &str = concat!(
+    "INSERT INTO activity_logs ",
+    columns!(),
+    " SELECT (r ->> 0)::bigint, r ->> 1, r ->> 2, r ->> 3, (r ->> 4)::bigint, r ->> 5, \
      r ->> 6, r ->> 7, r ->> 8, r ->> 9, (r ->> 10)::bigint, (r ->> 11)::bigint, r ->> 12 \
-     FROM jsonb_array_elements($1::jsonb) AS r";
+     FROM jsonb_array_elements($1::jsonb) AS r"
+);
 
 async fn insert_json<'c>(
     conn: impl sqlx::Executor<'c, Database = sqlx::Any>,
@@ -450,11 +461,7 @@ fn values_sql(rows: usize) -> &'static str {
             .map(|power| {
                 let row = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
                 let rows = vec![row; 1 << power].join(", ");
-                format!(
-                    "INSERT INTO activity_logs (created_at, level, kind, message, user_id, \
-                     user_email, client_ip, user_agent, method, path, status, duration_ms, \
-                     details) VALUES {rows}"
-                )
+                format!("INSERT INTO activity_logs {} VALUES {rows}", columns!())
             })
             .collect()
     });
@@ -488,6 +495,54 @@ async fn insert_values<'c>(
     }
     query.execute(conn).await?;
     Ok(())
+}
+
+/// An entry stored in the round trip of other writes ([`crate::db::batch::run`]) instead of by
+/// the writer, so that it exists exactly when they do (as [`ActivityLog::record_in`]
+/// does inside a transaction) and its request has no writer to wait for. Sent through
+/// [`Db::writer`] when it must be durable, as the writer stores authentication events.
+pub struct Direct {
+    entry: LogEntry,
+    details: Option<String>,
+}
+
+impl Direct {
+    pub fn new(entry: LogEntry) -> Self {
+        let entry = entry.without_nul();
+        let details = entry.details.as_ref().map(ToString::to_string);
+        Self { entry, details }
+    }
+
+    /// The entry's `INSERT`.
+    pub fn step(&self) -> Step<'_> {
+        static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            let values: Vec<String> = (1..=13).map(|i| format!("${i}")).collect();
+            format!(
+                "INSERT INTO activity_logs {} VALUES ({})",
+                columns!(),
+                values.join(", ")
+            )
+        });
+        let e = &self.entry;
+        Step::new(
+            &SQL,
+            vec![
+                Value::Int(e.created_at),
+                Value::Text(e.level.as_str()),
+                Value::Text(e.kind.as_str()),
+                Value::Text(&e.message),
+                Value::OptionalInt(e.user_id),
+                Value::OptionalText(e.user_email.as_deref()),
+                Value::OptionalText(e.client_ip.as_deref()),
+                Value::OptionalText(e.user_agent.as_deref()),
+                Value::OptionalText(e.method.as_deref()),
+                Value::OptionalText(e.path.as_deref()),
+                Value::OptionalInt(e.status),
+                Value::OptionalInt(e.duration_ms),
+                Value::OptionalText(self.details.as_deref()),
+            ],
+        )
+    }
 }
 
 /// The entries as the one JSON array the INSERT unpacks, each an array of its

@@ -333,9 +333,10 @@ async fn instances_share_the_count(backend: Backend) {
     expect_error(res, StatusCode::TOO_MANY_REQUESTS).await;
 }
 
-/// The throttle's counts and a login's session go through the relaxed pool: on
-/// PostgreSQL its commits do not wait for the disk while every other write's do, and
-/// what it commits is seen at once through the other pool. SQLite has one pool.
+/// The throttle's counts go through the relaxed pool: on PostgreSQL its commits do not
+/// wait for the disk while every other write's do, and what it commits is seen at once
+/// through the other pool. SQLite has one pool. A login's session, its event and its
+/// give-back are written in one round trip before the answer.
 async fn counts_and_new_sessions_commit_without_waiting_for_the_disk(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let db = &app.state.db;
@@ -375,8 +376,16 @@ async fn counts_and_new_sessions_commit_without_waiting_for_the_disk(backend: Ba
     let live_sessions = "SELECT COUNT(*) FROM sessions s JOIN users u ON u.id = s.user_id \
                          WHERE u.username = 'rita' AND s.revoked_at IS NULL";
     let before = app.scalar(live_sessions).await;
+    let logins = "SELECT COUNT(*) FROM activity_logs WHERE message = 'login ok' \
+                  AND user_email = 'rita@example.com'";
+    let logged_before = app.scalar(logins).await;
     let res = attempt(&app, &client, "rita", PASSWORD).await;
     assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(
+        app.scalar(logins).await,
+        logged_before + 1,
+        "the event is stored before the answer"
+    );
     assert_eq!(
         app.scalar(
             "SELECT COUNT(*) FROM throttle WHERE scope = 'login_account' AND subject = 'name:rita'"
@@ -434,10 +443,12 @@ async fn a_give_back_sent_with_a_session_waits_for_its_row(backend: Backend) {
     );
 
     // A session of an account that does not exist: its row breaks a foreign key.
-    let steps = app.state.throttle.give_back_steps(&give_back).unwrap();
     let origin = Origin::default();
-    let created = session::create(db, &app.state.config, i64::MAX, &origin, steps).await;
-    assert!(created.is_err(), "no such user");
+    let pending = session::Pending::new(&app.state.config, i64::MAX, &origin);
+    let mut steps = vec![pending.step()];
+    steps.extend(app.state.throttle.give_back_steps(&give_back).unwrap());
+    let written = batch::run(db.writer(), db.backend(), &steps).await;
+    assert!(written.is_err(), "no such user");
     assert_eq!(
         app.scalar(&count).await,
         1,
@@ -462,12 +473,12 @@ async fn a_give_back_sent_with_a_session_waits_for_its_row(backend: Backend) {
         Backend::Sqlite => assert_eq!(kept, 1, "the writes before the failing one stay"),
     }
 
-    let steps = app.state.throttle.give_back_steps(&give_back).unwrap();
+    let pending = session::Pending::new(&app.state.config, user_id, &origin);
+    let mut steps = vec![pending.step()];
+    steps.extend(app.state.throttle.give_back_steps(&give_back).unwrap());
     let live = "SELECT COUNT(*) FROM sessions WHERE revoked_at IS NULL";
     let before = app.scalar(live).await;
-    session::create(db, &app.state.config, user_id, &origin, steps)
-        .await
-        .unwrap();
+    batch::run(db.writer(), db.backend(), &steps).await.unwrap();
     assert_eq!(app.scalar(live).await, before + 1);
     assert_eq!(app.scalar(&count).await, 0, "given back with the row");
 }
