@@ -62,9 +62,9 @@ pub fn token_hash(token: &str) -> String {
     hex::encode(sha2::Sha256::digest(token.as_bytes()))
 }
 
-/// Starts a session for the user. Written through [`Db::relaxed_pool`]: a crash of
-/// the database server may lose a session begun just before it, whose user then logs
-/// in again.
+/// Starts a session for the user, with no other write (a benchmark's setup does). A
+/// login writes its session with its event and its throttle give-back instead
+/// (`accounts::service`).
 pub async fn create(
     db: &Db,
     config: &Config,
@@ -72,7 +72,7 @@ pub async fn create(
     origin: &Origin,
 ) -> Result<NewSession, sqlx::Error> {
     let pending = Pending::new(config, user_id, origin);
-    batch::run(db.relaxed_pool(), db.backend(), &[pending.step()]).await?;
+    batch::run(db.writer(), db.backend(), &[pending.step()]).await?;
     Ok(pending.session)
 }
 

@@ -209,10 +209,10 @@ impl Db {
     }
 
     /// The pool for writes that a crash of the database server may lose without harm:
-    /// a throttle's counts, a new session (its user logs in again), the idle clock's
-    /// touch, a batch of access lines. On PostgreSQL its connections commit without
-    /// waiting for the write-ahead log to reach the disk (`synchronous_commit = off`),
-    /// so a login does not wait for five flushes; a crash loses at most the last few
+    /// a throttle's counts, the idle clock's touch, a batch of access lines. On
+    /// PostgreSQL its connections commit without waiting for the write-ahead log to
+    /// reach the disk (`synchronous_commit = off`), so a login waits for one flush (its
+    /// session and its authentication event), not several; a crash loses at most the last few
     /// hundred milliseconds of them, and never leaves one half done. What they write is
     /// visible to every other connection at commit, as with any other. SQLite commits a
     /// WAL transaction without a sync already (`synchronous = NORMAL`), so there it is
