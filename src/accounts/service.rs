@@ -295,9 +295,9 @@ async fn start_session(
         entry = entry.details(json!({ "second_factor": proof.as_str() }));
     }
     let event = Direct::new(entry);
-    let mut steps = vec![pending.step(), event.step()];
-    steps.extend(also);
-    batch::run(state.db.writer(), state.db.backend(), &steps).await?;
+    let mut after = vec![event.step()];
+    after.extend(also);
+    batch::run(state.db.writer(), state.db.backend(), &pending.then(after)).await?;
     Ok(Login::Done(Box::new(LoggedIn {
         user,
         access,

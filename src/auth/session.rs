@@ -72,7 +72,7 @@ pub async fn create(
     origin: &Origin,
 ) -> Result<NewSession, sqlx::Error> {
     let pending = Pending::new(config, user_id, origin);
-    batch::run(db.writer(), db.backend(), &[pending.step()]).await?;
+    batch::run(db.writer(), db.backend(), &pending.then(Vec::new())).await?;
     Ok(pending.session)
 }
 
@@ -106,8 +106,18 @@ impl Pending {
         }
     }
 
-    /// The `INSERT` that makes the session live.
-    pub fn step(&self) -> Step<'_> {
+    /// The writes of one round trip: the `INSERT` that makes the session live, then
+    /// `after`. The row goes first, so that where it cannot be written none of `after`
+    /// is (on SQLite the first failing statement ends the call; on PostgreSQL the
+    /// statement is all or nothing).
+    pub fn then<'a>(&'a self, after: Vec<Step<'a>>) -> Vec<Step<'a>> {
+        let mut steps = Vec::with_capacity(after.len() + 1);
+        steps.push(self.step());
+        steps.extend(after);
+        steps
+    }
+
+    fn step(&self) -> Step<'_> {
         Step::new(
             "INSERT INTO sessions (token_hash, user_id, csrf_token, created_at, last_seen_at, \
              expires_at, ip, user_agent) VALUES ($1, $2, $3, $4, $4, $5, $6, $7)",

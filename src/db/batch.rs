@@ -50,22 +50,30 @@ pub async fn run(pool: &AnyPool, backend: Backend, steps: &[Step<'_>]) -> Result
         statements.push(shift_parameters(step.sql, bound));
         bound += step.values.len();
     }
-    let sql = match (backend, &statements[..]) {
-        (_, [one]) => one.clone(),
-        (Backend::Postgres, _) => format!("{} SELECT 0", with_steps("s", &statements)),
-        (Backend::Sqlite, _) => statements.join("; "),
+    let sql = match backend {
+        _ if statements.len() == 1 => statements.swap_remove(0),
+        Backend::Postgres => format!("{} SELECT 0", with_steps("s", &statements)),
+        Backend::Sqlite => statements.join("; "),
     };
     let mut query = sqlx::query(&sql);
-    for value in steps.iter().flat_map(|step| &step.values) {
-        query = match *value {
-            Value::Int(v) => query.bind(v),
-            Value::OptionalInt(v) => query.bind(v),
-            Value::Text(v) => query.bind(v),
-            Value::OptionalText(v) => query.bind(v),
-        };
+    for &value in steps.iter().flat_map(|step| &step.values) {
+        query = bind(query, value);
     }
     query.execute(pool).await?;
     Ok(())
+}
+
+/// Binds `value` as the query's next parameter.
+pub fn bind<'q>(
+    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    value: Value<'q>,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    match value {
+        Value::Int(v) => query.bind(v),
+        Value::OptionalInt(v) => query.bind(v),
+        Value::Text(v) => query.bind(v),
+        Value::OptionalText(v) => query.bind(v),
+    }
 }
 
 /// `WITH p0 AS (step), p1 AS (step) ...`: PostgreSQL runs every data-modifying step of

@@ -28,7 +28,7 @@ use tokio::sync::{watch, Notify};
 
 use super::store::Totals;
 use super::{Kind, LogEntry};
-use crate::db::batch::{Step, Value};
+use crate::db::batch::{self, Step, Value};
 use crate::db::changes::Changes;
 use crate::db::{Backend, Db};
 
@@ -478,20 +478,9 @@ async fn insert_values<'c>(
         .collect();
     let mut query = sqlx::query(values_sql(rows.len()));
     for ((_, e), details) in rows.iter().zip(&details) {
-        query = query
-            .bind(e.created_at)
-            .bind(e.level.as_str())
-            .bind(e.kind.as_str())
-            .bind(e.message.as_str())
-            .bind(e.user_id)
-            .bind(e.user_email.as_deref())
-            .bind(e.client_ip.as_deref())
-            .bind(e.user_agent.as_deref())
-            .bind(e.method.as_deref())
-            .bind(e.path.as_deref())
-            .bind(e.status)
-            .bind(e.duration_ms)
-            .bind(details.as_deref());
+        for value in row_values(e, details.as_deref()) {
+            query = batch::bind(query, value);
+        }
     }
     query.execute(conn).await?;
     Ok(())
@@ -523,26 +512,30 @@ impl Direct {
                 values.join(", ")
             )
         });
-        let e = &self.entry;
         Step::new(
             &SQL,
-            vec![
-                Value::Int(e.created_at),
-                Value::Text(e.level.as_str()),
-                Value::Text(e.kind.as_str()),
-                Value::Text(&e.message),
-                Value::OptionalInt(e.user_id),
-                Value::OptionalText(e.user_email.as_deref()),
-                Value::OptionalText(e.client_ip.as_deref()),
-                Value::OptionalText(e.user_agent.as_deref()),
-                Value::OptionalText(e.method.as_deref()),
-                Value::OptionalText(e.path.as_deref()),
-                Value::OptionalInt(e.status),
-                Value::OptionalInt(e.duration_ms),
-                Value::OptionalText(self.details.as_deref()),
-            ],
+            row_values(&self.entry, self.details.as_deref()).to_vec(),
         )
     }
+}
+
+/// An entry's values in the order of `columns!`, its details already serialised.
+fn row_values<'a>(e: &'a LogEntry, details: Option<&'a str>) -> [Value<'a>; 13] {
+    [
+        Value::Int(e.created_at),
+        Value::Text(e.level.as_str()),
+        Value::Text(e.kind.as_str()),
+        Value::Text(&e.message),
+        Value::OptionalInt(e.user_id),
+        Value::OptionalText(e.user_email.as_deref()),
+        Value::OptionalText(e.client_ip.as_deref()),
+        Value::OptionalText(e.user_agent.as_deref()),
+        Value::OptionalText(e.method.as_deref()),
+        Value::OptionalText(e.path.as_deref()),
+        Value::OptionalInt(e.status),
+        Value::OptionalInt(e.duration_ms),
+        Value::OptionalText(details),
+    ]
 }
 
 /// The entries as the one JSON array the INSERT unpacks, each an array of its

@@ -445,8 +445,7 @@ async fn a_give_back_sent_with_a_session_waits_for_its_row(backend: Backend) {
     // A session of an account that does not exist: its row breaks a foreign key.
     let origin = Origin::default();
     let pending = session::Pending::new(&app.state.config, i64::MAX, &origin);
-    let mut steps = vec![pending.step()];
-    steps.extend(app.state.throttle.give_back_steps(&give_back).unwrap());
+    let steps = pending.then(app.state.throttle.give_back_steps(&give_back).unwrap());
     let written = batch::run(db.writer(), db.backend(), &steps).await;
     assert!(written.is_err(), "no such user");
     assert_eq!(
@@ -474,8 +473,7 @@ async fn a_give_back_sent_with_a_session_waits_for_its_row(backend: Backend) {
     }
 
     let pending = session::Pending::new(&app.state.config, user_id, &origin);
-    let mut steps = vec![pending.step()];
-    steps.extend(app.state.throttle.give_back_steps(&give_back).unwrap());
+    let steps = pending.then(app.state.throttle.give_back_steps(&give_back).unwrap());
     let live = "SELECT COUNT(*) FROM sessions WHERE revoked_at IS NULL";
     let before = app.scalar(live).await;
     batch::run(db.writer(), db.backend(), &steps).await.unwrap();
