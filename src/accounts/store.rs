@@ -1,10 +1,12 @@
 //! The SQL behind accounts: users and their one-time email tokens.
 
+use std::sync::LazyLock;
+
 use sqlx::Row;
 
 use crate::auth::session::{self, random_token, token_hash, USER_COLUMNS};
 use crate::db::{self, Db};
-use crate::rbac::Access;
+use crate::rbac::{self, Access};
 
 use super::User;
 
@@ -99,21 +101,19 @@ pub async fn find_for_login(
     db: &Db,
     username_or_email: &str,
 ) -> Result<Option<LoginAccount>, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT u.id, u.username, u.email, u.first_name, u.last_name, u.email_verified, \
-         u.disabled, u.twofa_enabled, u.created_at, u.password_changed_at, u.password_hash, \
-         r.name, p.name \
-         FROM users u \
-         LEFT JOIN user_roles ur ON ur.user_id = u.id \
-         LEFT JOIN roles r ON r.id = ur.role_id \
-         LEFT JOIN role_permissions rp ON rp.role_id = r.id \
-         LEFT JOIN permissions p ON p.id = rp.permission_id \
-         WHERE lower(u.username) = lower($1) OR lower(u.email) = lower($1) \
-         ORDER BY u.id, r.name",
-    )
-    .bind(username_or_email)
-    .fetch_all(db.pool())
-    .await?;
+    static FIND: LazyLock<String> = LazyLock::new(|| {
+        rbac::with_access(
+            "u.id AS user_id, u.username, u.email, u.first_name, u.last_name, u.email_verified, \
+             u.disabled, u.twofa_enabled, u.created_at, u.password_changed_at, u.password_hash",
+            "users u",
+            "lower(u.username) = lower($1) OR lower(u.email) = lower($1)",
+            "user_id, role_name",
+        )
+    });
+    let rows = sqlx::query(&FIND)
+        .bind(username_or_email)
+        .fetch_all(db.pool())
+        .await?;
     let Some(first) = rows.first() else {
         return Ok(None);
     };
@@ -124,7 +124,6 @@ pub async fn find_for_login(
             access.add(row.try_get(11)?, row.try_get(12)?);
         }
     }
-    access.complete(db.pool()).await?;
     Ok(Some(LoginAccount {
         user,
         password_hash: first.try_get(10)?,

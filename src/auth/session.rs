@@ -6,7 +6,7 @@
 //! [`super::cache`]) and from the database otherwise, so that revocation and expiry
 //! take effect at once on every instance sharing the database.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use axum::http::{header, HeaderMap, HeaderValue};
@@ -20,7 +20,7 @@ use crate::config::Config;
 use crate::db::batch::{self, Step, Value};
 use crate::db::{self, Db};
 use crate::http::Origin;
-use crate::rbac::Access;
+use crate::rbac::{self, Access};
 
 pub const SESSION_COOKIE: &str = "session";
 pub const CSRF_COOKIE: &str = "X-CSRFToken";
@@ -170,24 +170,23 @@ pub async fn resolve(
     let generation = cache.generation();
     // One statement for the session, its user and the user's roles and permissions
     // (a row per role and permission).
-    let rows = sqlx::query(
-        "SELECT s.id, s.csrf_token, s.created_at, s.last_seen_at, \
-         u.id, u.username, u.email, u.first_name, u.last_name, u.email_verified, \
-         u.disabled, u.twofa_enabled, u.created_at, u.password_changed_at, r.name, p.name, \
-         s.expires_at \
-         FROM sessions s JOIN users u ON u.id = s.user_id \
-         LEFT JOIN user_roles ur ON ur.user_id = u.id \
-         LEFT JOIN roles r ON r.id = ur.role_id \
-         LEFT JOIN role_permissions rp ON rp.role_id = r.id \
-         LEFT JOIN permissions p ON p.id = rp.permission_id \
-         WHERE s.token_hash = $1 AND s.revoked_at IS NULL AND s.expires_at > $2 \
-         AND s.last_seen_at > $3 AND u.disabled = 0 ORDER BY r.name",
-    )
-    .bind(&hash)
-    .bind(now)
-    .bind(idle_limit)
-    .fetch_all(db.pool())
-    .await?;
+    static LOOKUP: LazyLock<String> = LazyLock::new(|| {
+        rbac::with_access(
+            "s.id, s.csrf_token, s.created_at, s.last_seen_at, \
+             u.id, u.username, u.email, u.first_name, u.last_name, u.email_verified, \
+             u.disabled, u.twofa_enabled, u.created_at, u.password_changed_at, s.expires_at",
+            "sessions s JOIN users u ON u.id = s.user_id",
+            "s.token_hash = $1 AND s.revoked_at IS NULL AND s.expires_at > $2 \
+             AND s.last_seen_at > $3 AND u.disabled = 0",
+            "role_name",
+        )
+    });
+    let rows = sqlx::query(&LOOKUP)
+        .bind(&hash)
+        .bind(now)
+        .bind(idle_limit)
+        .fetch_all(db.pool())
+        .await?;
     let Some(first) = rows.first() else {
         cache.forget(&hash);
         return Ok(None);
@@ -199,12 +198,11 @@ pub async fn resolve(
     };
     let mut last_seen_at: i64 = first.try_get(3)?;
     let user = user_from_row(first, 4)?;
-    let expires_at: i64 = first.try_get(16)?;
+    let expires_at: i64 = first.try_get(14)?;
     let mut access = Access::default();
     for row in &rows {
-        access.add(row.try_get(14)?, row.try_get(15)?);
+        access.add(row.try_get(15)?, row.try_get(16)?);
     }
-    access.complete(db.pool()).await?;
 
     if now - last_seen_at >= touch_every {
         touch(db, session.id, now).await?;

@@ -8,6 +8,7 @@ pub mod service;
 pub mod store;
 
 use std::collections::BTreeSet;
+use std::sync::LazyLock;
 
 use sqlx::Row;
 
@@ -126,6 +127,30 @@ pub async fn seed_builtin(db: &Db) -> Result<(), sqlx::Error> {
     tx.commit().await
 }
 
+/// A query of users with their roles and permissions, a row per (role, permission):
+/// `columns` (of `from`, which names the user `u`) where `filter` holds, then
+/// `role_name` and `permission_name`, ordered by `order` (output names only), which
+/// must keep a user's rows of one role together for [`Access::add`]. A Super Admin's
+/// role is paired with every permission that exists, so the answer is complete in
+/// one round trip.
+pub fn with_access(columns: &str, from: &str, filter: &str, order: &str) -> String {
+    format!(
+        "SELECT {columns}, r.name AS role_name, p.name AS permission_name FROM {from} \
+         LEFT JOIN user_roles ur ON ur.user_id = u.id \
+         LEFT JOIN roles r ON r.id = ur.role_id \
+         LEFT JOIN role_permissions rp ON rp.role_id = r.id \
+         LEFT JOIN permissions p ON p.id = rp.permission_id \
+         WHERE {filter} \
+         UNION ALL \
+         SELECT {columns}, r.name, p.name FROM {from} \
+         JOIN user_roles ur ON ur.user_id = u.id \
+         JOIN roles r ON r.id = ur.role_id AND r.name = '{SUPER_ADMIN}' \
+         CROSS JOIN permissions p \
+         WHERE {filter} \
+         ORDER BY {order}"
+    )
+}
+
 /// What one user may do, resolved with the session on every request (from the session
 /// cache, which every change of roles empties, or the database) so that a change of
 /// roles applies at once on every instance.
@@ -143,27 +168,19 @@ impl Access {
 
     pub async fn load<'e, E>(executor: E, user_id: i64) -> Result<Self, sqlx::Error>
     where
-        E: sqlx::Executor<'e, Database = sqlx::Any> + Copy,
+        E: sqlx::Executor<'e, Database = sqlx::Any>,
     {
-        let rows = sqlx::query(
-            "SELECT r.name, p.name FROM user_roles ur \
-             JOIN roles r ON r.id = ur.role_id \
-             LEFT JOIN role_permissions rp ON rp.role_id = r.id \
-             LEFT JOIN permissions p ON p.id = rp.permission_id \
-             WHERE ur.user_id = $1 ORDER BY r.name",
-        )
-        .bind(user_id)
-        .fetch_all(executor)
-        .await?;
+        static LOAD: LazyLock<String> =
+            LazyLock::new(|| with_access("u.id", "users u", "u.id = $1", "role_name"));
+        let rows = sqlx::query(&LOAD).bind(user_id).fetch_all(executor).await?;
         let mut access = Access::default();
         for row in &rows {
-            access.add(row.try_get(0)?, row.try_get(1)?);
+            access.add(row.try_get(1)?, row.try_get(2)?);
         }
-        access.complete(executor).await?;
         Ok(access)
     }
 
-    /// Adds one (role, permission) row of a query ordered by role name.
+    /// Adds one (role, permission) row of a [`with_access`] query.
     pub fn add(&mut self, role: Option<String>, permission: Option<String>) {
         if let Some(role) = role {
             if self.roles.last() != Some(&role) {
@@ -174,20 +191,6 @@ impl Access {
         if let Some(permission) = permission {
             self.permissions.insert(permission);
         }
-    }
-
-    /// Gives a Super Admin every permission that exists; a no-op for everyone else.
-    pub async fn complete<'e, E>(&mut self, executor: E) -> Result<(), sqlx::Error>
-    where
-        E: sqlx::Executor<'e, Database = sqlx::Any>,
-    {
-        if self.super_admin {
-            let all = sqlx::query_scalar::<_, String>("SELECT name FROM permissions")
-                .fetch_all(executor)
-                .await?;
-            self.permissions.extend(all);
-        }
-        Ok(())
     }
 }
 

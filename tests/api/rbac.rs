@@ -19,6 +19,7 @@ on_both_databases!(
     disable_and_enable_users,
     user_listing_pages_and_searches,
     refusals_each_route_documents,
+    a_super_admin_holds_every_permission_in_one_answer,
 );
 
 async fn user_id(app: &TestApp, username: &str) -> i64 {
@@ -854,4 +855,77 @@ async fn refusals_each_route_documents(backend: Backend) {
         )
         .await;
     assert_eq!(res.status(), StatusCode::OK);
+}
+
+/// A Super Admin holds every permission that exists, one made a moment ago included,
+/// wherever access is read: the login's answer, the session looked up in the database
+/// (a new permission empties the cache) and `Access::load`. The roles held beside it
+/// are listed once each, and an ordinary user gets nothing of the Super Admin's.
+async fn a_super_admin_holds_every_permission_in_one_answer(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.verified_user("plain").await;
+    app.verified_user("root").await;
+    grant(&app, "root", "Super Admin").await;
+    grant(&app, "root", "Admin").await;
+    let roles = ["Admin", "Super Admin", "User"];
+    let every = |app: &TestApp| {
+        let pool = app.state.db.pool().clone();
+        async move {
+            sqlx::query_scalar::<_, String>("SELECT name FROM permissions ORDER BY name")
+                .fetch_all(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    app.login("root", PASSWORD).await;
+    let create = |name: &'static str| {
+        let app = &app;
+        async move {
+            let res = app
+                .post("/create_permission", json!({ "name": name }))
+                .await;
+            assert_eq!(res.status(), StatusCode::CREATED);
+            app.state.sessions.caught_up().await;
+        }
+    };
+
+    create("publish_early").await;
+    let login = app.login("root", PASSWORD).await;
+    let all = every(&app).await;
+    assert!(
+        all.contains(&"publish_early".to_owned()) && all.len() > 5,
+        "{all:?}"
+    );
+    assert_eq!(login["user"]["roles"], json!(roles));
+    assert_eq!(login["user"]["permissions"], json!(all));
+
+    // A new permission empties the cache: this request reads the session's row.
+    create("publish_late").await;
+    let details = json(app.get("/current_user_details").await).await;
+    let all = every(&app).await;
+    assert!(all.contains(&"publish_late".to_owned()));
+    assert_eq!(details["user"]["roles"], json!(roles));
+    assert_eq!(details["user"]["permissions"], json!(all));
+
+    let root = user_id(&app, "root").await;
+    let loaded = gatehouse::rbac::Access::load(app.state.db.pool(), root)
+        .await
+        .unwrap();
+    assert!(loaded.super_admin);
+    assert_eq!(loaded.roles, roles);
+    assert_eq!(loaded.permissions.iter().cloned().collect::<Vec<_>>(), all);
+
+    let plain = app.login("plain", PASSWORD).await;
+    assert_eq!(plain["user"]["roles"], json!(["User"]));
+    assert_eq!(plain["user"]["permissions"], json!(["view_dashboard"]));
+    let plain_id = user_id(&app, "plain").await;
+    let loaded = gatehouse::rbac::Access::load(app.state.db.pool(), plain_id)
+        .await
+        .unwrap();
+    assert!(!loaded.super_admin);
+    assert_eq!(loaded.roles, ["User"]);
+    assert_eq!(
+        loaded.permissions.iter().collect::<Vec<_>>(),
+        ["view_dashboard"]
+    );
 }
