@@ -48,7 +48,10 @@ pub struct PasswordHasher {
 
 struct Inner {
     argon: Argon2<'static>,
-    permits: Semaphore,
+    /// One per hash that may run; a hash holds its permit until it has finished, even
+    /// when its caller has gone (a client that hung up), so that hanging up cannot
+    /// start more hashes than there are permits.
+    permits: Arc<Semaphore>,
     memory: Mutex<Pool>,
     max_concurrent: usize,
     /// Verified against when the account does not exist, so that an unknown user
@@ -63,7 +66,7 @@ impl PasswordHasher {
         let max_concurrent = max_concurrent.max(1);
         let mut inner = Inner {
             argon,
-            permits: Semaphore::new(max_concurrent),
+            permits: Arc::new(Semaphore::new(max_concurrent)),
             memory: Mutex::new(Pool {
                 idle: Vec::with_capacity(max_concurrent),
                 last_used: Instant::now(),
@@ -134,21 +137,24 @@ impl PasswordHasher {
         T: Send + 'static,
         F: FnOnce(&Inner) -> Result<T, AppError> + Send + 'static,
     {
-        let _permit = self
-            .inner
-            .permits
-            .acquire()
+        let permit = Arc::clone(&self.inner.permits)
+            .acquire_owned()
             .await
             .map_err(AppError::internal)?;
         let inner = Arc::clone(&self.inner);
         let span = Span::current();
-        let result = tokio::task::spawn_blocking(move || span.in_scope(|| work(&inner)))
-            .await
-            .map_err(AppError::internal)?;
-        if self.inner.schedule_release() {
-            tokio::spawn(release_when_idle(Arc::downgrade(&self.inner)));
-        }
-        result
+        // The permit and the idle release belong to the work, not to its caller, who
+        // may be gone before it ends.
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let result = span.in_scope(|| work(&inner));
+            if inner.schedule_release() {
+                tokio::spawn(release_when_idle(Arc::downgrade(&inner)));
+            }
+            result
+        })
+        .await
+        .map_err(AppError::internal)?
     }
 }
 
@@ -475,6 +481,40 @@ pub mod legacy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A caller dropped while its hash runs (the client hung up, or a timeout) leaves
+    /// the hash running on the blocking pool; its permit stays taken until the hash
+    /// ends, so no other hash starts beside it, and the memory it leaves in the pool is
+    /// still released when hashing goes idle.
+    #[tokio::test]
+    async fn a_hash_keeps_its_permit_when_its_caller_is_gone() {
+        let hasher = PasswordHasher::new(1).unwrap();
+        let (started, running) = tokio::sync::oneshot::channel();
+        let (finish, finished) = std::sync::mpsc::channel::<()>();
+        let caller = tokio::spawn({
+            let hasher = hasher.clone();
+            async move {
+                hasher
+                    .run(move |inner| {
+                        started.send(()).ok();
+                        finished.recv().ok();
+                        Ok(inner.argon_matches("a guess", &inner.dummy_hash))
+                    })
+                    .await
+            }
+        });
+        running.await.unwrap();
+        caller.abort();
+        assert!(caller.await.unwrap_err().is_cancelled());
+        assert_eq!(hasher.inner.permits.available_permits(), 0);
+
+        finish.send(()).unwrap();
+        let again = hasher.inner.permits.acquire().await.unwrap();
+        let pool = hasher.inner.memory.lock().unwrap();
+        assert_eq!(pool.idle.len(), 1);
+        assert!(pool.release_pending);
+        drop((pool, again));
+    }
 
     #[tokio::test]
     async fn hashes_verify_and_unknown_accounts_never_match() {
