@@ -868,30 +868,11 @@ async fn a_super_admin_holds_every_permission_in_one_answer(backend: Backend) {
     grant(&app, "root", "Super Admin").await;
     grant(&app, "root", "Admin").await;
     let roles = ["Admin", "Super Admin", "User"];
-    let every = |app: &TestApp| {
-        let pool = app.state.db.pool().clone();
-        async move {
-            sqlx::query_scalar::<_, String>("SELECT name FROM permissions ORDER BY name")
-                .fetch_all(&pool)
-                .await
-                .unwrap()
-        }
-    };
     app.login("root", PASSWORD).await;
-    let create = |name: &'static str| {
-        let app = &app;
-        async move {
-            let res = app
-                .post("/create_permission", json!({ "name": name }))
-                .await;
-            assert_eq!(res.status(), StatusCode::CREATED);
-            app.state.sessions.caught_up().await;
-        }
-    };
 
-    create("publish_early").await;
+    create_permission(&app, "publish_early").await;
     let login = app.login("root", PASSWORD).await;
-    let all = every(&app).await;
+    let all = permission_names(&app).await;
     assert!(
         all.contains(&"publish_early".to_owned()) && all.len() > 5,
         "{all:?}"
@@ -900,9 +881,9 @@ async fn a_super_admin_holds_every_permission_in_one_answer(backend: Backend) {
     assert_eq!(login["user"]["permissions"], json!(all));
 
     // A new permission empties the cache: this request reads the session's row.
-    create("publish_late").await;
+    create_permission(&app, "publish_late").await;
     let details = json(app.get("/current_user_details").await).await;
-    let all = every(&app).await;
+    let all = permission_names(&app).await;
     assert!(all.contains(&"publish_late".to_owned()));
     assert_eq!(details["user"]["roles"], json!(roles));
     assert_eq!(details["user"]["permissions"], json!(all));
@@ -928,4 +909,22 @@ async fn a_super_admin_holds_every_permission_in_one_answer(backend: Backend) {
         loaded.permissions.iter().collect::<Vec<_>>(),
         ["view_dashboard"]
     );
+}
+
+/// Creates a permission through the API and waits until this instance's session cache
+/// has seen the change.
+async fn create_permission(app: &TestApp, name: &str) {
+    let res = app
+        .post("/create_permission", json!({ "name": name }))
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    app.state.sessions.caught_up().await;
+}
+
+/// Every permission's name, in order.
+async fn permission_names(app: &TestApp) -> Vec<String> {
+    sqlx::query_scalar("SELECT name FROM permissions ORDER BY name")
+        .fetch_all(app.state.db.pool())
+        .await
+        .unwrap()
 }
