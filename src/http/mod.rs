@@ -5,28 +5,29 @@ pub mod answer;
 mod extract;
 pub mod query;
 
+use std::borrow::Cow;
+use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, Request, State};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::Router;
+use futures_util::future::{ready, Either, Ready};
 use ipnet::IpNet;
 use rand::RngCore;
-use tower::ServiceBuilder;
+use tower::Service;
 use tower_http::request_id::{MakeRequestId, RequestId};
-use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::{MakeSpan, OnResponse};
 use tracing::Span;
 
 use crate::app::AppState;
 use crate::auth::Authenticated;
-use crate::config::Config;
 use crate::error::{error_body, AppError, ErrorBody, ErrorCode, ErrorReport};
 use crate::logs::{Kind, Level, LogEntry};
 pub use answer::Done;
@@ -96,17 +97,18 @@ pub fn drop_unsafe_request_id(mut req: Request) -> Request {
     req
 }
 
-/// A new request id: 96 random bits in hex.
+/// A new request id: 96 random bits in hex, from the thread's CSPRNG (seeded by the
+/// operating system), so that a request costs no system call for it.
 #[derive(Debug, Clone, Copy)]
 pub struct NewRequestId;
 
 impl MakeRequestId for NewRequestId {
     fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
         let mut bytes = [0u8; 12];
-        rand::rngs::OsRng.fill_bytes(&mut bytes);
-        HeaderValue::from_str(&hex::encode(bytes))
-            .ok()
-            .map(RequestId::new)
+        rand::thread_rng().fill_bytes(&mut bytes);
+        let mut hex = [0u8; 24];
+        hex::encode_to_slice(bytes, &mut hex).ok()?;
+        HeaderValue::from_bytes(&hex).ok().map(RequestId::new)
     }
 }
 
@@ -148,27 +150,24 @@ pub const PROBES: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
 
 /// Gives the request its client address ([`ClientIp`]), for its log span and everything
 /// after.
-pub async fn identify_client(
-    State(state): State<AppState>,
-    mut req: Request,
-    next: Next,
-) -> Response {
-    let peer = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| addr.ip())
-        .unwrap_or(IpAddr::from([127, 0, 0, 1]));
-    let ip = client_ip(peer, req.headers(), &state.config.trusted_proxies);
-    req.extensions_mut().insert(ClientIp(ip));
-    next.run(req).await
+pub fn identify_client(state: AppState) -> impl FnMut(Request) -> Request + Clone {
+    move |mut req: Request| {
+        let peer = req
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip())
+            .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+        let ip = client_ip(peer, req.headers(), &state.config.trusted_proxies);
+        req.extensions_mut().insert(ClientIp(ip));
+        req
+    }
 }
 
 /// The route pattern of a request, not its raw path: paths can carry tokens.
-fn route_of<B>(req: &axum::http::Request<B>) -> String {
+fn route_of<B>(req: &axum::http::Request<B>) -> &str {
     req.extensions()
         .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "<unmatched>".to_owned())
+        .map_or("<unmatched>", MatchedPath::as_str)
 }
 
 /// The span every log line of a request is in: its id, method, route and client.
@@ -186,7 +185,7 @@ impl<B> MakeSpan<B> for RequestSpan {
             "request",
             id,
             method = %req.method(),
-            route = %route_of(req),
+            route = route_of(req),
             client_ip = tracing::field::Empty,
         );
         if let Some(ClientIp(ip)) = req.extensions().get::<ClientIp>() {
@@ -220,7 +219,7 @@ pub async fn observe(State(state): State<AppState>, req: Request, next: Next) ->
         .extensions()
         .get::<ClientIp>()
         .map_or(IpAddr::from([127, 0, 0, 1]), |ip| ip.0);
-    let route = route_of(&req);
+    let route = route_of(&req).to_owned();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let user_agent = req
@@ -370,35 +369,71 @@ pub async fn json_errors(req: Request, next: Next) -> Response {
 /// The longest request target accepted; longer ones answer 414.
 pub const MAX_URI_BYTES: usize = 8 * 1024;
 /// The most header fields, and their total size, accepted; more answer 431.
-pub const MAX_HEADERS: usize = 100;
+pub const MAX_HEADERS: usize = 90;
 pub const MAX_HEADER_BYTES: usize = 32 * 1024;
 const URI_TOO_LONG: &str = "The request URI is too long.";
 const HEADERS_TOO_LARGE: &str = "The request's header fields are too large.";
 
+/// Answers the requests [`refused`] refuses before anything else sees them, and passes
+/// on the rest. A plain service rather than a `from_fn` middleware, which would box its
+/// future and clone every layer below it for each request.
+#[derive(Debug, Clone)]
+pub struct Admit<S>(pub S);
+
+impl<S> Service<Request> for Admit<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Either<Ready<Result<Response, Infallible>>, S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        match refused(&req) {
+            Some(refusal) => Either::Left(ready(Ok(refusal))),
+            None => Either::Right(self.0.call(req)),
+        }
+    }
+}
+
+/// The refusal of a request that breaks a rule no route may bend: its size, then
+/// control characters.
+fn refused(req: &Request) -> Option<Response> {
+    over_limits(req).or_else(|| control_characters(req))
+}
+
 /// Refuses an over-long URI (414) or oversized headers (431) with the contract's body.
-/// These limits sit below the HTTP parser's own (64 KiB of URI, 128 fields, about
+/// These limits sit below the HTTP parser's own (64 KiB of URI, 100 fields, about
 /// 400 KiB of header), whose refusals it sends by itself with an empty body, so that
 /// a client a little over them meets these instead.
-pub async fn request_limits(req: Request, next: Next) -> Response {
+fn over_limits(req: &Request) -> Option<Response> {
     let page = is_page(req.uri().path());
     let uri_bytes = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
     if uri_bytes > MAX_URI_BYTES {
-        return refusal(page, StatusCode::URI_TOO_LONG, URI_TOO_LONG, "uri_too_long");
+        return Some(refusal(
+            page,
+            StatusCode::URI_TOO_LONG,
+            URI_TOO_LONG,
+            "uri_too_long",
+        ));
     }
     let header_bytes: usize = req
         .headers()
         .iter()
         .map(|(name, value)| name.as_str().len() + value.len() + 4)
         .sum();
-    if req.headers().len() > MAX_HEADERS || header_bytes > MAX_HEADER_BYTES {
-        return refusal(
+    (req.headers().len() > MAX_HEADERS || header_bytes > MAX_HEADER_BYTES).then(|| {
+        refusal(
             page,
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             HEADERS_TOO_LARGE,
             "request_header_fields_too_large",
-        );
-    }
-    next.run(req).await
+        )
+    })
 }
 
 /// A refusal made before routing: the contract's JSON body, or on the web UI an HTML
@@ -415,35 +450,40 @@ fn refusal(page: bool, status: StatusCode, message: &str, code: &'static str) ->
 /// before any handler or database sees it: PostgreSQL refuses NUL in text where SQLite
 /// stores it, and no parameter has a use for any of them. JSON bodies get the same rule
 /// in [`Json`].
-pub async fn refuse_control_characters(req: Request, next: Next) -> Response {
+fn control_characters(req: &Request) -> Option<Response> {
     let page = is_page(req.uri().path());
     if has_control_characters(&percent_decoded(req.uri().path())) {
-        return refusal(
+        return Some(refusal(
             page,
             StatusCode::BAD_REQUEST,
             "The path must not contain control characters",
             "invalid_request",
-        );
+        ));
     }
-    if let Some(query) = req.uri().query() {
-        // A query that does not parse is left to the route's own extractor to refuse.
-        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).unwrap_or_default();
-        if let Some((name, _)) = pairs
-            .iter()
-            .find(|(name, value)| has_control_characters(name) || has_control_characters(value))
-        {
-            let message = format!(
-                "Query parameter `{}` must not contain control characters",
-                truncate(name.trim_matches(char::is_control), 64)
-            );
-            return refusal(page, StatusCode::BAD_REQUEST, &message, "invalid_request");
-        }
-    }
-    next.run(req).await
+    // A query that does not parse is left to the route's own extractor to refuse.
+    let query = req.uri().query()?;
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).unwrap_or_default();
+    let (name, _) = pairs
+        .iter()
+        .find(|(name, value)| has_control_characters(name) || has_control_characters(value))?;
+    let message = format!(
+        "Query parameter `{}` must not contain control characters",
+        truncate(name.trim_matches(char::is_control), 64)
+    );
+    Some(refusal(
+        page,
+        StatusCode::BAD_REQUEST,
+        &message,
+        "invalid_request",
+    ))
 }
 
-/// The path with its `%XX` escapes decoded (lossily: it is only looked at).
-fn percent_decoded(path: &str) -> String {
+/// The path with its `%XX` escapes decoded (lossily: it is only looked at); most paths
+/// have none and are given back as they are.
+fn percent_decoded(path: &str) -> Cow<'_, str> {
+    if !path.contains('%') {
+        return Cow::Borrowed(path);
+    }
     let bytes = path.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -463,7 +503,7 @@ fn percent_decoded(path: &str) -> String {
             }
         }
     }
-    String::from_utf8_lossy(&out).into_owned()
+    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
 }
 
 /// What a web UI page may load: only our own styles, scripts and images (and the
@@ -473,47 +513,59 @@ const PAGE_CSP: &str = "default-src 'none'; style-src 'self'; script-src 'self';
     img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; \
     base-uri 'none'";
 
-/// The web UI's policy for an HTML answer.
-fn page_csp(response: &Response) -> Option<HeaderValue> {
-    let is_html = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/html"));
-    is_html.then_some(HeaderValue::from_static(PAGE_CSP))
-}
+/// What every other answer may load: nothing.
+const API_CSP: &str = "default-src 'none'; frame-ancestors 'none'";
 
-/// Headers every answer carries: nothing here is meant to be framed, sniffed, cached
-/// or to leak a referrer, and in production browsers are told to use HTTPS only. HTML
-/// pages get the web UI's policy; a route that needs otherwise (the web UI's static
-/// files, cached for a year) sets its own header, which is kept.
-pub fn security_headers(router: Router<AppState>, config: &Config) -> Router<AppState> {
-    let fixed =
-        |name, value| SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value));
-    let hsts = config.is_production().then_some(HeaderValue::from_static(
-        "max-age=63072000; includeSubDomains",
-    ));
-    // One layer of the router, outermost first: each `Router::layer` call would box and
-    // clone its service on every request.
-    router.layer(
-        ServiceBuilder::new()
-            .layer(SetResponseHeaderLayer::if_not_present(
-                header::STRICT_TRANSPORT_SECURITY,
-                hsts,
-            ))
-            .layer(fixed(header::CACHE_CONTROL, "no-store"))
-            .layer(fixed(header::REFERRER_POLICY, "no-referrer"))
-            .layer(fixed(header::X_FRAME_OPTIONS, "DENY"))
-            .layer(fixed(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-            .layer(fixed(
+/// Headers every answer carries unless its route set its own: nothing here is meant
+/// to be framed, sniffed, cached or to leak a referrer.
+const FIXED_HEADERS: [(HeaderName, HeaderValue); 5] = [
+    (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+    (
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    ),
+    (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
+    (
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    ),
+    (
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(API_CSP),
+    ),
+];
+
+/// Gives every answer the [fixed headers](FIXED_HEADERS) it lacks (a route that needs
+/// otherwise, like the web UI's static files, cached for a year, sets its own, which is
+/// kept); HTML pages get the web UI's policy whatever they set, and with `hsts` (in
+/// production) browsers are told to use HTTPS only.
+pub fn security_headers(hsts: bool) -> impl Fn(Response) -> Response + Clone + Send + Sync {
+    move |mut response: Response| {
+        let is_html = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/html"));
+        let headers = response.headers_mut();
+        headers.reserve(FIXED_HEADERS.len() + 1);
+        if is_html {
+            headers.insert(
                 header::CONTENT_SECURITY_POLICY,
-                "default-src 'none'; frame-ancestors 'none'",
-            ))
-            .layer(SetResponseHeaderLayer::overriding(
-                header::CONTENT_SECURITY_POLICY,
-                page_csp as fn(&Response) -> Option<HeaderValue>,
-            )),
-    )
+                HeaderValue::from_static(PAGE_CSP),
+            );
+        }
+        for (name, value) in FIXED_HEADERS {
+            headers.entry(name).or_insert(value);
+        }
+        if hsts {
+            headers
+                .entry(header::STRICT_TRANSPORT_SECURITY)
+                .or_insert(HeaderValue::from_static(
+                    "max-age=63072000; includeSubDomains",
+                ));
+        }
+        response
+    }
 }
 
 /// Merges runs of slashes in the path (`//boards//1` is `/boards/1`), as the old client
@@ -546,6 +598,44 @@ pub fn merge_slashes(mut req: Request) -> Request {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_answer_gets_the_security_headers_it_lacks() {
+        let secure = security_headers(true);
+        let api = secure(axum::Json(serde_json::json!({ "ok": true })).into_response());
+        let h = api.headers();
+        assert_eq!(h[header::CACHE_CONTROL], "no-store");
+        assert_eq!(h[header::REFERRER_POLICY], "no-referrer");
+        assert_eq!(h[header::X_FRAME_OPTIONS], "DENY");
+        assert_eq!(h[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+        assert_eq!(h[header::CONTENT_SECURITY_POLICY], API_CSP);
+        assert_eq!(
+            h[header::STRICT_TRANSPORT_SECURITY],
+            "max-age=63072000; includeSubDomains"
+        );
+        // A route's own header is kept, but an HTML page always gets the UI's policy.
+        let page = secure(
+            (
+                [
+                    (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+                    (header::CACHE_CONTROL, "public, max-age=60"),
+                    (header::CONTENT_SECURITY_POLICY, "default-src *"),
+                ],
+                "<p>hi</p>",
+            )
+                .into_response(),
+        );
+        let h = page.headers();
+        assert_eq!(h[header::CACHE_CONTROL], "public, max-age=60");
+        assert_eq!(h[header::CONTENT_SECURITY_POLICY], PAGE_CSP);
+        assert_eq!(h.get_all(header::CONTENT_SECURITY_POLICY).iter().count(), 1);
+        let development = security_headers(false)(StatusCode::NO_CONTENT.into_response());
+        assert!(development
+            .headers()
+            .get(header::STRICT_TRANSPORT_SECURITY)
+            .is_none());
+        assert_eq!(development.headers()[header::X_FRAME_OPTIONS], "DENY");
+    }
 
     #[test]
     fn forwarded_for_is_believed_only_from_trusted_proxies() {
