@@ -59,7 +59,15 @@ pub fn random_token() -> String {
 /// a fast hash is enough; no salt or stretching is needed.
 pub fn token_hash(token: &str) -> String {
     use sha2::Digest as _;
-    hex::encode(sha2::Sha256::digest(token.as_bytes()))
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    // Every request with a cookie makes one: written digit by digit rather than through
+    // `hex::encode`'s iterator of chars, which cost several times as much.
+    let mut hash = String::with_capacity(64);
+    for byte in sha2::Sha256::digest(token.as_bytes()) {
+        hash.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        hash.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+    }
+    hash
 }
 
 /// Starts a session for the user, with no other write (a benchmark's setup does). A
@@ -367,4 +375,22 @@ pub fn set_cookie(config: &Config, cookie: CookieBuilder<'_>) -> HeaderValue {
 
 pub fn secs(d: Duration) -> i64 {
     i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 2)
+}
+
+#[cfg(test)]
+mod tests {
+    use sha2::Digest as _;
+
+    #[test]
+    fn a_token_hash_is_the_lowercase_hex_of_its_sha256() {
+        // The form stored in `sessions.token_hash` by every earlier version.
+        for token in ["", "a", &super::random_token()] {
+            let expected = hex::encode(sha2::Sha256::digest(token.as_bytes()));
+            assert_eq!(super::token_hash(token), expected);
+        }
+        assert_eq!(
+            super::token_hash("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
 }
