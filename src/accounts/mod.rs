@@ -10,6 +10,8 @@ mod sessions;
 pub mod store;
 pub mod validate;
 
+use std::collections::BTreeSet;
+
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -37,23 +39,24 @@ pub struct User {
 }
 
 impl User {
-    /// The contract's `<user>` object.
-    pub fn details(&self, access: &Access) -> UserDetails {
+    /// The contract's `<user>` object, borrowing the account and its access: an answer
+    /// is written from them without copying them.
+    pub fn details<'a>(&'a self, access: &'a Access) -> UserDetails<'a> {
         UserDetails {
             id: self.id,
-            first_name: self.first_name.clone(),
-            last_name: self.last_name.clone(),
-            username: self.username.clone(),
-            email: self.email.clone(),
+            first_name: &self.first_name,
+            last_name: &self.last_name,
+            username: &self.username,
+            email: &self.email,
             twofa_enabled: self.twofa_enabled,
-            roles: access.roles.clone(),
-            permissions: access.permissions.iter().cloned().collect(),
+            roles: &access.roles,
+            permissions: &access.permissions,
         }
     }
 }
 
 /// The contract's `<user>` object: an account with what it may do.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
 #[schema(example = json!({
     "id": 7,
     "first_name": "Ada",
@@ -64,17 +67,19 @@ impl User {
     "roles": ["User"],
     "permissions": ["view_logs"]
 }))]
-pub struct UserDetails {
+pub struct UserDetails<'a> {
     pub id: i64,
-    pub first_name: String,
-    pub last_name: String,
-    pub username: String,
-    pub email: String,
+    pub first_name: &'a str,
+    pub last_name: &'a str,
+    pub username: &'a str,
+    pub email: &'a str,
     pub twofa_enabled: bool,
     /// The names of the roles the account holds.
-    pub roles: Vec<String>,
+    #[schema(value_type = Vec<String>)]
+    pub roles: &'a [String],
     /// Every permission the roles grant, sorted.
-    pub permissions: Vec<String>,
+    #[schema(value_type = Vec<String>)]
+    pub permissions: &'a BTreeSet<String>,
 }
 
 impl From<store::StoreError> for AppError {

@@ -125,12 +125,12 @@ async fn verify_email(
     },
     "csrf_token": "3q2-7wL0d8cX6sZfWQ1u9A"
 }))]
-struct SignedIn {
+struct SignedIn<'a> {
     success: bool,
     message: &'static str,
-    user: UserDetails,
+    user: UserDetails<'a>,
     /// Echo it in the `X-CSRFToken` header of every unsafe request.
-    csrf_token: String,
+    csrf_token: &'a str,
 }
 
 /// Sign in
@@ -176,7 +176,7 @@ async fn login(
         success: true,
         message: "Login successful",
         user: done.user.details(&done.access),
-        csrf_token: done.session.csrf_token.clone(),
+        csrf_token: &done.session.csrf_token,
     })
     .into_response();
     for cookie in done.cookies(&state) {
@@ -247,10 +247,10 @@ async fn check_auth_status(MaybeUser(user): MaybeUser) -> axum::Json<AuthStatus>
     "user": { "id": 7, "first_name": "Ada", "last_name": "Lovelace", "username": "ada",
         "email": "ada@example.com", "twofa_enabled": false, "roles": ["User"], "permissions": [] }
 }))]
-struct CurrentUserDetails {
+struct CurrentUserDetails<'a> {
     success: bool,
-    message: UserDetails,
-    user: UserDetails,
+    message: UserDetails<'a>,
+    user: UserDetails<'a>,
 }
 
 /// The signed-in account
@@ -260,13 +260,14 @@ struct CurrentUserDetails {
     tag = "accounts",
     responses((status = 200, description = "The account with its roles and permissions", body = CurrentUserDetails))
 )]
-async fn current_user_details(user: CurrentUser) -> axum::Json<CurrentUserDetails> {
+async fn current_user_details(user: CurrentUser) -> Response {
     let details = user.user.details(&user.access);
     axum::Json(CurrentUserDetails {
         success: true,
-        message: details.clone(),
+        message: details,
         user: details,
     })
+    .into_response()
 }
 
 /// The session's CSRF token.

@@ -9,6 +9,7 @@
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::UtoipaMethodRouter;
@@ -584,10 +585,10 @@ const ALL_PROFILES_LIMIT: i64 = 10_000;
 #[derive(Serialize, ToSchema)]
 #[schema(example = json!({ "success": true, "message": [{ "id": 7, "first_name": "Ada", "last_name": "Lovelace", "username": "ada",
     "email": "ada@example.com", "twofa_enabled": false, "roles": ["User"], "permissions": ["view_dashboard"] }] }))]
-struct AllProfiles {
+struct AllProfiles<'a> {
     success: bool,
     /// The first 10,000 accounts by id; `GET /admin/users/details` pages through more.
-    message: Vec<UserDetails>,
+    message: Vec<UserDetails<'a>>,
 }
 
 /// Every account's profile
@@ -597,18 +598,16 @@ struct AllProfiles {
     tag = "rbac",
     responses((status = 200, description = "The accounts, oldest first, at most 10,000", body = AllProfiles))
 )]
-async fn all_user_profiles(
-    State(state): State<AppState>,
-) -> Result<axum::Json<AllProfiles>, AppError> {
-    let profiles = store::all_profiles(&state.db, ALL_PROFILES_LIMIT)
-        .await?
-        .iter()
-        .map(|(user, access)| user.details(access))
-        .collect();
+async fn all_user_profiles(State(state): State<AppState>) -> Result<Response, AppError> {
+    let profiles = store::all_profiles(&state.db, ALL_PROFILES_LIMIT).await?;
     Ok(axum::Json(AllProfiles {
         success: true,
-        message: profiles,
-    }))
+        message: profiles
+            .iter()
+            .map(|(user, access)| user.details(access))
+            .collect(),
+    })
+    .into_response())
 }
 
 /// Disable an account
