@@ -148,9 +148,9 @@ pub fn router(state: AppState) -> Router {
                 .on_eos(())
                 .on_failure(()),
         )
-        .layer(middleware::from_fn_with_state(state.clone(), http::observe))
+        .layer(http::observe(state.clone()))
         .map_response(http::security_headers(state.config.is_production()))
-        .layer(middleware::from_fn(http::json_errors))
+        .layer(http::json_errors())
         .layer(cors(&state.config))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,

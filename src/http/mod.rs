@@ -7,21 +7,22 @@ pub mod query;
 
 use std::borrow::Cow;
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, Request, State};
+use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, Request};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
-use axum::middleware::Next;
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use futures_util::future::{ready, Either, Ready};
+use futures_util::future::{ready, BoxFuture, Either, Ready};
 use ipnet::IpNet;
 use rand::RngCore;
-use tower::Service;
+use tower::layer::layer_fn;
+use tower::{Layer, Service};
 use tower_http::request_id::{MakeRequestId, RequestId};
 use tower_http::trace::{MakeSpan, OnResponse};
 use tracing::Span;
@@ -210,28 +211,112 @@ impl<B> OnResponse<B> for Served {
     }
 }
 
+/// The answer to come of an [`Around`] layer.
+type Answer = BoxFuture<'static, Result<Response, Infallible>>;
+
+/// A layer that notes what it needs of a request, lets the layers under it answer, and
+/// finishes their answer in one boxed future: the work of a `from_fn` middleware,
+/// which would also box its `Next` and clone every layer under it for each request.
+/// `start` is called with each request and gives what finishes its answer.
+#[derive(Debug, Clone)]
+pub struct Around<S, F> {
+    inner: S,
+    start: F,
+}
+
+fn around<S, F: Clone>(start: F) -> impl Layer<S, Service = Around<S, F>> + Clone {
+    layer_fn(move |inner| Around {
+        inner,
+        start: start.clone(),
+    })
+}
+
+impl<S, F, G> Service<Request> for Around<S, F>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+    F: FnMut(&Request) -> G,
+    G: FnOnce(S::Future) -> Answer,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Answer;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Answer {
+        let finish = (self.start)(&req);
+        finish(self.inner.call(req))
+    }
+}
+
 /// Counts the request, records its access line in the activity log, and logs the
 /// cause of any 5xx once, with the request id that the 500 body shows the caller. Runs
 /// inside the request's span ([`RequestSpan`]).
-pub async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let request_id = request_id(&req);
-    let ip = req
-        .extensions()
-        .get::<ClientIp>()
-        .map_or(IpAddr::from([127, 0, 0, 1]), |ip| ip.0);
-    let route = route_of(&req).to_owned();
-    let method = req.method().clone();
-    let path = req.uri().path().to_owned();
-    let user_agent = req
-        .headers()
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .map(|ua| truncate(ua, 512).to_owned());
-    let started = Instant::now();
+pub fn observe<S>(
+    state: AppState,
+) -> impl Layer<
+    S,
+    Service = impl Service<Request, Response = Response, Error = Infallible, Future = Answer> + Clone,
+> + Clone
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Clone,
+    S::Future: Send + 'static,
+{
+    around(move |req: &Request| {
+        let seen = Seen {
+            request_id: request_id(req),
+            ip: req
+                .extensions()
+                .get::<ClientIp>()
+                .map_or(IpAddr::from([127, 0, 0, 1]), |ip| ip.0),
+            route: route_of(req).to_owned(),
+            method: req.method().clone(),
+            page: is_page(req.uri().path()),
+            user_agent: req
+                .headers()
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .map(|ua| truncate(ua, 512).to_owned()),
+            started: Instant::now(),
+        };
+        let state = state.clone();
+        move |answer: S::Future| -> Answer { Box::pin(observed(state, seen, answer)) }
+    })
+}
+
+/// What [`observe`] keeps of a request for its access line.
+struct Seen {
+    request_id: String,
+    ip: IpAddr,
+    route: String,
+    method: Method,
+    /// Whether it asked for an HTML page, whose 500 is a page too.
+    page: bool,
+    user_agent: Option<String>,
+    started: Instant,
+}
+
+async fn observed(
+    state: AppState,
+    seen: Seen,
+    answer: impl Future<Output = Result<Response, Infallible>>,
+) -> Result<Response, Infallible> {
+    let Seen {
+        request_id,
+        ip,
+        route,
+        method,
+        page,
+        user_agent,
+        started,
+    } = seen;
     let handled = state
         .activity
-        .scope(state.config.request_timeout, next.run(req))
-        .await;
+        .scope(state.config.request_timeout, answer)
+        .await
+        .map(|Ok(response)| response);
     // An answer whose events or changes could not be recorded is not given: the
     // database went away between the change and its record.
     let mut response = handled.unwrap_or_else(|| {
@@ -244,7 +329,7 @@ pub async fn observe(State(state): State<AppState>, req: Request, next: Next) ->
     if let Some(ErrorReport(cause)) = response.extensions().get::<ErrorReport>() {
         tracing::error!(error = format!("{cause:#}"), %status, "request failed");
     }
-    if status == StatusCode::INTERNAL_SERVER_ERROR && is_page(&path) {
+    if status == StatusCode::INTERNAL_SERVER_ERROR && page {
         let headers = std::mem::take(response.headers_mut());
         response = crate::ui::server_error_page(status, &request_id);
         for (name, value) in headers.iter() {
@@ -298,7 +383,7 @@ pub async fn observe(State(state): State<AppState>, req: Request, next: Next) ->
         entry.duration_ms = Some(i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX));
         state.activity.record(entry);
     }
-    response
+    Ok(response)
 }
 
 /// Whether a path is an HTML page (the web UI, the API reference), whose failures are
@@ -310,9 +395,28 @@ pub fn is_page(path: &str) -> bool {
 /// Gives every error that did not come from our own handlers (unknown route, wrong
 /// method, body limit, timeout) the contract's JSON body, or on the web UI an HTML
 /// page.
-pub async fn json_errors(req: Request, next: Next) -> Response {
-    let page = is_page(req.uri().path());
-    let response = next.run(req).await;
+pub fn json_errors<S>() -> impl Layer<
+    S,
+    Service = impl Service<Request, Response = Response, Error = Infallible, Future = Answer> + Clone,
+> + Clone
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Clone,
+    S::Future: Send + 'static,
+{
+    around(|req: &Request| {
+        let page = is_page(req.uri().path());
+        move |answer: S::Future| -> Answer {
+            Box::pin(async move {
+                let Ok(response) = answer.await;
+                Ok(contract_error(page, response))
+            })
+        }
+    })
+}
+
+/// The answer itself, or the contract's error in its place if it is an error of
+/// axum's or a layer's.
+fn contract_error(page: bool, response: Response) -> Response {
     let status = response.status();
     let is_ours = response
         .headers()
