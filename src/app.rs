@@ -18,7 +18,6 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
-use tower::layer::layer_fn;
 use tower::{ServiceBuilder, ServiceExt};
 use tower_http::body::Limited;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -162,7 +161,7 @@ pub fn router(state: AppState) -> Router {
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
         .map_request(|req: axum::http::Request<Limited<Body>>| req.map(Body::new))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(layer_fn(http::Admit))
+        .layer(http::admit())
         .layer(middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,
@@ -444,7 +443,7 @@ async fn accept_until(
         // parses into room on the stack, where any other limit costs every request two
         // allocations of 4 KiB (and glibc a consolidation of its free lists). It is
         // above `http::MAX_HEADERS`, so that a request with a few too many fields
-        // reaches `http::Admit` and gets the contract's 431 body.
+        // reaches `http::admit` and gets the contract's 431 body.
         .header_read_timeout(state.config.header_read_timeout);
     let slots = Arc::new(Semaphore::new(state.config.max_connections));
     let (closing_tx, closing) = watch::channel(false);

@@ -214,7 +214,7 @@ pub fn json() -> &'static str {
     })
 }
 
-/// No path or query parameter may hold a control character (`http::Admit`).
+/// No path or query parameter may hold a control character (`http::admit`).
 pub const PARAMETER_TEXT: &str = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$";
 /// A JSON body's text may hold tabs and line breaks but no other control character
 /// (`http::Json`).

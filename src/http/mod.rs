@@ -218,8 +218,8 @@ type Answer = BoxFuture<'static, Result<Response, Infallible>>;
 /// finishes their answer in one boxed future: the work of a `from_fn` middleware,
 /// which would also box its `Next` and clone every layer under it for each request.
 /// `start` is called with each request and gives what finishes its answer.
-#[derive(Debug, Clone)]
-pub struct Around<S, F> {
+#[derive(Clone)]
+struct Around<S, F> {
     inner: S,
     start: F,
 }
@@ -481,8 +481,13 @@ const HEADERS_TOO_LARGE: &str = "The request's header fields are too large.";
 /// Answers the requests [`refused`] refuses before anything else sees them, and passes
 /// on the rest. A plain service rather than a `from_fn` middleware, which would box its
 /// future and clone every layer below it for each request.
+pub fn admit<S>() -> impl Layer<S, Service = Admit<S>> + Clone {
+    layer_fn(Admit)
+}
+
+/// The service of [`admit`].
 #[derive(Debug, Clone)]
-pub struct Admit<S>(pub S);
+pub struct Admit<S>(S);
 
 impl<S> Service<Request> for Admit<S>
 where
@@ -515,11 +520,10 @@ fn refused(req: &Request) -> Option<Response> {
 /// 400 KiB of header), whose refusals it sends by itself with an empty body, so that
 /// a client a little over them meets these instead.
 fn over_limits(req: &Request) -> Option<Response> {
-    let page = is_page(req.uri().path());
     let uri_bytes = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
     if uri_bytes > MAX_URI_BYTES {
         return Some(refusal(
-            page,
+            req,
             StatusCode::URI_TOO_LONG,
             URI_TOO_LONG,
             "uri_too_long",
@@ -532,7 +536,7 @@ fn over_limits(req: &Request) -> Option<Response> {
         .sum();
     (req.headers().len() > MAX_HEADERS || header_bytes > MAX_HEADER_BYTES).then(|| {
         refusal(
-            page,
+            req,
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             HEADERS_TOO_LARGE,
             "request_header_fields_too_large",
@@ -542,8 +546,8 @@ fn over_limits(req: &Request) -> Option<Response> {
 
 /// A refusal made before routing: the contract's JSON body, or on the web UI an HTML
 /// page saying the same.
-fn refusal(page: bool, status: StatusCode, message: &str, code: &'static str) -> Response {
-    if page {
+fn refusal(req: &Request, status: StatusCode, message: &str, code: &'static str) -> Response {
+    if is_page(req.uri().path()) {
         crate::ui::error_page(status, "Something is not right", message)
     } else {
         (status, axum::Json(error_body(message, code))).into_response()
@@ -555,10 +559,9 @@ fn refusal(page: bool, status: StatusCode, message: &str, code: &'static str) ->
 /// stores it, and no parameter has a use for any of them. JSON bodies get the same rule
 /// in [`Json`].
 fn control_characters(req: &Request) -> Option<Response> {
-    let page = is_page(req.uri().path());
     if has_control_characters(&percent_decoded(req.uri().path())) {
         return Some(refusal(
-            page,
+            req,
             StatusCode::BAD_REQUEST,
             "The path must not contain control characters",
             "invalid_request",
@@ -575,7 +578,7 @@ fn control_characters(req: &Request) -> Option<Response> {
         truncate(name.trim_matches(char::is_control), 64)
     );
     Some(refusal(
-        page,
+        req,
         StatusCode::BAD_REQUEST,
         &message,
         "invalid_request",
