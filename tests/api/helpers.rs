@@ -406,6 +406,32 @@ pub async fn json(res: Response) -> Value {
     serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"))
 }
 
+/// The status and body of the answer to a request whose declared body is over the
+/// limit. The limit is checked on `Content-Length` before anything else, so no body is
+/// sent: a client writing one races the server closing the connection (and loses on a
+/// busy machine, with a broken pipe instead of the answer).
+pub async fn declared_oversized(base: &str, method: &Method, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = base.trim_start_matches("http://").trim_end_matches('/');
+    let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        app::BODY_LIMIT + 1
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("{method} {path}: {answer}"));
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+    (status, body.to_owned())
+}
+
 /// Asserts the contract's error shape and returns the message.
 pub async fn expect_error(res: Response, status: StatusCode) -> String {
     assert_eq!(res.status(), status);

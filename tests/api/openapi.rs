@@ -15,7 +15,9 @@ use serde_json::{json, Value};
 
 use crate::billing::spawn as spawn_with_billing;
 use crate::fake_stripe::{FakeStripe, SECRET_KEY};
-use crate::helpers::{json as body_json, new_client, postgres_available, TestApp, PASSWORD};
+use crate::helpers::{
+    declared_oversized, json as body_json, new_client, postgres_available, TestApp, PASSWORD,
+};
 use crate::reliability::OutageDb;
 
 /// (method, path template, status)
@@ -178,30 +180,6 @@ impl Reached {
     }
 }
 
-const OVERSIZED: usize = 1024 * 1024 + 1;
-
-/// The status of a request whose declared body is over the limit. The limit is checked
-/// on `Content-Length`, before anything else, so no body is sent: a client writing
-/// one would race the server closing the connection.
-async fn declared_oversized(base: &str, method: &Method, path: &str) -> u16 {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let host = base.trim_start_matches("http://").trim_end_matches('/');
-    let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n\
-         Content-Length: {OVERSIZED}\r\nConnection: close\r\n\r\n"
-    );
-    stream.write_all(head.as_bytes()).await.unwrap();
-    let mut answer = Vec::new();
-    stream.read_to_end(&mut answer).await.unwrap();
-    let answer = String::from_utf8_lossy(&answer);
-    answer
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("{method} {path}: {answer}"))
-}
-
 /// The statuses every operation of a kind answers, provoked the same way for each.
 async fn generic(
     ops: &[Operation],
@@ -259,8 +237,8 @@ async fn generic(
             );
             hit(&res, "a text/plain body");
             // The limit is checked before the session is: anyone gets it.
-            let status = declared_oversized(&admin.base, &op.method, &path).await;
-            assert_eq!(status, 413, "{} {path}", op.method);
+            let (status, body) = declared_oversized(&admin.base, &op.method, &path).await;
+            assert_eq!(status, 413, "{} {path}: {body}", op.method);
             reached.note(
                 &op.method,
                 &op.path,
