@@ -17,15 +17,19 @@
 //! ([`needs_billing`](Policy::needs_billing): 503 `billing_not_configured` without it).
 
 use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use axum::extract::Request;
 use axum::handler::Handler;
 use axum::http::{HeaderMap, Method};
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter};
 use axum::Router;
+use futures_util::future::{ready, Either, Ready};
 use subtle::ConstantTimeEq;
+use tower::layer::layer_fn;
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::schema::Schema;
 use utoipa::openapi::RefOr;
@@ -138,7 +142,7 @@ struct Service {
 /// The checks of one entry, before its handler: CSRF (the web UI's forms carry their
 /// token in a field that `ui::Form` checks), then the policy, then billing.
 fn check(spec: &RouteSpec, service: Service, req: &Request) -> Result<(), AppError> {
-    let auth = req.extensions().get::<std::sync::Arc<Authenticated>>();
+    let auth = req.extensions().get::<Arc<Authenticated>>();
     let unsafe_method = !matches!(
         *req.method(),
         Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
@@ -159,11 +163,35 @@ fn check(spec: &RouteSpec, service: Service, req: &Request) -> Result<(), AppErr
     Ok(())
 }
 
-async fn enforce(spec: &RouteSpec, service: Service, req: Request, next: Next) -> Response {
-    match (check(spec, service, &req), spec.refusal) {
-        (Ok(()), _) => next.run(req).await,
-        (Err(e), Refusal::Json) => e.into_response(),
-        (Err(e), Refusal::Page) => ui::refuse(e, req.uri()),
+/// A handler behind its entry's checks: answers a refusal at once and otherwise calls
+/// the handler. A plain service rather than a `from_fn` middleware, which would box its
+/// future and clone the handler for each request.
+#[derive(Clone)]
+struct Guard<S> {
+    spec: Arc<RouteSpec>,
+    service: Service,
+    inner: S,
+}
+
+impl<S> tower::Service<Request> for Guard<S>
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Either<Ready<Result<Response, Infallible>>, S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let refusal = match (check(&self.spec, self.service, &req), self.spec.refusal) {
+            (Ok(()), _) => return Either::Right(self.inner.call(req)),
+            (Err(e), Refusal::Json) => e.into_response(),
+            (Err(e), Refusal::Page) => ui::refuse(e, req.uri()),
+        };
+        Either::Left(ready(Ok(refusal)))
     }
 }
 
@@ -339,10 +367,11 @@ impl Routes {
         let mut paths: BTreeMap<String, MethodRouter<AppState>> = BTreeMap::new();
         for (spec, handler) in self.entries {
             let path = spec.path.clone();
-            let spec = std::sync::Arc::new(spec);
-            let guarded = handler.route_layer(middleware::from_fn(move |req, next| {
-                let spec = std::sync::Arc::clone(&spec);
-                async move { enforce(&spec, service, req, next).await }
+            let spec = Arc::new(spec);
+            let guarded = handler.route_layer(layer_fn(move |inner| Guard {
+                spec: Arc::clone(&spec),
+                service,
+                inner,
             }));
             let entry = paths.remove(&path).unwrap_or_default();
             paths.insert(path, entry.merge(guarded));
