@@ -10,7 +10,7 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::{middleware, Router};
+use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use secrecy::ExposeSecret;
@@ -162,10 +162,7 @@ pub fn router(state: AppState) -> Router {
         .map_request(|req: axum::http::Request<Limited<Body>>| req.map(Body::new))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(http::admit())
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth::authenticate,
-        ));
+        .layer(auth::authenticate(state.clone()));
     routes()
         .into_router(&state)
         .fallback(not_found)

@@ -227,6 +227,16 @@ impl SessionCache {
         &self.inner.listener_name
     }
 
+    /// Whether [`Self::catch_up`] would find nothing to drop: on PostgreSQL always (its
+    /// listener drops entries as changes arrive), on SQLite when nothing can have been
+    /// committed since the last catch-up.
+    pub fn caught_up_now(&self) -> bool {
+        self.inner
+            .changes
+            .get()
+            .is_none_or(|changes| changes.quiet())
+    }
+
     /// On SQLite, drops what other connections changed since the last request; to be
     /// called before [`Self::get`]. While the change log cannot be read, everything is
     /// dropped at every request, so the cache holds nothing it could not check.

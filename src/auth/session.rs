@@ -152,26 +152,24 @@ pub async fn resolve(
     cache: &SessionCache,
     token: &str,
 ) -> Result<Option<Arc<Authenticated>>, sqlx::Error> {
-    let now = db::now();
+    let clock = Clock::new(config);
     let hash = token_hash(token);
-    let idle_limit = now - secs(config.session_idle_timeout);
-    // Writing on every request would serialise all reads behind the database's
-    // writer; the idle clock only needs a resolution well under the idle timeout.
-    let touch_every = (secs(config.session_idle_timeout) / 4).min(60);
     cache.catch_up().await;
     if let Some(entry) = cache.get(&hash) {
-        if entry.expires_at <= now {
-            cache.forget(&hash);
-            return Ok(None);
-        }
-        // Idle by this instance's clock: another instance may have seen the session
-        // since, which only the database knows.
-        if entry.last_seen_at > idle_limit {
-            if now - entry.last_seen_at >= touch_every {
-                touch(db, entry.auth.session.id, now).await?;
-                cache.touched(&hash, now);
+        match clock.judge(&entry) {
+            Judged::Live => return Ok(Some(entry.auth)),
+            Judged::Expired => {
+                cache.forget(&hash);
+                return Ok(None);
             }
-            return Ok(Some(entry.auth));
+            Judged::DueForTouch => {
+                touch(db, entry.auth.session.id, clock.now).await?;
+                cache.touched(&hash, clock.now);
+                return Ok(Some(entry.auth));
+            }
+            // Idle by this instance's clock: another instance may have seen the
+            // session since, which only the database knows.
+            Judged::Idle => {}
         }
     }
 
@@ -191,8 +189,8 @@ pub async fn resolve(
     });
     let rows = sqlx::query(&LOOKUP)
         .bind(&hash)
-        .bind(now)
-        .bind(idle_limit)
+        .bind(clock.now)
+        .bind(clock.idle_limit)
         .fetch_all(db.pool())
         .await?;
     let Some(first) = rows.first() else {
@@ -212,9 +210,9 @@ pub async fn resolve(
         access.add(row.try_get(15)?, row.try_get(16)?);
     }
 
-    if now - last_seen_at >= touch_every {
-        touch(db, session.id, now).await?;
-        last_seen_at = now;
+    if clock.now - last_seen_at >= clock.touch_every {
+        touch(db, session.id, clock.now).await?;
+        last_seen_at = clock.now;
     }
     let auth = Arc::new(Authenticated {
         session,
@@ -231,6 +229,66 @@ pub async fn resolve(
         generation,
     );
     Ok(Some(auth))
+}
+
+/// The live session behind a cookie value when memory alone can tell: the cache is
+/// trusted and caught up, holds the session, and its idle clock is not due for a
+/// write. `None` means "ask [`resolve`]", never "no session".
+pub fn cached(config: &Config, cache: &SessionCache, token: &str) -> Option<Arc<Authenticated>> {
+    if !cache.caught_up_now() {
+        return None;
+    }
+    let entry = cache.get(&token_hash(token))?;
+    matches!(Clock::new(config).judge(&entry), Judged::Live).then_some(entry.auth)
+}
+
+/// The times a cached session is judged by, read once per request.
+struct Clock {
+    now: i64,
+    idle_limit: i64,
+    /// Writing on every request would serialise all reads behind the database's
+    /// writer; the idle clock only needs a resolution well under the idle timeout.
+    touch_every: i64,
+}
+
+/// What a cached session's times say of it.
+#[derive(Debug, PartialEq, Eq)]
+enum Judged {
+    Live,
+    /// Past its absolute lifetime.
+    Expired,
+    /// Live, and its idle clock is to be written.
+    DueForTouch,
+    /// Idle by this instance's clock.
+    Idle,
+}
+
+impl Clock {
+    fn new(config: &Config) -> Self {
+        let now = db::now();
+        let idle = secs(config.session_idle_timeout);
+        Self {
+            now,
+            idle_limit: now - idle,
+            touch_every: (idle / 4).min(60),
+        }
+    }
+
+    fn judge(&self, entry: &Entry) -> Judged {
+        self.judge_times(entry.expires_at, entry.last_seen_at)
+    }
+
+    fn judge_times(&self, expires_at: i64, last_seen_at: i64) -> Judged {
+        if expires_at <= self.now {
+            Judged::Expired
+        } else if last_seen_at <= self.idle_limit {
+            Judged::Idle
+        } else if self.now - last_seen_at >= self.touch_every {
+            Judged::DueForTouch
+        } else {
+            Judged::Live
+        }
+    }
 }
 
 /// Moves the session's idle clock to `now`, through [`Db::relaxed_pool`]: a touch lost
@@ -380,6 +438,35 @@ pub fn secs(d: Duration) -> i64 {
 #[cfg(test)]
 mod tests {
     use sha2::Digest as _;
+
+    use super::{Clock, Judged};
+
+    #[test]
+    fn a_cached_session_is_live_only_inside_both_limits_and_before_its_touch() {
+        // An idle timeout of 30 minutes: touched at most once a minute.
+        let clock = Clock {
+            now: 10_000,
+            idle_limit: 10_000 - 1_800,
+            touch_every: 60,
+        };
+        let later = clock.now + 3_600;
+        assert_eq!(clock.judge_times(later, clock.now - 59), Judged::Live);
+        assert_eq!(
+            clock.judge_times(later, clock.now - 60),
+            Judged::DueForTouch
+        );
+        assert_eq!(
+            clock.judge_times(later, clock.idle_limit + 1),
+            Judged::DueForTouch
+        );
+        assert_eq!(clock.judge_times(later, clock.idle_limit), Judged::Idle);
+        // Expiry wins over everything: an expired session is never served or touched.
+        assert_eq!(clock.judge_times(clock.now, clock.now), Judged::Expired);
+        assert_eq!(
+            clock.judge_times(clock.now - 1, clock.idle_limit),
+            Judged::Expired
+        );
+    }
 
     #[test]
     fn a_token_hash_is_the_lowercase_hex_of_its_sha256() {
