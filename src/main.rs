@@ -160,9 +160,10 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         }
         Command::Serve => {
             if !rbac::super_admin_exists(&db).await? {
-                eprintln!(
-                    "gatehouse: no Super Admin exists yet; create one with\n  \
-                     gatehouse create-admin --username admin --email you@example.com"
+                // A log line, so that with LOG_FORMAT=json it is a JSON object too.
+                tracing::warn!(
+                    "no Super Admin exists yet; create one with \
+                     `gatehouse create-admin --username admin --email you@example.com`"
                 );
             }
             let listener = tokio::net::TcpListener::bind(config.bind_addr).await?;

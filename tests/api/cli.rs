@@ -170,3 +170,78 @@ async fn migrate_create_admin_serve_and_stop() {
         status.1
     );
 }
+
+/// With `LOG_FORMAT=json`, standard error holds JSON objects only, one a line (the
+/// first start's hint to create a Super Admin among them), and by the time the
+/// process has stopped on SIGTERM every request's `served` line, naming the request id
+/// its answer carried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_json_log_holds_json_lines_only_and_every_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let addr = format!("127.0.0.1:{port}");
+    // A file, not a pipe: nobody reads a pipe until the process has ended.
+    let log_path = dir.path().join("stderr.log");
+    let mut server = gatehouse(dir.path())
+        .env("BIND_ADDR", &addr)
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let client = new_client();
+    let base = format!("http://{addr}");
+    let mut up = false;
+    for _ in 0..100 {
+        if client.get(format!("{base}/healthz")).send().await.is_ok() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(up, "server did not come up");
+
+    let mut ids = Vec::new();
+    for round in 0..500 {
+        let path = if round % 2 == 0 {
+            "/healthz"
+        } else {
+            "/no-such-page"
+        };
+        let res = client.get(format!("{base}{path}")).send().await.unwrap();
+        ids.push(res.headers()["x-request-id"].to_str().unwrap().to_owned());
+    }
+    let kill = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = tokio::task::spawn_blocking(move || server.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success(), "exit after SIGTERM: {status:?}");
+
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let mut served = std::collections::HashSet::new();
+    let mut hint = false;
+    for line in log.lines() {
+        let line: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+        if line["message"] == "served" {
+            served.insert(line["span"]["id"].as_str().unwrap().to_owned());
+        }
+        hint |= line["level"] == "WARN"
+            && line["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("gatehouse create-admin"));
+    }
+    assert!(hint, "no hint to create a Super Admin: {log}");
+    for id in &ids {
+        assert!(served.contains(id), "no served line for request {id}");
+    }
+    // Written after the last request, while the process was stopping.
+    assert!(log.contains("server stopped"), "{log}");
+}
