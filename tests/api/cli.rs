@@ -1,7 +1,7 @@
 //! The `gatehouse` binary as an operator uses it: help, configuration errors,
 //! `migrate`, `create-admin`, and `serve` stopping cleanly on SIGTERM.
 
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use serde_json::json;
@@ -75,27 +75,10 @@ async fn migrate_create_admin_serve_and_stop() {
         .unwrap()
         .success());
 
-    let port = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap().port()
-    };
-    let addr = format!("127.0.0.1:{port}");
-    let mut server = gatehouse(dir.path())
-        .env("BIND_ADDR", &addr)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut serve = gatehouse(dir.path());
+    serve.stderr(Stdio::piped());
+    let (server, base) = start(serve).await;
     let client = new_client();
-    let base = format!("http://{addr}");
-    let mut up = false;
-    for _ in 0..100 {
-        if client.get(format!("{base}/healthz")).send().await.is_ok() {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(up, "server did not come up");
 
     let out = gatehouse(dir.path())
         .args([
@@ -144,31 +127,51 @@ async fn migrate_create_admin_serve_and_stop() {
         .unwrap();
     assert!(!out.status.success());
 
+    let out = stop(server).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("create-admin"),
+        "first start explains how to create a Super Admin: {stderr}"
+    );
+}
+
+/// `gatehouse serve`, as `cmd` sets it up, on a free loopback port; returns once it
+/// answers, with its base URL.
+async fn start(mut cmd: Command) -> (Child, String) {
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let addr = format!("127.0.0.1:{port}");
+    let server = cmd.env("BIND_ADDR", &addr).spawn().unwrap();
+    let client = new_client();
+    let base = format!("http://{addr}");
+    let mut up = false;
+    for _ in 0..100 {
+        if client.get(format!("{base}/healthz")).send().await.is_ok() {
+            up = true;
+            break;
+        }
+        // Waiting on another process to listen: nothing to be told by, so poll.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(up, "server did not come up");
+    (server, base)
+}
+
+/// Stops the server with SIGTERM, as an operator does, and asserts that it exits
+/// cleanly; returns what it wrote to piped streams.
+async fn stop(server: Child) -> Output {
     let kill = Command::new("kill")
         .args(["-TERM", &server.id().to_string()])
         .status()
         .unwrap();
     assert!(kill.success());
-    let status = tokio::task::spawn_blocking(move || {
-        let status = server.wait().unwrap();
-        let mut stderr = String::new();
-        use std::io::Read;
-        server
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut stderr)
-            .unwrap();
-        (status, stderr)
-    })
-    .await
-    .unwrap();
-    assert!(status.0.success(), "exit after SIGTERM: {:?}", status.0);
-    assert!(
-        status.1.contains("create-admin"),
-        "first start explains how to create a Super Admin: {}",
-        status.1
-    );
+    let out = tokio::task::spawn_blocking(move || server.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert!(out.status.success(), "exit after SIGTERM: {:?}", out.status);
+    out
 }
 
 /// With `LOG_FORMAT=json`, standard error holds JSON objects only, one a line (the
@@ -178,31 +181,15 @@ async fn migrate_create_admin_serve_and_stop() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_json_log_holds_json_lines_only_and_every_request() {
     let dir = tempfile::tempdir().unwrap();
-    let port = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap().port()
-    };
-    let addr = format!("127.0.0.1:{port}");
     // A file, not a pipe: nobody reads a pipe until the process has ended.
     let log_path = dir.path().join("stderr.log");
-    let mut server = gatehouse(dir.path())
-        .env("BIND_ADDR", &addr)
+    let mut serve = gatehouse(dir.path());
+    serve
         .env("LOG_FORMAT", "json")
         .env("RUST_LOG", "info")
-        .stderr(std::fs::File::create(&log_path).unwrap())
-        .spawn()
-        .unwrap();
+        .stderr(std::fs::File::create(&log_path).unwrap());
+    let (server, base) = start(serve).await;
     let client = new_client();
-    let base = format!("http://{addr}");
-    let mut up = false;
-    for _ in 0..100 {
-        if client.get(format!("{base}/healthz")).send().await.is_ok() {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(up, "server did not come up");
 
     let mut ids = Vec::new();
     for round in 0..500 {
@@ -214,15 +201,7 @@ async fn a_json_log_holds_json_lines_only_and_every_request() {
         let res = client.get(format!("{base}{path}")).send().await.unwrap();
         ids.push(res.headers()["x-request-id"].to_str().unwrap().to_owned());
     }
-    let kill = Command::new("kill")
-        .args(["-TERM", &server.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let status = tokio::task::spawn_blocking(move || server.wait().unwrap())
-        .await
-        .unwrap();
-    assert!(status.success(), "exit after SIGTERM: {status:?}");
+    stop(server).await;
 
     let log = std::fs::read_to_string(&log_path).unwrap();
     let mut served = std::collections::HashSet::new();
