@@ -17,9 +17,7 @@
 //! ([`needs_billing`](Policy::needs_billing): 503 `billing_not_configured` without it).
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use axum::extract::Request;
 use axum::handler::Handler;
@@ -27,9 +25,7 @@ use axum::http::{HeaderMap, Method};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter};
 use axum::Router;
-use futures_util::future::{ready, Either, Ready};
 use subtle::ConstantTimeEq;
-use tower::layer::layer_fn;
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::schema::Schema;
 use utoipa::openapi::RefOr;
@@ -39,7 +35,7 @@ use super::Authenticated;
 use crate::app::AppState;
 use crate::error::AppError;
 use crate::rbac::Permission;
-use crate::{billing, ui};
+use crate::{billing, http, ui};
 
 /// What a caller needs to reach a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,36 +159,13 @@ fn check(spec: &RouteSpec, service: Service, req: &Request) -> Result<(), AppErr
     Ok(())
 }
 
-/// A handler behind its entry's checks: answers a refusal at once and otherwise calls
-/// the handler. A plain service rather than a `from_fn` middleware, which would box its
-/// future and clone the handler for each request.
-#[derive(Clone)]
-struct Guard<S> {
-    spec: Arc<RouteSpec>,
-    service: Service,
-    inner: S,
-}
-
-impl<S> tower::Service<Request> for Guard<S>
-where
-    S: tower::Service<Request, Response = Response, Error = Infallible>,
-{
-    type Response = Response;
-    type Error = Infallible;
-    type Future = Either<Ready<Result<Response, Infallible>>, S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request) -> Self::Future {
-        let refusal = match (check(&self.spec, self.service, &req), self.spec.refusal) {
-            (Ok(()), _) => return Either::Right(self.inner.call(req)),
-            (Err(e), Refusal::Json) => e.into_response(),
-            (Err(e), Refusal::Page) => ui::refuse(e, req.uri()),
-        };
-        Either::Left(ready(Ok(refusal)))
-    }
+/// The answer to a request its entry's checks refuse, if they do.
+fn refusal(spec: &RouteSpec, service: Service, req: &Request) -> Option<Response> {
+    let e = check(spec, service, req).err()?;
+    Some(match spec.refusal {
+        Refusal::Json => e.into_response(),
+        Refusal::Page => ui::refuse(e, req.uri()),
+    })
 }
 
 /// One entry of the route table.
@@ -368,10 +341,8 @@ impl Routes {
         for (spec, handler) in self.entries {
             let path = spec.path.clone();
             let spec = Arc::new(spec);
-            let guarded = handler.route_layer(layer_fn(move |inner| Guard {
-                spec: Arc::clone(&spec),
-                service,
-                inner,
+            let guarded = handler.route_layer(http::refusing(move |req: &Request| {
+                refusal(&spec, service, req)
             }));
             let entry = paths.remove(&path).unwrap_or_default();
             paths.insert(path, entry.merge(guarded));

@@ -156,7 +156,7 @@ pub async fn resolve(
     let hash = token_hash(token);
     cache.catch_up().await;
     if let Some(entry) = cache.get(&hash) {
-        match clock.judge(&entry) {
+        match clock.judge(entry.expires_at, entry.last_seen_at) {
             Judged::Live => return Ok(Some(entry.auth)),
             Judged::Expired => {
                 cache.forget(&hash);
@@ -210,7 +210,8 @@ pub async fn resolve(
         access.add(row.try_get(15)?, row.try_get(16)?);
     }
 
-    if clock.now - last_seen_at >= clock.touch_every {
+    // The lookup read only a live session: it is due for a touch or not.
+    if clock.judge(expires_at, last_seen_at) == Judged::DueForTouch {
         touch(db, session.id, clock.now).await?;
         last_seen_at = clock.now;
     }
@@ -239,7 +240,11 @@ pub fn cached(config: &Config, cache: &SessionCache, token: &str) -> Option<Arc<
         return None;
     }
     let entry = cache.get(&token_hash(token))?;
-    matches!(Clock::new(config).judge(&entry), Judged::Live).then_some(entry.auth)
+    matches!(
+        Clock::new(config).judge(entry.expires_at, entry.last_seen_at),
+        Judged::Live
+    )
+    .then_some(entry.auth)
 }
 
 /// The times a cached session is judged by, read once per request.
@@ -274,11 +279,7 @@ impl Clock {
         }
     }
 
-    fn judge(&self, entry: &Entry) -> Judged {
-        self.judge_times(entry.expires_at, entry.last_seen_at)
-    }
-
-    fn judge_times(&self, expires_at: i64, last_seen_at: i64) -> Judged {
+    fn judge(&self, expires_at: i64, last_seen_at: i64) -> Judged {
         if expires_at <= self.now {
             Judged::Expired
         } else if last_seen_at <= self.idle_limit {
@@ -450,20 +451,17 @@ mod tests {
             touch_every: 60,
         };
         let later = clock.now + 3_600;
-        assert_eq!(clock.judge_times(later, clock.now - 59), Judged::Live);
+        assert_eq!(clock.judge(later, clock.now - 59), Judged::Live);
+        assert_eq!(clock.judge(later, clock.now - 60), Judged::DueForTouch);
         assert_eq!(
-            clock.judge_times(later, clock.now - 60),
+            clock.judge(later, clock.idle_limit + 1),
             Judged::DueForTouch
         );
-        assert_eq!(
-            clock.judge_times(later, clock.idle_limit + 1),
-            Judged::DueForTouch
-        );
-        assert_eq!(clock.judge_times(later, clock.idle_limit), Judged::Idle);
+        assert_eq!(clock.judge(later, clock.idle_limit), Judged::Idle);
         // Expiry wins over everything: an expired session is never served or touched.
-        assert_eq!(clock.judge_times(clock.now, clock.now), Judged::Expired);
+        assert_eq!(clock.judge(clock.now, clock.now), Judged::Expired);
         assert_eq!(
-            clock.judge_times(clock.now - 1, clock.idle_limit),
+            clock.judge(clock.now - 1, clock.idle_limit),
             Judged::Expired
         );
     }

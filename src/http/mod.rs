@@ -479,32 +479,49 @@ const URI_TOO_LONG: &str = "The request URI is too long.";
 const HEADERS_TOO_LARGE: &str = "The request's header fields are too large.";
 
 /// Answers the requests [`refused`] refuses before anything else sees them, and passes
-/// on the rest. A plain service rather than a `from_fn` middleware, which would box its
-/// future and clone every layer below it for each request.
-pub fn admit<S>() -> impl Layer<S, Service = Admit<S>> + Clone {
-    layer_fn(Admit)
+/// on the rest.
+pub fn admit<S>() -> impl Layer<S, Service = Refusing<S, fn(&Request) -> Option<Response>>> + Clone
+{
+    refusing(refused as fn(&Request) -> Option<Response>)
 }
 
-/// The service of [`admit`].
-#[derive(Debug, Clone)]
-pub struct Admit<S>(S);
+/// A layer that answers at once the requests `refuse` has an answer for, and calls the
+/// layers under it with the rest. A plain service rather than a `from_fn` middleware,
+/// which would box its future and clone every layer under it for each request.
+pub fn refusing<S, F>(refuse: F) -> impl Layer<S, Service = Refusing<S, F>> + Clone
+where
+    F: Fn(&Request) -> Option<Response> + Clone,
+{
+    layer_fn(move |inner| Refusing {
+        inner,
+        refuse: refuse.clone(),
+    })
+}
 
-impl<S> Service<Request> for Admit<S>
+/// The service of [`refusing`].
+#[derive(Clone)]
+pub struct Refusing<S, F> {
+    inner: S,
+    refuse: F,
+}
+
+impl<S, F> Service<Request> for Refusing<S, F>
 where
     S: Service<Request, Response = Response, Error = Infallible>,
+    F: Fn(&Request) -> Option<Response>,
 {
     type Response = Response;
     type Error = Infallible;
     type Future = Either<Ready<Result<Response, Infallible>>, S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.0.poll_ready(cx)
+        self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
-        match refused(&req) {
+        match (self.refuse)(&req) {
             Some(refusal) => Either::Left(ready(Ok(refusal))),
-            None => Either::Right(self.0.call(req)),
+            None => Either::Right(self.inner.call(req)),
         }
     }
 }
